@@ -1,0 +1,25 @@
+"""Errors raised by the data layer. Each message is a sentence meant for people."""
+
+
+class CatalogError(Exception):
+    """Base of every error the catalog raises on purpose."""
+
+
+class UnknownImage(CatalogError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no image with id or sha256 {ref!r} in the catalog")
+
+
+class AmbiguousImage(CatalogError):
+    def __init__(self, ref: str, count: int) -> None:
+        super().__init__(f"{ref!r} matches {count} images; give more characters of the sha256")
+
+
+class UnknownClass(CatalogError):
+    def __init__(self, label: str, classes: list[str]) -> None:
+        allowed = ", ".join([*classes, "reject"])
+        super().__init__(f"{label!r} is not one of this catalog's classes ({allowed})")
+
+
+class CatalogBusy(CatalogError):
+    """Another writer held the lock for longer than the busy timeout."""

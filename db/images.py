@@ -1,0 +1,246 @@
+"""Images, their sources, and changes to their status: the catalog's query functions."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from db.errors import AmbiguousImage, UnknownImage
+from db.models import Image, ImageChange, Source, utcnow
+
+ACTIVE = "active"
+DUPLICATE = "duplicate"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+#: Outcomes of a source row.
+ADDED = "added"
+EXACT_DUPLICATE = "exact_duplicate"
+NEAR_DUPLICATE = "near_duplicate"
+FAILED = "failed"
+OUTCOMES: tuple[str, ...] = (ADDED, EXACT_DUPLICATE, NEAR_DUPLICATE, FAILED)
+
+
+def split_for(key: str) -> str:
+    """The split of a near-duplicate group, from a stable hash of its key: 80/10/10."""
+    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 100
+    if bucket < 80:
+        return "train"
+    return "val" if bucket < 90 else "test"
+
+
+def to_signed64(value: int) -> int:
+    """A 64-bit unsigned hash as the signed integer a BIGINT column holds."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def to_unsigned64(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def locator_key(locator: str) -> str:
+    return hashlib.sha256(locator.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def find_image(session: Session, *, ref: str) -> Image:
+    """An image by numeric id or by (a prefix of at least 6 characters of) its sha256."""
+    ref = ref.strip()
+    if ref.isdigit() and len(ref) < 12:
+        image = session.get(Image, int(ref))
+        if image is not None:
+            return image
+    lowered = ref.lower()
+    if len(lowered) >= 6 and all(c in "0123456789abcdef" for c in lowered):
+        matches = list(
+            session.scalars(select(Image).where(Image.sha256.startswith(lowered)).limit(2))
+        )
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            count = session.scalar(select(func.count()).where(Image.sha256.startswith(lowered)))
+            raise AmbiguousImage(ref, int(count or 0))
+    raise UnknownImage(ref)
+
+
+def image_by_sha(session: Session, *, sha256: str) -> Image | None:
+    return session.scalars(select(Image).where(Image.sha256 == sha256)).first()
+
+
+def add_image(session: Session, **fields: Any) -> Image:
+    """Insert an image row; ``fields`` are the columns of `db.models.Image`."""
+    image = Image(**fields)
+    session.add(image)
+    session.flush()
+    return image
+
+
+def add_images(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert many image rows in one statement; return their ids in the same order."""
+    if not rows:
+        return []
+    result = session.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True), rows)
+    return list(result.scalars())
+
+
+def source_row(
+    *,
+    run_id: int,
+    kind: str,
+    locator: str,
+    outcome: str,
+    reason: str | None = None,
+    detail: str | None = None,
+    image_id: int | None = None,
+    page_url: str | None = None,
+    engine: str | None = None,
+    query: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of one source row, for `add_sources`."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown source outcome {outcome!r}")
+    return {
+        "run_id": run_id,
+        "kind": kind,
+        "locator": locator,
+        "locator_key": locator_key(locator),
+        "outcome": outcome,
+        "reason": reason,
+        "detail": detail,
+        "image_id": image_id,
+        "page_url": page_url,
+        "engine": engine,
+        "query": query,
+        "info": info or {},
+        "created_at": utcnow(),
+    }
+
+
+def add_sources(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert many source rows (made by `source_row`) in one statement."""
+    if rows:
+        session.execute(insert(Source), rows)
+
+
+def add_source(session: Session, **fields: Any) -> None:
+    """Insert one source row; ``fields`` as for `source_row`."""
+    add_sources(session, [source_row(**fields)])
+
+
+def sources_at(session: Session, *, locator: str) -> list[Source]:
+    """Every earlier attempt at this path or URL, oldest first."""
+    return list(
+        session.scalars(
+            select(Source).where(Source.locator_key == locator_key(locator)).order_by(Source.id)
+        )
+    )
+
+
+def sources_of(session: Session, *, image_id: int) -> list[Source]:
+    return list(
+        session.scalars(select(Source).where(Source.image_id == image_id).order_by(Source.id))
+    )
+
+
+@dataclass(frozen=True)
+class HashRow:
+    id: int
+    phash: int
+    phash_mirror: int
+    pixels: int
+    status: str
+    duplicate_of: int | None
+    split: str
+
+
+def hash_rows(session: Session, *, hash_version: str) -> list[HashRow]:
+    """Every image hashed with this version, in id order: what the near-duplicate index needs."""
+    rows = session.execute(
+        select(
+            Image.id,
+            Image.phash,
+            Image.phash_mirror,
+            Image.width * Image.height,
+            Image.status,
+            Image.duplicate_of,
+            Image.split,
+        )
+        .where(Image.hash_version == hash_version)
+        .order_by(Image.id)
+    )
+    return [HashRow(*row) for row in rows]
+
+
+def change_image(
+    session: Session,
+    *,
+    image: Image,
+    run_id: int,
+    status: str | None = None,
+    duplicate_of: int | type[Ellipsis] | None = ...,
+    split: str | None = None,
+) -> ImageChange | None:
+    """Set an image's status, duplicate_of and split, keeping the old values for an undo."""
+    new_status = image.status if status is None else status
+    new_dup = image.duplicate_of if duplicate_of is ... else duplicate_of
+    new_split = image.split if split is None else split
+    if (new_status, new_dup, new_split) == (image.status, image.duplicate_of, image.split):
+        return None
+    change = ImageChange(
+        image_id=image.id,
+        run_id=run_id,
+        status_before=image.status,
+        status_after=new_status,
+        duplicate_of_before=image.duplicate_of,
+        duplicate_of_after=new_dup,
+        split_before=image.split,
+        split_after=new_split,
+    )
+    image.status, image.duplicate_of, image.split = new_status, new_dup, new_split  # type: ignore[assignment]
+    session.add(change)
+    return change
+
+
+def changes_of_run(session: Session, *, run_id: int) -> list[ImageChange]:
+    return list(
+        session.scalars(
+            select(ImageChange).where(ImageChange.run_id == run_id).order_by(ImageChange.id)
+        )
+    )
+
+
+def changes_of_image(session: Session, *, image_id: int) -> list[ImageChange]:
+    return list(
+        session.scalars(
+            select(ImageChange).where(ImageChange.image_id == image_id).order_by(ImageChange.id)
+        )
+    )
+
+
+def undo_changes(session: Session, *, run_id: int, undo_run_id: int) -> tuple[int, int]:
+    """Put back what run ``run_id`` changed, as new changes of ``undo_run_id``.
+
+    An image changed again since then is left as it is and counted as a conflict.
+    Returns (reverted, conflicts).
+    """
+    reverted = conflicts = 0
+    for change in reversed(changes_of_run(session, run_id=run_id)):
+        image = session.get(Image, change.image_id)
+        assert image is not None
+        now = (image.status, image.duplicate_of, image.split)
+        if now != (change.status_after, change.duplicate_of_after, change.split_after):
+            conflicts += 1
+            continue
+        change_image(
+            session,
+            image=image,
+            run_id=undo_run_id,
+            status=change.status_before,
+            duplicate_of=change.duplicate_of_before,
+            split=change.split_before,
+        )
+        reverted += 1
+    return reverted, conflicts

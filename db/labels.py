@@ -1,0 +1,182 @@
+"""Label events: an append-only history from which the current label is derived.
+
+A decision is never overwritten: a relabel or an undo is a new event. The current label of an
+image is the latest non-empty label of its strongest origin, where a person outranks an explicit
+import label, which outranks a search query's weak label, which outranks a model's guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from db.errors import UnknownClass
+from db.models import Image, LabelEvent, utcnow
+from db.settings import REJECT, get_classes
+
+#: Origins from strongest to weakest.
+ORIGINS: tuple[str, ...] = ("human", "import", "query", "model")
+RANK = {origin: len(ORIGINS) - i for i, origin in enumerate(ORIGINS)}
+#: Origins that only suggest a label; review confirms or corrects them.
+WEAK_ORIGINS: tuple[str, ...] = ("import", "query", "model")
+
+_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class CurrentLabel:
+    label: str
+    origin: str
+    event_id: int
+
+
+def check_label(session: Session, *, label: str) -> str:
+    """Return the label if it is one of the catalog's classes or ``reject``; raise otherwise."""
+    classes = get_classes(session)
+    if label not in classes and label != REJECT:
+        raise UnknownClass(label, classes)
+    return label
+
+
+def latest_event(session: Session, *, image_id: int, origin: str) -> LabelEvent | None:
+    return session.scalars(
+        select(LabelEvent)
+        .where(LabelEvent.image_id == image_id, LabelEvent.origin == origin)
+        .order_by(LabelEvent.id.desc())
+        .limit(1)
+    ).first()
+
+
+def record_label(
+    session: Session,
+    *,
+    image_id: int,
+    label: str | None,
+    origin: str,
+    author: str,
+    run_id: int | None = None,
+    only_if_changed: bool = False,
+) -> LabelEvent | None:
+    """Append a label event. ``label=None`` withdraws that origin's earlier decision.
+
+    With ``only_if_changed``, nothing is written when the latest event of the same origin
+    already says the same thing (so re-running an import adds no events).
+    """
+    if origin not in RANK:
+        raise ValueError(f"unknown label origin {origin!r}")
+    if label is not None:
+        check_label(session, label=label)
+    if only_if_changed:
+        last = latest_event(session, image_id=image_id, origin=origin)
+        if last is not None and last.label == label:
+            return None
+    event = LabelEvent(image_id=image_id, label=label, origin=origin, author=author, run_id=run_id)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def add_label_events(
+    session: Session,
+    *,
+    image_ids: list[int],
+    label: str,
+    origin: str,
+    author: str,
+    run_id: int | None = None,
+) -> None:
+    """Append the same decision for many images in one statement (label checked once)."""
+    if not image_ids:
+        return
+    if origin not in RANK:
+        raise ValueError(f"unknown label origin {origin!r}")
+    check_label(session, label=label)
+    now = utcnow()
+    session.execute(
+        insert(LabelEvent),
+        [
+            {
+                "image_id": i,
+                "label": label,
+                "origin": origin,
+                "author": author,
+                "run_id": run_id,
+                "created_at": now,
+            }
+            for i in image_ids
+        ],
+    )
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def current_labels(
+    session: Session, *, image_ids: Iterable[int] | None = None
+) -> dict[int, CurrentLabel]:
+    """The current label of each image that has one, keyed by image id."""
+    if image_ids is None:
+        return _current_labels(session, None)
+    result: dict[int, CurrentLabel] = {}
+    for chunk in _chunks(sorted(set(image_ids))):
+        result.update(_current_labels(session, chunk))
+    return result
+
+
+def _current_labels(session: Session, ids: list[int] | None) -> dict[int, CurrentLabel]:
+    latest = select(func.max(LabelEvent.id).label("id")).group_by(
+        LabelEvent.image_id, LabelEvent.origin
+    )
+    if ids is not None:
+        latest = latest.where(LabelEvent.image_id.in_(ids))
+    rows = session.execute(
+        select(LabelEvent.image_id, LabelEvent.label, LabelEvent.origin, LabelEvent.id).where(
+            LabelEvent.id.in_(latest.scalar_subquery())
+        )
+    )
+    best: dict[int, CurrentLabel] = {}
+    for image_id, label, origin, event_id in rows:
+        if label is None:
+            continue
+        held = best.get(image_id)
+        if held is None or RANK[origin] > RANK[held.origin]:
+            best[image_id] = CurrentLabel(label=label, origin=origin, event_id=event_id)
+    return best
+
+
+def group_labels(session: Session) -> dict[int, CurrentLabel]:
+    """The label of each near-duplicate group, keyed by its representative (active) image.
+
+    A decision about any member counts for the whole group: the strongest origin wins, then
+    the latest. An unlabeled larger copy that became the representative thus inherits the
+    label its smaller original was given.
+    """
+    labels = current_labels(session)
+    representative_of = dict(
+        session.execute(
+            select(Image.id, Image.duplicate_of).where(Image.duplicate_of.is_not(None))
+        ).all()
+    )
+    best: dict[int, CurrentLabel] = {}
+    for image_id, current in labels.items():
+        rep = representative_of.get(image_id, image_id)
+        held = best.get(rep)
+        if held is None or (RANK[current.origin], current.event_id) > (
+            RANK[held.origin],
+            held.event_id,
+        ):
+            best[rep] = current
+    return best
+
+
+def label_history(session: Session, *, image_id: int) -> list[LabelEvent]:
+    return list(
+        session.scalars(
+            select(LabelEvent).where(LabelEvent.image_id == image_id).order_by(LabelEvent.id)
+        )
+    )

@@ -1,0 +1,67 @@
+"""Runs: one row per batch job, so every change in the catalog can be traced to its cause."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Run, utcnow
+
+
+def start_run(session: Session, *, kind: str, params: dict[str, Any]) -> Run:
+    run = Run(
+        kind=kind,
+        status="running",
+        params=params,
+        counts={},
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(
+    session: Session,
+    *,
+    run_id: int,
+    status: str,
+    counts: dict[str, Any],
+    error: str | None = None,
+) -> None:
+    run = session.get(Run, run_id)
+    if run is None:
+        return
+    run.status = status
+    run.counts = counts
+    run.error = error
+    run.ended_at = utcnow()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with that id still runs."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale_runs(session: Session) -> int:
+    """Mark runs of this host whose process is gone (killed, crashed) as interrupted."""
+    host = socket.gethostname()
+    stale = 0
+    for run in session.scalars(select(Run).where(Run.status == "running", Run.host == host)):
+        if run.pid is not None and run.pid != os.getpid() and not process_alive(run.pid):
+            run.status = "interrupted"
+            stale += 1
+    return stale
