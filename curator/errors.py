@@ -1,0 +1,29 @@
+"""Errors curator raises on purpose. The CLI prints their message as one line and exits 1.
+
+Library code raises these and never prints or exits; per-item failures (one bad file among
+thousands) are not errors at all but rows with a reason.
+"""
+
+from __future__ import annotations
+
+
+class CuratorError(Exception):
+    """Base of every error with a message meant for people."""
+
+
+class PathNotFound(CuratorError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no such file or folder: {path}")
+
+
+class InvalidImage(CuratorError):
+    """One input that is not a usable image; ``reason`` is a short code for summaries."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class ExportError(CuratorError):
+    pass
