@@ -1,0 +1,193 @@
+"""Near-duplicate groups in the catalog: finding them, marking them, undoing that.
+
+A group is a connected set of images whose perceptual hashes lie within the threshold, a
+mirrored copy included (its mirror hash matches). Each group keeps one representative, the
+image with the most pixels (then the oldest); the others are marked ``duplicate`` with
+``duplicate_of`` pointing at it. Every member takes the split of the group's oldest image, so a
+picture and its near copies never sit on both sides of a train/test boundary.
+
+Nothing is deleted: marking is a change of status recorded in ``image_changes``, and
+``curator dedup --undo`` puts back what a run changed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from curator.hashindex import NearIndex, as_u64, near_pairs
+from curator.imaging import HASH_VERSION
+from db.images import ACTIVE, DUPLICATE, HashRow, change_image, hash_rows, undo_changes
+from db.models import Image
+
+#: Default Hamming distance (of 64 bits) under which two images are near duplicates.
+#: Measured by bench/hash_threshold.py on real photos: re-encodes, resizes, 5 % crops,
+#: brightness changes and mirrors of a photo stay within it, distinct photos stay above it.
+DEFAULT_THRESHOLD = 10
+
+
+@dataclass(frozen=True)
+class Target:
+    """The state dedup wants an image in."""
+
+    status: str
+    duplicate_of: int | None
+    split: str
+
+
+@dataclass
+class DedupPlan:
+    threshold: int
+    images: int = 0
+    groups: list[list[int]] = field(default_factory=list)
+    changes: dict[int, Target] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, int]:
+        marks = Counter(t.status for t in self.changes.values())
+        return {
+            "images": self.images,
+            "groups": len(self.groups),
+            "in_groups": sum(len(g) for g in self.groups),
+            "changed": len(self.changes),
+            "to_duplicate": marks[DUPLICATE],
+            "to_active": marks[ACTIVE],
+        }
+
+
+def group_targets(members: list[HashRow]) -> dict[int, Target]:
+    """Target state of each member of one group: one representative, the rest duplicates."""
+    representative = max(members, key=lambda r: (r.pixels, -r.id))
+    split = min(members, key=lambda r: r.id).split
+    return {
+        r.id: Target(
+            status=ACTIVE if r.id == representative.id else DUPLICATE,
+            duplicate_of=None if r.id == representative.id else representative.id,
+            split=split,
+        )
+        for r in members
+    }
+
+
+def group_changes(members: list[HashRow]) -> dict[int, Target]:
+    """The targets of a group's members that differ from their present state."""
+    targets = group_targets(members)
+    return {
+        row.id: targets[row.id]
+        for row in members
+        if (row.status, row.duplicate_of, row.split)
+        != (targets[row.id].status, targets[row.id].duplicate_of, targets[row.id].split)
+    }
+
+
+def component_labels(rows: list[HashRow], threshold: int, workers: int | None = None) -> np.ndarray:
+    """Connected-component label of each row: rows joined by plain or mirrored hash matches."""
+    n = len(rows)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    plain = as_u64(np.fromiter((r.phash for r in rows), dtype=np.int64, count=n))
+    mirror = as_u64(np.fromiter((r.phash_mirror for r in rows), dtype=np.int64, count=n))
+    # One join over plain and mirror hashes together: item i + n is image i seen in a mirror.
+    edges = near_pairs(np.concatenate([plain, mirror]), threshold, workers=workers)
+    a, b = edges[:, 0] % n, edges[:, 1] % n
+    keep = (a != b) & ((edges[:, 0] < n) | (edges[:, 1] < n))
+    graph = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def plan_dedup(session: Session, *, threshold: int, workers: int | None = None) -> DedupPlan:
+    """What the catalog should look like with groups at this threshold, as changes."""
+    rows = hash_rows(session, hash_version=HASH_VERSION)
+    plan = DedupPlan(threshold=threshold, images=len(rows))
+    labels = component_labels(rows, threshold, workers)
+    members: dict[int, list[HashRow]] = {}
+    for row, label in zip(rows, labels.tolist(), strict=True):
+        members.setdefault(label, []).append(row)
+    for group in members.values():
+        if len(group) == 1:
+            row = group[0]
+            if row.status == DUPLICATE:  # no longer close to anything at this threshold
+                plan.changes[row.id] = Target(ACTIVE, None, row.split)
+            continue
+        plan.groups.append(sorted(r.id for r in group))
+        plan.changes.update(group_changes(group))
+    plan.groups.sort(key=lambda g: (-len(g), g[0]))
+    return plan
+
+
+def apply_targets(session: Session, *, targets: dict[int, Target], run_id: int) -> int:
+    """Bring images to their target states, recording each change; return how many changed."""
+    changed = 0
+    for image_id in sorted(targets):
+        image = session.get(Image, image_id)
+        if image is None:
+            continue
+        target = targets[image_id]
+        if change_image(
+            session,
+            image=image,
+            run_id=run_id,
+            status=target.status,
+            duplicate_of=target.duplicate_of,
+            split=target.split,
+        ):
+            changed += 1
+    return changed
+
+
+def merge_group(session: Session, *, image_ids: list[int], run_id: int) -> int:
+    """Make these images, and the groups they already belong to, one group.
+
+    Used as images arrive: a new image close to stored ones joins (or bridges) their groups.
+    Returns the number of images whose state changed.
+    """
+    roots = {
+        dup if dup is not None else image_id
+        for image_id, dup in session.execute(
+            select(Image.id, Image.duplicate_of).where(Image.id.in_(image_ids))
+        )
+    }
+    members = [
+        HashRow(*row)
+        for row in session.execute(
+            select(
+                Image.id,
+                Image.phash,
+                Image.phash_mirror,
+                Image.width * Image.height,
+                Image.status,
+                Image.duplicate_of,
+                Image.split,
+            ).where(
+                or_(Image.id.in_(roots), Image.duplicate_of.in_(roots), Image.id.in_(image_ids))
+            )
+        )
+    ]
+    return apply_targets(session, targets=group_changes(members), run_id=run_id)
+
+
+def load_index(session: Session, *, threshold: int) -> NearIndex:
+    """The near-duplicate lookup over every image in the catalog, for checking arrivals."""
+    rows = hash_rows(session, hash_version=HASH_VERSION)
+    return NearIndex(
+        np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)),
+        np.fromiter((r.phash for r in rows), dtype=np.int64, count=len(rows)),
+        radius=threshold,
+    )
+
+
+def near_matches(index: NearIndex, *, phash: int, phash_mirror: int) -> list[int]:
+    """Ids of stored images near this hash, directly or as a mirror image."""
+    found = {image_id for image_id, _ in index.query(phash)}
+    found.update(image_id for image_id, _ in index.query(phash_mirror))
+    return sorted(found)
+
+
+def undo_run(session: Session, *, run_id: int, undo_run_id: int) -> tuple[int, int]:
+    """Put back what a run changed; see `db.images.undo_changes`."""
+    return undo_changes(session, run_id=run_id, undo_run_id=undo_run_id)

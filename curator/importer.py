@@ -1,0 +1,212 @@
+"""``curator import``: files and folders into the catalog, in parallel, safely re-runnable."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from curator.config import Settings
+from curator.errors import PathNotFound
+from curator.imaging import Limits, warm_up
+from curator.ingest import Ingestor, Prepared, display_path, prepare_file
+from curator.runs import tracked_run
+from curator.storage import Store
+from db.catalog import Catalog
+from db.images import FAILED, locator_key
+from db.labels import check_label
+from db.models import Source
+
+#: Names taken from folders; a file named on the command line is always tried.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+    | {".avif", ".mpo"}
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    files: list[str]
+    #: Files in folders whose names are not image names (counted, not tried).
+    ignored: int
+
+
+def collect_inputs(paths: list[str]) -> Inputs:
+    """Expand files and folders (recursively, not following links to folders), sorted.
+
+    Raises `PathNotFound` before anything is read if an argument does not exist.
+    """
+    for path in paths:
+        if not os.path.lexists(path):
+            raise PathNotFound(display_path(path))
+    files: list[str] = []
+    ignored = 0
+    seen: set[str] = set()
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if name.startswith("."):
+                        continue
+                    if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+                        ignored += 1
+                        continue
+                    full = os.path.join(root, name)
+                    if full not in seen:
+                        seen.add(full)
+                        files.append(full)
+        elif path not in seen:
+            seen.add(path)
+            files.append(path)
+    return Inputs(files=files, ignored=ignored)
+
+
+def _unchanged_files(catalog: Catalog, paths: list[str]) -> dict[str, int]:
+    """Files recorded before with the same size and mtime: path -> image id (not re-read)."""
+    by_key = {}
+    for path in paths:
+        by_key[locator_key(display_path(os.path.abspath(path)))] = path
+    known: dict[str, int] = {}
+    keys = list(by_key)
+    with catalog.reading() as session:
+        for start in range(0, len(keys), 500):
+            rows = session.execute(
+                select(Source.locator_key, Source.image_id, Source.info).where(
+                    Source.locator_key.in_(keys[start : start + 500]),
+                    Source.kind == "file",
+                    Source.outcome != FAILED,
+                    Source.image_id.is_not(None),
+                )
+            )
+            for key, image_id, info in rows:
+                path = by_key[key]
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if (
+                    info
+                    and info.get("size") == st.st_size
+                    and info.get("mtime_ns") == (st.st_mtime_ns)
+                ):
+                    known[path] = image_id
+    return known
+
+
+@dataclass
+class ImportProgress:
+    total: int
+    done: int
+    counts: dict[str, Any]
+
+
+def _prepare_chunk(paths: list[str], store: Store, limits: Limits) -> list[Prepared]:
+    return [prepare_file(path, store, limits) for path in paths]
+
+
+def _prepared(
+    files: list[str], store: Store, limits: Limits, workers: int, known: dict[str, int]
+) -> Iterator[Prepared]:
+    """Prepared items as workers finish them. Paths go out in small chunks (fewer round
+    trips), and enough are in flight to keep workers busy while the catalog is written."""
+    todo = []
+    for path in files:
+        if path in known:
+            locator = display_path(os.path.abspath(path))
+            yield Prepared(locator=locator, kind="file", known_image_id=known[path])
+        else:
+            todo.append(path)
+    if not todo:
+        return
+    if workers <= 1 or len(todo) < 8:
+        for path in todo:
+            yield prepare_file(path, store, limits)
+        return
+    warm_up()
+    chunk = max(1, min(8, len(todo) // (workers * 4)))
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    pending: set[Future[list[Prepared]]] = set()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        try:
+            for paths in chunks:
+                pending.add(pool.submit(_prepare_chunk, paths, store, limits))
+                if len(pending) >= workers * 8:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield from future.result()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield from future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def import_paths(
+    catalog: Catalog,
+    settings: Settings,
+    paths: list[str],
+    *,
+    label: str | None = None,
+    author: str,
+    threshold: int,
+    limits: Limits | None = None,
+    workers: int | None = None,
+    on_progress: Callable[[ImportProgress], None] | None = None,
+) -> dict[str, Any]:
+    """Import files and folders; return the run's counts (also stored with the run)."""
+    limits = limits or Limits()
+    inputs = collect_inputs(paths)
+    if label is not None:
+        with catalog.reading() as session:
+            check_label(session, label=label)
+    store = Store(settings.home)
+    store.sweep_temporary()
+    workers = workers or os.cpu_count() or 1
+    params = {
+        "paths": [display_path(os.path.abspath(p)) for p in paths],
+        "label": label,
+        "threshold": threshold,
+        "max_bytes": limits.max_bytes,
+        "max_pixels": limits.max_pixels,
+        "min_side": limits.min_side,
+    }
+    known = _unchanged_files(catalog, inputs.files)
+    progress = ImportProgress(total=len(inputs.files), done=0, counts={})
+    with tracked_run(catalog, kind="import", params=params) as run:
+        run.counts = {"ignored_names": inputs.ignored}
+
+        def recorded(_item: Prepared, _outcome: str) -> None:
+            progress.done += 1
+            if on_progress:
+                progress.counts = ingestor.tally.as_dict()
+                on_progress(progress)
+
+        ingestor = Ingestor(
+            catalog,
+            store=store,
+            run_id=run.id,
+            threshold=threshold,
+            label=label,
+            label_origin="import",
+            author=author,
+            on_recorded=recorded,
+        )
+        try:
+            with ingestor:
+                for item in _prepared(inputs.files, store, limits, workers, known):
+                    ingestor.add(item)
+        finally:
+            run.counts = {**ingestor.tally.as_dict(), "ignored_names": inputs.ignored}
+            # Also at the end: writers killed just before this run started are gone by now.
+            store.sweep_temporary()
+    return run.counts

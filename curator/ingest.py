@@ -1,0 +1,361 @@
+"""The one door into the catalog: import, crawl, scoring with --add and the demo all use it.
+
+Work is split in two:
+
+* `prepare_bytes` / `prepare_file` (any worker process or thread): read, validate, hash, and
+  store the original, content-addressed and atomically. Pure of the catalog.
+* `Ingestor` (one per run, in the process that owns the catalog): decides what each prepared
+  item is (new, an exact or a near duplicate, a failure), stores thumbnails, writes the rows
+  in short batched transactions, and keeps the near-duplicate index current.
+
+Files are written (and synced) before rows, so a crash leaves at worst a stored file without a
+row, which the next run over the same input completes; never a row that points at a missing
+file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from curator.dedup import load_index, merge_group, near_matches
+from curator.errors import CuratorError, InvalidImage
+from curator.imaging import HASH_VERSION, Analysis, Limits, analyze
+from curator.storage import Store
+from curator.thumbs import ThumbStore
+from db.catalog import Catalog
+from db.images import (
+    ACTIVE,
+    ADDED,
+    EXACT_DUPLICATE,
+    FAILED,
+    NEAR_DUPLICATE,
+    add_images,
+    add_sources,
+    source_row,
+    sources_at,
+    split_for,
+    to_signed64,
+)
+from db.labels import add_label_events, latest_event
+from db.models import Image, utcnow
+
+#: Not an outcome stored in a row: the input was already in the catalog exactly like this.
+UNCHANGED = "unchanged"
+
+
+class StorageError(CuratorError):
+    """The catalog's home cannot be written (disk full, permissions): the run stops."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a worker made of one input: a stored, analysed image, or a failure with a reason."""
+
+    locator: str
+    kind: str  # "file" or "url"
+    analysis: Analysis | None = None
+    relpath: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    page_url: str | None = None
+    engine: str | None = None
+    query: str | None = None
+    #: Set when the input is known unchanged since an earlier run, so it was not read again.
+    known_image_id: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.analysis is None and self.known_image_id is None
+
+
+def failure(locator: str, kind: str, reason: str, detail: str, **source: Any) -> Prepared:
+    return Prepared(locator=locator, kind=kind, reason=reason, detail=detail, **source)
+
+
+def store_original(store: Store, data: bytes, analysis: Analysis) -> str:
+    """Write the original file; return its path relative to the home."""
+    relpath = store.image_relpath(analysis.sha256, analysis.ext)
+    try:
+        store.put(relpath, data, durable=False)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StorageError(
+                f"the disk holding {store.home} is full; nothing was lost: free space and rerun"
+            ) from exc
+        raise StorageError(f"cannot write to {store.home}: {exc}; fix that and rerun") from exc
+    return relpath
+
+
+def prepare_bytes(
+    data: bytes,
+    *,
+    locator: str,
+    kind: str,
+    store: Store,
+    limits: Limits,
+    **source: Any,
+) -> Prepared:
+    """Validate and store one image given as bytes (a download, a decoded video frame...)."""
+    try:
+        analysis = analyze(data, limits)
+    except InvalidImage as exc:
+        return failure(locator, kind, exc.reason, exc.detail, **source)
+    relpath = store_original(store, data, analysis)
+    return Prepared(locator=locator, kind=kind, analysis=analysis, relpath=relpath, **source)
+
+
+def display_path(path: str) -> str:
+    """A path as text that any database accepts (undecodable bytes shown as \\xNN)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def prepare_file(path: str, store: Store, limits: Limits) -> Prepared:
+    """Read, validate and store one file. Every problem becomes a failed `Prepared`."""
+    locator = display_path(os.path.abspath(path))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return failure(locator, "file", "broken-symlink", "a symbolic link to nothing")
+        return failure(locator, "file", "missing", "the file disappeared before it was read")
+    except OSError as exc:
+        return failure(locator, "file", "unreadable", exc.strerror or str(exc))
+    info = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if not stat.S_ISREG(st.st_mode):
+        return failure(locator, "file", "not-a-file", "not a regular file", info=info)
+    if st.st_size > limits.max_bytes:
+        detail = f"{st.st_size:,} bytes, more than the limit of {limits.max_bytes:,}"
+        return failure(locator, "file", "too-large", detail, info=info)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limits.max_bytes + 1)
+    except OSError as exc:
+        return failure(locator, "file", "unreadable", exc.strerror or str(exc), info=info)
+    return prepare_bytes(data, locator=locator, kind="file", store=store, limits=limits, info=info)
+
+
+@dataclass
+class Tally:
+    """Counts of a run's outcomes, with failures by reason."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def add(self, outcome: str, reason: str | None = None) -> None:
+        self.outcomes[outcome] += 1
+        if outcome == FAILED and reason:
+            self.reasons[reason] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {
+            k: self.outcomes.get(k, 0)
+            for k in (ADDED, EXACT_DUPLICATE, NEAR_DUPLICATE, FAILED, UNCHANGED)
+        }
+        counts["failed_by_reason"] = dict(sorted(self.reasons.items()))
+        return counts
+
+
+class Ingestor:
+    """Records prepared items in the catalog, in short batched write transactions.
+
+    Use as a context manager; leaving it flushes what is buffered (also on Ctrl-C).
+    ``on_recorded`` is called with each item and its outcome once its rows are committed.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        store: Store,
+        run_id: int,
+        threshold: int,
+        label: str | None = None,
+        label_origin: str = "import",
+        author: str = "curator",
+        batch_size: int = 128,
+        max_delay: float = 0.5,
+        on_recorded: Callable[[Prepared, str], None] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.thumbs = ThumbStore(store.home)
+        self.run_id = run_id
+        self.threshold = threshold
+        self.label = label
+        self.label_origin = label_origin
+        self.author = author
+        self.batch_size = batch_size
+        self.max_delay = max_delay
+        self.on_recorded = on_recorded
+        self.tally = Tally()
+        self._buffer: list[Prepared] = []
+        self._oldest = 0.0
+        with catalog.reading() as session:
+            self.index = load_index(session, threshold=threshold)
+
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def add(self, item: Prepared) -> None:
+        if not self._buffer:
+            self._oldest = time.monotonic()
+        self._buffer.append(item)
+        if len(self._buffer) >= self.batch_size or time.monotonic() - self._oldest > self.max_delay:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        self.thumbs.put_many(
+            (item.analysis.sha256, item.analysis.thumbnail) for item in batch if item.analysis
+        )
+        self.store.sync()
+        with self.catalog.writing() as session:
+            outcomes, new_hashes = self._write(session, batch)
+        # Only what was committed goes into the in-memory index and the counts.
+        for image_id, phash in new_hashes:
+            self.index.add(image_id, phash)
+        for item, (outcome, reason) in zip(batch, outcomes, strict=True):
+            self.tally.add(outcome, reason)
+            if self.on_recorded:
+                self.on_recorded(item, outcome)
+
+    def _write(
+        self, session: Session, batch: list[Prepared]
+    ) -> tuple[list[tuple[str, str | None]], list[tuple[int, int]]]:
+        """Rows for a batch, in three steps: new images (one insert), their near-duplicate
+        groups (in arrival order), then a source row and a label for every item."""
+        shas = [item.analysis.sha256 for item in batch if item.analysis is not None]
+        known: dict[str, int] = dict(
+            session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(shas))).all()
+        )
+        firsts: dict[str, Prepared] = {}
+        for item in batch:
+            if item.analysis is not None and item.analysis.sha256 not in known:
+                firsts.setdefault(item.analysis.sha256, item)
+        new = list(firsts.values())
+        ids = add_images(session, [self._image_row(item) for item in new])
+        new_hashes: list[tuple[int, int]] = []
+        near: set[int] = set()
+        for item, image_id in zip(new, ids, strict=True):
+            a = item.analysis
+            assert a is not None
+            known[a.sha256] = image_id
+            matches = near_matches(self.index, phash=a.phash, phash_mirror=a.phash_mirror)
+            matches += [i for i, h in new_hashes if self._close(h, a.phash, a.phash_mirror)]
+            new_hashes.append((image_id, a.phash))
+            if matches:
+                merge_group(session, image_ids=[image_id, *matches], run_id=self.run_id)
+                near.add(image_id)
+        sources: list[dict[str, Any]] = []
+        to_label: dict[int, None] = {}  # ordered set
+        inserted = set(ids)
+        outcomes = []
+        for item in batch:
+            outcome, row, image_id = self._decide(session, item, known, firsts, near)
+            outcomes.append((outcome, item.reason if outcome == FAILED else None))
+            if row is not None:
+                sources.append(row)
+            if (
+                image_id is not None
+                and self.label is not None
+                and image_id not in to_label
+                and (image_id in inserted or self._label_changes(session, image_id))
+            ):
+                to_label[image_id] = None
+        add_sources(session, sources)
+        if self.label is not None:
+            add_label_events(
+                session,
+                image_ids=list(to_label),
+                label=self.label,
+                origin=self.label_origin,
+                author=self.author,
+                run_id=self.run_id,
+            )
+        return outcomes, new_hashes
+
+    def _decide(
+        self,
+        session: Session,
+        item: Prepared,
+        known: dict[str, int],
+        firsts: dict[str, Prepared],
+        near: set[int],
+    ) -> tuple[str, dict[str, Any] | None, int | None]:
+        """One item's outcome, its source row (None if nothing new), and its image id."""
+        if item.known_image_id is not None:
+            return UNCHANGED, None, item.known_image_id
+        source = {
+            "run_id": self.run_id,
+            "kind": item.kind,
+            "locator": item.locator,
+            "page_url": item.page_url,
+            "engine": item.engine,
+            "query": item.query,
+            "info": item.info,
+        }
+        if item.analysis is None:
+            earlier = sources_at(session, locator=item.locator)
+            if earlier and earlier[-1].outcome == FAILED and earlier[-1].reason == item.reason:
+                return UNCHANGED, None, None
+            row = source_row(outcome=FAILED, reason=item.reason, detail=item.detail, **source)
+            return FAILED, row, None
+        a = item.analysis
+        image_id = known[a.sha256]
+        if firsts.get(a.sha256) is item:
+            outcome = NEAR_DUPLICATE if image_id in near else ADDED
+            if a.frames > 1:
+                source["info"] = {**item.info, "frames": a.frames}
+            return outcome, source_row(outcome=outcome, image_id=image_id, **source), image_id
+        if any(s.image_id == image_id for s in sources_at(session, locator=item.locator)):
+            return UNCHANGED, None, image_id
+        return (
+            EXACT_DUPLICATE,
+            source_row(outcome=EXACT_DUPLICATE, image_id=image_id, **source),
+            image_id,
+        )
+
+    def _image_row(self, item: Prepared) -> dict[str, Any]:
+        a = item.analysis
+        assert a is not None
+        return {
+            "sha256": a.sha256,
+            "phash": to_signed64(a.phash),
+            "phash_mirror": to_signed64(a.phash_mirror),
+            "hash_version": HASH_VERSION,
+            "width": a.width,
+            "height": a.height,
+            "format": a.format,
+            "bytes": a.bytes,
+            "path": item.relpath,
+            "status": ACTIVE,
+            "split": split_for(a.sha256),
+            "run_id": self.run_id,
+            "created_at": utcnow(),
+        }
+
+    def _close(self, stored: int, phash: int, mirror: int) -> bool:
+        return (stored ^ phash).bit_count() <= self.threshold or (
+            stored ^ mirror
+        ).bit_count() <= self.threshold
+
+    def _label_changes(self, session: Session, image_id: int) -> bool:
+        """Whether this run's label is news for an image that was already in the catalog."""
+        last = latest_event(session, image_id=image_id, origin=self.label_origin)
+        return last is None or last.label != self.label
