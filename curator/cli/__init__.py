@@ -1,0 +1,49 @@
+"""The ``curator`` command: one typer app, each group of commands in its own module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from curator.cli import catalog as catalog_commands
+from curator.cli import demo as demo_commands
+from curator.config import load_settings
+
+app = typer.Typer(
+    name="curator",
+    help=(
+        "Build image classification data sets, and the models trained on them.\n\n"
+        "Data lives in CURATOR_HOME (default: a per-user data folder); CURATOR_DB_URL "
+        "points the catalog at another database.\n\n"
+        "Example:\n\n"
+        "    curator demo\n"
+        "    curator import ~/photos/couples --label happy\n"
+        "    curator stats"
+    ),
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", help="Where images and the catalog live [env: CURATOR_HOME]."
+    ),
+    db_url: str | None = typer.Option(
+        None, "--db-url", help="SQLAlchemy URL of the catalog [env: CURATOR_DB_URL]."
+    ),
+) -> None:
+    ctx.obj = load_settings(home=home, db_url=db_url)
+
+
+catalog_commands.register(app)
+demo_commands.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,393 @@
+"""Catalog commands: import, dedup, stats, show, export, classes."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from sqlalchemy import select
+
+from curator import dedup as dedup_lib
+from curator.cli.common import (
+    default_author,
+    fail,
+    handle_errors,
+    open_settings_catalog,
+    print_json,
+    progress_bar,
+    settings_of,
+    stdout,
+)
+from curator.export import export_csv, export_imagefolder
+from curator.imaging import Limits
+from curator.importer import ImportProgress, import_paths
+from curator.runs import tracked_run
+from curator.stats import catalog_stats, image_details
+from db.labels import current_labels
+from db.models import Run
+from db.settings import get_classes, set_classes
+
+
+def _format_counts(counts: dict[str, Any]) -> str:
+    return " · ".join(
+        f"{name.replace('_', ' ')} {counts.get(key, 0)}"
+        for key, name in (
+            ("added", "added"),
+            ("exact_duplicate", "dup"),
+            ("near_duplicate", "near"),
+            ("failed", "failed"),
+            ("unchanged", "unchanged"),
+        )
+    )
+
+
+def _print_import_summary(counts: dict[str, Any], seconds: float) -> None:
+    total = sum(
+        counts.get(k, 0)
+        for k in ("added", "exact_duplicate", "near_duplicate", "failed", "unchanged")
+    )
+    rate = total / seconds if seconds > 0 else 0.0
+    stdout.print(f"imported {total} files in {seconds:.1f} s ({rate:.1f} files/s)")
+    rows = [
+        ("added", counts.get("added", 0), ""),
+        ("exact duplicates", counts.get("exact_duplicate", 0), ""),
+        ("near duplicates", counts.get("near_duplicate", 0), ""),
+        (
+            "failed",
+            counts.get("failed", 0),
+            ", ".join(f"{k} {v}" for k, v in counts.get("failed_by_reason", {}).items()),
+        ),
+        ("already in catalog", counts.get("unchanged", 0), ""),
+    ]
+    if counts.get("ignored_names"):
+        rows.append(("ignored", counts["ignored_names"], "names that are not image files"))
+    for name, value, note in rows:
+        stdout.print(f"  {name:<19}{value:>7}" + (f"   ({note})" if note else ""))
+
+
+def import_command(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(
+        ..., help="Image files and folders (searched recursively).", readable=False
+    ),
+    label: str | None = typer.Option(
+        None, "--label", "-l", help="Record this class for every image (origin: import)."
+    ),
+    author: str = typer.Option(default_author(), help="Who the label events are recorded for."),
+    threshold: int = typer.Option(
+        dedup_lib.DEFAULT_THRESHOLD, help="Near-duplicate distance in bits (of 64)."
+    ),
+    max_pixels: int = typer.Option(Limits.max_pixels, help="Refuse images with more pixels."),
+    max_bytes: int = typer.Option(Limits.max_bytes, help="Refuse files larger than this."),
+    min_side: int = typer.Option(Limits.min_side, help="Refuse images with a shorter side."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Import image files and folders into the catalog.
+
+    Every file is fully decoded and validated, hashed (sha256 and a perceptual hash), stored by
+    content with a thumbnail, and checked against the whole catalog for exact and near
+    duplicates. Bad files are recorded with a reason and the import goes on. Importing the
+    same files again adds nothing; an interrupted import continues where it stopped.
+
+    Example:
+
+        curator import ~/Pictures/couples/happy --label happy
+        curator import photo1.jpg photo2.png --json
+    """
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
+    limits = Limits(max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
+    started = time.monotonic()
+    with progress_bar("importing", None) as update:
+
+        def on_progress(p: ImportProgress) -> None:
+            update(p.done, _format_counts(p.counts), total=p.total)
+
+        counts = import_paths(
+            catalog,
+            settings,
+            [str(p) for p in paths],
+            label=label,
+            author=author,
+            threshold=threshold,
+            limits=limits,
+            workers=workers or None,
+            on_progress=on_progress,
+        )
+    if as_json:
+        print_json(counts)
+    else:
+        _print_import_summary(counts, time.monotonic() - started)
+
+
+def dedup_command(
+    ctx: typer.Context,
+    threshold: int = typer.Option(
+        dedup_lib.DEFAULT_THRESHOLD,
+        min=0,
+        max=24,
+        help="Largest Hamming distance (bits of 64) between near duplicates.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would change; change nothing."
+    ),
+    undo: bool = typer.Option(False, "--undo", help="Put back what the last dedup run changed."),
+    run_id: int | None = typer.Option(
+        None, "--run", help="With --undo: the run to undo (an import's grouping, too)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Group near-duplicate images and keep one of each group active.
+
+    Images whose perceptual hashes (or mirrored hashes) lie within the threshold form a group;
+    the one with the most pixels (then the oldest) stays active, the others are marked
+    duplicate. Group members share one split. Nothing is deleted, and --undo reverts a run.
+
+    Example:
+
+        curator dedup --dry-run
+        curator dedup --threshold 8
+        curator dedup --undo
+    """
+    catalog = open_settings_catalog(settings_of(ctx))
+    if undo:
+        _undo_dedup(catalog, run_id, as_json)
+        return
+    with catalog.reading() as session:
+        plan = dedup_lib.plan_dedup(session, threshold=threshold)
+    summary = {"threshold": threshold, **plan.summary(), "dry_run": dry_run}
+    if not dry_run and plan.changes:
+        with tracked_run(catalog, kind="dedup", params={"threshold": threshold}) as run:
+            items = sorted(plan.changes.items())
+            for start in range(0, len(items), 1000):
+                with catalog.writing() as session:
+                    dedup_lib.apply_targets(
+                        session, targets=dict(items[start : start + 1000]), run_id=run.id
+                    )
+            run.counts = summary
+            summary["run"] = run.id
+    if as_json:
+        print_json({**summary, "groups_list": plan.groups})
+        return
+    stdout.print(f"near-duplicate threshold: {threshold} bits of 64")
+    stdout.print(
+        f"{plan.images} images; {len(plan.groups)} groups holding {summary['in_groups']} images"
+    )
+    verb = "would mark" if dry_run else "marked"
+    stdout.print(
+        f"{verb} {summary['to_duplicate']} as duplicate and {summary['to_active']} as active"
+        f" ({summary['changed']} changes)" + ("; nothing was changed" if dry_run else "")
+    )
+    if "run" in summary:
+        stdout.print(
+            f"run {summary['run']}; undo with: curator dedup --undo --run {summary['run']}"
+        )
+
+
+def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
+    with catalog.reading() as session:
+        if run_id is None:
+            run = session.scalars(
+                select(Run).where(Run.kind == "dedup").order_by(Run.id.desc()).limit(1)
+            ).first()
+        else:
+            run = session.get(Run, run_id)
+    if run is None:
+        fail(f"no run {run_id} to undo" if run_id else "no dedup run to undo")
+    with tracked_run(catalog, kind="dedup-undo", params={"undo_run": run.id}) as undo_run:
+        with catalog.writing() as session:
+            reverted, conflicts = dedup_lib.undo_run(
+                session, run_id=run.id, undo_run_id=undo_run.id
+            )
+        undo_run.counts = {"reverted": reverted, "conflicts": conflicts}
+    if as_json:
+        print_json({"undone_run": run.id, "reverted": reverted, "conflicts": conflicts})
+        return
+    stdout.print(f"undid {run.kind} run {run.id}: {reverted} image changes put back")
+    if conflicts:
+        stdout.print(f"{conflicts} images changed again since then were left as they are")
+
+
+def stats_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Show what the catalog holds: images, splits, labels, sources and failures.
+
+    Example:
+
+        curator stats
+        curator stats --json | jq .labels
+    """
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
+    with catalog.reading() as session:
+        stats = catalog_stats(session)
+    stats["home"] = str(settings.home)
+    if as_json:
+        print_json(stats)
+        return
+    images, labels, sources = stats["images"], stats["labels"], stats["sources"]
+    stdout.print(f"catalog     {settings.db_url}")
+    stdout.print(f"classes     {', '.join(stats['classes'])}")
+    stdout.print(
+        f"images      {images['total']} ({images['active']} active, "
+        f"{images['duplicate']} duplicates, {images['bytes'] / 1e6:.1f} MB)"
+    )
+    stdout.print(
+        "splits      " + ", ".join(f"{k} {v}" for k, v in stats["splits"].items()) + " (active)"
+    )
+    by_class = ", ".join(f"{k} {v}" for k, v in labels["by_class"].items()) or "none"
+    by_origin = ", ".join(f"{k} {v}" for k, v in labels["by_origin"].items()) or "none"
+    stdout.print(f"labels      {by_class}; unlabeled {labels['unlabeled']}")
+    stdout.print(f"  origins   {by_origin}")
+    outcomes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sources["by_outcome"].items())
+    stdout.print(f"sources     {sources['total']} ({outcomes or 'none'})")
+    if sources["failed_by_reason"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sources["failed_by_reason"].items())
+        stdout.print(f"  failures  {reasons}")
+    runs = ", ".join(f"{k} {v}" for k, v in stats["runs"].items()) or "none"
+    stdout.print(f"runs        {runs}")
+
+
+def show_command(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Image id, or at least 6 characters of its sha256."),
+    as_json: bool = typer.Option(False, "--json", help="Print the details as JSON."),
+) -> None:
+    """Show one image: its file, sources, label history and status changes.
+
+    Example:
+
+        curator show 42
+        curator show 3fa9c1
+    """
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
+    with catalog.reading() as session:
+        info = image_details(session, ref=ref, home=str(settings.home))
+    if as_json:
+        print_json(info)
+        return
+    stdout.print(f"image {info['id']}  {info['sha256']}")
+    stdout.print(f"  file      {info['path']}")
+    stdout.print(
+        f"  pixels    {info['width']} x {info['height']} {info['format']}, {info['bytes']:,} bytes"
+    )
+    dup = f" of {info['duplicate_of']}" if info["duplicate_of"] else ""
+    stdout.print(f"  status    {info['status']}{dup}, split {info['split']}")
+    stdout.print(f"  phash     {info['phash']} (mirror {info['phash_mirror']})")
+    current = f"{info['label']} ({info['label_origin']})" if info["label"] else "none"
+    stdout.print(f"  label     {current}")
+    stdout.print("  sources")
+    for s in info["sources"]:
+        extra = f"  query {s['query']!r} via {s['engine']}" if s["engine"] else ""
+        stdout.print(f"    {s['time']}  {s['outcome']:<16}{s['locator']}{extra}")
+    stdout.print("  label history")
+    for e in info["labels"] or []:
+        stdout.print(
+            f"    {e['time']}  {e['label'] or '(withdrawn)':<10} {e['origin']:<7} by {e['author']}"
+        )
+    if not info["labels"]:
+        stdout.print("    (none)")
+    if info["changes"]:
+        stdout.print("  changes")
+        for c in info["changes"]:
+            stdout.print(
+                f"    {c['time']}  run {c['run']}: {c['status'][0]} -> {c['status'][1]}, "
+                f"split {c['split'][0]} -> {c['split'][1]}"
+            )
+
+
+class ExportFormat(StrEnum):
+    imagefolder = "imagefolder"
+    csv = "csv"
+
+
+def export_command(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="A folder (imagefolder) or a .csv file (csv)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.imagefolder, "--format", "-f"),
+    copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Export labeled images as an ImageFolder tree, or every image as CSV.
+
+    imagefolder writes OUT/<split>/<label>/<sha256>.<ext> for each active image with a class
+    label, loadable by torchvision.datasets.ImageFolder; exporting again into the same folder
+    brings it up to date. csv writes one row per image with its label, split, hashes and
+    sources.
+
+    Example:
+
+        curator export ./couples-dataset
+        curator export couples.csv --format csv
+    """
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
+    with catalog.reading() as session:
+        if fmt is ExportFormat.csv:
+            result = export_csv(session, home=settings.home, out=out)
+        else:
+            with progress_bar("exporting", None) as update:
+                result = export_imagefolder(
+                    session,
+                    home=settings.home,
+                    out=out,
+                    link=not copy,
+                    on_progress=lambda done, total: update(done, total=total),
+                )
+    if as_json:
+        print_json({"out": str(out), **result})
+        return
+    if fmt is ExportFormat.csv:
+        stdout.print(f"wrote {result['rows']} rows to {out}")
+        return
+    stdout.print(f"exported {result['files']} images to {out}")
+    for key, value in result.items():
+        if "/" in key:
+            stdout.print(f"  {key:<24}{value:>7}")
+    if result.get("removed"):
+        stdout.print(f"  removed {result['removed']} files that no longer belong")
+    if result.get("missing_files"):
+        stdout.print(f"  {result['missing_files']} stored files were missing and skipped")
+
+
+def classes_command(
+    ctx: typer.Context,
+    names: list[str] | None = typer.Argument(None, help="New class names, to replace them."),
+) -> None:
+    """Show the catalog's classes, or set them.
+
+    Example:
+
+        curator classes
+        curator classes happy unhappy neutral
+    """
+    catalog = open_settings_catalog(settings_of(ctx))
+    if names:
+        with catalog.writing() as session:
+            old = get_classes(session)
+            removed = set(old) - set(names)
+            in_use = {c.label for c in current_labels(session).values() if c.label in removed}
+            if in_use:
+                fail(
+                    f"images are labeled {', '.join(sorted(in_use))}; relabel them before "
+                    "removing that class"
+                )
+            set_classes(session, classes=names)
+    with catalog.reading() as session:
+        stdout.print(" ".join(get_classes(session)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import")(handle_errors(import_command))
+    app.command("dedup")(handle_errors(dedup_command))
+    app.command("stats")(handle_errors(stats_command))
+    app.command("show")(handle_errors(show_command))
+    app.command("export")(handle_errors(export_command))
+    app.command("classes")(handle_errors(classes_command))

@@ -1,0 +1,133 @@
+"""What every command shares: settings from the context, error handling, output helpers."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from curator.config import Settings, load_settings
+from curator.errors import CuratorError
+from db.catalog import Catalog, open_catalog
+from db.errors import CatalogError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = load_settings()
+    return root.obj
+
+
+def open_settings_catalog(settings: Settings) -> Catalog:
+    return open_catalog(settings.db_url)
+
+
+def default_author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    stderr.print(Text("error: ", style="red") + Text(message))
+    raise typer.Exit(code)
+
+
+def _log_unexpected(exc: BaseException) -> Path | None:
+    try:
+        settings = load_settings()
+        log = settings.home / "logs" / "errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"--- {datetime.now(UTC).isoformat()} curator {' '.join(sys.argv[1:])}\n")
+            fh.write("".join(traceback.format_exception(exc)))
+        return log
+    except OSError:
+        return None
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn known errors into one line on stderr and exit code 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except (CuratorError, CatalogError) as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            stderr.print(
+                "interrupted: what was done is saved; run the same command again to continue",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            log = _log_unexpected(exc)
+            where = f" (the traceback is in {log})" if log else ""
+            fail(f"unexpected {type(exc).__name__}: {exc}{where}")
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr, shown from the first update (so that an error found before
+    any work starts is not preceded by an empty bar); yields ``update(completed, status)``."""
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    ]
+    bar = Progress(*columns, console=stderr, transient=False)
+    task: list[Any] = []
+
+    def update(completed: int, status: str = "", total: int | None = None) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(description, total=total, status=""))
+        if total is not None:
+            bar.update(task[0], total=total)
+        bar.update(task[0], completed=completed, status=status)
+
+    try:
+        yield update
+    finally:
+        if task:
+            bar.stop()
