@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curator.cli import app
+from db.catalog import Catalog, open_catalog
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CURATOR_HOME for one test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("CURATOR_HOME", str(path))
+    monkeypatch.delenv("CURATOR_DB_URL", raising=False)
+    return path
+
+
+@pytest.fixture
+def cli(home: Path) -> Callable[..., object]:
+    """Run the real CLI in-process: cli("import", path, ...) -> result with exit_code, stdout."""
+    runner = CliRunner()
+
+    def invoke(*args: object, input: str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return invoke
+
+
+@pytest.fixture
+def catalog(home: Path) -> Iterator[Catalog]:
+    cat = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    yield cat
+    cat.dispose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Imports run worker processes; keep them to the cores the machine has.
+    os.environ.setdefault("PYTHONHASHSEED", "0")

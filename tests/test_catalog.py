@@ -1,0 +1,161 @@
+"""The catalog itself: migrations, SQLite settings, label history, concurrent openers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from db.catalog import open_catalog
+from db.errors import AmbiguousImage, CatalogError, UnknownClass, UnknownImage
+from db.images import add_image, find_image, split_for
+from db.labels import current_labels, label_history, record_label
+from db.models import Base
+from db.settings import get_classes, set_classes
+
+
+def test_migrations_and_models_agree(catalog):
+    with catalog.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(catalog):
+    with catalog.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_foreign_keys_are_enforced(catalog):
+    with pytest.raises(Exception, match="FOREIGN KEY"), catalog.writing() as session:
+        session.execute(
+            text(
+                "INSERT INTO label_events (image_id, label, origin, author, created_at) "
+                "VALUES (999, 'happy', 'human', 'x', '2026-01-01')"
+            )
+        )
+
+
+def _open(url: str) -> str:
+    catalog = open_catalog(url)
+    with catalog.reading() as session:
+        classes = get_classes(session)
+    catalog.dispose()
+    return ",".join(classes)
+
+
+def test_two_processes_opening_a_new_catalog_at_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new' / 'catalog.db'}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_open, [url] * 4) == ["happy,unhappy"] * 4
+
+
+def test_a_file_that_is_not_a_catalog_is_a_clear_error(tmp_path):
+    bad = tmp_path / "catalog.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CatalogError, match="cannot open the catalog"):
+        open_catalog(f"sqlite:///{bad}")
+
+
+def _image(session, n: int, **fields):
+    sha = f"{n:064x}"
+    values = dict(
+        sha256=sha,
+        phash=n,
+        phash_mirror=n,
+        hash_version="v",
+        width=10,
+        height=10,
+        format="JPEG",
+        bytes=1,
+        path=f"images/{sha}.jpg",
+        split=split_for(sha),
+    )
+    values.update(fields)
+    return add_image(session, **values)
+
+
+def test_current_label_comes_from_the_strongest_origin_and_history_is_kept(catalog):
+    with catalog.writing() as session:
+        a, b = _image(session, 1), _image(session, 2)
+        record_label(session, image_id=a.id, label="happy", origin="query", author="crawl")
+        record_label(session, image_id=a.id, label="unhappy", origin="human", author="ann")
+        record_label(session, image_id=a.id, label="happy", origin="query", author="crawl")
+        record_label(session, image_id=b.id, label="happy", origin="human", author="ann")
+        record_label(session, image_id=b.id, label=None, origin="human", author="ann")  # undo
+        record_label(session, image_id=b.id, label="unhappy", origin="import", author="bob")
+    with catalog.reading() as session:
+        current = current_labels(session)
+        assert (current[a.id].label, current[a.id].origin) == ("unhappy", "human")
+        assert (current[b.id].label, current[b.id].origin) == ("unhappy", "import")
+        assert [e.label for e in label_history(session, image_id=a.id)] == [
+            "happy",
+            "unhappy",
+            "happy",
+        ]
+
+
+def test_labels_outside_the_classes_are_refused(catalog):
+    with pytest.raises(UnknownClass), catalog.writing() as session:
+        record_label(
+            session, image_id=_image(session, 3).id, label="meh", origin="human", author="x"
+        )
+    with catalog.writing() as session:
+        img = _image(session, 4)
+        record_label(session, image_id=img.id, label="reject", origin="human", author="x")
+
+
+def test_classes_are_a_setting(catalog):
+    with catalog.writing() as session:
+        set_classes(session, classes=["cat", "dog", "bird"])
+    with catalog.reading() as session:
+        assert get_classes(session) == ["cat", "dog", "bird"]
+    for bad in (["one"], ["a", "a"], ["a", "reject"], ["a", "b/c"]):
+        with pytest.raises(CatalogError), catalog.writing() as session:
+            set_classes(session, classes=bad)
+
+
+def test_find_image_by_id_or_sha_prefix(catalog):
+    with catalog.writing() as session:
+        _image(session, 0xABCDEF01)
+        _image(session, 0xABCDEF02)
+        _image(session, 0x12345678)
+    with catalog.reading() as session:
+        assert find_image(session, ref="1").id == 1
+        assert find_image(session, ref=f"{0x12345678:064x}"[:60]).id == 3
+        with pytest.raises(AmbiguousImage):
+            find_image(session, ref="00000000")
+        with pytest.raises(UnknownImage):
+            find_image(session, ref="ffffffff")
+
+
+def test_splits_are_stable_and_about_80_10_10():
+    keys = [f"{i:064x}" for i in range(20_000)]
+    splits = [split_for(k) for k in keys]
+    assert splits == [split_for(k) for k in keys]
+    share = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
+    assert abs(share["train"] - 0.8) < 0.02 and abs(share["val"] - 0.1) < 0.02
+
+
+def test_an_older_catalog_file_is_upgraded_on_open(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+    # An empty version table: a catalog created before any migration ran.
+    catalog = open_catalog(f"sqlite:///{path}")
+    with catalog.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    catalog.dispose()
+
+
+def test_catalog_folder_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(CatalogError, match="cannot create"):
+        open_catalog(f"sqlite:///{Path(blocker) / 'sub' / 'catalog.db'}")

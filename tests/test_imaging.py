@@ -1,0 +1,145 @@
+"""curator.imaging on real files of every awkward kind."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from curator.errors import InvalidImage
+from curator.imaging import HASH_VERSION, Limits, analyze
+from tests import imagefiles as f
+
+
+def reason_of(data: bytes, limits: Limits | None = None) -> str:
+    with pytest.raises(InvalidImage) as info:
+        analyze(data, limits)
+    assert info.value.detail  # every refusal says why, in words
+    return info.value.reason
+
+
+def test_a_plain_jpeg_is_measured_hashed_and_thumbnailed() -> None:
+    data = f.jpeg_bytes(f.picture(1, (640, 480)))
+    a = analyze(data)
+    assert (a.width, a.height, a.format, a.ext, a.bytes) == (640, 480, "JPEG", "jpg", len(data))
+    assert len(a.sha256) == 64 and 0 <= a.phash < 2**64 and 0 <= a.phash_mirror < 2**64
+    thumb = Image.open(io.BytesIO(a.thumbnail))
+    assert 256 <= max(thumb.size) <= 320 and thumb.format == "JPEG"
+    assert HASH_VERSION.startswith("phash64")
+
+
+def test_the_same_bytes_always_give_the_same_hashes() -> None:
+    data = f.jpeg_bytes(f.picture(2))
+    assert analyze(data) == analyze(data)
+
+
+def test_zero_byte_file() -> None:
+    assert reason_of(b"") == "empty"
+
+
+def test_truncated_jpeg_is_caught_by_the_full_decode() -> None:
+    data = f.jpeg_bytes(f.picture(3, (800, 600)))
+    assert reason_of(data[: len(data) // 2]) == "truncated"
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (b"<!DOCTYPE html><html><head><title>404</title></head></html>", "HTML"),
+        (b"Just some text, not a picture at all.\n" * 20, "text"),
+        (b'{"error": "rate limited"}', "JSON"),
+    ],
+)
+def test_html_or_text_named_jpg(payload: bytes, words: str) -> None:
+    with pytest.raises(InvalidImage) as info:
+        analyze(payload)
+    assert info.value.reason == "not-an-image" and words in info.value.detail
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    bomb = f.png_bomb(12_000, 12_000)  # 144 megapixels in a few hundred kilobytes
+    assert len(bomb) < 1_000_000
+    assert reason_of(bomb) == "too-many-pixels"
+
+
+def test_huge_dimensions_in_a_tiny_file() -> None:
+    assert reason_of(f.png_huge_header()) == "too-many-pixels"
+
+
+def test_byte_and_side_limits() -> None:
+    data = f.jpeg_bytes(f.picture(4))
+    assert reason_of(data, Limits(max_bytes=1000)) == "too-large"
+    assert reason_of(f.jpeg_bytes(f.picture(4, (40, 20)))) == "too-small"
+
+
+def test_cmyk_jpeg(tmp_path: Path) -> None:
+    a = analyze(f.cmyk_jpeg(tmp_path / "cmyk.jpg").read_bytes())
+    assert a.format == "JPEG" and Image.open(io.BytesIO(a.thumbnail)).mode == "RGB"
+    rgb = analyze(f.jpeg_bytes(f.picture(11)))
+    assert bin(a.phash ^ rgb.phash).count("1") <= 6
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    path = f.png16(tmp_path / "deep.png")
+    assert Image.open(path).mode.startswith("I;16")
+    a = analyze(path.read_bytes())
+    eight_bit = analyze(f.jpeg_bytes(f.picture(12).convert("L"), quality=95))
+    assert bin(a.phash ^ eight_bit.phash).count("1") <= 6
+
+
+def test_palette_png_with_transparency(tmp_path: Path) -> None:
+    a = analyze(f.palette_png_with_transparency(tmp_path / "p.png").read_bytes())
+    assert a.format == "PNG" and (a.width, a.height) == (320, 240)
+
+
+def test_animated_gif_uses_its_first_frame(tmp_path: Path) -> None:
+    a = analyze(f.animated_gif(tmp_path / "anim.gif").read_bytes())
+    assert a.format == "GIF" and a.frames == 3
+    first = analyze(f.jpeg_bytes(f.picture(20), quality=95))
+    assert bin(a.phash ^ first.phash).count("1") <= 8
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    a = analyze(f.exif_rotated_jpeg(tmp_path / "rot.jpg").read_bytes())
+    assert (a.width, a.height) == (200, 320)
+    assert Image.open(io.BytesIO(a.thumbnail)).size[1] > Image.open(io.BytesIO(a.thumbnail)).size[0]
+
+
+def test_webp(tmp_path: Path) -> None:
+    a = analyze(f.webp(tmp_path / "w.webp").read_bytes())
+    assert (a.format, a.ext) == ("WEBP", "webp")
+
+
+def test_a_mirrored_copy_matches_the_mirror_hash() -> None:
+    img = f.picture(5, (400, 300))
+    plain = analyze(f.jpeg_bytes(img))
+    mirrored = analyze(f.jpeg_bytes(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    assert bin(plain.phash ^ mirrored.phash).count("1") > 12  # plain pHash misses it
+    assert bin(plain.phash_mirror ^ mirrored.phash).count("1") <= 4  # the mirror hash does not
+
+
+def test_unsupported_format_is_refused() -> None:
+    out = io.BytesIO()
+    f.picture(6).save(out, "PPM")
+    assert reason_of(out.getvalue()) == "not-an-image"
+
+
+def test_perceptual_hashes_are_bit_for_bit_imagehash() -> None:
+    """curator computes pHash with one DCT for the plain and mirror hash; imagehash is the
+    reference definition."""
+    import imagehash
+
+    from curator.imaging import perceptual_hashes
+
+    def reference(img: Image.Image) -> int:
+        grey = img.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+        bits = imagehash.phash(grey).hash.flatten()
+        return int("".join("1" if b else "0" for b in bits), 2)
+
+    for seed in range(150):
+        img = f.picture(seed, (256, 192), happy=seed % 2 == 0) if seed % 3 else f.texture(seed)
+        plain, mirror = perceptual_hashes(img)
+        assert plain == reference(img)
+        assert mirror == reference(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))

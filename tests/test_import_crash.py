@@ -1,0 +1,91 @@
+"""kill -9 in the middle of an import, then the same import again: nothing lost, nothing extra."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import imagefiles as f
+
+N_FILES = 500
+
+
+def count_images(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute("SELECT count(*) FROM images").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def curator(home: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "CURATOR_HOME": str(home)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "curator", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: kill the workers with it
+    )
+
+
+def catalog_state(home: Path) -> tuple[set, list]:
+    with sqlite3.connect(home / "catalog.db") as con:
+        images = set(con.execute("SELECT sha256, path, status, split FROM images"))
+        sources = sorted(con.execute("SELECT locator, outcome FROM sources"))
+    return images, sources
+
+
+def assert_consistent(home: Path) -> None:
+    """Every row points at a file, every stored file has a row, no temporary file remains."""
+    with sqlite3.connect(home / "catalog.db") as con:
+        paths = {p for (p,) in con.execute("SELECT path FROM images")}
+    for path in paths:
+        assert (home / path).is_file(), path
+    on_disk = {str(p.relative_to(home)) for p in (home / "images").rglob("*") if p.is_file()}
+    assert on_disk == paths
+    leftovers = list((home / "tmp").iterdir()) if (home / "tmp").exists() else []
+    assert leftovers == []
+
+
+@pytest.mark.slow
+def test_kill_9_during_import_then_rerun(tmp_path):
+    folder = tmp_path / "in"
+    for i in range(N_FILES):
+        f.jpeg(folder / f"{i:04d}.jpg", f.texture(i, (640, 480)), quality=92)
+    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
+
+    proc = curator(crashed, "import", str(folder), "--label", "happy")
+    deadline = time.monotonic() + 120
+    while count_images(crashed / "catalog.db") < 60 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the import ended before it could be killed; use more files"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    partial = count_images(crashed / "catalog.db")
+    assert 0 < partial < N_FILES
+    with sqlite3.connect(crashed / "catalog.db") as con:  # no row points at a missing file
+        for (path,) in con.execute("SELECT path FROM images"):
+            assert (crashed / path).is_file()
+
+    rerun = curator(crashed, "import", str(folder), "--label", "happy", "--json")
+    _out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode()
+    full = curator(clean, "import", str(folder), "--label", "happy")
+    assert full.wait(timeout=300) == 0
+
+    assert_consistent(crashed)
+    assert catalog_state(crashed) == catalog_state(clean)
+    with sqlite3.connect(crashed / "catalog.db") as con:
+        assert con.execute("SELECT count(*) FROM label_events").fetchone()[0] == N_FILES
+        statuses = [s for (s,) in con.execute("SELECT status FROM runs ORDER BY id")]
+    assert statuses == ["interrupted", "done"]
