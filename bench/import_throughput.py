@@ -1,0 +1,144 @@
+"""Import throughput: curator's whole import against imagededup's hashing alone, same run.
+
+    python bench/import_throughput.py [--images 2000] [--workers N] [--repeat 3]
+
+On a generated folder of about 1-megapixel JPEGs (1152 x 864, made once and kept under
+.bench/), times, each in a fresh process with the same number of worker processes:
+
+* curator: ``import_paths`` into a fresh catalog: full decode, validation, sha256, pHash and
+  mirror pHash, content-addressed storage, thumbnail, catalog rows, near-duplicate check;
+* imagededup: ``PHash().encode_images(image_dir, num_enc_workers=N)``: hashing alone.
+
+Interpreter start and module imports are left out of both. imagededup is installed only for
+this benchmark, beside the project rather than in it:
+
+    pip install --no-deps --target .bench/imagededup-site imagededup==0.3.3.post2 \\
+        matplotlib contourpy cycler fonttools kiwisolver pyparsing python-dateutil \\
+        scikit-learn joblib threadpoolctl tqdm narwhals cloudpickle
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / ".bench"
+SITE = BENCH / "imagededup-site"
+sys.path.insert(0, str(ROOT))
+
+OURS = """
+import sys, time
+from curator.config import load_settings
+from curator.importer import import_paths
+from db.catalog import open_catalog
+home, folder, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+settings = load_settings(home=home)
+catalog = open_catalog(settings.db_url)
+t = time.perf_counter()
+counts = import_paths(catalog, settings, [folder], author="bench", threshold=10, workers=workers)
+print(time.perf_counter() - t, counts["added"] + counts["near_duplicate"])
+"""
+
+THEIRS = """
+import sys, time, logging
+logging.disable(logging.CRITICAL)
+from imagededup.methods import PHash
+folder, workers = sys.argv[1], int(sys.argv[2])
+t = time.perf_counter()
+encodings = PHash(verbose=False).encode_images(image_dir=folder, num_enc_workers=workers)
+print(time.perf_counter() - t, len(encodings))
+"""
+
+
+def _make(args: tuple[Path, int]) -> None:
+    from curator.synthetic import draw_couple
+
+    path, seed = args
+    rng = random.Random(seed)
+    draw_couple(rng, seed % 2 == 0, (1152, 864)).save(path, "JPEG", quality=90)
+
+
+def ensure_images(count: int) -> Path:
+    folder = BENCH / f"photos-1mp-{count}"
+    if folder.is_dir() and len(list(folder.glob("*.jpg"))) == count:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    print(f"generating {count} JPEGs of 1152 x 864 in {folder} (once)...", flush=True)
+    with ProcessPoolExecutor() as pool:
+        list(pool.map(_make, [(folder / f"{i:05d}.jpg", i) for i in range(count)], chunksize=16))
+    return folder
+
+
+def run(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark step failed:\n{done.stderr[-2000:]}")
+    seconds, items = done.stdout.split()[-2:]
+    return float(seconds), int(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not (SITE / "imagededup").is_dir():
+        raise SystemExit(
+            f"imagededup is not installed for the benchmark; see {__file__}'s docstring"
+        )
+    folder = ensure_images(args.images)
+    ours, theirs = [], []
+    for _ in range(args.repeat):  # alternate, so that drifting load hits both alike
+        with tempfile.TemporaryDirectory(dir=BENCH) as home:
+            seconds, added = run(OURS, home, str(folder), str(args.workers))
+        assert added == args.images, f"curator imported {added} of {args.images}"
+        ours.append(args.images / seconds)
+        seconds, encoded = run(
+            THEIRS, str(folder), str(args.workers), env={"PYTHONPATH": str(SITE)}
+        )
+        assert encoded == args.images
+        theirs.append(args.images / seconds)
+    result = {
+        "images": args.images,
+        "workers": args.workers,
+        "curator_import_per_s": round(statistics.median(ours), 1),
+        "imagededup_phash_per_s": round(statistics.median(theirs), 1),
+    }
+    result["ratio"] = round(result["curator_import_per_s"] / result["imagededup_phash_per_s"], 2)
+    if args.json:
+        print(json.dumps(result))
+        return
+    ours_s, theirs_s = result["curator_import_per_s"], result["imagededup_phash_per_s"]
+    print(f"{args.images} JPEGs of 1152 x 864, {args.workers} worker processes")
+    print(f"images per second, median of {args.repeat} runs each, alternating:")
+    print(f"  curator import (decode, validate, 2 hashes, store, thumbnail, rows) {ours_s:>7.1f}/s")
+    print(
+        f"  imagededup PHash().encode_images (hashing only)                     {theirs_s:>7.1f}/s"
+    )
+    print(f"  ratio: {result['ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
