@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,8 +115,13 @@ def _prepare_chunk(paths: list[str], store: Store, limits: Limits) -> list[Prepa
 def _prepared(
     files: list[str], store: Store, limits: Limits, workers: int, known: dict[str, int]
 ) -> Iterator[Prepared]:
-    """Prepared items as workers finish them. Paths go out in small chunks (fewer round
-    trips), and enough are in flight to keep workers busy while the catalog is written."""
+    """Prepared items, in the order of ``files``.
+
+    Order matters: the first image of a near-duplicate group to arrive is its oldest, which
+    decides ties and the group's split. In input order, an import interrupted and run again
+    ends with the same catalog as one that ran straight through. Paths go out in small chunks
+    (fewer round trips), with enough in flight to keep workers busy while rows are written.
+    """
     todo = []
     for path in files:
         if path in known:
@@ -130,23 +137,20 @@ def _prepared(
         return
     warm_up()
     chunk = max(1, min(8, len(todo) // (workers * 4)))
-    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    chunks = iter([todo[i : i + chunk] for i in range(0, len(todo), chunk)])
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    pending: set[Future[list[Prepared]]] = set()
+    in_flight: deque[Future[list[Prepared]]] = deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         try:
-            for paths in chunks:
-                pending.add(pool.submit(_prepare_chunk, paths, store, limits))
-                if len(pending) >= workers * 8:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield from future.result()
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield from future.result()
+            for paths in itertools.islice(chunks, workers * 8):
+                in_flight.append(pool.submit(_prepare_chunk, paths, store, limits))
+            while in_flight:
+                results = in_flight.popleft().result()
+                for paths in itertools.islice(chunks, 1):
+                    in_flight.append(pool.submit(_prepare_chunk, paths, store, limits))
+                yield from results
         except BaseException:
-            for future in pending:
+            for future in in_flight:
                 future.cancel()
             raise
 

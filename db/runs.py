@@ -44,7 +44,7 @@ def finish_run(
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process of this host with that id still runs."""
+    """Whether a process of this host with that id still runs (a zombie does not)."""
     if pid == os.getpid():
         return True
     try:
@@ -53,7 +53,14 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process whose parent died too can linger unreaped (in containers whose init
+    # does not reap): it still has a pid, but it will never write again.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def mark_stale_runs(session: Session) -> int:
