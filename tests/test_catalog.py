@@ -159,3 +159,19 @@ def test_catalog_folder_that_cannot_be_created(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CatalogError, match="cannot create"):
         open_catalog(f"sqlite:///{Path(blocker) / 'sub' / 'catalog.db'}")
+
+
+def test_the_catalog_url_comes_from_flag_then_environment_then_home(
+    cli, home, tmp_path, monkeypatch
+):
+    from tests import imagefiles as f
+
+    f.jpeg(tmp_path / "a.jpg", f.texture(1))
+    elsewhere = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("CURATOR_DB_URL", f"sqlite:///{elsewhere}")
+    assert cli("import", tmp_path / "a.jpg").exit_code == 0
+    assert elsewhere.is_file() and not (home / "catalog.db").exists()
+    assert any((home / "images").rglob("*.jpg"))  # files stay under the home
+    flagged = tmp_path / "flag.db"
+    assert cli("--db-url", f"sqlite:///{flagged}", "stats").exit_code == 0
+    assert flagged.is_file()

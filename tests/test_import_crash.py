@@ -97,3 +97,34 @@ def test_kill_9_during_import_then_rerun(tmp_path):
         assert con.execute("SELECT count(*) FROM label_events").fetchone()[0] == N_FILES
         statuses = [s for (s,) in con.execute("SELECT status FROM runs ORDER BY id")]
     assert statuses == ["interrupted", "done"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path):
+    folder = tmp_path / "in"
+    for i in range(N_FILES):
+        f.jpeg(folder / f"{i:04d}.jpg", f.texture(i, (640, 480)), quality=92)
+    home = tmp_path / "home"
+    proc = curator(home, "import", str(folder))
+    deadline = time.monotonic() + 120
+    while count_images(home / "catalog.db") < 60 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the import ended before Ctrl-C; use more files"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: what was done is saved" in err.decode()
+    assert "Traceback" not in err.decode()
+    with sqlite3.connect(home / "catalog.db") as con:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+        done = con.execute("SELECT count(*) FROM images").fetchone()[0]
+    assert 0 < done < N_FILES
+    with sqlite3.connect(home / "catalog.db") as con:  # every row has its file
+        assert all((home / p).is_file() for (p,) in con.execute("SELECT path FROM images"))
+    # Files stored for images not yet recorded are completed by running the same command.
+    rerun = curator(home, "import", str(folder))
+    assert rerun.wait(timeout=300) == 0
+    assert count_images(home / "catalog.db") == N_FILES
+    assert_consistent(home)
