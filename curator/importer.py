@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -108,6 +109,11 @@ class ImportProgress:
     counts: dict[str, Any]
 
 
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group; only the parent winds the import down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _prepare_chunk(paths: list[str], store: Store, limits: Limits) -> list[Prepared]:
     return [prepare_file(path, store, limits) for path in paths]
 
@@ -140,7 +146,9 @@ def _prepared(
     chunks = iter([todo[i : i + chunk] for i in range(0, len(todo), chunk)])
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     in_flight: deque[Future[list[Prepared]]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_ignore_interrupts
+    ) as pool:
         try:
             for paths in itertools.islice(chunks, workers * 8):
                 in_flight.append(pool.submit(_prepare_chunk, paths, store, limits))
@@ -150,8 +158,7 @@ def _prepared(
                     in_flight.append(pool.submit(_prepare_chunk, paths, store, limits))
                 yield from results
         except BaseException:
-            for future in in_flight:
-                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
