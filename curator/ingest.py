@@ -217,6 +217,11 @@ class Ingestor:
         if len(self._buffer) >= self.batch_size or time.monotonic() - self._oldest > self.max_delay:
             self.flush()
 
+    def flush_if_due(self) -> None:
+        """Flush what has waited longer than ``max_delay`` (call it while idle)."""
+        if self._buffer and time.monotonic() - self._oldest > self.max_delay:
+            self.flush()
+
     def flush(self) -> None:
         if not self._buffer:
             return

@@ -139,6 +139,27 @@ def sources_at(session: Session, *, locator: str) -> list[Source]:
     )
 
 
+def count_added(session: Session, *, engine: str, query: str) -> int:
+    """Images a search (engine and query) has added to the catalog, over all its runs."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Source.engine == engine, Source.query == query, Source.outcome == ADDED
+            )
+        )
+        or 0
+    )
+
+
+def settled_url_keys(session: Session, *, transient: frozenset[str]) -> set[str]:
+    """Locator keys of URLs that need not be fetched again: every URL source except those
+    that failed for a reason that may pass (a timeout, a 503...)."""
+    rows = session.execute(
+        select(Source.locator_key, Source.outcome, Source.reason).where(Source.kind == "url")
+    )
+    return {key for key, outcome, reason in rows if outcome != FAILED or reason not in transient}
+
+
 def sources_of(session: Session, *, image_id: int) -> list[Source]:
     return list(
         session.scalars(select(Source).where(Source.image_id == image_id).order_by(Source.id))

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from curator.cli import catalog as catalog_commands
+from curator.cli import crawl as crawl_commands
 from curator.cli import demo as demo_commands
 from curator.config import load_settings
 
@@ -21,7 +22,7 @@ app = typer.Typer(
         "    curator import ~/photos/couples --label happy\n"
         "    curator stats"
     ),
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -42,6 +43,7 @@ def root(
 
 
 catalog_commands.register(app)
+crawl_commands.register(app)
 demo_commands.register(app)
 
 

@@ -1,0 +1,140 @@
+"""``curator crawl``."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import typer
+
+from curator.cli.common import (
+    default_author,
+    handle_errors,
+    print_json,
+    progress_bar,
+    settings_of,
+    stdout,
+)
+from curator.crawl.engines import ENGINES
+from curator.crawl.http import FetchPolicy
+from curator.crawl.runner import CrawlOptions, CrawlProgress, crawl
+from curator.dedup import DEFAULT_THRESHOLD
+from curator.imaging import Limits
+
+
+def _status(p: CrawlProgress) -> str:
+    c = p.counts
+    return (
+        f"added {p.added}/{p.target} · dup {c.get('exact_duplicate', 0)} · "
+        f"near {c.get('near_duplicate', 0)} · failed {c.get('failed', 0)} · "
+        f"known {c.get('known', 0)}"
+    )
+
+
+def _print_summary(engine: str, results: dict[str, Any], seconds: float) -> None:
+    for query, r in results.items():
+        earlier = f", {r['already']} from earlier runs" if r["already"] else ""
+        stdout.print(f"{query!r} ({engine}): added {r['added']} (target {r['target']}{earlier})")
+        reasons = ", ".join(f"{k} {v}" for k, v in r["failed_by_reason"].items())
+        rows = [
+            ("exact duplicates", r["exact_duplicate"], ""),
+            ("near duplicates", r["near_duplicate"], ""),
+            ("failed", r["failed"], reasons),
+            ("already known", r["known"], "URLs fetched by an earlier crawl, not fetched again"),
+        ]
+        if r["pages"] or r["pages_failed"]:
+            page_reasons = ", ".join(f"{k} {v}" for k, v in r["pages_failed_by_reason"].items())
+            failed = f"{r['pages_failed']} failed: {page_reasons}" if r["pages_failed"] else ""
+            rows.append(("result pages", r["pages"], failed))
+        for name, value, note in rows:
+            stdout.print(f"  {name:<18}{value:>6}" + (f"   ({note})" if note else ""))
+    stdout.print(f"done in {seconds:.1f} s")
+
+
+def crawl_command(
+    ctx: typer.Context,
+    queries: list[str] = typer.Argument(
+        ..., help="Search queries (sites for --engine greedy, a URL-list file for urls)."
+    ),
+    engine: str = typer.Option("bing", "--engine", "-e", help=f"One of: {', '.join(ENGINES)}."),
+    label: str | None = typer.Option(
+        None, "--label", "-l", help="A weak label for every image found (origin: query)."
+    ),
+    max_images: int = typer.Option(
+        100, "--max", min=1, help="Images to add per query, counting earlier runs of it."
+    ),
+    threads: int = typer.Option(8, min=1, max=64, help="Download threads."),
+    per_host: int = typer.Option(4, min=1, help="Requests at once to one host."),
+    delay: float = typer.Option(0.0, min=0.0, help="Seconds between requests to one host."),
+    timeout: float = typer.Option(15.0, min=1.0, help="Seconds to wait for a silent server."),
+    deadline: float = typer.Option(60.0, min=1.0, help="Seconds one download may take."),
+    retries: int = typer.Option(3, min=0, help="Retries on 429, 5xx and connection errors."),
+    max_pages: int = typer.Option(200, min=1, help="Result (or site) pages per query."),
+    max_bytes: int = typer.Option(Limits.max_bytes, help="Refuse larger downloads."),
+    max_pixels: int = typer.Option(Limits.max_pixels, help="Refuse images with more pixels."),
+    min_side: int = typer.Option(Limits.min_side, help="Refuse images with a shorter side."),
+    ignore_noai: bool = typer.Option(
+        False, "--ignore-noai", help="Also keep images whose X-Robots-Tag says noai."
+    ),
+    flickr_key: str | None = typer.Option(
+        None, "--flickr-key", help="Flickr API key [env: FLICKR_API_KEY]."
+    ),
+    use_proxy_env: bool = typer.Option(
+        False, "--use-proxy-env", help="Honour HTTP(S)_PROXY from the environment."
+    ),
+    author: str = typer.Option(default_author(), help="Who the label events are recorded for."),
+    threshold: int = typer.Option(DEFAULT_THRESHOLD, help="Near-duplicate distance in bits."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Gather images from image search into the catalog, safely and resumably.
+
+    Every image goes through the same validation, hashing, duplicate checks and storage as
+    curator import; every URL tried, failed ones included, is recorded with its page, engine
+    and query. URLs seen by an earlier crawl are not fetched again, and --max counts images
+    added over all runs of the same search: run an interrupted crawl again to continue it.
+
+    Example:
+
+        curator crawl "happy couple" "smiling couple" --label happy --max 500
+        curator crawl urls.txt --engine urls --label unhappy
+        curator crawl example.com --engine greedy --max 50
+    """
+    settings = settings_of(ctx)
+    options = CrawlOptions(
+        engine=engine,
+        max_images=max_images,
+        threads=threads,
+        label=label,
+        author=author,
+        threshold=threshold,
+        policy=FetchPolicy(
+            read_timeout=timeout,
+            deadline=deadline,
+            max_bytes=max_bytes,
+            retries=retries,
+            per_host=per_host,
+            delay=delay,
+            respect_noai=not ignore_noai,
+        ),
+        limits=Limits(max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side),
+        flickr_key=flickr_key or os.environ.get("FLICKR_API_KEY"),
+        max_pages=max_pages,
+        trust_env=use_proxy_env,
+    )
+    started = time.monotonic()
+    with progress_bar("crawling", None) as update:
+        results = crawl(
+            settings,
+            queries,
+            options,
+            on_progress=lambda p: update(p.added, _status(p), total=p.target),
+        )
+    if as_json:
+        print_json({"engine": engine, "queries": results})
+    else:
+        _print_summary(engine, results, time.monotonic() - started)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("crawl")(handle_errors(crawl_command))

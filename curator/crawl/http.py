@@ -1,0 +1,320 @@
+"""Fetching result pages and images safely: what icrawler's downloader does not do.
+
+Every request goes through `Fetcher`, which:
+
+* accepts http and https only, and follows at most a few redirects itself, checking each hop;
+* streams the body with a byte cap and a total deadline (a slowly dripped body is cut off,
+  not only a silent socket), refusing an oversized body from its Content-Length up front;
+* retries connection errors, timeouts, 429 and 5xx with exponential back-off and jitter,
+  honouring Retry-After (capped), and gives up with a reason;
+* keeps a per-host limit on concurrent requests and a per-host delay between them;
+* names itself in its User-Agent, and skips images whose response says
+  ``X-Robots-Tag: noai`` or ``noimageai`` unless told otherwise.
+
+Failures are `FetchError`s with a short reason (``http-404``, ``timeout``, ``too-slow``...) and
+whether trying again later could help; the crawler turns them into source rows.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from curator import __version__
+
+USER_AGENT = (
+    f"curator/{__version__} (image data set builder; +https://pypi.org/project/curator/) "
+    f"python-requests/{requests.__version__}"
+)
+#: Reasons after which a later crawl may try the same URL again.
+TRANSIENT = frozenset({"timeout", "connection-error", "too-slow", "http-429", "http-5xx"})
+_NOAI = frozenset({"noai", "noimageai"})
+
+
+class FetchError(Exception):
+    """A URL that could not be fetched; ``reason`` is a short code for summaries."""
+
+    def __init__(self, reason: str, detail: str, *, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.reason in TRANSIENT
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How patient and how polite to be. Times in seconds, sizes in bytes."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 15.0
+    deadline: float = 60.0  # for a whole download, however the bytes trickle in
+    max_bytes: int = 64 * 1024 * 1024
+    max_page_bytes: int = 16 * 1024 * 1024
+    max_redirects: int = 5
+    retries: int = 3
+    backoff: float = 0.5
+    max_retry_after: float = 60.0
+    per_host: int = 4
+    delay: float = 0.0  # between the starts of two requests to one host
+    respect_noai: bool = True
+
+
+class _Adapter(HTTPAdapter):
+    """Connection pool sized for the crawl's threads, with a timeout on every request (so
+    that no library code path, icrawler's included, can wait forever), and optional routes
+    that send a host's requests elsewhere (a mirror, or a local test engine)."""
+
+    def __init__(self, pool: int, timeout: tuple[float, float], routes: Mapping[str, str]):
+        super().__init__(pool_connections=pool, pool_maxsize=pool)
+        self._timeout = timeout
+        self._routes = dict(routes)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        original = request.url or ""
+        parts = urlsplit(original)
+        target = self._routes.get(parts.netloc)
+        if target:
+            base = urlsplit(target)
+            request.url = urlunsplit(
+                (base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, "")
+            )
+        response = super().send(request, **kwargs)
+        if target:
+            response.url = original  # parsers and redirects see the engine's own address
+        return response
+
+
+def new_session(
+    *,
+    pool: int = 16,
+    policy: FetchPolicy | None = None,
+    routes: Mapping[str, str] | None = None,
+    trust_env: bool = False,
+) -> requests.Session:
+    """A session for one crawl. ``routes`` maps a host (``www.bing.com``) to a base URL that
+    serves it instead; ``trust_env`` honours HTTP(S)_PROXY and .netrc (off unless asked)."""
+    policy = policy or FetchPolicy()
+    session = requests.Session()
+    session.trust_env = trust_env
+    session.headers.update({"User-Agent": USER_AGENT, "Accept-Language": "en;q=0.9,*;q=0.5"})
+    adapter = _Adapter(pool, (policy.connect_timeout, policy.read_timeout), routes or {})
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class HostGate:
+    """At most ``per_host`` requests at once to one host, starting ``delay`` seconds apart."""
+
+    def __init__(self, per_host: int, delay: float) -> None:
+        self.per_host = max(1, per_host)
+        self.delay = max(0.0, delay)
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.Semaphore] = {}
+        self._next_start: dict[str, float] = {}
+
+    def acquire(self, host: str, stop: threading.Event) -> bool:
+        with self._lock:
+            slot = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        while not slot.acquire(timeout=0.2):
+            if stop.is_set():
+                return False
+        if self.delay:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next_start.get(host, 0.0))
+                self._next_start[host] = start + self.delay
+            if start > now and stop.wait(start - now):
+                slot.release()
+                return False
+        return True
+
+    def release(self, host: str) -> None:
+        self._slots[host].release()
+
+
+def _retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(when.timestamp() - time.time(), cap))
+
+
+def robots_tags(headers: Mapping[str, str]) -> set[str]:
+    """The directives of X-Robots-Tag headers that apply to every agent (or to ours)."""
+    tags: set[str] = set()
+    values = headers.get("X-Robots-Tag", "")
+    for part in values.split(","):
+        part = part.strip().lower()
+        if ":" in part:  # "googlebot: noindex" speaks to another agent
+            agent, _, part = part.partition(":")
+            if agent.strip() not in ("curator", "*"):
+                continue
+        tags.update(p for p in part.split() if p)
+    return tags
+
+
+class Fetcher:
+    """GETs under a `FetchPolicy`, shared by the threads of one crawl."""
+
+    def __init__(
+        self, session: requests.Session, policy: FetchPolicy, stop: threading.Event
+    ) -> None:
+        self.session = session
+        self.policy = policy
+        self.stop = stop
+        self.gate = HostGate(policy.per_host, policy.delay)
+
+    def page(self, url: str) -> requests.Response:
+        """A result page, with its body read (up to the page limit)."""
+        return self._get(url, image=False)
+
+    def image(self, url: str) -> requests.Response:
+        """An image response whose ``content`` holds the whole body."""
+        return self._get(url, image=True)
+
+    def _get(self, url: str, *, image: bool) -> requests.Response:
+        attempt = 0
+        while True:
+            try:
+                return self._follow(url, image=image)
+            except FetchError as exc:
+                attempt += 1
+                if not exc.transient or attempt > self.policy.retries or self.stop.is_set():
+                    raise
+                wait = getattr(exc, "retry_after", None)
+                if wait is None:
+                    wait = self.policy.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+                if self.stop.wait(wait):
+                    raise
+
+    def _follow(self, url: str, *, image: bool) -> requests.Response:
+        for _hop in range(self.policy.max_redirects + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise FetchError("bad-url", f"not an http(s) URL: {url[:200]}")
+            result = self._once(url, parts.netloc, image=image)
+            if isinstance(result, requests.Response):
+                return result
+            url = result  # a redirect's target
+        raise FetchError("too-many-redirects", f"more than {self.policy.max_redirects} redirects")
+
+    def _once(self, url: str, host: str, *, image: bool) -> requests.Response | str:
+        """One request: the response with its body read, or the URL a redirect points to."""
+        if not self.gate.acquire(host, self.stop):
+            raise FetchError("stopped", "the crawl stopped")
+        try:
+            try:
+                response = self.session.get(
+                    url,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                    headers={"Accept": "image/*,*/*;q=0.8"} if image else None,
+                )
+            except requests.exceptions.Timeout as exc:
+                raise FetchError("timeout", f"no answer in time: {exc}") from None
+            except requests.exceptions.InvalidURL as exc:
+                raise FetchError("bad-url", str(exc)) from None
+            except requests.exceptions.RequestException as exc:
+                raise FetchError("connection-error", _short(exc)) from None
+            try:
+                return self._read(response, url, image=image)
+            finally:
+                response.close()
+        finally:
+            self.gate.release(host)
+
+    def _read(
+        self, response: requests.Response, url: str, *, image: bool
+    ) -> requests.Response | str:
+        status = response.status_code
+        if response.is_redirect:
+            target = urljoin(url, response.headers.get("Location", ""))
+            scheme = urlsplit(target).scheme
+            if scheme not in ("http", "https"):
+                raise FetchError("bad-redirect", f"redirect to a {scheme or 'relative'} URL")
+            return target
+        if status == 429 or status >= 500:
+            error = FetchError(
+                "http-429" if status == 429 else "http-5xx", f"HTTP {status}", status=status
+            )
+            error.retry_after = _retry_after(  # type: ignore[attr-defined]
+                response.headers.get("Retry-After"), self.policy.max_retry_after
+            )
+            raise error
+        if status != 200:
+            raise FetchError(
+                f"http-{status}", f"HTTP {status} {response.reason or ''}".strip(), status=status
+            )
+        if image:
+            if self.policy.respect_noai and robots_tags(response.headers) & _NOAI:
+                raise FetchError("robots-noai", "X-Robots-Tag forbids use for AI")
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if kind.startswith("text/") or kind in ("application/json", "application/xhtml+xml"):
+                raise FetchError("not-an-image", f"served as {kind}")
+        limit = self.policy.max_bytes if image else self.policy.max_page_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise FetchError("too-large", f"{int(declared):,} bytes, more than {limit:,}")
+        response._content = self._body(response, limit)  # where requests keeps a read body
+        return response
+
+    def _body(self, response: requests.Response, limit: int) -> bytes:
+        deadline = time.monotonic() + self.policy.deadline
+        chunks: list[bytes] = []
+        size = 0
+        raw = response.raw
+        while True:
+            try:
+                chunk = raw.read1(65536)
+            except Exception as exc:  # urllib3 read timeouts and protocol errors
+                if "timed out" in str(exc).lower():
+                    raise FetchError("timeout", "the body stopped arriving") from None
+                raise FetchError("connection-error", _short(exc)) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise FetchError("too-large", f"more than {limit:,} bytes")
+            chunks.append(chunk)
+            if self.stop.is_set():
+                raise FetchError("stopped", "the crawl stopped")
+            if time.monotonic() > deadline:
+                raise FetchError("too-slow", f"not finished within {self.policy.deadline:.0f} s")
+        return b"".join(chunks)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in (
+        "Failed to resolve",
+        "Name or service not known",
+        "Connection refused",
+        "Network is unreachable",
+        "timed out",
+    ):
+        if marker in text:
+            return marker.lower()
+    return text[:200]
