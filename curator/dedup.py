@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from curator.hashindex import NearIndex, as_u64, near_pairs
 from curator.imaging import HASH_VERSION
@@ -47,6 +47,8 @@ class DedupPlan:
     images: int = 0
     groups: list[list[int]] = field(default_factory=list)
     changes: dict[int, Target] = field(default_factory=dict)
+    #: The state each changed image was in when the plan was made.
+    before: dict[int, Target] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:
         marks = Counter(t.status for t in self.changes.values())
@@ -117,7 +119,22 @@ def plan_dedup(session: Session, *, threshold: int, workers: int | None = None) 
         plan.groups.append(sorted(r.id for r in group))
         plan.changes.update(group_changes(group))
     plan.groups.sort(key=lambda g: (-len(g), g[0]))
+    state = {row.id: Target(row.status, row.duplicate_of, row.split) for row in rows}
+    plan.before = {image_id: state[image_id] for image_id in plan.changes}
     return plan
+
+
+def apply_plan(
+    session: Session, *, plan: DedupPlan, image_ids: list[int], run_id: int
+) -> tuple[int, int]:
+    """Apply a plan's changes to these images, skipping any that another process changed
+    since the plan was made. Returns (changed, skipped)."""
+    current = {
+        image.id: Target(image.status, image.duplicate_of, image.split)
+        for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))
+    }
+    fresh = {i: plan.changes[i] for i in image_ids if current.get(i) == plan.before.get(i)}
+    return apply_targets(session, targets=fresh, run_id=run_id), len(image_ids) - len(fresh)
 
 
 def apply_targets(session: Session, *, targets: dict[int, Target], run_id: int) -> int:
@@ -188,6 +205,39 @@ def near_matches(index: NearIndex, *, phash: int, phash_mirror: int) -> list[int
     return sorted(found)
 
 
-def undo_run(session: Session, *, run_id: int, undo_run_id: int) -> tuple[int, int]:
-    """Put back what a run changed; see `db.images.undo_changes`."""
-    return undo_changes(session, run_id=run_id, undo_run_id=undo_run_id)
+def undo_run(session: Session, *, run_id: int, undo_run_id: int) -> tuple[int, int, int]:
+    """Put back what a run changed (see `db.images.undo_changes`), then mend the groups that
+    this splits: images that joined a group later keep pointing at its old representative.
+
+    Returns (reverted, conflicts, regrouped).
+    """
+    reverted, conflicts = undo_changes(session, run_id=run_id, undo_run_id=undo_run_id)
+    session.flush()
+    return reverted, conflicts, repair_groups(session, run_id=undo_run_id)
+
+
+def repair_groups(session: Session, *, run_id: int) -> int:
+    """Resolve again every group whose members disagree: a duplicate whose representative is
+    no longer active, or that sits in another split than it. Returns the images changed."""
+    representative = aliased(Image)
+    broken = session.scalars(
+        select(Image.id)
+        .join(representative, Image.duplicate_of == representative.id)
+        .where(or_(representative.status != ACTIVE, representative.split != Image.split))
+    ).all()
+    changed = 0
+    for image_id in broken:
+        changed += merge_group(
+            session, image_ids=[image_id, _root(session, image_id)], run_id=run_id
+        )
+    return changed
+
+
+def _root(session: Session, image_id: int) -> int:
+    """Follow duplicate_of to the end of its chain (guarding against a loop)."""
+    seen: set[int] = set()
+    image = session.get(Image, image_id)
+    while image is not None and image.duplicate_of is not None and image.id not in seen:
+        seen.add(image.id)
+        image = session.get(Image, image.duplicate_of)
+    return image.id if image is not None else image_id

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.config import Settings, load_settings
-from curator.dedup import DEFAULT_THRESHOLD, apply_targets, plan_dedup
+from curator.dedup import DEFAULT_THRESHOLD, apply_plan, plan_dedup
 from curator.errors import CuratorError
 from curator.importer import import_paths
 from curator.runs import tracked_run
@@ -86,7 +86,7 @@ def run_demo(
         plan = plan_dedup(session, threshold=DEFAULT_THRESHOLD)
     with tracked_run(catalog, kind="dedup", params={"threshold": DEFAULT_THRESHOLD}) as run:
         with catalog.writing() as session:
-            apply_targets(session, targets=plan.changes, run_id=run.id)
+            apply_plan(session, plan=plan, image_ids=sorted(plan.changes), run_id=run.id)
         run.counts = plan.summary()
     result.dedup = plan.summary()
     with catalog.reading() as session:

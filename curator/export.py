@@ -1,10 +1,10 @@
 """``curator export``: the catalog as an ImageFolder tree or a CSV file.
 
 ImageFolder: ``OUT/<split>/<label>/<sha256>.<ext>``, loadable by torchvision's ImageFolder, one
-file per active (not duplicate) image with a class label. Files are hard links to the stored
-originals where the file system allows, copies elsewhere. A manifest lets a later export into
-the same folder remove what no longer belongs (an image relabeled, or now a duplicate); a folder
-that holds anything else is refused rather than touched.
+file per active (not duplicate) image with a class label, and ``OUT/classes.json``. Files are
+hard links to the stored originals where the file system allows, copies elsewhere. A manifest
+lets a later export into the same folder remove what no longer belongs (an image relabeled, or
+now a duplicate); a folder that holds anything else is refused rather than touched.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curator.errors import ExportError
-from db.images import ACTIVE, to_unsigned64
+from db.images import ACTIVE, SPLITS, to_unsigned64
 from db.labels import current_labels, group_labels
 from db.models import Image, Source
 from db.settings import get_classes
@@ -83,6 +83,13 @@ def _previous_manifest(out: Path) -> set[str]:
     return set()
 
 
+def _write_manifest(out: Path, files: set[str], classes: list[str]) -> None:
+    manifest = out / MANIFEST
+    temp = manifest.with_name(MANIFEST + ".part")
+    temp.write_text(json.dumps({"classes": classes, "files": sorted(files)}))
+    os.replace(temp, manifest)
+
+
 def export_imagefolder(
     session: Session,
     *,
@@ -94,42 +101,65 @@ def export_imagefolder(
     """Write the ImageFolder tree; return counts by split and class.
 
     Each group's representative is written under the group's label (see
-    `db.labels.group_labels`)."""
+    `db.labels.group_labels`). Every split gets a folder for every class, so torchvision
+    numbers the classes alike in all three (load a split that lacks a class with
+    ``ImageFolder(path, allow_empty=True)``); ``classes.json`` records the order. The manifest
+    is written first, listing what this export will hold, so an interrupted export is
+    finished by running it again.
+    """
     previous = _previous_manifest(out)
-    classes = set(get_classes(session))
+    class_list = get_classes(session)
+    classes = set(class_list)
     labels = group_labels(session)
     images = session.scalars(select(Image).where(Image.status == ACTIVE).order_by(Image.id))
-    chosen = [
-        (image, labels[image.id].label)
-        for image in images
-        if image.id in labels and labels[image.id].label in classes
-    ]
-    files: list[str] = []
-    counts: Counter[str] = Counter()
+    chosen = []
+    for image in images:
+        current = labels.get(image.id)
+        if current is not None and current.label in classes:
+            rel = f"{image.split}/{current.label}/{image.sha256}{Path(image.path).suffix}"
+            chosen.append((image, current.label, rel))
+    files = {rel for _image, _label, rel in chosen}
     out.mkdir(parents=True, exist_ok=True)
-    for done, (image, label) in enumerate(chosen, 1):
-        ext = Path(image.path).suffix
-        rel = f"{image.split}/{label}/{image.sha256}{ext}"
+    _write_manifest(out, previous | files, class_list)
+    for split in SPLITS:
+        for name in class_list:
+            (out / split / name).mkdir(parents=True, exist_ok=True)
+    (out / "classes.json").write_text(
+        json.dumps(
+            {
+                "classes": class_list,
+                "class_to_idx": {c: i for i, c in enumerate(sorted(class_list))},
+            }
+        )
+    )
+    counts: Counter[str] = Counter()
+    for done, (image, label, rel) in enumerate(chosen, 1):
         src = home / image.path
         if not src.is_file():
             counts["missing_files"] += 1
+            files.discard(rel)
             continue
         _place(src, out / rel, link)
-        files.append(rel)
         counts[f"{image.split}/{label}"] += 1
         if on_progress:
             on_progress(done, len(chosen))
-    for stale in sorted(previous - set(files)):
-        (out / stale).unlink(missing_ok=True)
-    manifest = out / MANIFEST
-    temp = manifest.with_name(MANIFEST + ".part")
-    temp.write_text(json.dumps({"files": sorted(files)}))
-    os.replace(temp, manifest)
-    return {
-        "files": len(files),
-        "removed": len(previous - set(files)),
-        **dict(sorted(counts.items())),
-    }
+    stale = previous - files
+    for rel in sorted(stale):
+        (out / rel).unlink(missing_ok=True)
+    _remove_other_folders(out, class_list)
+    _write_manifest(out, files, class_list)
+    return {"files": len(files), "removed": len(stale), **dict(sorted(counts.items()))}
+
+
+def _remove_other_folders(out: Path, classes: list[str]) -> None:
+    """Empty class folders of classes the catalog no longer has (they would be numbered)."""
+    for split in SPLITS:
+        base = out / split
+        if not base.is_dir():
+            continue
+        for folder in base.iterdir():
+            if folder.is_dir() and folder.name not in classes and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def export_csv(session: Session, *, home: Path, out: Path) -> dict[str, Any]:

@@ -123,14 +123,15 @@ class NearIndex:
         n = max(self._ids.size, 1)
         self._n_blocks, self._flips = self._choose_blocks(n, self.radius)
         self._tables = []
-        for shift, width in _blocks(self._n_blocks):
+        for shift, width in _blocks(self._n_blocks) if self._n_blocks else ():
             keys = _block_values(self._hashes, shift, width)
             order = np.argsort(keys, kind="stable")
             self._tables.append((shift, width, keys[order], order))
 
     @staticmethod
     def _choose_blocks(n: int, radius: int) -> tuple[int, int]:
-        """The block count with the fewest expected probes plus candidate comparisons."""
+        """The block count with the fewest expected probes plus candidate comparisons;
+        (0, 0) when no split helps (very large radii): every query is then a scan."""
         best: tuple[float, int, int] | None = None
         for b in range(1, 9):
             flips = radius // b
@@ -141,7 +142,8 @@ class NearIndex:
             cost = probes * (math.log2(n + 1) + n / 2.0**width)
             if best is None or cost < best[0]:
                 best = (cost, b, flips)
-        assert best is not None
+        if best is None or best[0] > n:
+            return 0, 0
         return best[1], best[2]
 
     def add(self, image_id: int, phash: int) -> None:
@@ -164,7 +166,7 @@ class NearIndex:
         q = U64(int(phash) & 0xFFFFFFFFFFFFFFFF)
         found: dict[int, int] = {}
         if self._ids.size:
-            if radius > self.radius or self._ids.size <= _SCAN_MAX:
+            if radius > self.radius or self._ids.size <= _SCAN_MAX or not self._tables:
                 rows = np.arange(self._ids.size)
             else:
                 rows = np.unique(np.concatenate([self._probe(int(q), t) for t in self._tables]))

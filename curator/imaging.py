@@ -49,6 +49,8 @@ _OPENERS = [name for name in FORMATS if name != "MPO"]
 
 # Our own pixel limit is checked before decoding; Pillow's warning would only repeat it.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Pillow warns about corrupt metadata of hostile files; the verdict is ours to give.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -229,7 +231,11 @@ def analyze(data: bytes, limits: Limits | None = None) -> Analysis:
     limits = limits or Limits()
     img = _open(data, limits)
     fmt = img.format or "unknown"
-    frames = int(getattr(img, "n_frames", 1) or 1)
+    try:  # counting frames reads the whole file: a broken later frame must not be fatal
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        img.seek(0)
+    except Exception:
+        frames = 1
     width, height = img.size
     decoded, swapped = _orient(_decode(img))
     if swapped:

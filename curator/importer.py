@@ -17,12 +17,12 @@ from sqlalchemy import select
 from curator.config import Settings
 from curator.errors import PathNotFound
 from curator.imaging import Limits, warm_up
-from curator.ingest import Ingestor, Prepared, display_path, prepare_file
+from curator.ingest import Ingestor, Prepared, display_path, failure, prepare_file
 from curator.runs import tracked_run
 from curator.storage import Store
 from db.catalog import Catalog
 from db.images import FAILED, locator_key
-from db.labels import check_label
+from db.labels import check_author, check_label
 from db.models import Source
 
 #: Names taken from folders; a file named on the command line is always tried.
@@ -37,10 +37,14 @@ class Inputs:
     files: list[str]
     #: Files in folders whose names are not image names (counted, not tried).
     ignored: int
+    #: Folders that could not be listed: (path, why).
+    unreadable: list[tuple[str, str]]
 
 
 def collect_inputs(paths: list[str]) -> Inputs:
-    """Expand files and folders (recursively, not following links to folders), sorted.
+    """Expand files and folders recursively, sorted; a file reached twice (two spellings of
+    one path) is listed once. A folder named on the command line is followed even through a
+    symbolic link; links to folders inside it are not (they could loop).
 
     Raises `PathNotFound` before anything is read if an argument does not exist.
     """
@@ -49,25 +53,32 @@ def collect_inputs(paths: list[str]) -> Inputs:
             raise PathNotFound(display_path(path))
     files: list[str] = []
     ignored = 0
+    unreadable: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for path in paths:
-        if os.path.isdir(path) and not os.path.islink(path):
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if name.startswith("."):
-                        continue
-                    if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
-                        ignored += 1
-                        continue
-                    full = os.path.join(root, name)
-                    if full not in seen:
-                        seen.add(full)
-                        files.append(full)
-        elif path not in seen:
-            seen.add(path)
+
+    def add(path: str) -> None:
+        key = os.path.normpath(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
             files.append(path)
-    return Inputs(files=files, ignored=ignored)
+
+    def on_error(error: OSError) -> None:
+        unreadable.append((str(error.filename), error.strerror or str(error)))
+
+    for path in paths:
+        if not os.path.isdir(path):
+            add(path)
+            continue
+        for root, dirs, names in os.walk(path, onerror=on_error):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+                    ignored += 1
+                    continue
+                add(os.path.join(root, name))
+    return Inputs(files=files, ignored=ignored, unreadable=unreadable)
 
 
 def _unchanged_files(catalog: Catalog, paths: list[str]) -> dict[str, int]:
@@ -176,6 +187,7 @@ def import_paths(
 ) -> dict[str, Any]:
     """Import files and folders; return the run's counts (also stored with the run)."""
     limits = limits or Limits()
+    author = check_author(author)
     inputs = collect_inputs(paths)
     if label is not None:
         with catalog.reading() as session:
@@ -214,6 +226,9 @@ def import_paths(
         )
         try:
             with ingestor:
+                for folder, why in inputs.unreadable:
+                    locator = display_path(os.path.abspath(folder))
+                    ingestor.add(failure(locator, "file", "unreadable-folder", why))
                 for item in _prepared(inputs.files, store, limits, workers, known):
                     ingestor.add(item)
         finally:

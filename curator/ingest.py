@@ -16,6 +16,7 @@ file.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import time
@@ -41,13 +42,17 @@ from db.images import (
     NEAR_DUPLICATE,
     add_images,
     add_sources,
+    max_image_id,
     source_row,
     sources_at,
     split_for,
     to_signed64,
+    to_unsigned64,
 )
-from db.labels import add_label_events, latest_event
+from db.labels import add_label_events, current_labels, label_recorded
 from db.models import Image, utcnow
+
+log = logging.getLogger("curator.ingest")
 
 #: Not an outcome stored in a row: the input was already in the catalog exactly like this.
 UNCHANGED = "unchanged"
@@ -111,6 +116,8 @@ def prepare_bytes(
         analysis = analyze(data, limits)
     except InvalidImage as exc:
         return failure(locator, kind, exc.reason, exc.detail, **source)
+    except Exception as exc:  # a decoder bug on a hostile file: this file's failure only
+        return failure(locator, kind, "decode-error", f"{type(exc).__name__}: {exc}", **source)
     relpath = store_original(store, data, analysis)
     return Prepared(locator=locator, kind=kind, analysis=analysis, relpath=relpath, **source)
 
@@ -151,6 +158,8 @@ class Tally:
 
     outcomes: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    #: Images given a label here that differs from the one they already had.
+    conflicts: int = 0
 
     def add(self, outcome: str, reason: str | None = None) -> None:
         self.outcomes[outcome] += 1
@@ -163,6 +172,7 @@ class Tally:
             for k in (ADDED, EXACT_DUPLICATE, NEAR_DUPLICATE, FAILED, UNCHANGED)
         }
         counts["failed_by_reason"] = dict(sorted(self.reasons.items()))
+        counts["label_conflicts"] = self.conflicts
         return counts
 
 
@@ -203,12 +213,19 @@ class Ingestor:
         self._oldest = 0.0
         with catalog.reading() as session:
             self.index = load_index(session, threshold=threshold)
+            self._indexed_up_to = max_image_id(session)
 
     def __enter__(self) -> Ingestor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.flush()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.flush()
+        except Exception:
+            if exc is None:
+                raise
+            # Already failing (disk full, Ctrl-C...): that first error is the one to report.
+            log.warning("could not record the last batch", exc_info=True)
 
     def add(self, item: Prepared) -> None:
         if not self._buffer:
@@ -235,6 +252,7 @@ class Ingestor:
         # Only what was committed goes into the in-memory index and the counts.
         for image_id, phash in new_hashes:
             self.index.add(image_id, phash)
+            self._indexed_up_to = max(self._indexed_up_to, image_id)
         for item, (outcome, reason) in zip(batch, outcomes, strict=True):
             self.tally.add(outcome, reason)
             if self.on_recorded:
@@ -245,6 +263,7 @@ class Ingestor:
     ) -> tuple[list[tuple[str, str | None]], list[tuple[int, int]]]:
         """Rows for a batch, in three steps: new images (one insert), their near-duplicate
         groups (in arrival order), then a source row and a label for every item."""
+        self._catch_up(session)
         shas = [item.analysis.sha256 for item in batch if item.analysis is not None]
         known: dict[str, int] = dict(
             session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(shas))).all()
@@ -271,8 +290,13 @@ class Ingestor:
         to_label: dict[int, None] = {}  # ordered set
         inserted = set(ids)
         outcomes = []
+        recorded: set[str] = set()  # locators already given a row in this batch
         for item in batch:
-            outcome, row, image_id = self._decide(session, item, known, firsts, near)
+            if item.locator in recorded:  # the same file twice in one batch
+                outcome, row, image_id = UNCHANGED, None, None
+            else:
+                outcome, row, image_id = self._decide(session, item, known, firsts, near)
+                recorded.add(item.locator)
             outcomes.append((outcome, item.reason if outcome == FAILED else None))
             if row is not None:
                 sources.append(row)
@@ -280,7 +304,7 @@ class Ingestor:
                 image_id is not None
                 and self.label is not None
                 and image_id not in to_label
-                and (image_id in inserted or self._label_changes(session, image_id))
+                and (image_id in inserted or self._label_is_news(session, image_id))
             ):
                 to_label[image_id] = None
         add_sources(session, sources)
@@ -360,7 +384,26 @@ class Ingestor:
             stored ^ mirror
         ).bit_count() <= self.threshold
 
-    def _label_changes(self, session: Session, image_id: int) -> bool:
-        """Whether this run's label is news for an image that was already in the catalog."""
-        last = latest_event(session, image_id=image_id, origin=self.label_origin)
-        return last is None or last.label != self.label
+    def _label_is_news(self, session: Session, image_id: int) -> bool:
+        """Whether this run's label adds anything for an image already in the catalog.
+
+        Importing the same files again adds no events, even when one picture sits in two
+        folders with different labels; that case is counted as a conflict for review.
+        """
+        if label_recorded(session, image_id=image_id, label=self.label, origin=self.label_origin):
+            return False
+        current = current_labels(session, image_ids=[image_id]).get(image_id)
+        if current is not None and current.label != self.label:
+            self.tally.conflicts += 1
+        return True
+
+    def _catch_up(self, session: Session) -> None:
+        """Index images other writers committed since this run began (a concurrent import
+        or crawl), so that near copies arriving here still find them."""
+        for image_id, phash in session.execute(
+            select(Image.id, Image.phash)
+            .where(Image.id > self._indexed_up_to, Image.hash_version == HASH_VERSION)
+            .order_by(Image.id)
+        ):
+            self.index.add(image_id, to_unsigned64(phash))
+            self._indexed_up_to = image_id

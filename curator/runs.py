@@ -37,5 +37,13 @@ def tracked_run(catalog: Catalog, *, kind: str, params: dict[str, Any]) -> Itera
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        with catalog.writing() as session:
-            finish_run(session, run_id=scope.id, status=status, counts=scope.counts, error=error)
+        try:
+            with catalog.writing() as session:
+                finish_run(
+                    session, run_id=scope.id, status=status, counts=scope.counts, error=error
+                )
+        except Exception:
+            if status == "done":
+                raise
+            # The run is failing already: keep that error, not this one. The run row stays
+            # "running" until a later run of this host marks it interrupted.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select
@@ -70,7 +71,12 @@ def catalog_stats(session: Session) -> dict[str, Any]:
 
 
 def _time(value: Any) -> str | None:
-    return value.isoformat(timespec="seconds") if value is not None else None
+    """UTC, the same from every database (SQLite hands back naive times, PostgreSQL aware)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:

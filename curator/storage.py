@@ -57,14 +57,16 @@ class Store:
         return self.home / relpath
 
     def put(self, relpath: str, data: bytes, *, durable: bool = True) -> bool:
-        """Write ``data`` under ``relpath`` unless it is already there; True if written.
+        """Write ``data`` under ``relpath`` unless exactly these bytes are already there (a
+        file left by a crash, but never synced, may hold others); True if written. Stored
+        files are read-only: hard links made by an export cannot change them by accident.
 
         ``durable`` flushes this file to disk before the rename; batch writers leave it off and
         call `sync` once for the batch instead.
         """
         final = self.home / relpath
         try:
-            if final.stat().st_size == len(data):
+            if final.stat().st_size == len(data) and final.read_bytes() == data:
                 return False
         except FileNotFoundError:
             pass
@@ -84,6 +86,7 @@ class Store:
                 if durable:
                     fh.flush()
                     os.fsync(fh.fileno())
+            os.chmod(temp, 0o444)
             os.replace(temp, final)
         except BaseException:
             temp.unlink(missing_ok=True)

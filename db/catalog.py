@@ -109,6 +109,11 @@ class Catalog:
                 session.commit()
             except OperationalError as exc:
                 session.rollback()
+                if "full" in str(exc.orig):
+                    raise CatalogError(
+                        "the disk holding the catalog is full; nothing was lost: "
+                        "free space and run the command again"
+                    ) from exc
                 if "locked" in str(exc.orig) or "busy" in str(exc.orig):
                     raise CatalogBusy(
                         f"the catalog is locked by another writer for more than "

@@ -48,7 +48,7 @@ def locator_key(locator: str) -> str:
 def find_image(session: Session, *, ref: str) -> Image:
     """An image by numeric id or by (a prefix of at least 6 characters of) its sha256."""
     ref = ref.strip()
-    if ref.isdigit() and len(ref) < 12:
+    if ref.isascii() and ref.isdigit() and int(ref) < 2**31:
         image = session.get(Image, int(ref))
         if image is not None:
             return image
@@ -63,6 +63,10 @@ def find_image(session: Session, *, ref: str) -> Image:
             count = session.scalar(select(func.count()).where(Image.sha256.startswith(lowered)))
             raise AmbiguousImage(ref, int(count or 0))
     raise UnknownImage(ref)
+
+
+def max_image_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(Image.id))) or 0)
 
 
 def image_by_sha(session: Session, *, sha256: str) -> Image | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from db.errors import UnknownClass
+from db.errors import CatalogError, UnknownClass
 from db.models import Image, LabelEvent, utcnow
 from db.settings import REJECT, get_classes
 
@@ -33,6 +33,16 @@ class CurrentLabel:
     event_id: int
 
 
+MAX_AUTHOR = 128
+
+
+def check_author(author: str) -> str:
+    author = author.strip()
+    if not author or len(author) > MAX_AUTHOR:
+        raise CatalogError(f"an author name needs 1 to {MAX_AUTHOR} characters")
+    return author
+
+
 def check_label(session: Session, *, label: str) -> str:
     """Return the label if it is one of the catalog's classes or ``reject``; raise otherwise."""
     classes = get_classes(session)
@@ -48,6 +58,22 @@ def latest_event(session: Session, *, image_id: int, origin: str) -> LabelEvent 
         .order_by(LabelEvent.id.desc())
         .limit(1)
     ).first()
+
+
+def label_recorded(session: Session, *, image_id: int, label: str | None, origin: str) -> bool:
+    """Whether this exact decision (image, label, origin) was ever recorded."""
+    return (
+        session.scalar(
+            select(LabelEvent.id)
+            .where(
+                LabelEvent.image_id == image_id,
+                LabelEvent.origin == origin,
+                LabelEvent.label == label,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def record_label(
@@ -67,6 +93,7 @@ def record_label(
     """
     if origin not in RANK:
         raise ValueError(f"unknown label origin {origin!r}")
+    author = check_author(author)
     if label is not None:
         check_label(session, label=label)
     if only_if_changed:
@@ -93,6 +120,7 @@ def add_label_events(
         return
     if origin not in RANK:
         raise ValueError(f"unknown label origin {origin!r}")
+    author = check_author(author)
     check_label(session, label=label)
     now = utcnow()
     session.execute(

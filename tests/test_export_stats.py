@@ -31,11 +31,16 @@ def test_imagefolder_export_loads_in_torchvision(cli, home, tmp_path):
     counts = json.loads(result.stdout)
     assert counts["files"] == 16  # active images with a class label; duplicates left out
     loaded = {}
+    numbering = set()
     for split in ("train", "val", "test"):
-        if (out / split).is_dir():
-            ds = ImageFolder(out / split)
-            for path, target in ds.samples:
-                loaded[os.path.basename(path)] = ds.classes[target]
+        ds = ImageFolder(out / split, allow_empty=True)
+        numbering.add(tuple(sorted(ds.class_to_idx.items())))
+        for path, target in ds.samples:
+            loaded[os.path.basename(path)] = ds.classes[target]
+    # The same class numbers in every split, as classes.json says.
+    assert numbering == {
+        tuple(sorted(json.loads((out / "classes.json").read_text())["class_to_idx"].items()))
+    }
     assert len(loaded) == 16
     assert sorted(loaded.values()).count("happy") == 8
     # Hard links to the stored originals, not copies.
@@ -54,6 +59,28 @@ def test_export_again_after_a_relabel_moves_the_file(cli, home, tmp_path):
     names = {p.parent.name for p in out.rglob("*.jpg")}
     assert names == {"happy", "unhappy"}
     assert sum(1 for p in out.rglob("*.jpg") if p.parent.name == "unhappy") == 9
+
+
+def test_an_interrupted_export_is_finished_by_running_it_again(cli, home, tmp_path, monkeypatch):
+    import curator.export as export
+
+    setup_catalog(cli, tmp_path)
+    out = tmp_path / "out"
+    real, placed = export._place, []
+
+    def crash_after_three(src, dst, link):
+        if len(placed) == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C or a crash hit mid-export
+        placed.append(dst)
+        real(src, dst, link)
+
+    monkeypatch.setattr(export, "_place", crash_after_three)
+    assert cli("export", out).exit_code == 130
+    monkeypatch.setattr(export, "_place", real)
+    result = cli("export", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["files"] == 16
+    assert len(list(out.rglob("*.jpg"))) == 16
 
 
 def test_export_refuses_a_folder_with_other_things_in_it(cli, home, tmp_path):

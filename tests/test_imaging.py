@@ -143,3 +143,43 @@ def test_perceptual_hashes_are_bit_for_bit_imagehash() -> None:
         plain, mirror = perceptual_hashes(img)
         assert plain == reference(img)
         assert mirror == reference(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+
+
+def _valid_files() -> dict[str, bytes]:
+    out = {}
+    img = f.picture(40, (200, 150))
+    for fmt, params in (
+        ("JPEG", {}),
+        ("PNG", {}),
+        ("WEBP", {}),
+        ("BMP", {}),
+        ("TIFF", {"save_all": True, "append_images": [f.picture(41, (200, 150))]}),
+        ("GIF", {"save_all": True, "append_images": [f.picture(42, (200, 150))]}),
+    ):
+        buf = io.BytesIO()
+        img.save(buf, fmt, **params)
+        out[fmt] = buf.getvalue()
+    return out
+
+
+def test_damaged_files_of_every_format_are_refused_with_a_reason_never_a_crash() -> None:
+    """Truncations and flipped bytes, seeded: analyze() returns or raises InvalidImage."""
+    import random
+
+    rng = random.Random(7)
+    tried = 0
+    for fmt, data in _valid_files().items():
+        cuts = [len(data) * k // 40 for k in range(1, 40)]
+        variants = [data[:cut] for cut in cuts]
+        for _ in range(60):
+            damaged = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            variants.append(bytes(damaged))
+        for variant in variants:
+            tried += 1
+            try:
+                analyze(variant)
+            except InvalidImage as exc:
+                assert exc.reason and exc.detail, fmt
+    assert tried > 500

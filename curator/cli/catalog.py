@@ -20,6 +20,7 @@ from curator.cli.common import (
     progress_bar,
     settings_of,
     stdout,
+    threshold_option,
 )
 from curator.export import export_csv, export_imagefolder
 from curator.imaging import Limits
@@ -77,9 +78,7 @@ def import_command(
         None, "--label", "-l", help="Record this class for every image (origin: import)."
     ),
     author: str = typer.Option(default_author(), help="Who the label events are recorded for."),
-    threshold: int = typer.Option(
-        dedup_lib.DEFAULT_THRESHOLD, help="Near-duplicate distance in bits (of 64)."
-    ),
+    threshold: int = threshold_option(dedup_lib.DEFAULT_THRESHOLD),
     max_pixels: int = typer.Option(Limits.max_pixels, help="Refuse images with more pixels."),
     max_bytes: int = typer.Option(Limits.max_bytes, help="Refuse files larger than this."),
     min_side: int = typer.Option(Limits.min_side, help="Refuse images with a shorter side."),
@@ -126,12 +125,7 @@ def import_command(
 
 def dedup_command(
     ctx: typer.Context,
-    threshold: int = typer.Option(
-        dedup_lib.DEFAULT_THRESHOLD,
-        min=0,
-        max=24,
-        help="Largest Hamming distance (bits of 64) between near duplicates.",
-    ),
+    threshold: int = threshold_option(dedup_lib.DEFAULT_THRESHOLD),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change; change nothing."
     ),
@@ -162,12 +156,14 @@ def dedup_command(
     summary = {"threshold": threshold, **plan.summary(), "dry_run": dry_run}
     if not dry_run and plan.changes:
         with tracked_run(catalog, kind="dedup", params={"threshold": threshold}) as run:
-            items = sorted(plan.changes.items())
-            for start in range(0, len(items), 1000):
+            ids = sorted(plan.changes)
+            skipped = 0
+            for start in range(0, len(ids), 1000):  # short transactions: imports go on
                 with catalog.writing() as session:
-                    dedup_lib.apply_targets(
-                        session, targets=dict(items[start : start + 1000]), run_id=run.id
-                    )
+                    skipped += dedup_lib.apply_plan(
+                        session, plan=plan, image_ids=ids[start : start + 1000], run_id=run.id
+                    )[1]
+            summary["changed_meanwhile"] = skipped
             run.counts = summary
             summary["run"] = run.id
     if as_json:
@@ -200,16 +196,19 @@ def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
         fail(f"no run {run_id} to undo" if run_id else "no dedup run to undo")
     with tracked_run(catalog, kind="dedup-undo", params={"undo_run": run.id}) as undo_run:
         with catalog.writing() as session:
-            reverted, conflicts = dedup_lib.undo_run(
+            reverted, conflicts, regrouped = dedup_lib.undo_run(
                 session, run_id=run.id, undo_run_id=undo_run.id
             )
-        undo_run.counts = {"reverted": reverted, "conflicts": conflicts}
+        counts = {"reverted": reverted, "conflicts": conflicts, "regrouped": regrouped}
+        undo_run.counts = counts
     if as_json:
-        print_json({"undone_run": run.id, "reverted": reverted, "conflicts": conflicts})
+        print_json({"undone_run": run.id, **counts})
         return
     stdout.print(f"undid {run.kind} run {run.id}: {reverted} image changes put back")
     if conflicts:
         stdout.print(f"{conflicts} images changed again since then were left as they are")
+    if regrouped:
+        stdout.print(f"{regrouped} images that joined those groups later were regrouped")
 
 
 def stats_command(

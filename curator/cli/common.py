@@ -34,7 +34,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-stdout = Console(highlight=False, soft_wrap=True)
+# User data (file names, classes, authors) goes through these: never read it as markup.
+stdout = Console(highlight=False, soft_wrap=True, markup=False)
+
+
+#: The largest near-duplicate threshold accepted: beyond it the search degrades to comparing
+#: every pair, and distinct photos start to match (bench/hash_threshold.py).
+MAX_THRESHOLD = 16
+
+
+def threshold_option(default: int) -> Any:
+    return typer.Option(
+        default,
+        "--threshold",
+        min=0,
+        max=MAX_THRESHOLD,
+        help=f"Near-duplicate distance in bits of 64 (0-{MAX_THRESHOLD}).",
+    )
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -60,10 +76,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _log_unexpected(exc: BaseException) -> Path | None:
+def _home_of(ctx: object) -> Path | None:
+    if isinstance(ctx, typer.Context) and isinstance(ctx.find_root().obj, Settings):
+        return ctx.find_root().obj.home
+    return None
+
+
+def _log_unexpected(exc: BaseException, home: Path | None) -> Path | None:
     try:
-        settings = load_settings()
-        log = settings.home / "logs" / "errors.log"
+        log = (home or load_settings().home) / "logs" / "errors.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"--- {datetime.now(UTC).isoformat()} curator {' '.join(sys.argv[1:])}\n")
@@ -91,7 +112,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             )
             raise typer.Exit(130) from None
         except Exception as exc:
-            log = _log_unexpected(exc)
+            log = _log_unexpected(exc, _home_of(kwargs.get("ctx")))
             where = f" (the traceback is in {log})" if log else ""
             fail(f"unexpected {type(exc).__name__}: {exc}{where}")
 

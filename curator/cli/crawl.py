@@ -15,6 +15,7 @@ from curator.cli.common import (
     progress_bar,
     settings_of,
     stdout,
+    threshold_option,
 )
 from curator.crawl.engines import ENGINES
 from curator.crawl.http import FetchPolicy
@@ -84,7 +85,7 @@ def crawl_command(
         False, "--use-proxy-env", help="Honour HTTP(S)_PROXY from the environment."
     ),
     author: str = typer.Option(default_author(), help="Who the label events are recorded for."),
-    threshold: int = typer.Option(DEFAULT_THRESHOLD, help="Near-duplicate distance in bits."),
+    threshold: int = threshold_option(DEFAULT_THRESHOLD),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Gather images from image search into the catalog, safely and resumably.

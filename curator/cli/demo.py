@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from curator.cli.common import handle_errors, print_json, settings_of, stderr, stdout
 from curator.demo import run_demo
@@ -33,7 +34,10 @@ def demo_command(
     settings = settings_of(ctx)
     demo_home = (home or settings.home / "demo").expanduser().absolute()
     result = run_demo(
-        demo_home, per_class=per_class, seed=seed, step=lambda m: stderr.print(f"[bold]>[/] {m}")
+        demo_home,
+        per_class=per_class,
+        seed=seed,
+        step=lambda m: stderr.print(Text("> ", style="bold") + Text(m)),
     )
     if as_json:
         print_json(

@@ -50,7 +50,7 @@ from curator.runs import tracked_run
 from curator.storage import Store
 from db.catalog import Catalog, open_catalog
 from db.images import count_added, locator_key, settled_url_keys
-from db.labels import check_label
+from db.labels import check_author, check_label
 
 log = logging.getLogger("curator.crawl")
 
@@ -511,6 +511,7 @@ def crawl(
         raise CuratorError("the flickr engine needs an API key: --flickr-key or FLICKR_API_KEY")
     if not queries:
         raise CuratorError("give at least one query")
+    check_author(options.author)
     session = new_session(
         pool=options.threads + 4,
         policy=options.policy,
