@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -202,8 +203,9 @@ def test_a_full_disk_is_one_clear_error_and_loses_nothing(tmp_path):
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and "full" in done.stderr
         assert "Traceback" not in done.stderr
-        with sqlite3.connect(home / "catalog.db") as db:
+        with closing(sqlite3.connect(home / "catalog.db")) as db:
             for (path,) in db.execute("SELECT path FROM images"):
                 assert (home / path).is_file()
     finally:
-        subprocess.run(["umount", str(home)])
+        if subprocess.run(["umount", str(home)]).returncode:
+            subprocess.run(["umount", "-l", str(home)])  # still busy: detach it anyway
