@@ -28,6 +28,7 @@ test: lint pytest
 bench: $(STAMP)
 	$(BIN)/python bench/near_duplicates.py
 	$(BIN)/python bench/import_throughput.py
+	$(BIN)/python bench/crawl_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

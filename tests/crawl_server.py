@@ -72,21 +72,29 @@ class EngineServer:
         self._active: dict[str, int] = {}
         self.max_active: dict[str, int] = {}
         self._server: ThreadingHTTPServer | None = None
+        self._servers: list[ThreadingHTTPServer] = []
         self.images_by_id: dict[str, str] = {}
 
     # -- set-up ---------------------------------------------------------------------------
 
-    def start(self) -> EngineServer:
+    def start(self, ports: int = 1) -> EngineServer:
+        """Listen on 127.0.0.1; with ``ports`` > 1, on more ports too (other "hosts")."""
         handler = _handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        for _ in range(ports):
+            server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            self._servers.append(server)
+        self._server = self._servers[0]
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+
+    def port(self, index: int) -> int:
+        return self._servers[index % len(self._servers)].server_address[1]
 
     @property
     def base(self) -> str:
@@ -102,9 +110,8 @@ class EngineServer:
             "api.flickr.com": f"{self.base}/flickr",
         }
 
-    def image_url(self, name: str, host: str = "127.0.0.1") -> str:
-        assert self._server is not None
-        return f"http://{host}:{self._server.server_address[1]}/img/{name}"
+    def image_url(self, name: str, port_index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.port(port_index)}/img/{name}"
 
     def add_image(self, name: str, behaviour: Behaviour) -> str:
         self.images[name] = behaviour

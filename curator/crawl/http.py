@@ -279,6 +279,7 @@ class Fetcher:
         if declared.isdigit() and int(declared) > limit:
             raise FetchError("too-large", f"{int(declared):,} bytes, more than {limit:,}")
         response._content = self._body(response, limit)  # where requests keeps a read body
+        response._content_consumed = True  # read to the end: the connection can be reused
         return response
 
     def _body(self, response: requests.Response, limit: int) -> bytes:
