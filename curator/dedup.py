@@ -16,11 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, aliased
 
+from curator import defaults
 from curator.hashindex import NearIndex, as_u64, near_pairs
 from curator.imaging import HASH_VERSION
 from db.images import ACTIVE, DUPLICATE, HashRow, change_image, hash_rows, undo_changes
@@ -29,7 +28,7 @@ from db.models import Image
 #: Default Hamming distance (of 64 bits) under which two images are near duplicates.
 #: Measured by bench/hash_threshold.py on real photos: re-encodes, resizes, 5 % crops,
 #: brightness changes and mirrors of a photo stay within it, distinct photos stay above it.
-DEFAULT_THRESHOLD = 10
+DEFAULT_THRESHOLD = defaults.DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,9 @@ def component_labels(rows: list[HashRow], threshold: int, workers: int | None = 
     mirror = as_u64(np.fromiter((r.phash_mirror for r in rows), dtype=np.int64, count=n))
     # One join over plain and mirror hashes together: item i + n is image i seen in a mirror.
     edges = near_pairs(np.concatenate([plain, mirror]), threshold, workers=workers)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     a, b = edges[:, 0] % n, edges[:, 1] % n
     keep = (a != b) & ((edges[:, 0] < n) | (edges[:, 1] < n))
     graph = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))

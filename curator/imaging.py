@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from curator.defaults import LIMITS
 from curator.errors import InvalidImage
 
 HASH_VERSION = "phash64-v1"
@@ -58,9 +59,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 class Limits:
     """What an input may be: bytes, decoded pixels, and the shorter side in pixels."""
 
-    max_bytes: int = 64 * 1024 * 1024
-    max_pixels: int = 80_000_000
-    min_side: int = 32
+    max_bytes: int = LIMITS["max_bytes"]
+    max_pixels: int = LIMITS["max_pixels"]
+    min_side: int = LIMITS["min_side"]
 
 
 @dataclass(frozen=True)

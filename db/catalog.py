@@ -14,11 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +23,9 @@ from db.errors import CatalogBusy, CatalogError
 
 #: How long a writer waits for another writer's lock before giving up (milliseconds).
 BUSY_TIMEOUT_MS = 30_000
+#: The newest migration. A catalog already there is opened without loading Alembic at all;
+#: tests/test_catalog.py checks that this is the head of alembic/versions.
+SCHEMA_HEAD = "0001"
 
 
 def migrations_dir() -> Path:
@@ -38,7 +37,9 @@ def migrations_dir() -> Path:
     raise CatalogError("curator's database migrations are missing from this installation")
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
@@ -128,16 +129,22 @@ class Catalog:
         self.engine.dispose()
 
 
+def _schema_version(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):  # a new catalog
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def _upgrade(engine: Engine) -> None:
-    config = alembic_config()
-    head = ScriptDirectory.from_config(config).get_current_head()
     with engine.connect() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
+        if _schema_version(conn) == SCHEMA_HEAD:
             return
+    from alembic import command
+
     # The write option makes SQLite take its lock first: a second process opening a new
     # catalog at the same moment waits, then finds it already migrated.
     with engine.execution_options(curator_write=True).begin() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
+        if _schema_version(conn) == SCHEMA_HEAD:
             return
         command.upgrade(alembic_config(conn), "head")
 

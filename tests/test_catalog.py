@@ -175,3 +175,22 @@ def test_the_catalog_url_comes_from_flag_then_environment_then_home(
     flagged = tmp_path / "flag.db"
     assert cli("--db-url", f"sqlite:///{flagged}", "stats").exit_code == 0
     assert flagged.is_file()
+
+
+def test_the_schema_head_constant_is_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    from db.catalog import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
+def test_help_defaults_match_the_code_that_uses_them():
+    from dataclasses import asdict
+
+    from curator import defaults
+    from curator.crawl.engines import ENGINES
+    from curator.imaging import Limits
+
+    assert asdict(Limits()) == defaults.LIMITS
+    assert tuple(ENGINES) == defaults.ENGINE_NAMES

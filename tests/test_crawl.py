@@ -304,3 +304,18 @@ def test_cli_crawl_summary_and_json(tmp_path, monkeypatch, cli, server):
     again = cli("--home", home, "crawl", "happy couple", "--max", "3", "--json")
     data = json.loads(again.stdout)
     assert data["queries"]["happy couple"]["already"] == 3
+
+
+def test_clear_errors_before_anything_is_fetched(tmp_path, cli):
+    home = tmp_path / "home"
+    cases = [
+        (["crawl", str(tmp_path / "missing.txt"), "--engine", "urls"], "no such URL list"),
+        (["crawl", "q", "--engine", "flickr"], "needs an API key"),
+        (["crawl", "q", "--engine", "altavista"], "unknown engine 'altavista'"),
+        (["crawl", "ftp://example.org", "--engine", "greedy"], "is not an http(s) site"),
+    ]
+    for args, words in cases:
+        result = cli("--home", home, *args)
+        assert result.exit_code == 1 and words in result.stderr, (args, result.stderr)
+        assert result.stderr.count("\n") == 1
+    assert not home.exists()

@@ -17,14 +17,10 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
-from curator.crawl.engines import ENGINES
-from curator.crawl.http import FetchPolicy
-from curator.crawl.runner import CrawlOptions, CrawlProgress, crawl
-from curator.dedup import DEFAULT_THRESHOLD
-from curator.imaging import Limits
+from curator.defaults import DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS
 
 
-def _status(p: CrawlProgress) -> str:
+def _status(p: Any) -> str:
     c = p.counts
     return (
         f"added {p.added}/{p.target} · dup {c.get('exact_duplicate', 0)} · "
@@ -58,7 +54,9 @@ def crawl_command(
     queries: list[str] = typer.Argument(
         ..., help="Search queries (sites for --engine greedy, a URL-list file for urls)."
     ),
-    engine: str = typer.Option("bing", "--engine", "-e", help=f"One of: {', '.join(ENGINES)}."),
+    engine: str = typer.Option(
+        "bing", "--engine", "-e", help=f"One of: {', '.join(ENGINE_NAMES)}."
+    ),
     label: str | None = typer.Option(
         None, "--label", "-l", help="A weak label for every image found (origin: query)."
     ),
@@ -72,9 +70,9 @@ def crawl_command(
     deadline: float = typer.Option(60.0, min=1.0, help="Seconds one download may take."),
     retries: int = typer.Option(3, min=0, help="Retries on 429, 5xx and connection errors."),
     max_pages: int = typer.Option(200, min=1, help="Result (or site) pages per query."),
-    max_bytes: int = typer.Option(Limits.max_bytes, help="Refuse larger downloads."),
-    max_pixels: int = typer.Option(Limits.max_pixels, help="Refuse images with more pixels."),
-    min_side: int = typer.Option(Limits.min_side, help="Refuse images with a shorter side."),
+    max_bytes: int = typer.Option(LIMITS["max_bytes"], help="Refuse larger downloads."),
+    max_pixels: int = typer.Option(LIMITS["max_pixels"], help="Refuse images with more pixels."),
+    min_side: int = typer.Option(LIMITS["min_side"], help="Refuse images with a shorter side."),
     ignore_noai: bool = typer.Option(
         False, "--ignore-noai", help="Also keep images whose X-Robots-Tag says noai."
     ),
@@ -101,6 +99,10 @@ def crawl_command(
         curator crawl urls.txt --engine urls --label unhappy
         curator crawl example.com --engine greedy --max 50
     """
+    from curator.crawl.http import FetchPolicy
+    from curator.crawl.runner import CrawlOptions, crawl
+    from curator.imaging import Limits
+
     settings = settings_of(ctx)
     options = CrawlOptions(
         engine=engine,
