@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint pytest bench clean
+.PHONY: demo test lint pytest bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The review page is tested in Debian's Chromium (never a downloaded browser).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: sudo apt-get install chromium (its test is skipped)"; fi; }
+
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 test: lint pytest
@@ -29,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/near_duplicates.py
 	$(BIN)/python bench/import_throughput.py
 	$(BIN)/python bench/crawl_throughput.py
+	$(BIN)/python bench/review_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

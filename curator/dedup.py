@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session, aliased
 from curator import defaults
 from curator.hashindex import NearIndex, as_u64, near_pairs
 from curator.imaging import HASH_VERSION
+from db.errors import UnknownImage
 from db.images import ACTIVE, DUPLICATE, HashRow, change_image, hash_rows, undo_changes
-from db.models import Image
+from db.models import Image, Separation
 
 #: Default Hamming distance (of 64 bits) under which two images are near duplicates.
 #: Measured by bench/hash_threshold.py on real photos: re-encodes, resizes, 5 % crops,
@@ -86,8 +87,14 @@ def group_changes(members: list[HashRow]) -> dict[int, Target]:
     }
 
 
-def component_labels(rows: list[HashRow], threshold: int, workers: int | None = None) -> np.ndarray:
-    """Connected-component label of each row: rows joined by plain or mirrored hash matches."""
+def component_labels(
+    rows: list[HashRow],
+    threshold: int,
+    workers: int | None = None,
+    separated: set[tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """Connected-component label of each row: rows joined by plain or mirrored hash matches,
+    except pairs a person separated (``separated`` holds (smaller id, larger id))."""
     n = len(rows)
     if n == 0:
         return np.empty(0, dtype=np.int64)
@@ -100,6 +107,13 @@ def component_labels(rows: list[HashRow], threshold: int, workers: int | None = 
 
     a, b = edges[:, 0] % n, edges[:, 1] % n
     keep = (a != b) & ((edges[:, 0] < n) | (edges[:, 1] < n))
+    if separated:
+        ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
+        lo, hi = np.minimum(ids[a], ids[b]), np.maximum(ids[a], ids[b])
+        keep &= np.array(
+            [(x, y) not in separated for x, y in zip(lo.tolist(), hi.tolist(), strict=True)],
+            dtype=bool,
+        )
     graph = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
@@ -108,7 +122,7 @@ def plan_dedup(session: Session, *, threshold: int, workers: int | None = None) 
     """What the catalog should look like with groups at this threshold, as changes."""
     rows = hash_rows(session, hash_version=HASH_VERSION)
     plan = DedupPlan(threshold=threshold, images=len(rows))
-    labels = component_labels(rows, threshold, workers)
+    labels = component_labels(rows, threshold, workers, separated_pairs(session))
     members: dict[int, list[HashRow]] = {}
     for row, label in zip(rows, labels.tolist(), strict=True):
         members.setdefault(label, []).append(row)
@@ -165,12 +179,20 @@ def merge_group(session: Session, *, image_ids: list[int], run_id: int) -> int:
     Used as images arrive: a new image close to stored ones joins (or bridges) their groups.
     Returns the number of images whose state changed.
     """
-    roots = {
-        dup if dup is not None else image_id
+    found = {
+        image_id: dup if dup is not None else image_id
         for image_id, dup in session.execute(
             select(Image.id, Image.duplicate_of).where(Image.id.in_(image_ids))
         )
     }
+    # Groups a person separated stay apart: join the first group and those not kept from it.
+    ordered = [found[i] for i in image_ids if i in found]
+    separated = separated_pairs(session, image_ids=list(found.values()))
+    roots = {ordered[0]} if ordered else set()
+    for root in ordered[1:]:
+        if all((min(root, r), max(root, r)) not in separated for r in roots):
+            roots.add(root)
+    image_ids = [i for i in image_ids if i in found and found[i] in roots]
     members = [
         HashRow(*row)
         for row in session.execute(
@@ -188,6 +210,43 @@ def merge_group(session: Session, *, image_ids: list[int], run_id: int) -> int:
         )
     ]
     return apply_targets(session, targets=group_changes(members), run_id=run_id)
+
+
+def separated_pairs(
+    session: Session, *, image_ids: list[int] | None = None
+) -> set[tuple[int, int]]:
+    """Pairs (smaller id, larger id) a person said are not near duplicates."""
+    query = select(Separation.image_id, Separation.other_id)
+    if image_ids is not None:
+        query = query.where(
+            or_(Separation.image_id.in_(image_ids), Separation.other_id.in_(image_ids))
+        )
+    return {(min(a, b), max(a, b)) for a, b in session.execute(query)}
+
+
+def separate_group(session: Session, *, image_id: int, author: str, run_id: int) -> list[int]:
+    """A person's verdict that the group of this image holds no near duplicates: every
+    member becomes an image of its own again, and no dedup will group them back.
+    Returns the members."""
+    if session.get(Image, image_id) is None:
+        raise UnknownImage(str(image_id))
+    root = _root(session, image_id)
+    members = [
+        root,
+        *session.scalars(select(Image.id).where(Image.duplicate_of == root).order_by(Image.id)),
+    ]
+    known = separated_pairs(session, image_ids=members)
+    for i, a in enumerate(members):
+        for b in members[i + 1 :]:
+            pair = (min(a, b), max(a, b))
+            if pair not in known:
+                session.add(Separation(image_id=pair[0], other_id=pair[1], author=author))
+    for member in members[1:]:
+        image = session.get(Image, member)
+        if image is not None:
+            change_image(session, image=image, run_id=run_id, status=ACTIVE, duplicate_of=None)
+    session.flush()
+    return members
 
 
 def load_index(session: Session, *, threshold: int) -> NearIndex:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from db.errors import CatalogError, UnknownClass
+from db.errors import CatalogError, UnknownClass, UnknownImage
 from db.models import Image, LabelEvent, utcnow
 from db.settings import REJECT, get_classes
 
@@ -137,6 +137,83 @@ def add_label_events(
             for i in image_ids
         ],
     )
+
+
+def label_images(
+    session: Session,
+    *,
+    image_ids: list[int],
+    label: str | None,
+    author: str,
+    run_id: int | None = None,
+) -> list[LabelEvent]:
+    """A person's decision for these images (``label=None`` withdraws their decision).
+
+    Raises `UnknownImage` if an id is not in the catalog, `UnknownClass` for a label that is
+    neither a class nor ``reject``.
+    """
+    author = check_author(author)
+    if label is not None:
+        check_label(session, label=label)
+    ids = list(dict.fromkeys(image_ids))
+    found = set(session.scalars(select(Image.id).where(Image.id.in_(ids))))
+    for image_id in ids:
+        if image_id not in found:
+            raise UnknownImage(str(image_id))
+    events = [
+        LabelEvent(image_id=i, label=label, origin="human", author=author, run_id=run_id)
+        for i in ids
+    ]
+    session.add_all(events)
+    session.flush()
+    return events
+
+
+def undo_events(
+    session: Session, *, event_ids: list[int], author: str, run_id: int | None = None
+) -> tuple[list[LabelEvent], list[int]]:
+    """Undo human decisions by appending events that restore what each image had before.
+
+    An event is undone only while it is still its image's latest human decision (nobody
+    decided again since); others are returned as skipped. Returns (new events, skipped ids).
+    """
+    author = check_author(author)
+    restored: list[LabelEvent] = []
+    skipped: list[int] = []
+    for event_id in event_ids:
+        event = session.get(LabelEvent, event_id)
+        if event is None or event.origin != "human":
+            skipped.append(event_id)
+            continue
+        latest = latest_event(session, image_id=event.image_id, origin="human")
+        if latest is None or latest.id != event.id:
+            skipped.append(event_id)
+            continue
+        before = session.scalars(
+            select(LabelEvent)
+            .where(
+                LabelEvent.image_id == event.image_id,
+                LabelEvent.origin == "human",
+                LabelEvent.id < event.id,
+            )
+            .order_by(LabelEvent.id.desc())
+            .limit(1)
+        ).first()
+        undo = LabelEvent(
+            image_id=event.image_id,
+            label=before.label if before else None,
+            origin="human",
+            author=author,
+            run_id=run_id,
+        )
+        session.add(undo)
+        restored.append(undo)
+    session.flush()
+    return restored, skipped
+
+
+def count_events(session: Session, *, run_id: int) -> int:
+    return int(session.scalar(select(func.count()).where(LabelEvent.run_id == run_id)) or 0)
 
 
 def _chunks(ids: list[int]) -> Iterator[list[int]]:

@@ -143,3 +143,17 @@ class ImageChange(Base):
     split_before: Mapped[str] = mapped_column(String(8))
     split_after: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Separation(Base):
+    """A person's verdict that two images are not near duplicates, whatever their hashes say;
+    de-duplication never groups them again."""
+
+    __tablename__ = "separations"
+    __table_args__ = (Index("ix_separations_pair", "image_id", "other_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    other_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    author: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

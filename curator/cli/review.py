@@ -1,0 +1,262 @@
+"""``curator review``, ``curator label``, ``curator queue``."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import secrets
+import socket
+import threading
+import time
+import urllib.request
+import webbrowser
+from pathlib import Path
+from urllib.parse import urlencode
+
+import typer
+
+from curator.cli.common import (
+    default_author,
+    fail,
+    handle_errors,
+    open_settings_catalog,
+    print_json,
+    settings_of,
+    stdout,
+)
+from curator.errors import CuratorError
+from curator.runs import tracked_run
+from db.errors import CatalogError
+from db.images import find_image
+from db.labels import count_events, current_labels, label_images
+from db.queues import QUEUES, review_queue
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on the port asked for, or on a free one when it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for candidate in (port, 0):
+        # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on connections
+        # of such sockets; without it every response waits out a 40 ms delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            if candidate == 0:
+                raise CuratorError(f"cannot listen on {host}: {exc.strerror}") from None
+            continue
+        sock.listen(128)
+        return sock
+    raise AssertionError("unreachable")
+
+
+def _open_when_ready(url: str, health: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(health, timeout=1):
+                webbrowser.open(url)
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
+def review_command(
+    ctx: typer.Context,
+    queue: str = typer.Option("new", "--queue", "-q", help=f"One of: {', '.join(QUEUES)}."),
+    port: int = typer.Option(8765, help="Port to listen on (a free one if it is taken)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; off loopback needs a token."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
+    author: str = typer.Option(default_author(), help="Who the decisions are recorded for."),
+    token: str | None = typer.Option(
+        None, help="Token required in requests (made up when listening off loopback)."
+    ),
+) -> None:
+    """Open the labeling page: confirm and correct labels with the keyboard.
+
+    Focus view: one image at a time; 1/2 (or h/u) give a class, x rejects, s skips, z undoes,
+    arrows move. Grid view (g): select many, label them in one stroke. Every decision is saved
+    at once as a new event of the image's label history.
+
+    Example:
+
+        curator review
+        curator review --queue weak --no-browser
+        curator review --host 0.0.0.0 --port 8800
+    """
+    import uvicorn
+
+    from curator.review.server import create_app
+
+    if queue not in QUEUES:
+        fail(f"no queue {queue!r}; one of {', '.join(QUEUES)}")
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
+    if not is_loopback(host) and token is None:
+        token = secrets.token_urlsafe(18)
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    query = {"queue": queue, **({"token": token} if token else {})}
+    url = f"http://{shown}:{actual}/?{urlencode(query)}"
+    if actual != port:
+        stdout.print(f"port {port} is taken; using {actual}")
+    stdout.print(f"reviewing {settings.db_url} as {author}")
+    stdout.print(f"open {url}   (Ctrl-C stops)")
+    if not no_browser:
+        health = f"http://{shown}:{actual}/api/health" + (f"?token={token}" if token else "")
+        threading.Thread(target=_open_when_ready, args=(url, health), daemon=True).start()
+    params = {"author": author, "host": host, "queue": queue}
+    with tracked_run(catalog, kind="review", params=params) as run:
+        app = create_app(
+            catalog=catalog,
+            home=settings.home,
+            author=author,
+            token=token,
+            queue=queue,
+            run_id=run.id,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        )
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            with catalog.reading() as session:
+                run.counts = {"decisions": count_events(session, run_id=run.id)}
+
+
+def _label_rows(path: Path) -> list[tuple[int, str, str, str | None]]:
+    """(line, image reference, label, author) from a CSV with a header."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+            ref_field = next((fields[n] for n in ("image", "id", "sha256") if n in fields), None)
+            if ref_field is None or "label" not in fields:
+                raise CuratorError(
+                    f"{path} needs a header with an image column (image, id or sha256) "
+                    "and a label column"
+                )
+            author_field = fields.get("author")
+            return [
+                (
+                    line,
+                    (row[ref_field] or "").strip(),
+                    (row[fields["label"]] or "").strip(),
+                    (row[author_field] or "").strip() or None if author_field else None,
+                )
+                for line, row in enumerate(reader, start=2)
+            ]
+    except FileNotFoundError:
+        raise CuratorError(f"no such file: {path}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CuratorError(f"{path} is not a readable CSV file: {exc}") from None
+
+
+def label_command(
+    ctx: typer.Context,
+    refs: list[str] | None = typer.Argument(None, help="Image ids or sha256 prefixes."),
+    as_label: str | None = typer.Option(None, "--as", help="A class, or reject."),
+    from_csv: Path | None = typer.Option(
+        None, "--from-csv", help="CSV with image (id or sha256) and label columns."
+    ),
+    author: str = typer.Option(default_author(), help="Who the decisions are recorded for."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was recorded as JSON."),
+) -> None:
+    """Record human labels from the command line or a CSV file.
+
+    All rows are checked before anything is written: one unknown image or label, and
+    nothing is recorded.
+
+    Example:
+
+        curator label 12 15 3fa9c1 --as happy
+        curator label 40 --as reject --author anna
+        curator label --from-csv corrections.csv
+    """
+    if bool(refs) == bool(from_csv):
+        fail("give image ids with --as, or --from-csv FILE")
+    if refs and as_label is None:
+        fail("say which label with --as CLASS (or --as reject)")
+    catalog = open_settings_catalog(settings_of(ctx))
+    rows = (
+        _label_rows(from_csv)
+        if from_csv
+        else [(0, ref, as_label or "", None) for ref in refs or []]
+    )
+    recorded: list[dict[str, object]] = []
+    with catalog.writing() as session:
+        resolved = []
+        for line, ref, label, row_author in rows:
+            where = f"line {line}: " if line else ""
+            if not label:
+                raise CuratorError(f"{where}no label for {ref!r}")
+            try:
+                image = find_image(session, ref=ref)
+            except CatalogError as exc:
+                raise CuratorError(f"{where}{exc}; nothing was recorded") from None
+            resolved.append((image.id, label, row_author or author, where))
+        for image_id, label, who, where in resolved:
+            try:
+                label_images(session, image_ids=[image_id], label=label, author=who)
+            except CatalogError as exc:
+                raise CuratorError(f"{where}{exc}; nothing was recorded") from None
+            recorded.append({"id": image_id, "label": label, "author": who})
+        now = current_labels(session, image_ids=[r[0] for r in resolved])
+    if as_json:
+        print_json({"recorded": recorded})
+        return
+    for entry in recorded:
+        current = now.get(int(entry["id"]))  # type: ignore[arg-type]
+        stdout.print(
+            f"image {entry['id']}: {entry['label']} (by {entry['author']}); now "
+            f"{current.label if current else 'unlabeled'}"
+        )
+
+
+def queue_command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help=f"One of: {', '.join(QUEUES)}."),
+    limit: int = typer.Option(20, min=1, max=10_000, help="How many to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print the queue as JSON."),
+) -> None:
+    """List the images a review queue would show first.
+
+    Example:
+
+        curator queue new --limit 10
+        curator queue weak --json
+    """
+    catalog = open_settings_catalog(settings_of(ctx))
+    with catalog.reading() as session:
+        page = review_queue(session, name=name, limit=limit)
+    if as_json:
+        print_json({"queue": name, "items": [i.as_dict() for i in page.items]})
+        return
+    if not page.items:
+        stdout.print(f"the {name} queue is empty")
+    for item in page.items:
+        label = f"{item.label} ({item.origin})" if item.label else "unlabeled"
+        extra = f", {len(item.duplicates)} near copies" if item.duplicates else ""
+        stdout.print(f"{item.id:>8}  {item.sha256[:12]}  {label}{extra}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("review")(handle_errors(review_command))
+    app.command("label")(handle_errors(label_command))
+    app.command("queue")(handle_errors(queue_command))

@@ -1,0 +1,188 @@
+"""Review queues: which images a person should look at next, in which order.
+
+The queues are queries, so the review page, ``curator queue`` and the tests all share them:
+
+* ``new``: active images whose group has no human label yet, oldest first;
+* ``weak``: of those, the ones with a weak label (from a search query, a folder, a model);
+* ``all``: every active image, oldest first;
+* ``duplicates``: near-duplicate groups, to confirm or split, largest first;
+* ``uncertain`` and ``disagree``: ranked by a model's predictions (once there are some).
+
+Every item is a group's representative (an active image) with its duplicates listed, so a
+decision about it is a decision about the whole group (see `db.labels.group_labels`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from db.errors import CatalogError
+from db.images import ACTIVE
+from db.labels import RANK, WEAK_ORIGINS, CurrentLabel, current_labels
+from db.models import Image, LabelEvent
+
+ID_QUEUES = ("new", "weak", "all", "duplicates")
+QUEUES = (*ID_QUEUES, "uncertain", "disagree")
+
+
+class UnknownQueue(CatalogError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no queue {name!r}; one of {', '.join(QUEUES)}")
+
+
+class QueueUnavailable(CatalogError):
+    """A queue that needs something the catalog does not have yet (predictions)."""
+
+
+@dataclass
+class QueueItem:
+    id: int
+    sha256: str
+    width: int
+    height: int
+    split: str
+    label: str | None = None
+    origin: str | None = None
+    duplicates: list[int] = field(default_factory=list)
+    prediction: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "split": self.split,
+            "label": self.label,
+            "origin": self.origin,
+            "duplicates": self.duplicates,
+            "prediction": self.prediction,
+        }
+
+
+@dataclass
+class QueuePage:
+    items: list[QueueItem]
+    #: Pass as ``after`` to get the next page; None at the end.
+    next: int | None
+
+
+def _human_label_of(image: Any) -> Any:
+    """The label of an image's latest human event (NULL if none or withdrawn), per row."""
+    inner = aliased(LabelEvent)
+    latest = (
+        select(func.max(inner.id))
+        .where(inner.image_id == image.id, inner.origin == "human")
+        .correlate(image)  # two levels down: say which images row it belongs to
+        .scalar_subquery()
+    )
+    return select(LabelEvent.label).where(LabelEvent.id == latest).scalar_subquery()
+
+
+def _has_weak_label(image: Any) -> Any:
+    return exists().where(
+        LabelEvent.image_id == image.id,
+        LabelEvent.origin.in_(WEAK_ORIGINS),
+        LabelEvent.label.is_not(None),
+    )
+
+
+def _candidates(session: Session, name: str, after: int, limit: int) -> list[Any]:
+    query = select(Image.id, Image.sha256, Image.width, Image.height, Image.split).where(
+        Image.status == ACTIVE, Image.id > after
+    )
+    if name in ("new", "weak"):
+        query = query.where(_human_label_of(Image).is_(None))
+    if name == "weak":
+        query = query.where(_has_weak_label(Image))
+    if name == "duplicates":
+        member = aliased(Image)
+        query = query.where(exists().where(member.duplicate_of == Image.id))
+    return list(session.execute(query.order_by(Image.id).limit(limit)))
+
+
+def _duplicates_of(session: Session, ids: list[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {i: [] for i in ids}
+    if ids:
+        rows = session.execute(
+            select(Image.id, Image.duplicate_of)
+            .where(Image.duplicate_of.in_(ids))
+            .order_by(Image.id)
+        )
+        for image_id, rep in rows:
+            out[rep].append(image_id)
+    return out
+
+
+def _group_label(ids: list[int], labels: dict[int, CurrentLabel]) -> CurrentLabel | None:
+    best: CurrentLabel | None = None
+    for image_id in ids:
+        current = labels.get(image_id)
+        if current is not None and (
+            best is None
+            or (RANK[current.origin], current.event_id) > (RANK[best.origin], best.event_id)
+        ):
+            best = current
+    return best
+
+
+def review_queue(session: Session, *, name: str, limit: int = 200, after: int = 0) -> QueuePage:
+    """One page of a queue: up to ``limit`` groups after the image id ``after``."""
+    if name not in QUEUES:
+        raise UnknownQueue(name)
+    if name not in ID_QUEUES:
+        raise QueueUnavailable(
+            f"the {name!r} queue ranks images by a model's predictions, and there are none "
+            "yet: train a model and run curator score"
+        )
+    items: list[QueueItem] = []
+    cursor = after
+    while len(items) < limit:
+        rows = _candidates(session, name, cursor, limit)
+        if not rows:
+            return QueuePage(items, None)
+        cursor = rows[-1].id
+        groups = _duplicates_of(session, [r.id for r in rows])
+        labels = current_labels(session, image_ids=[i for r in rows for i in (r.id, *groups[r.id])])
+        for row in rows:
+            group = [row.id, *groups[row.id]]
+            label = _group_label(group, labels)
+            # A member's human label labels the group: not "new" after all.
+            if name in ("new", "weak") and label is not None and label.origin == "human":
+                continue
+            items.append(
+                QueueItem(
+                    id=row.id,
+                    sha256=row.sha256,
+                    width=row.width,
+                    height=row.height,
+                    split=row.split,
+                    label=label.label if label else None,
+                    origin=label.origin if label else None,
+                    duplicates=groups[row.id],
+                )
+            )
+            if len(items) == limit:
+                return QueuePage(items, row.id)
+    return QueuePage(items, cursor)
+
+
+def queue_counts(session: Session) -> dict[str, int | None]:
+    """How many groups each queue holds (None: not available yet)."""
+    counts: dict[str, int | None] = {}
+    for name in ID_QUEUES:
+        query = select(func.count()).select_from(Image).where(Image.status == ACTIVE)
+        if name in ("new", "weak"):
+            query = query.where(_human_label_of(Image).is_(None))
+        if name == "weak":
+            query = query.where(_has_weak_label(Image))
+        if name == "duplicates":
+            member = aliased(Image)
+            query = query.where(exists().where(and_(member.duplicate_of == Image.id)))
+        counts[name] = int(session.scalar(query) or 0)
+    counts["uncertain"] = counts["disagree"] = None
+    return counts

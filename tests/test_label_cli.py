@@ -1,0 +1,81 @@
+"""curator label and curator queue through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests import imagefiles as f
+
+
+@pytest.fixture
+def labeled(cli, home, tmp_path):
+    for i in range(5):
+        f.jpeg(tmp_path / "in" / f"{i}.jpg", f.texture(i))
+    assert cli("import", tmp_path / "in", "--label", "happy").exit_code == 0
+    return home
+
+
+def human(home):
+    with sqlite3.connect(home / "catalog.db") as db:
+        return db.execute(
+            "SELECT image_id, label, author FROM label_events WHERE origin='human' ORDER BY id"
+        ).fetchall()
+
+
+def sha(home, image_id):
+    with sqlite3.connect(home / "catalog.db") as db:
+        return db.execute("SELECT sha256 FROM images WHERE id = ?", (image_id,)).fetchone()[0]
+
+
+def test_label_by_id_and_sha(cli, labeled):
+    result = cli("label", "1", sha(labeled, 2)[:10], "--as", "unhappy", "--author", "anna")
+    assert result.exit_code == 0, result.stderr
+    assert "image 1: unhappy (by anna); now unhappy" in result.stdout
+    assert cli("label", "3", "--as", "reject", "--json").exit_code == 0
+    assert human(labeled)[:2] == [(1, "unhappy", "anna"), (2, "unhappy", "anna")]
+    assert human(labeled)[2][:2] == (3, "reject")
+
+
+def test_label_from_csv(cli, labeled, tmp_path):
+    table = tmp_path / "fix.csv"
+    table.write_text(f"image,label,author\n1,unhappy,bob\n{sha(labeled, 4)},reject,\n")
+    assert cli("label", "--from-csv", table).exit_code == 0
+    assert [r[:2] for r in human(labeled)] == [(1, "unhappy"), (4, "reject")]
+    assert human(labeled)[0][2] == "bob"
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("image,label\n1,unhappy\n99,happy\n", "line 3: no image with id or sha256 '99'"),
+        ("image,label\n1,unhappy\n2,ecstatic\n", "line 3: 'ecstatic' is not one of"),
+        ("image,label\n1,\n", "line 2: no label for '1'"),
+        ("picture,verdict\n1,happy\n", "needs a header with an image column"),
+        ("\xff\xfe\x00bad", "is not a readable CSV file"),
+    ],
+)
+def test_a_bad_csv_row_records_nothing(cli, labeled, tmp_path, content, words):
+    table = tmp_path / "fix.csv"
+    table.write_bytes(content.encode("latin-1"))
+    result = cli("label", "--from-csv", table)
+    assert result.exit_code == 1 and words in result.stderr, result.stderr
+    assert human(labeled) == []
+
+
+def test_label_usage_errors(cli, labeled, tmp_path):
+    assert "give image ids" in cli("label").stderr
+    assert "--as" in cli("label", "1").stderr
+    assert "no such file" in cli("label", "--from-csv", tmp_path / "none.csv").stderr
+    assert "no image with id" in cli("label", "77", "--as", "happy").stderr
+
+
+def test_queue_lists_what_review_shows_first(cli, labeled):
+    cli("label", "1", "--as", "happy")
+    listed = json.loads(cli("queue", "new", "--json").stdout)
+    assert [i["id"] for i in listed["items"]] == [2, 3, 4, 5]
+    assert "  unlabeled" not in cli("queue", "weak").stdout
+    result = cli("queue", "uncertain")
+    assert result.exit_code == 1 and "predictions" in result.stderr

@@ -1,0 +1,196 @@
+"""The review server through Starlette's test client, on a real catalog."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from curator.config import load_settings
+from curator.review.server import create_app
+from curator.thumbs import ThumbStore
+from db.catalog import open_catalog
+from db.runs import start_run
+from tests import imagefiles as f
+
+
+@pytest.fixture
+def catalog_home(cli, home, tmp_path) -> Path:
+    for i in range(6):
+        f.jpeg(tmp_path / "happy" / f"h{i}.jpg", f.texture(i, (320, 240)))
+    for i in range(4):
+        f.jpeg(tmp_path / "plain" / f"p{i}.jpg", f.texture(100 + i, (320, 240)))
+    f.jpeg(tmp_path / "plain" / "copy.jpg", f.texture(100, (200, 150)))  # near copy of p0
+    assert cli("import", tmp_path / "happy", "--label", "happy").exit_code == 0
+    assert cli("import", tmp_path / "plain").exit_code == 0
+    return home
+
+
+def client(home: Path, token: str | None = None, author: str = "ann") -> TestClient:
+    catalog = open_catalog(load_settings(home=home).db_url)
+    with catalog.writing() as session:
+        run = start_run(session, kind="review", params={})
+    return TestClient(
+        create_app(catalog=catalog, home=home, author=author, token=token, run_id=run.id)
+    )
+
+
+def events(home: Path) -> list[tuple]:
+    with sqlite3.connect(home / "catalog.db") as db:
+        return db.execute(
+            "SELECT image_id, label, origin, author FROM label_events WHERE origin = 'human' "
+            "ORDER BY id"
+        ).fetchall()
+
+
+def test_state_lists_classes_keys_and_queues(catalog_home):
+    state = client(catalog_home).get("/api/state").json()
+    assert state["classes"] == ["happy", "unhappy"]
+    assert state["keys"] == {
+        "1": "happy",
+        "2": "unhappy",
+        "h": "happy",
+        "u": "unhappy",
+        "x": "reject",
+    }
+    assert state["queues"] == {
+        "new": 10,
+        "weak": 6,
+        "all": 10,
+        "duplicates": 1,
+        "uncertain": None,
+        "disagree": None,
+    }
+
+
+def test_queues_page_and_group(catalog_home):
+    c = client(catalog_home)
+    new = c.get("/api/queue/new?limit=4").json()
+    assert [i["id"] for i in new["items"]] == [1, 2, 3, 4] and new["next"] == 4
+    rest = c.get(f"/api/queue/new?limit=50&after={new['next']}").json()
+    assert len(rest["items"]) == 6 and rest["next"] is None
+    weak = c.get("/api/queue/weak").json()["items"]
+    assert {i["origin"] for i in weak} == {"import"} and len(weak) == 6
+    dups = c.get("/api/queue/duplicates").json()["items"]
+    assert len(dups) == 1 and len(dups[0]["duplicates"]) == 1
+    assert c.get("/api/queue/uncertain").status_code == 409
+    assert c.get("/api/queue/nope").status_code == 404
+
+
+def test_a_decision_is_a_new_event_and_leaves_the_new_queue(catalog_home):
+    c = client(catalog_home)
+    result = c.post("/api/label", json={"ids": [1, 2], "label": "unhappy"}).json()
+    assert result["labels"]["1"] == {"label": "unhappy", "origin": "human"}
+    assert events(catalog_home) == [(1, "unhappy", "human", "ann"), (2, "unhappy", "human", "ann")]
+    new_ids = [i["id"] for i in c.get("/api/queue/new").json()["items"]]
+    assert 1 not in new_ids and 2 not in new_ids and len(new_ids) == 8
+    # A group is labeled through its representative: its near copy needs no decision.
+    group = c.get("/api/queue/duplicates").json()["items"][0]
+    c.post("/api/label", json={"ids": [group["id"]], "label": "reject"})
+    assert group["id"] not in [i["id"] for i in c.get("/api/queue/new").json()["items"]]
+
+
+def test_undo_restores_and_is_an_event_too(catalog_home):
+    c = client(catalog_home)
+    first = c.post("/api/label", json={"ids": [3], "label": "happy"}).json()["events"]
+    second = c.post("/api/label", json={"ids": [3], "label": "unhappy"}).json()["events"]
+    undone = c.post("/api/undo", json={"events": second}).json()
+    assert undone["undone"] == 1 and undone["labels"]["3"]["label"] == "happy"
+    # Undoing the first decision now would undo a decision that is no longer the latest.
+    assert c.post("/api/undo", json={"events": first}).json()["skipped"] == first
+    assert [e[1] for e in events(catalog_home)] == ["happy", "unhappy", "happy"]
+
+
+def test_bad_requests_change_nothing(catalog_home):
+    c = client(catalog_home)
+    assert c.post("/api/label", json={"ids": [1, 999], "label": "happy"}).status_code == 404
+    assert c.post("/api/label", json={"ids": [1], "label": "ecstatic"}).status_code == 400
+    assert c.post("/api/label", content=b"not json").status_code == 400
+    assert c.post("/api/label", json=["ids"]).status_code == 400
+    assert c.post("/api/label", json={"label": "happy"}).status_code == 400
+    assert c.get("/api/images/999").status_code == 404
+    assert events(catalog_home) == []
+
+
+def test_thumbnails_and_originals_are_served_and_nothing_else(catalog_home):
+    c = client(catalog_home)
+    item = c.get("/api/queue/all").json()["items"][0]
+    thumb = c.get(f"/thumbs/{item['sha256']}.jpg")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert "immutable" in thumb.headers["cache-control"]
+    assert c.get(f"/originals/{item['sha256']}").content[:2] == b"\xff\xd8"
+    for path in (
+        "/originals/..%2F..%2Fcatalog.db",
+        "/originals/../catalog.db",
+        "/thumbs/" + "0" * 64 + ".jpg",
+        "/static/../server.py",
+        "/static/%2e%2e/server.py",
+        "/originals/" + "g" * 64,
+    ):
+        assert c.get(path).status_code == 404, path
+
+
+def test_a_missing_thumbnail_is_made_again(catalog_home):
+    c = client(catalog_home)
+    sha = c.get("/api/queue/all").json()["items"][0]["sha256"]
+    with sqlite3.connect(catalog_home / "thumbs.db") as db:
+        db.execute("DELETE FROM thumbs WHERE sha256 = ?", (sha,))
+    assert c.get(f"/thumbs/{sha}.jpg").status_code == 200
+    assert sha in ThumbStore(catalog_home)
+
+
+def test_off_loopback_every_request_needs_the_token(catalog_home):
+    c = client(catalog_home, token="s3cret")
+    for path in ("/", "/api/state", "/api/queue/new", "/static/review.js"):
+        assert c.get(path).status_code == 403, path
+    assert c.post("/api/label", json={"ids": [1], "label": "happy"}).status_code == 403
+    assert c.get("/api/state?token=wrong").status_code == 403
+    assert c.get("/api/state", headers={"X-Curator-Token": "s3cret"}).status_code == 200
+    page = c.get("/?token=s3cret")
+    assert page.status_code == 200 and "curator_token=s3cret" in page.headers["set-cookie"]
+    assert c.get("/api/state").status_code == 200  # the cookie set by the page
+    assert events(catalog_home) == []
+
+
+def test_two_reviewers_and_an_import_at_once(catalog_home, cli, tmp_path):
+    a, b = client(catalog_home, author="ann"), client(catalog_home, author="bob")
+    for i in range(20):
+        f.jpeg(tmp_path / "more" / f"m{i}.jpg", f.texture(500 + i, (320, 240)))
+    errors: list[str] = []
+
+    def review(c: TestClient, label: str) -> None:
+        for _ in range(15):
+            for image_id in range(1, 11):
+                r = c.post("/api/label", json={"ids": [image_id], "label": label})
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    threads = [
+        threading.Thread(target=review, args=(a, "happy")),
+        threading.Thread(target=review, args=(b, "unhappy")),
+    ]
+    for t in threads:
+        t.start()
+    imported = cli("import", tmp_path / "more", "--json")
+    for t in threads:
+        t.join()
+    assert errors == [] and imported.exit_code == 0
+    assert json.loads(imported.stdout)["added"] == 20
+    assert len(events(catalog_home)) == 2 * 15 * 10
+
+
+def test_a_split_group_stays_split(catalog_home, cli):
+    c = client(catalog_home)
+    group = c.get("/api/queue/duplicates").json()["items"][0]
+    members = c.post("/api/separate", json={"id": group["duplicates"][0]}).json()["separated"]
+    assert sorted(members) == sorted([group["id"], *group["duplicates"]])
+    assert c.get("/api/queue/duplicates").json()["items"] == []
+    with sqlite3.connect(catalog_home / "catalog.db") as db:
+        assert db.execute("SELECT count(*) FROM separations").fetchone() == (1,)
+    again = json.loads(cli("dedup", "--json").stdout)
+    assert again["to_duplicate"] == 0 and again["groups"] == 0
+    assert c.post("/api/separate", json={"id": 999}).status_code == 404

@@ -1,0 +1,154 @@
+"""The review page in a real browser (Debian's Chromium, driven by Playwright): label with
+the keyboard in both views, undo, and find every decision in the catalog."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from curator.cli.review import bind
+from curator.config import load_settings
+from curator.review.server import create_app
+from db.catalog import open_catalog
+from tests import imagefiles as f
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def ensure_chromium() -> None:
+    if os.path.exists(CHROMIUM):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"], check=False, capture_output=True
+        )
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed and cannot be installed here")
+
+
+@pytest.fixture
+def served(cli, home, tmp_path) -> Iterator[str]:
+    for i in range(8):
+        f.jpeg(tmp_path / "in" / f"{i}.jpg", f.texture(i, (400, 300)))
+    assert cli("import", tmp_path / "in", "--label", "happy").exit_code == 0
+    import uvicorn
+
+    catalog = open_catalog(load_settings().db_url)
+    app = create_app(catalog=catalog, home=home, author="tester")
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/?queue=new"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture
+def page(served):
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.goto(served)
+        tab.wait_for_function("document.body.dataset.ready === 'true'", timeout=20_000)
+        yield tab
+        browser.close()
+
+
+def decisions(home: Path) -> list[tuple]:
+    with sqlite3.connect(home / "catalog.db") as db:
+        return db.execute(
+            "SELECT image_id, label, author FROM label_events WHERE origin = 'human' ORDER BY id"
+        ).fetchall()
+
+
+def shown(page, image_id: int) -> None:
+    page.wait_for_function(f"document.body.dataset.imageId === '{image_id}'", timeout=10_000)
+
+
+def test_focus_view_keyboard_labeling_and_undo(page, home):
+    shown(page, 1)
+    page.keyboard.press("1")  # happy, then on to the next image
+    shown(page, 2)
+    page.keyboard.press("u")  # unhappy
+    shown(page, 3)
+    page.keyboard.press("z")  # undo: back to image 2, its decision withdrawn
+    shown(page, 2)
+    page.keyboard.press("x")  # reject
+    shown(page, 3)
+    page.keyboard.press("s")  # skip
+    shown(page, 4)
+    page.keyboard.press("ArrowLeft")  # back without deciding
+    shown(page, 3)
+    page.keyboard.press("2")
+    shown(page, 4)
+    page.wait_for_function("document.querySelector('#current-label').textContent.length > 0")
+    assert decisions(home) == [
+        (1, "happy", "tester"),
+        (2, "unhappy", "tester"),
+        (2, None, "tester"),
+        (2, "reject", "tester"),
+        (3, "unhappy", "tester"),
+    ]
+
+
+def chip_of(page, image_id: int) -> str:
+    return page.locator(f".tile[data-image-id='{image_id}'] .chip").inner_text()
+
+
+def test_grid_view_select_many_and_label_in_one_stroke(page, home):
+    page.keyboard.press("g")
+    page.wait_for_selector("#grid:not([hidden]) .tile")
+    page.keyboard.press(" ")  # select image 1 (under the cursor)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")  # and image 2
+    page.keyboard.press("u")
+    page.wait_for_function(
+        "document.querySelector(\".tile[data-image-id='2'] .chip\").textContent"
+        ".startsWith('unhappy')"
+    )
+    assert chip_of(page, 1).startswith("unhappy")
+    page.locator(".tile[data-image-id='4']").click()
+    page.locator(".tile[data-image-id='6']").click(modifiers=["Shift"])
+    page.keyboard.press("x")  # 4, 5 and 6 rejected together
+    page.wait_for_function(
+        "document.querySelector(\".tile[data-image-id='6'] .chip\").textContent"
+        ".startsWith('reject')"
+    )
+    page.keyboard.press("z")  # and that stroke undone
+    page.wait_for_function(
+        "document.querySelector(\".tile[data-image-id='6'] .chip\").textContent.startsWith('happy')"
+    )
+    assert decisions(home) == [
+        (1, "unhappy", "tester"),
+        (2, "unhappy", "tester"),
+        (4, "reject", "tester"),
+        (5, "reject", "tester"),
+        (6, "reject", "tester"),
+        (4, None, "tester"),
+        (5, None, "tester"),
+        (6, None, "tester"),
+    ]
+    page.keyboard.press("Enter")  # the focus view at the cursor
+    page.wait_for_selector("#focus:not([hidden])")

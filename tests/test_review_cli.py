@@ -1,0 +1,95 @@
+"""curator review as users start it: the command in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests import imagefiles as f
+
+
+@contextmanager
+def review(home, *args: str) -> Iterator[tuple[str, list[str]]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "curator",
+            "--home",
+            str(home),
+            "review",
+            "--no-browser",
+            "--author",
+            "cli-test",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            match = re.search(r"open (http://\S+)", line)
+            if match:
+                yield match.group(1), lines
+                break
+        else:
+            raise AssertionError(proc.stderr.read() if proc.stderr else "no URL printed")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def get(url: str, **headers: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_review_serves_the_page_and_takes_a_taken_port(home, cli, tmp_path):
+    f.jpeg(tmp_path / "a.jpg", f.texture(1))
+    cli("import", tmp_path / "a.jpg")
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    try:
+        with review(home, "--port", str(taken)) as (url, lines):
+            assert f"port {taken} is taken" in "".join(lines)
+            assert url.startswith("http://127.0.0.1:") and f":{taken}/" not in url
+            base = url.split("/?")[0]
+            status, body = get(url)
+            assert status == 200 and b"curator review" in body
+            state = json.loads(get(f"{base}/api/state")[1])
+            assert state["author"] == "cli-test" and state["queues"]["all"] == 1
+    finally:
+        blocker.close()
+
+
+def test_off_loopback_the_url_carries_a_token_and_nothing_works_without_it(home, cli):
+    cli("stats")  # creates the catalog
+    with review(home, "--host", "0.0.0.0", "--port", "0") as (url, _lines):
+        token = re.search(r"token=([\w-]+)", url).group(1)
+        base = url.split("/?")[0]
+        assert get(f"{base}/api/state")[0] == 403
+        assert get(f"{base}/api/state", **{"X-Curator-Token": token})[0] == 200
+
+
+def test_an_unknown_queue_is_refused_before_starting(home, cli):
+    result = cli("review", "--queue", "fancy", "--no-browser")
+    assert result.exit_code == 1 and "no queue 'fancy'" in result.stderr
