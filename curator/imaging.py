@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from classifier.images import to_rgb
 from curator.defaults import LIMITS
 from curator.errors import InvalidImage
 
@@ -154,24 +155,6 @@ def _orient(img: Image.Image) -> tuple[Image.Image, bool]:
         return ImageOps.exif_transpose(img), orientation in (5, 6, 7, 8)
     except Exception:  # corrupt EXIF: keep the pixels as stored
         return img, False
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode to 8-bit RGB: transparency over white, 16-bit and float scaled, CMYK converted."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        arr = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode != "RGB":
-        return img.convert("RGB")
-    return img
 
 
 @functools.cache

@@ -157,3 +157,24 @@ class Separation(Base):
     other_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     author: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Model(Base):
+    """A trained (or training) classifier: its settings, where its files are, how it did."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="training", index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # classifier.model.ModelConfig
+    training: Mapped[dict[str, Any]] = mapped_column(JSON)  # classifier.train.TrainConfig
+    classes: Mapped[list[str]] = mapped_column(JSON)
+    path: Mapped[str] = mapped_column(String(255))  # its folder, relative to the home
+    epochs: Mapped[int] = mapped_column(Integer, default=0)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    torch_version: Mapped[str] = mapped_column(String(32))
+    curator_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

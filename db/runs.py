@@ -63,6 +63,18 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def run_is_live(session: Session, *, run_id: int) -> bool:
+    """Whether a run is still going: marked running, by a process of this host that lives."""
+    run = session.get(Run, run_id)
+    return (
+        run is not None
+        and run.status == "running"
+        and run.host == socket.gethostname()
+        and run.pid is not None
+        and process_alive(run.pid)
+    )
+
+
 def mark_stale_runs(session: Session) -> int:
     """Mark runs of this host whose process is gone (killed, crashed) as interrupted."""
     host = socket.gethostname()

@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from classifier.errors import TrainingError
 from curator.config import Settings, load_settings
 from curator.errors import CuratorError
 from db.catalog import Catalog, open_catalog
@@ -103,7 +104,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except (CuratorError, CatalogError) as exc:
+        except (CuratorError, CatalogError, TrainingError) as exc:
             fail(str(exc))
         except KeyboardInterrupt:
             stderr.print(

@@ -1,0 +1,188 @@
+"""From the catalog to tensors: which images train a model, and how they are shown to it.
+
+Examples are read straight from the catalog: one per near-duplicate group (its active
+representative), labeled with the group's label (see `db.labels.group_labels`): human labels
+only by default, query and import labels too with ``include_weak``; rejected images are left
+out. Each example keeps the catalog's split, assigned per group, so no picture and no near copy
+of it is on both sides of a boundary.
+
+Augmentation follows the reference's imgaug pipeline, in torchvision.transforms.v2, applied in
+a random order: flips, crops of up to 10 %, Gaussian blur (sigma up to 0.5, half the time),
+Gaussian noise (up to 0.05 of the range), brightness 0.8-1.2, affine (scale 0.8-1.2, shift
+20 %, rotation 25 deg, shear 8 deg), hue and saturation, contrast 0.75-1.5.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from classifier import images
+from db.images import ACTIVE, SPLITS
+from db.labels import group_labels
+from db.models import Image
+from db.settings import REJECT
+
+HUMAN_ONLY = frozenset({"human"})
+WITH_WEAK = frozenset({"human", "import", "query"})
+
+
+@dataclass(frozen=True)
+class Example:
+    image_id: int
+    path: str
+    label: int
+
+
+@dataclass
+class Examples:
+    """The examples of each split, and what was left out and why."""
+
+    classes: list[str]
+    splits: dict[str, list[Example]]
+    missing_files: list[int] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for split, examples in self.splits.items():
+            tally = Counter(self.classes[e.label] for e in examples)
+            out[split] = {name: tally.get(name, 0) for name in self.classes}
+        return out
+
+    def ids(self) -> dict[str, list[int]]:
+        return {split: [e.image_id for e in ex] for split, ex in self.splits.items()}
+
+
+def catalog_examples(
+    session: Session, *, home: Path, classes: list[str], include_weak: bool = False
+) -> Examples:
+    """Every labeled, active image of the catalog as an example of its split."""
+    origins = WITH_WEAK if include_weak else HUMAN_ONLY
+    index = {name: i for i, name in enumerate(classes)}
+    labels = group_labels(session)
+    splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    missing: list[int] = []
+    rows = session.execute(
+        select(Image.id, Image.path, Image.split).where(Image.status == ACTIVE).order_by(Image.id)
+    )
+    for image_id, relpath, split in rows:
+        label = labels.get(image_id)
+        if label is None or label.origin not in origins or label.label == REJECT:
+            continue
+        if label.label not in index:
+            continue
+        path = home / relpath
+        if not os.path.isfile(path):
+            missing.append(image_id)
+            continue
+        splits[split].append(Example(image_id, str(path), index[label.label]))
+    return Examples(classes=list(classes), splits=splits, missing_files=missing)
+
+
+def normalize() -> v2.Transform:
+    return v2.Compose(
+        [
+            v2.ToDtype(torch.float32, scale=False),
+            v2.Normalize(mean=list(images.MEAN), std=list(images.STD)),
+        ]
+    )
+
+
+def reference_augmentation() -> v2.Transform:
+    """The reference's imgaug pipeline, on uint8 image tensors, in a random order."""
+    return v2.RandomOrder(
+        [
+            v2.RandomHorizontalFlip(0.5),
+            _CropUpTo(0.10),
+            v2.RandomApply([v2.GaussianBlur(kernel_size=3, sigma=(0.01, 0.5))], p=0.5),
+            _NoiseUpTo(0.05),
+            v2.ColorJitter(brightness=(0.8, 1.2)),
+            v2.RandomAffine(degrees=25, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=8),
+            v2.ColorJitter(hue=10 / 180, saturation=(1 - 10 / 255 * 4, 1 + 10 / 255 * 4)),
+            v2.ColorJitter(contrast=(0.75, 1.5)),
+        ]
+    )
+
+
+class _CropUpTo(torch.nn.Module):
+    """Cut up to ``share`` of each side's length (as imgaug's Crop(percent=(0, 0.1))), and
+    bring the picture back to its size."""
+
+    def __init__(self, share: float) -> None:
+        super().__init__()
+        self.share = share
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        cuts = (torch.rand(4) * self.share * torch.tensor([h, w, h, w])).long().tolist()
+        top, left, bottom, right = cuts
+        cropped = img[..., top : h - bottom, left : w - right]
+        return v2.functional.resize(cropped, [h, w], antialias=True)
+
+
+class _NoiseUpTo(torch.nn.Module):
+    """Additive Gaussian noise with a standard deviation drawn up to ``scale`` of 255."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        sigma = float(torch.rand(1)) * self.scale * 255
+        noisy = img.float() + torch.randn(img.shape) * sigma
+        return noisy.clamp(0, 255).to(img.dtype)
+
+
+class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Examples decoded in DataLoader workers: (normalised CHW float tensor, class index)."""
+
+    def __init__(
+        self,
+        examples: list[Example],
+        *,
+        size: int,
+        fit: str = "pad",
+        augment: v2.Transform | None = None,
+        draft: bool = True,
+    ) -> None:
+        self.examples = examples
+        self.size = size
+        self.fit = fit
+        self.augment = augment
+        self.draft = draft
+        self.normalize = normalize()
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        example = self.examples[index]
+        picture = images.load(example.path, self.size, self.fit, draft=self.draft)
+        tensor = v2.functional.pil_to_tensor(picture)  # (3, S, S) uint8
+        if self.augment is not None:
+            tensor = self.augment(tensor)
+        return self.normalize(tensor), example.label
+
+
+def seed_worker(worker_id: int) -> None:
+    """Each DataLoader worker gets its own, reproducible, random streams."""
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def describe(examples: Examples) -> dict[str, Any]:
+    return {"counts": examples.counts(), "missing_files": len(examples.missing_files)}

@@ -1,0 +1,179 @@
+"""``curator train``: from a labeled catalog to a registered model with a report.
+
+The model's folder ``$CURATOR_HOME/models/<id>/`` holds ``model.pt`` (weights, settings,
+classes, the image ids of each split, metrics per epoch, versions), ``report.html`` with its
+plots, and while training ``last.pt``, from which an interrupted run continues: running the
+same command again resumes the unfinished model trained with the same settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from classifier.data import catalog_examples
+from classifier.model import ModelConfig
+from classifier.report import write_report
+from classifier.train import (
+    FitResult,
+    Progress,
+    TrainConfig,
+    check_examples,
+    fit,
+    starting_weights,
+)
+from curator import __version__
+from curator.runs import tracked_run
+from db.catalog import Catalog
+from db.registry import DONE, create_model, resumable_model, update_model
+from db.runs import run_is_live
+from db.settings import get_classes
+
+
+@dataclass
+class TrainOutcome:
+    model_id: int
+    folder: Path
+    report: Path
+    result: FitResult
+    counts: dict[str, dict[str, int]]
+    missing_files: int
+
+
+def train_model(
+    catalog: Catalog,
+    home: Path,
+    *,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    on_progress: Callable[[Progress], None] = lambda _p: None,
+    on_start: Callable[[int, int | None, dict[str, Any]], None] = lambda *_a: None,
+    restart: bool = False,
+) -> TrainOutcome:
+    """Train on the catalog's labels; register the model and write its report."""
+    with catalog.reading() as session:
+        classes = get_classes(session)
+        examples = catalog_examples(
+            session, home=home, classes=classes, include_weak=cfg.include_weak
+        )
+    check_examples(examples, cfg.include_weak)  # before anything is registered
+    model_cfg = ModelConfig.from_dict({**model_cfg.as_dict(), "classes": classes})
+    config, training = model_cfg.as_dict(), cfg.as_dict()
+    with catalog.reading() as session:
+        earlier = None if restart else resumable_model(session, config=config, training=training)
+        if earlier is not None and earlier.run_id and run_is_live(session, run_id=earlier.run_id):
+            earlier = None  # being trained right now by another process: leave it be
+    start = None
+    if earlier is None or not (home / earlier.path / "last.pt").exists():
+        start = starting_weights(model_cfg.backbone, cfg.weights)  # fails before registering
+    with catalog.writing() as session:
+        if earlier is not None:
+            model_id, folder = earlier.id, home / earlier.path
+            update_model(session, model_id=model_id, status="training")
+        else:
+            row = create_model(
+                session,
+                status="training",
+                config=config,
+                training=training,
+                classes=classes,
+                path="models/pending",
+                torch_version=str(torch.__version__),
+                curator_version=__version__,
+            )
+            model_id, folder = row.id, home / "models" / str(row.id)
+            row.path = f"models/{row.id}"
+    resumes = earlier is not None and (folder / "last.pt").exists()
+    on_start(model_id, earlier.epochs if resumes and earlier else None, examples.counts())
+    params = {"model": model_id, "config": config, "training": training}
+    with tracked_run(catalog, kind="train", params=params) as run:
+        with catalog.writing() as session:
+            update_model(session, model_id=model_id, run_id=run.id)
+        try:
+            result = fit(
+                model_cfg=model_cfg,
+                cfg=cfg,
+                examples=examples,
+                folder=folder,
+                on_progress=lambda p: _progress(catalog, model_id, p, on_progress),
+                resume=not restart,
+                versions={"curator": __version__},
+                start=start,
+            )
+        except KeyboardInterrupt:
+            _finish(catalog, model_id, "interrupted")
+            raise
+        except BaseException:
+            _finish(catalog, model_id, "failed")
+            raise
+        summary = {
+            split: {k: v for k, v in m.items() if k != "per_class"}
+            for split, m in result.metrics.items()
+        }
+        with catalog.writing() as session:
+            update_model(
+                session,
+                model_id=model_id,
+                status=DONE,
+                best_epoch=result.best_epoch,
+                epochs=len(result.history),
+                metrics=summary,
+            )
+        run.counts = {
+            "model": model_id,
+            "best_epoch": result.best_epoch,
+            "test_accuracy": summary["test"].get("accuracy"),
+        }
+    report = write_report(
+        folder,
+        title=f"curator model {model_id}: {model_cfg.backbone} / {model_cfg.head}",
+        classes=classes,
+        history=[h.as_dict() for h in result.history],
+        metrics=result.metrics,
+        curves=result.extras["curves"],
+        facts={
+            "backbone": model_cfg.backbone,
+            "head": f"{model_cfg.head} (levels {list(model_cfg.spp_levels)})",
+            "image size": f"{model_cfg.image_size} px, fit by {cfg.fit}",
+            "starting weights": result.extras["weights"],
+            "device / precision": f"{result.extras['device']} / {result.extras['precision']}",
+            "labels used": "human and weak (query, import)" if cfg.include_weak else "human",
+            "images": {split: sum(c.values()) for split, c in examples.counts().items()},
+            "left out (file missing)": len(examples.missing_files),
+            "best epoch": f"{result.best_epoch} of {len(result.history)}"
+            + (" (stopped early)" if result.stopped_early else ""),
+            "optimizer": f"AdamW lr {cfg.lr}, weight decay {cfg.weight_decay}, warm-up "
+            f"{cfg.warmup_epochs} epoch, cosine to {cfg.min_lr_ratio} of it",
+            "batch size": cfg.batch_size,
+            "seed": cfg.seed,
+        },
+    )
+    return TrainOutcome(
+        model_id=model_id,
+        folder=folder,
+        report=report,
+        result=result,
+        counts=examples.counts(),
+        missing_files=len(examples.missing_files),
+    )
+
+
+def _progress(
+    catalog: Catalog, model_id: int, p: Progress, forward: Callable[[Progress], None]
+) -> None:
+    if p.kind == "epoch":
+        with catalog.writing() as session:
+            update_model(session, model_id=model_id, epochs=p.epoch)
+    forward(p)
+
+
+def _finish(catalog: Catalog, model_id: int, status: str) -> None:
+    try:
+        with catalog.writing() as session:
+            update_model(session, model_id=model_id, status=status)
+    except Exception:  # the first error is the one to report
+        pass

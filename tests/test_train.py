@@ -1,0 +1,252 @@
+"""DeepConnection and curator train on tiny generated images."""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from classifier import train as train_mod
+from classifier.metrics import classification_metrics, expected_calibration_error, roc_auc
+from classifier.model import DeepConnection, ModelConfig
+from classifier.train import load_model
+
+FAST = [
+    "--backbone",
+    "resnet18",
+    "--image-size",
+    "48",
+    "--weights",
+    "none",
+    "--batch-size",
+    "16",
+    "--workers",
+    "0",
+    "--epochs",
+    "3",
+]
+
+
+def blob_picture(seed: int, warm: bool, size=(96, 72)) -> Image.Image:
+    """Two learnable kinds: warm (red-orange) or cold (blue-green) blobs on noise."""
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 90, (size[1], size[0], 3), dtype=np.uint8)
+    colour = np.array([230, 120, 40] if warm else [40, 120, 230], dtype=np.uint8)
+    for _ in range(3):
+        x, y = rng.integers(0, size[0] - 30), rng.integers(0, size[1] - 30)
+        arr[y : y + 30, x : x + 30] = colour
+    return Image.fromarray(arr)
+
+
+@pytest.fixture
+def toy(cli, home, tmp_path) -> Path:
+    """A catalog of 90 warm and 90 cold pictures, labeled by a person: imported with folder
+    labels, which a reviewer then confirms through a CSV."""
+    for label, warm, base in (("happy", True, 0), ("unhappy", False, 1000)):
+        (tmp_path / label).mkdir()
+        for i in range(90):
+            blob_picture(base + i, warm).save(tmp_path / label / f"{i}.jpg")
+        assert cli("import", tmp_path / label, "--label", label).exit_code == 0
+    table = tmp_path / "catalog.csv"
+    assert cli("export", table, "--format", "csv").exit_code == 0
+    confirmed = tmp_path / "confirmed.csv"
+    rows = table.read_text().splitlines()[1:]
+    confirmed.write_text(
+        "sha256,label\n"
+        + "".join(f"{r.split(',')[1]},{r.split(',')[6]}\n" for r in rows if r.split(",")[6])
+    )
+    assert cli("label", "--from-csv", confirmed).exit_code == 0
+    return home
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet34", "resnet50"])
+@pytest.mark.parametrize("size", [32, 97, 224])
+def test_forward_at_any_size(backbone, size):
+    if backbone == "resnet50" and size == 224:
+        pytest.skip("the same path as 97 px, only slower")
+    model = DeepConnection(ModelConfig(backbone=backbone, image_size=size)).eval()
+    with torch.inference_mode():
+        assert model(torch.randn(2, 3, size, size)).shape == (2, 2)
+
+
+@pytest.mark.parametrize(("head", "features"), [("gap", 512), ("spp", 43_520), ("spp-pmt", 87_040)])
+def test_the_three_heads_of_the_ablation(head, features):
+    model = DeepConnection(ModelConfig(backbone="resnet34", head=head))
+    assert model.head_features == features
+    model.train()
+    out = model(torch.randn(4, 3, 64, 64))
+    assert out.shape == (8, 4, 2)  # one set of logits per dropout sample
+    loss = model.loss(out, torch.tensor([0, 1, 0, 1]))
+    assert loss.shape == () and torch.isfinite(loss)
+
+
+def test_the_reference_size_at_512_px():
+    model = DeepConnection(ModelConfig())  # resnet34, spp-pmt
+    counts = model.parameter_counts()
+    assert model.head_features == 87_040
+    assert round(counts["head"] / 1e6, 2) == 8.70
+    assert round(counts["trunk"] / 1e6, 1) == 21.3 and round(counts["total"] / 1e6, 1) == 30.0
+    with torch.inference_mode():
+        assert model.eval()(torch.randn(1, 3, 512, 512)).shape == (1, 2)
+
+
+def test_metrics_against_brute_force():
+    rng = np.random.default_rng(3)
+    target = rng.integers(0, 2, 300)
+    score = np.clip(target * 0.3 + rng.random(300) * 0.8, 0, 1).round(2)  # with ties
+    pos, neg = score[target == 1], score[target == 0]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert abs(roc_auc(score, target == 1) - pairs) < 1e-12
+    probs = np.stack([1 - score, score], axis=1)
+    m = classification_metrics(probs, target, ["a", "b"])
+    assert m["confusion"][0][0] + m["confusion"][1][1] == round(m["accuracy"] * 300)
+    sure = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(sure, np.array([0, 1])) == 0.0
+    assert expected_calibration_error(sure, np.array([1, 0])) == 1.0
+
+
+def test_a_learnable_toy_set_is_learned(cli, toy):
+    result = cli("train", *FAST, "--epochs", "4", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["metrics"]["test"]["accuracy"] >= 0.85
+    assert report["metrics"]["val"]["roc_auc"] >= 0.9
+    folder = Path(report["folder"])
+    assert (folder / "model.pt").is_file() and (folder / "report.html").is_file()
+    assert (folder / "curves.png").is_file() and (folder / "roc.png").is_file()
+    assert not (folder / "last.pt").exists()
+    listed = json.loads(cli("models", "--json").stdout)
+    assert listed[0]["id"] == report["model"] and listed[0]["status"] == "done"
+    assert "*" in cli("models").stdout
+
+
+def test_a_checkpoint_round_trips(cli, toy):
+    report = json.loads(cli("train", *FAST, "--epochs", "1", "--json").stdout)
+    model, meta = load_model(Path(report["folder"]) / "model.pt")
+    assert meta["classes"] == ["happy", "unhappy"] and meta["config"]["backbone"] == "resnet18"
+    assert set(meta["splits"]) == {"train", "val", "test"}
+    assert not set(meta["splits"]["train"]) & set(meta["splits"]["test"])
+    assert meta["versions"]["torch"] == torch.__version__ and meta["versions"]["curator"]
+    x = torch.randn(3, 3, 48, 48)
+    again, _ = load_model(Path(report["folder"]) / "model.pt")
+    with torch.inference_mode():
+        assert torch.equal(model(x), again(x))
+
+
+def test_an_interrupted_run_resumes(cli, toy, monkeypatch):
+    real = train_mod.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted_in_epoch_two)
+    assert cli("train", *FAST).exit_code == 130
+    assert json.loads(cli("models", "--json").stdout)[0]["status"] == "interrupted"
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    report = json.loads(cli("train", *FAST, "--json").stdout)
+    assert report["resumed_from"] == 2 and report["epochs"] == 3
+    assert json.loads(cli("models", "--json").stdout)[0]["status"] == "done"
+    assert len(json.loads(cli("models", "--json").stdout)) == 1  # the same model, finished
+
+
+def test_clear_errors(cli, home, tmp_path, monkeypatch):
+    result = cli("train", *FAST)
+    assert result.exit_code == 1 and "no labeled images (with a human label)" in result.stderr
+    for i in range(12):
+        blob_picture(i, True).save(tmp_path / f"{i}.jpg")
+    cli("import", tmp_path, "--label", "happy")
+    result = cli("train", *FAST, "--include-weak")
+    assert "a classifier needs at least two classes" in result.stderr
+    result = cli("train", *FAST, "--backbone", "vgg")
+    assert result.exit_code == 1 and "--backbone 'vgg'" in result.stderr
+
+
+def test_too_few_images_for_a_split(cli, home, tmp_path):
+    blob_picture(1, True).save(tmp_path / "a.jpg")
+    blob_picture(2, False).save(tmp_path / "b.jpg")
+    cli("import", tmp_path / "a.jpg", "--label", "happy")
+    cli("import", tmp_path / "b.jpg", "--label", "unhappy")
+    result = cli("train", *FAST, "--include-weak")
+    assert result.exit_code == 1 and "split has no labeled images" in result.stderr
+
+
+def test_imagenet_weights_unavailable_is_one_sentence(cli, toy, monkeypatch):
+    def offline(*_args, **_kwargs):
+        raise urllib.error.URLError("no route to download.pytorch.org")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    args = [a for a in FAST if a not in ("--weights", "none")]
+    result = cli("train", *args, "--weights", "imagenet")
+    assert result.exit_code == 1
+    assert "cannot get the ImageNet weights of resnet18" in result.stderr
+    assert "--weights none" in result.stderr and result.stderr.count("\n") == 1
+    assert json.loads(cli("models", "--json").stdout) == []  # nothing registered
+
+
+def test_a_local_state_dict_is_taken(cli, toy, tmp_path):
+    import torchvision
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    result = cli(
+        "train",
+        *[a for a in FAST if a != "none" and a != "--weights"],
+        "--weights",
+        str(path),
+        "--epochs",
+        "1",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    result = cli(
+        "train",
+        *[a for a in FAST if a != "none" and a != "--weights"],
+        "--weights",
+        str(tmp_path / "nothing.pt"),
+        "--restart",
+    )
+    assert result.exit_code == 1 and "no such file" in result.stderr
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a tensor file")
+    result = cli(
+        "train",
+        *[a for a in FAST if a != "none" and a != "--weights"],
+        "--weights",
+        str(bad),
+        "--restart",
+    )
+    assert result.exit_code == 1 and "not a PyTorch state dict" in result.stderr
+
+
+def test_a_missing_file_is_left_out_and_reported(cli, toy):
+    victim = next((toy / "images").rglob("*.jpg"))
+    victim.chmod(0o644)
+    victim.unlink()
+    report = json.loads(cli("train", *FAST, "--epochs", "1", "--json").stdout)
+    assert report["missing_files"] == 1
+
+
+def test_out_of_memory_says_what_to_lower(cli, toy, monkeypatch):
+    def exhausted(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(DeepConnection, "forward", exhausted)
+    result = cli("train", *FAST)
+    assert result.exit_code == 1 and "out of memory at --batch-size 16" in result.stderr
+
+
+def test_deterministic_with_a_seed(cli, toy):
+    first = json.loads(cli("train", *FAST, "--epochs", "1", "--json").stdout)
+    second = json.loads(cli("train", *FAST, "--epochs", "1", "--restart", "--json").stdout)
+    assert first["metrics"]["val"]["loss"] == second["metrics"]["val"]["loss"]
+    random.seed(0)
