@@ -113,6 +113,31 @@ def reference_augmentation() -> v2.Transform:
     )
 
 
+def light_augmentation() -> v2.Transform:
+    """Flips, crops of up to 10 % and mild colour changes: for training from scratch on a
+    small set, where the reference's strong affine warps keep a model from learning at all."""
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(0.5),
+            _CropUpTo(0.10),
+            v2.ColorJitter(brightness=(0.85, 1.15), contrast=(0.85, 1.2)),
+        ]
+    )
+
+
+AUGMENTATIONS = ("reference", "light", "none")
+
+
+def augmentation(name: str) -> v2.Transform | None:
+    if name == "reference":
+        return reference_augmentation()
+    if name == "light":
+        return light_augmentation()
+    if name == "none":
+        return None
+    raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}")
+
+
 class _CropUpTo(torch.nn.Module):
     """Cut up to ``share`` of each side's length (as imgaug's Crop(percent=(0, 0.1))), and
     bring the picture back to its size."""

@@ -148,8 +148,11 @@ class DeepConnection(nn.Module):
         return self.trunk(x)  # (B, 3, H, W) -> (B, C, h, w)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = self.transform(self.pool(features))  # (B, F)
-        return self.head(pooled.float())  # the head in fp32: log1p of bf16 is coarse
+        # The pooled features, the power mean transform and the head in fp32, whatever the
+        # trunk ran in: log1p of bf16 values is coarse, and the head is cheap.
+        with torch.autocast(features.device.type, enabled=False):
+            pooled = self.transform(self.pool(features.float()))  # (B, F)
+            return self.head(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

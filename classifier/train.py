@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from classifier.data import CatalogDataset, Examples, reference_augmentation, seed_worker
+from classifier.data import CatalogDataset, Examples, augmentation, seed_worker
 from classifier.errors import TrainingError
 from classifier.metrics import classification_metrics
 from classifier.model import DeepConnection, ModelConfig, load_backbone_weights
@@ -45,7 +45,7 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     fit: str = "pad"
-    augment: bool = True
+    augment: str = "reference"  # "reference" (the paper's), "light" or "none"
     include_weak: bool = False
     weights: str = "imagenet"  # "imagenet", "none", or a path to a state dict
     device: str = "auto"
@@ -349,7 +349,7 @@ def fit(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    augment = reference_augmentation() if cfg.augment else None
+    augment = augmentation(cfg.augment)
     size = model_cfg.image_size
     train_set = CatalogDataset(examples.splits["train"], size=size, fit=cfg.fit, augment=augment)
     val_set = CatalogDataset(examples.splits["val"], size=size, fit=cfg.fit)

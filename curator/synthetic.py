@@ -49,7 +49,8 @@ def _background(rng: random.Random, size: tuple[int, int]) -> Image.Image:
 def _person(
     draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, r: float, happy: bool
 ) -> None:
-    """A head of radius r centred at (cx, cy), a body below it, and a happy or unhappy face."""
+    """A head of radius r centred at (cx, cy), a body below it, and a happy face (open smile,
+    smiling eyes, raised brows) or an unhappy one (a frown, round eyes, brows slanted down)."""
     shirt = _colour(rng, 10, 245)
     draw.rounded_rectangle(
         [cx - 1.3 * r, cy + 0.9 * r, cx + 1.3 * r, cy + 4.0 * r], radius=r * 0.5, fill=shirt
@@ -58,30 +59,42 @@ def _person(
     draw.ellipse([cx - r, cy - 1.15 * r, cx + r, cy + 1.15 * r], fill=skin)
     hair = _colour(rng, 0, 120)
     draw.chord([cx - r, cy - 1.2 * r, cx + r, cy + 0.2 * r], 180, 360, fill=hair)
-    eye_y, eye_dx, eye_r = cy - 0.15 * r, 0.38 * r, max(1.0, 0.12 * r)
-    line = max(1, round(r * 0.1))
+    dark = (25, 20, 20)
+    eye_y, eye_dx, eye_r = cy - 0.15 * r, 0.38 * r, max(1.5, 0.13 * r)
+    line = max(2, round(r * 0.12))
     for side in (-1, 1):
         ex = cx + side * eye_dx
-        draw.ellipse([ex - eye_r, eye_y - eye_r, ex + eye_r, eye_y + eye_r], fill=(20, 20, 20))
-        # Brows: raised and level when happy, slanted down toward the nose when unhappy.
-        inner, outer = (
-            (eye_y - 0.38 * r, eye_y - 0.42 * r)
-            if happy
-            else (
-                eye_y - 0.22 * r,
-                eye_y - 0.45 * r,
+        if happy:  # closed, smiling eyes: arcs bowed upward
+            draw.arc(
+                [ex - 1.6 * eye_r, eye_y - eye_r, ex + 1.6 * eye_r, eye_y + 1.8 * eye_r],
+                200,
+                340,
+                fill=dark,
+                width=line,
             )
+            inner, outer = eye_y - 0.42 * r, eye_y - 0.46 * r
+        else:
+            draw.ellipse([ex - eye_r, eye_y - eye_r, ex + eye_r, eye_y + eye_r], fill=dark)
+            inner, outer = eye_y - 0.22 * r, eye_y - 0.48 * r  # brows slanted to the nose
+        draw.line([ex - side * 0.25 * r, inner, ex + side * 0.25 * r, outer], fill=hair, width=line)
+    mouth_w, mouth_y = 0.55 * r * rng.uniform(0.9, 1.1), cy + 0.42 * r
+    depth = 0.32 * r * rng.uniform(0.85, 1.15)
+    if happy:  # an open smile: a filled half disc, teeth along its top
+        box = [cx - mouth_w, mouth_y - depth, cx + mouth_w, mouth_y + depth]
+        draw.chord(box, 0, 180, fill=(130, 25, 35))
+        draw.rectangle(
+            [cx - 0.75 * mouth_w, mouth_y, cx + 0.75 * mouth_w, mouth_y + 0.22 * depth],
+            fill=(245, 245, 240),
         )
-        draw.line([ex - side * 0.2 * r, inner, ex + side * 0.2 * r, outer], fill=hair, width=line)
-    mouth_w, mouth_y = 0.55 * r * rng.uniform(0.85, 1.15), cy + 0.45 * r
-    depth = 0.3 * r * rng.uniform(0.8, 1.2)
-    box = [cx - mouth_w, mouth_y - depth, cx + mouth_w, mouth_y + depth]
-    colour = (150, 30, 40)
-    if happy:
-        draw.arc(box, 10, 170, fill=colour, width=max(2, round(r * 0.14)))
-    else:
-        box = [box[0], box[1] + depth, box[2], box[3] + depth]
-        draw.arc(box, 190, 350, fill=colour, width=max(2, round(r * 0.14)))
+    else:  # a thick frown, sometimes a tear
+        box = [cx - mouth_w, mouth_y, cx + mouth_w, mouth_y + 2 * depth]
+        draw.arc(box, 200, 340, fill=(130, 25, 35), width=max(3, round(r * 0.2)))
+        if rng.random() < 0.5:
+            tx = cx + rng.choice((-1, 1)) * eye_dx
+            draw.ellipse(
+                [tx - 0.08 * r, eye_y + 0.2 * r, tx + 0.08 * r, eye_y + 0.45 * r],
+                fill=(120, 180, 255),
+            )
 
 
 def draw_couple(rng: random.Random, happy: bool, size: tuple[int, int]) -> Image.Image:
@@ -89,10 +102,10 @@ def draw_couple(rng: random.Random, happy: bool, size: tuple[int, int]) -> Image
     w, h = size
     img = _background(rng, size)
     draw = ImageDraw.Draw(img)
-    r = min(w, h) * rng.uniform(0.09, 0.15)
-    gap = r * rng.uniform(2.1, 3.0)
-    cx = w / 2 + rng.uniform(-0.15, 0.15) * w
-    cy = h * rng.uniform(0.3, 0.5)
+    r = min(w, h) * rng.uniform(0.18, 0.26)
+    gap = r * rng.uniform(2.1, 2.6)
+    cx = w / 2 + rng.uniform(-0.1, 0.1) * w
+    cy = h * rng.uniform(0.3, 0.45)
     for side in (-1, 1):
         _person(draw, rng, cx + side * gap / 2, cy + rng.uniform(-0.2, 0.2) * r, r, happy)
     if rng.random() < 0.4:

@@ -45,7 +45,9 @@ def train_command(
     patience: int = typer.Option(3, min=1, help="Epochs without a better val loss to stop."),
     seed: int = typer.Option(0, help="Seed of weights, data order and augmentation."),
     workers: int = typer.Option(2, min=0, help="DataLoader processes decoding images."),
-    no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
+    augment: str = typer.Option(
+        "reference", help="Augmentation: reference (the paper's), light, or none."
+    ),
     no_amp: bool = typer.Option(False, "--no-amp", help="Train in fp32 (no mixed precision)."),
     restart: bool = typer.Option(
         False, "--restart", help="Start over instead of resuming an interrupted run."
@@ -64,6 +66,7 @@ def train_command(
         curator train
         curator train --backbone resnet18 --image-size 128 --weights none --epochs 10
         curator train --head gap --include-weak
+        curator train --image-size 64 --weights none --augment light
     """
     from classifier.errors import TrainingError
     from classifier.model import ModelConfig
@@ -74,6 +77,7 @@ def train_command(
         (backbone, BACKBONES, "--backbone"),
         (head, HEADS, "--head"),
         (fit_mode, FITS, "--fit"),
+        (augment, ("reference", "light", "none"), "--augment"),
     ):
         if value not in allowed:
             fail(f"{option} {value!r}: one of {', '.join(allowed)}")
@@ -88,7 +92,7 @@ def train_command(
         patience=patience,
         seed=seed,
         fit=fit_mode,
-        augment=not no_augment,
+        augment=augment,
         include_weak=include_weak,
         weights=weights,
         device=device,
