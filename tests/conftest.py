@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,6 +39,25 @@ def catalog(home: Path) -> Iterator[Catalog]:
     cat = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     yield cat
     cat.dispose()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start a command in its own process group; whatever the test asserts, the command and
+    its children are killed when the test ends."""
+    started: list[subprocess.Popen] = []
+
+    def start(args: list[str], **kwargs: object) -> subprocess.Popen:
+        proc = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def pytest_configure(config: pytest.Config) -> None:

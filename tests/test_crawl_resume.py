@@ -36,8 +36,8 @@ def server():
     srv.stop()
 
 
-def start(home: Path, server: EngineServer, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
+def start(spawn, home: Path, server: EngineServer, *args: str) -> subprocess.Popen:
+    return spawn(
         [
             sys.executable,
             "-m",
@@ -57,7 +57,6 @@ def start(home: Path, server: EngineServer, *args: str) -> subprocess.Popen:
         env={**os.environ, "CURATOR_HOME": str(home)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        start_new_session=True,
     )
 
 
@@ -79,8 +78,8 @@ def state(home: Path) -> tuple[set, set, int]:
     return images, sources, labels
 
 
-def interrupt(home: Path, server: EngineServer, sig: int) -> subprocess.Popen:
-    proc = start(home, server)
+def interrupt(spawn, home: Path, server: EngineServer, sig: int) -> subprocess.Popen:
+    proc = start(spawn, home, server)
     deadline = time.monotonic() + 120
     while count(home) < 10 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -92,20 +91,20 @@ def interrupt(home: Path, server: EngineServer, sig: int) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_crawl_continues_to_the_same_catalog(tmp_path, server, sig):
+def test_interrupted_crawl_continues_to_the_same_catalog(tmp_path, server, sig, spawn):
     interrupted, clean = tmp_path / "interrupted", tmp_path / "clean"
-    proc = interrupt(interrupted, server, sig)
+    proc = interrupt(spawn, interrupted, server, sig)
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert b"interrupted" in proc.stderr.read()
     partial = count(interrupted)
     assert 0 < partial < 60
-    rerun = start(interrupted, server, "--json")
+    rerun = start(spawn, interrupted, server, "--json")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err.decode()
     summary = json.loads(out)["queries"]["happy couple"]
     assert summary["already"] >= 1 and summary["already"] + summary["added"] == 60, summary
-    full = start(clean, server)
+    full = start(spawn, clean, server)
     assert full.wait(timeout=300) == 0
     (a_images, a_sources, a_labels), (b_images, b_sources, b_labels) = (
         state(interrupted),

@@ -25,14 +25,14 @@ def count_images(db: Path) -> int:
         return 0
 
 
-def curator(home: Path, *args: str) -> subprocess.Popen:
+def curator(spawn, home: Path, *args: str) -> subprocess.Popen:
+    """The command in its own process group (so that killing it kills its workers too)."""
     env = {**os.environ, "CURATOR_HOME": str(home)}
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "curator", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: kill the workers with it
     )
 
 
@@ -56,7 +56,7 @@ def assert_consistent(home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_during_import_then_rerun(tmp_path):
+def test_kill_9_during_import_then_rerun(tmp_path, spawn):
     folder = tmp_path / "in"
     for i in range(N_FILES):
         f.jpeg(folder / f"{i:04d}.jpg", f.texture(i, (640, 480)), quality=92)
@@ -66,7 +66,7 @@ def test_kill_9_during_import_then_rerun(tmp_path):
         f.jpeg(folder / f"{copy:04d}.jpg", f.texture(original, (640, 480)), quality=60)
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
 
-    proc = curator(crashed, "import", str(folder), "--label", "happy")
+    proc = curator(spawn, crashed, "import", str(folder), "--label", "happy")
     deadline = time.monotonic() + 120
     while count_images(crashed / "catalog.db") < 60 and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -81,10 +81,10 @@ def test_kill_9_during_import_then_rerun(tmp_path):
         for (path,) in con.execute("SELECT path FROM images"):
             assert (crashed / path).is_file()
 
-    rerun = curator(crashed, "import", str(folder), "--label", "happy", "--json")
+    rerun = curator(spawn, crashed, "import", str(folder), "--label", "happy", "--json")
     _out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err.decode()
-    full = curator(clean, "import", str(folder), "--label", "happy")
+    full = curator(spawn, clean, "import", str(folder), "--label", "happy")
     assert full.wait(timeout=300) == 0
 
     assert_consistent(crashed)
@@ -100,12 +100,12 @@ def test_kill_9_during_import_then_rerun(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path):
+def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path, spawn):
     folder = tmp_path / "in"
     for i in range(N_FILES):
         f.jpeg(folder / f"{i:04d}.jpg", f.texture(i, (640, 480)), quality=92)
     home = tmp_path / "home"
-    proc = curator(home, "import", str(folder))
+    proc = curator(spawn, home, "import", str(folder))
     deadline = time.monotonic() + 120
     while count_images(home / "catalog.db") < 60 and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -124,7 +124,7 @@ def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path):
     with sqlite3.connect(home / "catalog.db") as con:  # every row has its file
         assert all((home / p).is_file() for (p,) in con.execute("SELECT path FROM images"))
     # Files stored for images not yet recorded are completed by running the same command.
-    rerun = curator(home, "import", str(folder))
+    rerun = curator(spawn, home, "import", str(folder))
     assert rerun.wait(timeout=300) == 0
     assert count_images(home / "catalog.db") == N_FILES
     assert_consistent(home)
