@@ -28,8 +28,8 @@ def _colour(rng: random.Random, low: int = 0, high: int = 255) -> tuple[int, int
 def _background(rng: random.Random, size: tuple[int, int]) -> Image.Image:
     """A smooth random field of colour (as varied as the backdrops of photos), plus clutter."""
     w, h = size
-    cells = Image.new("RGB", (rng.randint(2, 6), rng.randint(2, 6)))
-    cells.putdata([_colour(rng, 30, 235) for _ in range(cells.width * cells.height)])
+    cells = Image.new("RGB", (rng.randint(2, 7), rng.randint(2, 7)))
+    cells.putdata([_colour(rng, 0, 255) for _ in range(cells.width * cells.height)])
     img = cells.resize(size, Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(img)
     for _ in range(rng.randint(3, 12)):  # clutter
@@ -102,12 +102,13 @@ def draw_couple(rng: random.Random, happy: bool, size: tuple[int, int]) -> Image
     w, h = size
     img = _background(rng, size)
     draw = ImageDraw.Draw(img)
-    r = min(w, h) * rng.uniform(0.18, 0.26)
-    gap = r * rng.uniform(2.1, 2.6)
-    cx = w / 2 + rng.uniform(-0.1, 0.1) * w
-    cy = h * rng.uniform(0.3, 0.45)
-    for side in (-1, 1):
-        _person(draw, rng, cx + side * gap / 2, cy + rng.uniform(-0.2, 0.2) * r, r, happy)
+    r = min(w, h) * rng.uniform(0.16, 0.25)
+    gap = r * rng.uniform(2.1, 2.8)
+    cx = w / 2 + rng.uniform(-0.2, 0.2) * w
+    cy = h * rng.uniform(0.25, 0.5)
+    for side in (-1, 1):  # two people of their own sizes and heights
+        own = r * rng.uniform(0.85, 1.15)
+        _person(draw, rng, cx + side * gap / 2, cy + rng.uniform(-0.4, 0.4) * r, own, happy)
     if rng.random() < 0.4:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     return img
