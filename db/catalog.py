@@ -25,7 +25,7 @@ from db.errors import CatalogBusy, CatalogError
 BUSY_TIMEOUT_MS = 30_000
 #: The newest migration. A catalog already there is opened without loading Alembic at all;
 #: tests/test_catalog.py checks that this is the head of alembic/versions.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 def migrations_dir() -> Path:

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -178,3 +180,24 @@ class Model(Base):
     curator_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Prediction(Base):
+    """A model's class probabilities for one image, and whether the model trained on it."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_model_image", "model_id", "image_id", unique=True),
+        Index("ix_predictions_image", "image_id", "in_sample"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    probs: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
+    predicted: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)  # the largest probability
+    margin: Mapped[float] = mapped_column(Float)  # largest minus second largest
+    #: True when the model trained on this image: its opinion of that label is not independent.
+    in_sample: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

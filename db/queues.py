@@ -6,7 +6,13 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
 * ``weak``: of those, the ones with a weak label (from a search query, a folder, a model);
 * ``all``: every active image, oldest first;
 * ``duplicates``: near-duplicate groups, to confirm or split, largest first;
-* ``uncertain`` and ``disagree``: ranked by a model's predictions (once there are some).
+* ``uncertain``: groups without a human label, closest to the default model's decision
+  boundary first (smallest margin between its two likeliest classes);
+* ``disagree``: groups with a weak label (query, import, model), the label a model finds least
+  likely first (self-confidence, as in confident learning); only predictions of models that
+  did not train on the image count, so a model's memory of a wrong label cannot hide it;
+* ``weak-disagree``: the same for labels that came from a search query, the first thing to
+  look at after a crawl.
 
 Every item is a group's representative (an active image) with its duplicates listed, so a
 decision about it is a decision about the whole group (see `db.labels.group_labels`).
@@ -22,11 +28,14 @@ from sqlalchemy.orm import Session, aliased
 
 from db.errors import CatalogError
 from db.images import ACTIVE
-from db.labels import RANK, WEAK_ORIGINS, CurrentLabel, current_labels
+from db.labels import RANK, WEAK_ORIGINS, CurrentLabel, current_labels, group_labels
 from db.models import Image, LabelEvent
+from db.predictions import has_predictions, latest_predictions
+from db.registry import default_model
 
 ID_QUEUES = ("new", "weak", "all", "duplicates")
-QUEUES = (*ID_QUEUES, "uncertain", "disagree")
+RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
+QUEUES = (*ID_QUEUES, *RANKED_QUEUES)
 
 
 class UnknownQueue(CatalogError):
@@ -67,7 +76,8 @@ class QueueItem:
 @dataclass
 class QueuePage:
     items: list[QueueItem]
-    #: Pass as ``after`` to get the next page; None at the end.
+    #: Pass as ``after`` to get the next page (an image id, or for ranked queues a position);
+    #: None at the end.
     next: int | None
 
 
@@ -131,14 +141,19 @@ def _group_label(ids: list[int], labels: dict[int, CurrentLabel]) -> CurrentLabe
 
 
 def review_queue(session: Session, *, name: str, limit: int = 200, after: int = 0) -> QueuePage:
-    """One page of a queue: up to ``limit`` groups after the image id ``after``."""
+    """One page of a queue: up to ``limit`` groups after ``after`` (an image id; for the
+    ranked queues, a position in the ranking)."""
     if name not in QUEUES:
         raise UnknownQueue(name)
-    if name not in ID_QUEUES:
-        raise QueueUnavailable(
-            f"the {name!r} queue ranks images by a model's predictions, and there are none "
-            "yet: train a model and run curator score"
-        )
+    if name in RANKED_QUEUES:
+        page = _ranked_page(session, name, limit, after)
+    else:
+        page = _id_page(session, name, limit, after)
+    _attach_predictions(session, page.items)
+    return page
+
+
+def _id_page(session: Session, name: str, limit: int, after: int) -> QueuePage:
     items: list[QueueItem] = []
     cursor = after
     while len(items) < limit:
@@ -154,21 +169,91 @@ def review_queue(session: Session, *, name: str, limit: int = 200, after: int = 
             # A member's human label labels the group: not "new" after all.
             if name in ("new", "weak") and label is not None and label.origin == "human":
                 continue
-            items.append(
-                QueueItem(
-                    id=row.id,
-                    sha256=row.sha256,
-                    width=row.width,
-                    height=row.height,
-                    split=row.split,
-                    label=label.label if label else None,
-                    origin=label.origin if label else None,
-                    duplicates=groups[row.id],
-                )
-            )
+            items.append(_item(row, label, groups[row.id]))
             if len(items) == limit:
                 return QueuePage(items, row.id)
     return QueuePage(items, cursor)
+
+
+def _item(row: Any, label: CurrentLabel | None, duplicates: list[int]) -> QueueItem:
+    return QueueItem(
+        id=row.id,
+        sha256=row.sha256,
+        width=row.width,
+        height=row.height,
+        split=row.split,
+        label=label.label if label else None,
+        origin=label.origin if label else None,
+        duplicates=duplicates,
+    )
+
+
+def ranking(session: Session, name: str) -> list[tuple[int, float]]:
+    """(image id, score) of a ranked queue, first to review first."""
+    labels = group_labels(session)
+    active = set(session.scalars(select(Image.id).where(Image.status == ACTIVE)))
+    scored: list[tuple[int, float]] = []
+    if name == "uncertain":
+        model = default_model(session)
+        if model is None:
+            raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
+        for image_id, p in latest_predictions(session, model_id=model.id).items():
+            label = labels.get(image_id)
+            if image_id in active and (label is None or label.origin != "human"):
+                scored.append((image_id, p.margin))
+    else:
+        predictions = latest_predictions(session, out_of_sample=True)
+        if not predictions and not has_predictions(session):
+            raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
+        origins = ("query",) if name == "weak-disagree" else WEAK_ORIGINS
+        for image_id, p in predictions.items():
+            label = labels.get(image_id)
+            if (
+                image_id in active
+                and label is not None
+                and label.origin in origins
+                and label.label in p.probs
+            ):
+                scored.append((image_id, p.probs[label.label]))  # self-confidence
+    scored.sort(key=lambda pair: (pair[1], pair[0]))
+    return scored
+
+
+_NO_PREDICTIONS = (
+    "the {name!r} queue ranks images by a model's predictions, and there are none "
+    "yet: train a model and run curator score"
+)
+
+
+def _ranked_page(session: Session, name: str, limit: int, after: int) -> QueuePage:
+    ranked = ranking(session, name)
+    chosen = [image_id for image_id, _score in ranked[after : after + limit]]
+    rows = {
+        r.id: r
+        for r in session.execute(
+            select(Image.id, Image.sha256, Image.width, Image.height, Image.split).where(
+                Image.id.in_(chosen)
+            )
+        )
+    }
+    groups = _duplicates_of(session, chosen)
+    labels = current_labels(session, image_ids=[i for c in chosen for i in (c, *groups[c])])
+    items = [_item(rows[c], _group_label([c, *groups[c]], labels), groups[c]) for c in chosen]
+    more = after + limit < len(ranked)
+    return QueuePage(items, after + limit if more else None)
+
+
+def _attach_predictions(session: Session, items: list[QueueItem]) -> None:
+    model = default_model(session)
+    if model is None or not items:
+        return
+    ids = [item.id for item in items]
+    own = latest_predictions(session, image_ids=ids, model_id=model.id)
+    independent = latest_predictions(session, image_ids=ids, out_of_sample=True)
+    for item in items:
+        chosen = independent.get(item.id) or own.get(item.id)
+        if chosen is not None:
+            item.prediction = chosen.as_dict()
 
 
 def queue_counts(session: Session) -> dict[str, int | None]:
@@ -184,5 +269,10 @@ def queue_counts(session: Session) -> dict[str, int | None]:
             member = aliased(Image)
             query = query.where(exists().where(and_(member.duplicate_of == Image.id)))
         counts[name] = int(session.scalar(query) or 0)
-    counts["uncertain"] = counts["disagree"] = None
+    available = has_predictions(session)
+    for name in RANKED_QUEUES:
+        try:
+            counts[name] = len(ranking(session, name)) if available else None
+        except QueueUnavailable:
+            counts[name] = None
     return counts

@@ -44,6 +44,13 @@ def list_models(session: Session) -> list[Model]:
     return list(session.scalars(select(Model).order_by(Model.id.desc())))
 
 
+def default_model(session: Session) -> Model | None:
+    """The newest finished model, which later commands use unless told otherwise."""
+    return session.scalars(
+        select(Model).where(Model.status == DONE).order_by(Model.id.desc()).limit(1)
+    ).first()
+
+
 def get_model(session: Session, *, ref: int | None = None) -> Model:
     """A model by id, or the newest finished one."""
     if ref is None:

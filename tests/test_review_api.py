@@ -64,6 +64,7 @@ def test_state_lists_classes_keys_and_queues(catalog_home):
         "duplicates": 1,
         "uncertain": None,
         "disagree": None,
+        "weak-disagree": None,
     }
 
 
