@@ -4,6 +4,8 @@ that curator's import workers can share `to_rgb` without loading torch."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -52,11 +54,21 @@ def fit(img: Image.Image, size: int, how: str) -> Image.Image:
     return canvas
 
 
+def needed(original: tuple[int, int], size: int, how: str) -> tuple[int, int]:
+    """The smallest decode of a picture that ``fit`` still only scales down: for ``pad`` the
+    longer side must reach ``size``, for ``crop`` the shorter one, for ``stretch`` both."""
+    w, h = original
+    if how == "stretch":
+        return (min(w, size), min(h, size))
+    scale = min(1.0, size / (max(w, h) if how == "pad" else min(w, h)))
+    return (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale)))
+
+
 def load(path: str, size: int, how: str = "pad", draft: bool = True) -> Image.Image:
-    """Open, decode (JPEG at the smallest scale still at least ``size``), orient and fit."""
+    """Open, decode (JPEG at the smallest DCT scale the fit needs), orient and fit."""
     with Image.open(path) as img:
         if draft and img.format in ("JPEG", "MPO"):
-            img.draft("RGB", (size, size))
+            img.draft("RGB", needed(img.size, size, how))
         img.load()
         oriented = ImageOps.exif_transpose(img)
         return fit(to_rgb(oriented), size, how)
