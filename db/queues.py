@@ -197,14 +197,26 @@ def ranking(session: Session, name: str) -> list[tuple[int, float]]:
         model = default_model(session)
         if model is None:
             raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
-        for image_id, p in latest_predictions(session, model_id=model.id).items():
+        predictions = latest_predictions(session, model_id=model.id)
+        if not predictions:
+            raise QueueUnavailable(
+                f"the 'uncertain' queue ranks images by the predictions of model {model.id}, "
+                "which has scored none yet: run curator score"
+            )
+        for image_id, p in predictions.items():
             label = labels.get(image_id)
             if image_id in active and (label is None or label.origin != "human"):
                 scored.append((image_id, p.margin))
     else:
         predictions = latest_predictions(session, out_of_sample=True)
-        if not predictions and not has_predictions(session):
-            raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
+        if not predictions:
+            if not has_predictions(session):
+                raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
+            raise QueueUnavailable(
+                f"the {name!r} queue needs predictions of models that did not train on the "
+                "images, and every prediction so far comes from one that did: run "
+                "curator score --folds 5"
+            )
         origins = ("query",) if name == "weak-disagree" else WEAK_ORIGINS
         for image_id, p in predictions.items():
             label = labels.get(image_id)

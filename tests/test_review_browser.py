@@ -152,3 +152,12 @@ def test_grid_view_select_many_and_label_in_one_stroke(page, home):
     ]
     page.keyboard.press("Enter")  # the focus view at the cursor
     page.wait_for_selector("#focus:not([hidden])")
+
+
+def test_explain_key_without_a_model_says_so(page):
+    shown(page, 1)
+    page.keyboard.press("e")
+    page.wait_for_function(
+        "document.querySelector('#toast').textContent.includes('no trained model yet')"
+    )
+    assert page.locator("#big").get_attribute("src").startswith("/originals/")

@@ -10,6 +10,7 @@ from curator.cli import catalog as catalog_commands
 from curator.cli import crawl as crawl_commands
 from curator.cli import demo as demo_commands
 from curator.cli import review as review_commands
+from curator.cli import score as score_commands
 from curator.cli import train as train_commands
 from curator.config import load_settings
 
@@ -48,6 +49,7 @@ catalog_commands.register(app)
 crawl_commands.register(app)
 review_commands.register(app)
 train_commands.register(app)
+score_commands.register(app)
 demo_commands.register(app)
 
 

@@ -237,10 +237,15 @@ def queue_command(
 ) -> None:
     """List the images a review queue would show first.
 
+    new, weak, all and duplicates come from the labels; uncertain (closest to the model's
+    decision boundary), disagree (weak labels the model finds least likely) and weak-disagree
+    (the same for search-query labels) rank by the predictions of curator score.
+
     Example:
 
         curator queue new --limit 10
-        curator queue weak --json
+        curator queue disagree --limit 50
+        curator queue weak-disagree --json
     """
     catalog = open_settings_catalog(settings_of(ctx))
     with catalog.reading() as session:
@@ -253,7 +258,14 @@ def queue_command(
     for item in page.items:
         label = f"{item.label} ({item.origin})" if item.label else "unlabeled"
         extra = f", {len(item.duplicates)} near copies" if item.duplicates else ""
-        stdout.print(f"{item.id:>8}  {item.sha256[:12]}  {label}{extra}")
+        p = item.prediction
+        model = ""
+        if p is not None:
+            mine = p["probs"].get(item.label) if item.label else None
+            model = f"  model {p['model']}: {p['label']} {p['confidence']:.2f}" + (
+                f" (p of {item.label}: {mine:.2f})" if mine is not None else ""
+            )
+        stdout.print(f"{item.id:>8}  {item.sha256[:12]}  {label}{extra}{model}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@
     POST /api/label              {"ids": [...], "label": "happy" | "reject" | null}
     POST /api/undo               {"events": [...]}: undo decisions made here
     POST /api/separate           {"id": ...}: this near-duplicate group holds no duplicates
+    GET  /api/explain/{id}.png   Grad-CAM of the default model's prediction (the e key)
     GET  /thumbs/{sha256}.jpg    a thumbnail (immutable: content-addressed)
     GET  /originals/{sha256}     the stored original
 
@@ -19,7 +20,10 @@ must carry the token (``?token=`` once, then a cookie, or an ``X-Curator-Token``
 from __future__ import annotations
 
 import hmac
+import io
+import os
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from curator.dedup import separate_group
+from curator.errors import CuratorError
 from curator.stats import image_details
 from curator.thumbs import ThumbStore
 from db.catalog import Catalog
@@ -60,9 +65,10 @@ COOKIE = "curator_token"
 
 def keys_for(classes: list[str]) -> dict[str, str]:
     """Keyboard shortcuts: 1..9 for the classes in order, and each class's first letter when
-    no other class (nor x, s, z, g, f) starts with it; x rejects."""
+    no other class starts with it and it is not a key of the page (x, s, z, g, f, a, n, e);
+    x rejects."""
     keys = {str(i + 1): name for i, name in enumerate(classes[:9])}
-    taken = {"x", "s", "z", "g", "f", "a", "n"}
+    taken = {"x", "s", "z", "g", "f", "a", "n", "e"}
     firsts = [name[:1].lower() for name in classes]
     for name, first in zip(classes, firsts, strict=True):
         if first.isalpha() and firsts.count(first) == 1 and first not in taken:
@@ -117,7 +123,7 @@ def endpoint(
             return await run_in_threadpool(handler, request, payload)
         except (UnknownImage, UnknownQueue) as exc:
             return JSONResponse({"error": str(exc)}, 404)
-        except QueueUnavailable as exc:
+        except (QueueUnavailable, NoModel, CuratorError) as exc:
             return JSONResponse({"error": str(exc)}, 409)
         except CatalogBusy as exc:
             return JSONResponse({"error": str(exc)}, 503)
@@ -234,6 +240,12 @@ def create_app(
             path, media_type=_MEDIA.get(fmt, "application/octet-stream"), headers=_IMMUTABLE
         )
 
+    explainer = Explainer(catalog, home)
+
+    def explanation(request: Request, _body: Any) -> Response:
+        png = explainer.png(int(request.path_params["image_id"]))
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
     routes = [
         Route("/", index),
         Route("/api/health", endpoint(health)),
@@ -243,12 +255,63 @@ def create_app(
         Route("/api/label", endpoint(label, body=True), methods=["POST"]),
         Route("/api/undo", endpoint(undo, body=True), methods=["POST"]),
         Route("/api/separate", endpoint(separate, body=True), methods=["POST"]),
+        Route("/api/explain/{image_id:int}.png", endpoint(explanation)),
         Route("/thumbs/{sha}.jpg", thumb),
         Route("/originals/{sha}", endpoint(original)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes)
     return TokenGate(app, token)
+
+
+class NoModel(CatalogError):
+    pass
+
+
+class Explainer:
+    """Grad-CAM of the default model for the page's ``e`` key: the model loaded once (again
+    when a newer one is trained), figures cached under the home by model and image."""
+
+    def __init__(self, catalog: Catalog, home: Path) -> None:
+        self.catalog, self.home = catalog, home
+        self.lock = threading.Lock()
+        self.loaded: Any = None
+
+    def _model(self) -> Any:
+        from curator.scoring import load_registered
+        from db.registry import default_model
+
+        with self.catalog.reading() as session:
+            newest = default_model(session)
+        if newest is None:
+            raise NoModel("no trained model yet: run curator train to see explanations")
+        if self.loaded is None or self.loaded.id != newest.id:
+            self.loaded = load_registered(self.catalog, self.home, newest.id, device="cpu")
+        return self.loaded
+
+    def png(self, image_id: int) -> bytes:
+        from classifier.explain import gradcam_figure
+        from curator.explaining import explain_picture, open_picture
+
+        with self.lock:  # one explanation at a time: each is a forward and backward pass
+            model = self._model()
+            cache = self.home / "cache" / "explain" / str(model.id) / f"{image_id}.png"
+            if cache.exists():
+                return cache.read_bytes()
+            with self.catalog.reading() as session:
+                image = session.get(Image, image_id)
+                if image is None:
+                    raise UnknownImage(str(image_id))
+                path = self.home / image.path
+            result = explain_picture(model, open_picture(path))
+            figure = gradcam_figure(result, result.predicted)
+            buffer = io.BytesIO()
+            figure.save(buffer, format="PNG")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(buffer.getvalue())
+            os.replace(partial, cache)
+            return buffer.getvalue()
 
 
 def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, str | None]]:

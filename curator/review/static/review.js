@@ -15,6 +15,7 @@ const S = {
   view: params.get("view") === "grid" ? "grid" : "focus",
   cursor: 0, selected: new Set(), anchor: null,   // grid view
   undo: [],                  // stack of {events: [...], ids: [...]}
+  explain: false,            // focus view: show the model's Grad-CAM instead of the picture
 };
 
 const $ = (id) => document.getElementById(id);
@@ -44,6 +45,7 @@ function toast(text, error = false) {
 
 const thumb = (item) => `/thumbs/${item.sha256}.jpg`;
 const original = (item) => `/originals/${item.sha256}`;
+const explained = (item) => `/api/explain/${item.id}.png`;
 
 // -- loading ---------------------------------------------------------------------------------
 
@@ -187,6 +189,7 @@ function renderLegend() {
   lines.push("<li><kbd>s</kbd> skip</li><li><kbd>z</kbd> undo</li>",
              "<li><kbd>←</kbd> <kbd>→</kbd> move</li>",
              "<li><kbd>n</kbd> <kbd>n</kbd> split a near-duplicate group</li>",
+             "<li><kbd>e</kbd> why the model decided (Grad-CAM)</li>",
              "<li><kbd>?</kbd> all keys</li>");
   $("legend").innerHTML = lines.join("");
   $("help-keys").innerHTML = `<ul>${lines.join("")}</ul>`;
@@ -215,8 +218,9 @@ function renderFocus() {
     $("strip").replaceChildren(); $("group").textContent = ""; $("prediction").textContent = "";
     return;
   }
-  $("big").src = original(item);
-  $("big").alt = `image ${item.id}`;
+  $("big").src = S.explain ? explained(item) : original(item);
+  $("big").alt = S.explain ? `Grad-CAM of image ${item.id}` : `image ${item.id}`;
+  $("big").dataset.explain = String(S.explain);
   $("image-id").textContent = `#${item.id} · ${item.width} × ${item.height} · ${item.split} · ` +
     `${S.pos + 1} of ${S.items.length}${S.next === null ? "" : "+"}`;
   chip($("current-label"), item);
@@ -355,7 +359,25 @@ async function onKey(event) {
   else await gridKey(event, key, label);
 }
 
+async function toggleExplain() {
+  const item = S.items[S.pos];
+  if (!item) return;
+  if (!S.explain) {
+    // Ask first, so that "no model yet" is a message, not a broken image.
+    const answer = await fetch(explained(item));
+    if (!answer.ok) {
+      const body = await answer.json().catch(() => ({}));
+      toast(body.error || `explain failed (${answer.status})`, true);
+      return;
+    }
+  }
+  S.explain = !S.explain;
+  toast(S.explain ? "Grad-CAM of the model's prediction (e: back to the picture)" : "picture");
+  render();
+}
+
 async function focusKey(event, key, label) {
+  if (key === "e") { await toggleExplain(); return; }
   if (key === "n") {
     if (await separate([S.pos])) render();
     return;

@@ -1,0 +1,121 @@
+"""Batched inference: pictures decoded in worker processes, the model in inference mode.
+
+Workers hand back 8-bit tensors (a quarter of the bytes of floats across the process
+boundary); normalisation, channels-last and the cast happen on the batch, where the model runs.
+A picture that cannot be decoded becomes a `Scored` with a reason, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from classifier import images
+from classifier.model import DeepConnection
+from classifier.train import autocast_dtype
+
+#: Turns a decoding exception into a few words for the user.
+Describe = Callable[[str, BaseException], str]
+
+
+def plain_reason(_path: str, exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class Scored:
+    index: int  # position in the input sequence
+    probs: np.ndarray | None  # class probabilities; None when the picture failed
+    error: str | None = None
+
+
+class PictureDataset(Dataset[tuple[torch.Tensor, int, str]]):
+    """(uint8 CHW tensor, index, error) per path; a failed picture is zeros and a reason."""
+
+    def __init__(self, paths: Sequence[str], *, size: int, fit: str, describe: Describe) -> None:
+        self.paths = paths
+        self.size = size
+        self.fit = fit
+        self.describe = describe
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        path = self.paths[index]
+        try:
+            picture = images.load(path, self.size, self.fit)
+            return v2.functional.pil_to_tensor(picture), index, ""
+        except Exception as exc:  # a bad file is the file's fault: say why, go on
+            reason = self.describe(path, exc) or type(exc).__name__
+            return torch.zeros((3, self.size, self.size), dtype=torch.uint8), index, reason
+
+
+class Predictor:
+    """A model ready for inference on one device, with its input normalisation."""
+
+    def __init__(self, model: DeepConnection, device: torch.device, amp: bool = True) -> None:
+        self.model = model.eval().to(device)
+        self.device = device
+        self.dtype = autocast_dtype(device, amp)
+        self.channels_last = device.type in ("cpu", "cuda")
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        mean = torch.tensor(images.MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(images.STD, device=device).view(1, 3, 1, 1)
+        self.mean, self.inv_std = mean, 1.0 / std
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, S, S) to normalised floats, in the layout the model runs fastest in."""
+        x = batch.to(self.device, non_blocking=True).float()
+        x = (x - self.mean) * self.inv_std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.inference_mode()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes of prepared inputs, as float32 on the CPU."""
+        with torch.autocast(
+            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        ):
+            logits = self.model(x)
+        return torch.softmax(logits.float(), dim=1).cpu()
+
+
+def score_paths(
+    predictor: Predictor,
+    paths: Sequence[str],
+    *,
+    size: int,
+    fit: str,
+    batch_size: int = 32,
+    workers: int = 2,
+    describe: Describe = plain_reason,
+) -> Iterator[list[Scored]]:
+    """Yield the results batch by batch, in input order."""
+    dataset = PictureDataset(paths, size=size, fit=fit, describe=describe)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=max(0, workers),
+        pin_memory=predictor.device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+    for batch, indices, errors in loader:
+        ok = [i for i, e in enumerate(errors) if not e]
+        probs = predictor.probabilities(predictor.prepare(batch[ok])) if ok else None
+        results: dict[int, Scored] = {}
+        for row, position in enumerate(ok):
+            results[position] = Scored(int(indices[position]), probs[row].numpy())  # type: ignore[index]
+        for position, error in enumerate(errors):
+            if error:
+                results[position] = Scored(int(indices[position]), None, error)
+        yield [results[p] for p in range(len(errors))]

@@ -1,0 +1,398 @@
+"""``curator score`` and ``curator explain``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from curator.cli.common import (
+    default_author,
+    fail,
+    handle_errors,
+    open_settings_catalog,
+    print_json,
+    progress_bar,
+    settings_of,
+    stderr,
+    stdout,
+    threshold_option,
+)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def score_command(
+    ctx: typer.Context,
+    paths: list[Path] | None = typer.Argument(
+        None,
+        help="Image files, folders (searched recursively) or videos; none: the catalog.",
+        readable=False,
+    ),
+    model_ref: int | None = typer.Option(
+        None, "--model", help="Model id (default: the newest trained one; see curator models)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write rows to this .csv or .jsonl file (default: stdout)."
+    ),
+    fmt: str | None = typer.Option(None, "--format", help="csv or jsonl (default: from --out)."),
+    add: bool = typer.Option(
+        False, "--add", help="Also import the files into the catalog, with their predictions."
+    ),
+    folds: int = typer.Option(
+        0,
+        min=0,
+        max=20,
+        help="Cross-fit: train K models on all labeled groups but one fold each, so every "
+        "labeled image gets a prediction from a model that never saw it.",
+    ),
+    every: float = typer.Option(1.0, help="Videos: score one frame every this many seconds."),
+    out_dir: Path = typer.Option(
+        Path("."), "--out-dir", help="Videos: where the per-frame CSV and timeline PNG go."
+    ),
+    rescore: bool = typer.Option(
+        False, "--rescore", help="Catalog: score again images this model has scored already."
+    ),
+    batch_size: int = typer.Option(32, min=1, help="Pictures per forward pass."),
+    workers: int = typer.Option(2, min=0, help="Processes decoding pictures."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    author: str = typer.Option(default_author(), help="With --add: who the import is for."),
+    threshold: int = threshold_option(10),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Score images with a trained model: the catalog, new folders, or videos.
+
+    With no path, every active image of the catalog gets a prediction (written back, so the
+    uncertain and disagree review queues can rank by it); a rerun scores only what is new.
+    With paths, writes one row per file (path, predicted class, probabilities, or the reason
+    the file could not be read) as CSV or JSON Lines. A video gets a per-frame CSV, a timeline
+    plot and a verdict.
+
+    Example:
+
+        curator score
+        curator score --folds 5
+        curator score ~/new-photos --out predictions.csv
+        curator score ~/new-photos --add --out predictions.jsonl
+        curator score wedding.mp4 --every 2
+    """
+    from curator.scoring import load_registered, output_format
+
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
+    if folds and paths:
+        fail("--folds scores the catalog's labeled images; give no paths with it")
+    if folds == 1:
+        fail("--folds needs at least 2 folds")
+    if every <= 0:
+        fail("--every must be more than 0 seconds")
+    if not paths:
+        if add or out:
+            fail("--add and --out are for scoring files: give paths")
+        if folds:
+            _cross_fit(
+                catalog, settings.home, model_ref, folds, device, batch_size, workers, as_json
+            )
+            return
+        model = load_registered(catalog, settings.home, model_ref, device=device)
+        _score_catalog(catalog, settings.home, model, rescore, batch_size, workers, as_json)
+        return
+    from curator.importer import collect_inputs
+    from curator.video import VIDEO_SUFFIXES
+
+    fmt = output_format(out, fmt)
+    videos = [p for p in paths if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+    pictures = [str(p) for p in paths if p not in videos]
+    inputs = collect_inputs(pictures) if pictures else None  # missing paths fail here
+    model = load_registered(catalog, settings.home, model_ref, device=device)
+    summary: dict[str, Any] = {"model": model.id}
+    if inputs is not None:
+        summary["files"] = _score_files(
+            catalog,
+            settings,
+            model,
+            inputs,
+            pictures,
+            out,
+            fmt,
+            add,
+            author,
+            threshold,
+            batch_size,
+            workers,
+            as_json,
+        )
+    if videos:
+        summary["videos"] = [
+            _score_video(model, video, every, out_dir, batch_size, as_json) for video in videos
+        ]
+    if as_json:
+        print_json(summary)
+
+
+def _score_catalog(
+    catalog: Any,
+    home: Path,
+    model: Any,
+    rescore: bool,
+    batch_size: int,
+    workers: int,
+    as_json: bool,
+) -> None:
+    from curator.scoring import ScoreProgress, score_catalog
+
+    started = time.monotonic()
+    with progress_bar(f"scoring with model {model.id}", None) as update:
+
+        def progress(p: ScoreProgress) -> None:
+            update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
+
+        counts = score_catalog(
+            catalog,
+            home,
+            model,
+            rescore=rescore,
+            batch_size=batch_size,
+            workers=workers,
+            on_progress=progress,
+        )
+    if as_json:
+        print_json(counts)
+        return
+    seconds = time.monotonic() - started
+    rate = counts["scored"] / seconds if seconds else 0.0
+    stdout.print(
+        f"model {model.id}: scored {counts['scored']} images ({rate:.1f}/s), "
+        f"{counts['already_scored']} already scored, {counts['failed']} unreadable"
+    )
+    for image_id, why in sorted((counts.get("failures") or {}).items())[:10]:
+        stdout.print(f"  image {image_id}: {why}")
+    if counts["in_sample"]:
+        stdout.print(
+            f"  {counts['in_sample']} of them trained this model: the disagree queues leave "
+            "those out; curator score --folds 5 gives them unbiased predictions"
+        )
+    stdout.print("next: curator review --queue disagree (or uncertain)")
+
+
+def _score_files(
+    catalog: Any,
+    settings: Any,
+    model: Any,
+    inputs: Any,
+    pictures: list[str],
+    out: Path | None,
+    fmt: str,
+    add: bool,
+    author: str,
+    threshold: int,
+    batch_size: int,
+    workers: int,
+    as_json: bool,
+) -> dict[str, Any]:
+    from curator.importer import import_paths
+    from curator.scoring import RowWriter, ScoreProgress, open_output, score_files
+
+    imported = None
+    if add:
+        with progress_bar("importing", None) as update:
+            imported = import_paths(
+                catalog,
+                settings,
+                pictures,
+                author=author,
+                threshold=threshold,
+                on_progress=lambda p: update(p.done, total=p.total),
+            )
+    files = inputs.files
+    with open_output(out) as fh, progress_bar(f"scoring with model {model.id}", None) as update:
+        writer = RowWriter(fh, fmt, model.classes, with_ids=add)
+
+        def progress(p: ScoreProgress) -> None:
+            update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
+
+        counts = score_files(
+            model,
+            files,
+            writer,
+            catalog=catalog if add else None,
+            batch_size=batch_size,
+            workers=workers,
+            on_progress=progress,
+        )
+    counts["ignored_names"] = inputs.ignored
+    counts["unreadable_folders"] = [f"{p}: {why}" for p, why in inputs.unreadable]
+    if imported is not None:
+        counts["imported"] = {
+            k: imported.get(k, 0) for k in ("added", "exact_duplicate", "near_duplicate", "failed")
+        }
+    if not as_json:
+        by_class = ", ".join(f"{c} {n}" for c, n in sorted(counts["by_class"].items()))
+        where = f" -> {out}" if out else ""
+        stderr.print(
+            f"scored {counts['scored']} of {counts['files']} files ({by_class or 'none'}), "
+            f"{counts['failed']} unreadable{where}",
+            markup=False,
+        )
+        if inputs.ignored:
+            stderr.print(f"  {inputs.ignored} files in folders were not image names", markup=False)
+        for line in counts["unreadable_folders"]:
+            stderr.print(f"  cannot list {line}", markup=False)
+        if imported is not None:
+            stderr.print(
+                "  imported: " + ", ".join(f"{k} {v}" for k, v in counts["imported"].items()),
+                markup=False,
+            )
+    return counts
+
+
+def _score_video(
+    model: Any,
+    video: Path,
+    every: float,
+    out_dir: Path,
+    batch_size: int,
+    as_json: bool,
+) -> dict[str, Any]:
+    from curator.scoring import ScoreProgress
+    from curator.video import score_video, write_frames_csv, write_timeline
+
+    if not out_dir.is_dir():
+        fail(f"no such folder: {out_dir}")
+    with progress_bar(f"scoring {video.name}", None) as update:
+
+        def progress(p: ScoreProgress) -> None:
+            update(p.done, "frames", total=p.total or None)
+
+        result = score_video(model, video, every=every, batch_size=batch_size, on_progress=progress)
+    stem = video.stem or "video"
+    frames_csv, timeline = out_dir / f"{stem}.frames.csv", out_dir / f"{stem}.timeline.png"
+    write_frames_csv(result, frames_csv)
+    write_timeline(result, timeline)
+    found = {**result.as_dict(), "frames_csv": str(frames_csv), "timeline": str(timeline)}
+    if result.damage is not None:
+        fail(
+            f"{video} is damaged at {result.damaged_at or 0:.1f} s ({result.damage}); the "
+            f"{len(result.frames)} frames before it are scored in {frames_csv}"
+        )
+    if not as_json:
+        verdict = result.verdict or "-"
+        stdout.print(
+            f"{video}: {verdict} (mean probability {max(result.mean):.2f}; "
+            f"{_pct(result.shares.get(verdict, 0.0))} of {len(result.frames)} frames sampled "
+            f"every {every:g} s)"
+        )
+        stdout.print(f"  frames: {frames_csv}")
+        stdout.print(f"  timeline: {timeline}")
+    return found
+
+
+def _cross_fit(
+    catalog: Any,
+    home: Path,
+    model_ref: int | None,
+    folds: int,
+    device: str,
+    batch_size: int,
+    workers: int,
+    as_json: bool,
+) -> None:
+    from curator.scoring import FoldProgress, cross_fit
+
+    with progress_bar("cross-fitting", None) as update:
+
+        def progress(p: FoldProgress) -> None:
+            if p.training is not None and p.training.kind == "step":
+                t = p.training
+                update(
+                    t.step,
+                    f"fold {p.fold + 1}/{p.folds} · epoch {t.epoch}/{t.epochs} · loss {t.loss:.3f}",
+                    total=t.steps,
+                )
+            elif p.scoring is not None:
+                update(
+                    p.scoring.done, f"fold {p.fold + 1}/{p.folds} · scoring", total=p.scoring.total
+                )
+
+        outcome = cross_fit(
+            catalog,
+            home,
+            base_ref=model_ref,
+            folds=folds,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            on_progress=progress,
+        )
+    if as_json:
+        print_json({"base": outcome.base, "folds": outcome.folds, "scored": outcome.scored})
+        return
+    stdout.print(
+        f"cross-fitted {folds} folds with the settings of model {outcome.base}: "
+        f"{outcome.scored} labeled images scored by a model that never saw them"
+    )
+    for fold in outcome.folds:
+        stdout.print(
+            f"  fold {fold['fold'] + 1}: model {fold['model']}, {fold['held_out']} held out"
+        )
+    stdout.print("next: curator review --queue disagree")
+
+
+def explain_command(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="A picture file, or a catalog image id or sha256 prefix."),
+    model_ref: int | None = typer.Option(
+        None, "--model", help="Model id (default: the newest trained one)."
+    ),
+    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for the PNG files."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Show why the model decided: Grad-CAM per class, and the state of activation.
+
+    Writes NAME.gradcam-CLASS.png (where in the picture the evidence for each class lies, jet
+    over the picture at 50 %) and NAME.activations.png (each neuron of the last hidden layer at
+    its weights to the two likeliest classes, coloured by how strongly it fires).
+
+    Example:
+
+        curator explain 42
+        curator explain photo.jpg --out explanations/
+        curator explain 3fa9c1 --model 2
+    """
+    from curator.explaining import resolve, write_explanation
+    from curator.scoring import load_registered
+
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
+    if out.exists() and not out.is_dir():
+        fail(f"{out} is a file; --out needs a folder")
+    name, file = resolve(catalog, settings.home, ref)
+    model = load_registered(catalog, settings.home, model_ref, device=device)
+    done = write_explanation(model, name, file, out)
+    e = done.explanation
+    if as_json:
+        print_json(
+            {
+                "source": done.source,
+                "model": model.id,
+                "predicted": e.classes[e.predicted],
+                "probs": dict(zip(e.classes, e.probs, strict=True)),
+                "files": [str(f) for f in done.files],
+            }
+        )
+        return
+    stdout.print(
+        f"{ref}: {e.classes[e.predicted]} ({_pct(e.probs[e.predicted])}) by model {model.id}"
+    )
+    for f in done.files:
+        stdout.print(f"  {f}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(handle_errors(score_command))
+    app.command("explain")(handle_errors(explain_command))

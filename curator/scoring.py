@@ -1,0 +1,543 @@
+"""``curator score``: a trained model's opinion, written back to the catalog or to a file.
+
+* The catalog: every active image gets a row in ``predictions`` (probabilities per class, the
+  predicted class, its confidence and margin, and whether the model trained on the image).
+  Rows are written batch by batch, so an interrupted run keeps what it scored, and a rerun
+  scores only what this model has not scored yet.
+* Files and folders: one row per file (path, predicted class, probabilities, or the reason it
+  could not be read) to CSV or JSON Lines; ``--add`` also imports them.
+* Cross-fitting (``--folds K``): K models, each trained on all labeled groups but one fold,
+  score the fold they did not see. Every labeled image then has an out-of-sample prediction,
+  which is what the ``disagree`` queues rank (a model's opinion of an image it trained on
+  mostly repeats its label).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+from sqlalchemy import select
+
+from classifier.data import Examples, catalog_examples
+from classifier.errors import TrainingError
+from classifier.model import DeepConnection, ModelConfig
+from classifier.score import Predictor, score_paths
+from classifier.train import Progress, TrainConfig, fit, load_model, pick_device
+from curator import __version__
+from curator.errors import CuratorError
+from curator.imaging import describe_non_image
+from curator.ingest import display_path
+from curator.runs import tracked_run
+from db.catalog import Catalog
+from db.images import ACTIVE
+from db.models import Image, Model, Prediction
+from db.predictions import prediction_row, replace_predictions
+from db.registry import create_model, get_model, update_model
+
+#: Status of the models trained by cross-fitting: registered, never the default model.
+CROSS_FIT = "cross-fit"
+#: A cross-fit model trained, scoring its held-out fold.
+SCORING = "scoring"
+#: Rows written per catalog transaction.
+WRITE_EVERY = 256
+
+
+@dataclass
+class LoadedModel:
+    id: int
+    classes: list[str]
+    size: int
+    fit: str
+    train_ids: frozenset[int]
+    predictor: Predictor
+    network: DeepConnection
+    folder: Path
+
+
+def load_registered(
+    catalog: Catalog, home: Path, ref: int | None, *, device: str = "auto", amp: bool = True
+) -> LoadedModel:
+    """The registered model ``ref`` (default: the newest finished one), ready to score."""
+    with catalog.reading() as session:
+        row = get_model(session, ref=ref)
+        if row.status not in ("done", CROSS_FIT, SCORING):
+            raise CuratorError(f"model {row.id} is {row.status}, not trained; see curator models")
+        model_id, relpath = row.id, row.path
+    path = home / relpath / "model.pt"
+    if not path.exists():
+        raise CuratorError(f"model {model_id}'s file is missing: {path}")
+    target = pick_device(device)
+    try:
+        network, state = load_model(path, device=str(target))
+    except TrainingError:
+        raise
+    except Exception as exc:
+        raise CuratorError(f"cannot load model {model_id} from {path}: {exc}") from None
+    return LoadedModel(
+        id=model_id,
+        classes=list(state["classes"]),
+        size=int(state["config"]["image_size"]),
+        fit=str(state["training"].get("fit", "pad")),
+        train_ids=frozenset(int(i) for i in state.get("splits", {}).get("train", [])),
+        predictor=Predictor(network, target, amp=amp),
+        network=network,
+        folder=path.parent,
+    )
+
+
+def describe_failure(path: str, exc: BaseException) -> str:
+    """Why a file could not be scored, in a few words."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, PILImage.DecompressionBombError):
+        return f"too many pixels: {exc}"
+    if isinstance(exc, UnidentifiedImageError):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4096)
+        except OSError as err:
+            return f"unreadable: {err.strerror or err}"
+        return "zero-byte file" if not head else describe_non_image(head)
+    if isinstance(exc, OSError) and "truncated" in str(exc):
+        return "truncated or damaged image"
+    return f"cannot decode: {type(exc).__name__}: {exc}"
+
+
+@dataclass
+class ScoreProgress:
+    done: int
+    total: int
+    failed: int = 0
+    status: str = ""
+
+
+# --- the catalog ---------------------------------------------------------------------------
+
+
+def score_catalog(
+    catalog: Catalog,
+    home: Path,
+    model: LoadedModel,
+    *,
+    rescore: bool = False,
+    image_ids: list[int] | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
+) -> dict[str, Any]:
+    """Predictions of ``model`` for the catalog's active images (or ``image_ids``)."""
+    with catalog.reading() as session:
+        query = select(Image.id, Image.path).where(Image.status == ACTIVE).order_by(Image.id)
+        if image_ids is not None:
+            query = query.where(Image.id.in_(image_ids))
+        rows = list(session.execute(query))
+        done = (
+            set()
+            if rescore
+            else set(
+                session.scalars(select(Prediction.image_id).where(Prediction.model_id == model.id))
+            )
+        )
+    todo = [(i, str(home / p)) for i, p in rows if i not in done]
+    counts: dict[str, Any] = {
+        "model": model.id,
+        "images": len(rows),
+        "already_scored": len(rows) - len(todo),
+        "scored": 0,
+        "failed": 0,
+        "in_sample": 0,
+    }
+    params = {"model": model.id, "rescore": rescore, "images": len(todo)}
+    with tracked_run(catalog, kind="score", params=params) as run:
+        run.counts = counts
+        pending: list[dict[str, Any]] = []
+        progress = ScoreProgress(done=0, total=len(todo))
+        on_progress(progress)
+
+        def flush() -> None:
+            if pending:
+                with catalog.writing() as session:
+                    replace_predictions(session, model_id=model.id, rows=pending)
+                pending.clear()
+
+        try:
+            for batch in score_paths(
+                model.predictor,
+                [path for _i, path in todo],
+                size=model.size,
+                fit=model.fit,
+                batch_size=batch_size,
+                workers=workers,
+                describe=describe_failure,
+            ):
+                for result in batch:
+                    image_id = todo[result.index][0]
+                    if result.probs is None:
+                        counts["failed"] += 1
+                        counts.setdefault("failures", {})[str(image_id)] = result.error
+                        continue
+                    in_sample = image_id in model.train_ids
+                    counts["in_sample"] += int(in_sample)
+                    pending.append(
+                        prediction_row(
+                            model_id=model.id,
+                            image_id=image_id,
+                            probs=result.probs.tolist(),
+                            classes=model.classes,
+                            in_sample=in_sample,
+                        )
+                    )
+                    counts["scored"] += 1
+                progress.done += len(batch)
+                progress.failed = counts["failed"]
+                on_progress(progress)
+                if len(pending) >= WRITE_EVERY:
+                    flush()
+        finally:
+            flush()  # what was scored is kept, even on Ctrl-C
+    return counts
+
+
+# --- files and folders ---------------------------------------------------------------------
+
+
+class RowWriter:
+    """CSV or JSON Lines rows, flushed batch by batch, to a file or standard output."""
+
+    def __init__(self, out: IO[str], fmt: str, classes: list[str], with_ids: bool) -> None:
+        self.out, self.fmt, self.classes, self.with_ids = out, fmt, classes, with_ids
+        self.csv: Any = None
+        if fmt == "csv":
+            self.csv = csv.writer(out, lineterminator="\n")
+            header = ["path", "predicted", "confidence", *[f"p_{c}" for c in classes], "error"]
+            self.csv.writerow([*header, "image_id"] if with_ids else header)
+
+    def write(self, path: str, probs: np.ndarray | None, error: str | None, image_id: Any) -> None:
+        shown = display_path(path)
+        if probs is None:
+            predicted, confidence, values = "", None, [None] * len(self.classes)
+        else:
+            best = int(np.argmax(probs))
+            predicted, confidence = self.classes[best], round(float(probs[best]), 6)
+            values = [round(float(p), 6) for p in probs]
+        if self.csv is not None:
+            row = [shown, predicted, "" if confidence is None else confidence]
+            row += ["" if v is None else v for v in values] + [error or ""]
+            self.csv.writerow([*row, image_id or ""] if self.with_ids else row)
+        else:
+            record: dict[str, Any] = {
+                "path": shown,
+                "predicted": predicted or None,
+                "confidence": confidence,
+                "probs": None if probs is None else dict(zip(self.classes, values, strict=True)),
+                "error": error,
+            }
+            if self.with_ids:
+                record["image_id"] = image_id
+            self.out.write(json.dumps(record) + "\n")
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def output_format(out: Path | None, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in ("csv", "jsonl"):
+            raise CuratorError(f"--format {fmt!r}: csv or jsonl")
+        return fmt
+    if out is None or out.suffix.lower() == ".csv":
+        return "csv"
+    if out.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    raise CuratorError(f"{out}: name it .csv or .jsonl (or say --format csv|jsonl)")
+
+
+@contextmanager
+def open_output(out: Path | None) -> Iterator[IO[str]]:
+    """The output file (written beside, renamed into place at the end) or standard output."""
+    if out is None:
+        import sys
+
+        yield sys.stdout
+        return
+    if out.is_dir():
+        raise CuratorError(f"{out} is a folder; --out needs a file name")
+    if not out.parent.is_dir():
+        raise CuratorError(f"no such folder: {out.parent}")
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        fh = open(partial, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise CuratorError(f"cannot write {out}: {exc.strerror or exc}") from None
+    try:
+        with fh:
+            yield fh
+    except BaseException:
+        # Keep what was scored: an interrupted run's rows are worth having.
+        if partial.exists() and partial.stat().st_size:
+            os.replace(partial, out)
+        else:
+            partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, out)
+
+
+def sha256_of(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def score_files(
+    model: LoadedModel,
+    files: list[str],
+    writer: RowWriter,
+    *,
+    catalog: Catalog | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
+) -> dict[str, Any]:
+    """Score files into ``writer``; with ``catalog`` (after an import of the same files), also
+    write each file's prediction to its catalog image."""
+    counts: dict[str, Any] = {"files": len(files), "scored": 0, "failed": 0, "by_class": {}}
+    progress = ScoreProgress(done=0, total=len(files))
+    on_progress(progress)
+    for batch in score_paths(
+        model.predictor,
+        files,
+        size=model.size,
+        fit=model.fit,
+        batch_size=batch_size,
+        workers=workers,
+        describe=describe_failure,
+    ):
+        ids: dict[str, int] = {}
+        if catalog is not None:
+            ids = _catalog_ids(catalog, [files[r.index] for r in batch if r.probs is not None])
+        rows = []
+        for result in batch:
+            path = files[result.index]
+            image_id = ids.get(path)
+            writer.write(path, result.probs, result.error, image_id)
+            if result.probs is None:
+                counts["failed"] += 1
+                continue
+            counts["scored"] += 1
+            predicted = model.classes[int(np.argmax(result.probs))]
+            counts["by_class"][predicted] = counts["by_class"].get(predicted, 0) + 1
+            if image_id is not None:
+                rows.append(
+                    prediction_row(
+                        model_id=model.id,
+                        image_id=image_id,
+                        probs=result.probs.tolist(),
+                        classes=model.classes,
+                        in_sample=image_id in model.train_ids,
+                    )
+                )
+        writer.flush()
+        if catalog is not None and rows:
+            unique = {r["image_id"]: r for r in rows}  # two copies of one picture: one row
+            with catalog.writing() as session:
+                replace_predictions(session, model_id=model.id, rows=list(unique.values()))
+        progress.done += len(batch)
+        progress.failed = counts["failed"]
+        on_progress(progress)
+    return counts
+
+
+def _catalog_ids(catalog: Catalog, paths: list[str]) -> dict[str, int]:
+    """path -> the active catalog image holding that file's content (its group's
+    representative when the file was a duplicate)."""
+    shas = {p: sha256_of(p) for p in paths}
+    wanted = [s for s in shas.values() if s]
+    if not wanted:
+        return {}
+    with catalog.reading() as session:
+        found = {
+            sha: (dup or image_id)
+            for sha, image_id, dup in session.execute(
+                select(Image.sha256, Image.id, Image.duplicate_of).where(Image.sha256.in_(wanted))
+            )
+        }
+    return {path: found[sha] for path, sha in shas.items() if sha in found}
+
+
+# --- cross-fitting -------------------------------------------------------------------------
+
+
+@dataclass
+class FoldProgress:
+    fold: int
+    folds: int
+    training: Progress | None = None
+    scoring: ScoreProgress | None = None
+
+
+@dataclass
+class CrossFitOutcome:
+    base: int
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    scored: int = 0
+
+
+def fold_of(image_id: int, folds: int, seed: int) -> int:
+    """A labeled group's fold: a stable hash, so a rerun puts it in the same fold."""
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def cross_fit(
+    catalog: Catalog,
+    home: Path,
+    *,
+    base_ref: int | None,
+    folds: int,
+    device: str = "auto",
+    batch_size: int = 32,
+    workers: int = 2,
+    on_progress: Callable[[FoldProgress], None] = lambda _p: None,
+) -> CrossFitOutcome:
+    """Out-of-sample predictions for every labeled group (human and weak labels), by K
+    models trained with the settings of the base model, each on all folds but one."""
+    if folds < 2:
+        raise CuratorError("--folds needs at least 2 folds")
+    with catalog.reading() as session:
+        base = get_model(session, ref=base_ref)
+        if base.status != "done":
+            raise CuratorError(f"model {base.id} is {base.status}: cross-fit from a trained model")
+        base_id, classes = base.id, list(base.classes)
+        config, training = dict(base.config), dict(base.training)
+        examples = catalog_examples(session, home=home, classes=classes, include_weak=True)
+        finished = {
+            int(m.training.get("fold", -1)): m.id
+            for m in session.scalars(select(Model).where(Model.status == CROSS_FIT))
+            if m.training.get("cross_fit_of") == base_id and m.training.get("folds") == folds
+        }
+    labeled = [e for split in examples.splits.values() for e in split]
+    if len(labeled) < folds * 4:
+        raise CuratorError(
+            f"{len(labeled)} labeled images are too few for {folds} folds; label more or use "
+            "fewer folds"
+        )
+    seed = int(training.get("seed", 0))
+    outcome = CrossFitOutcome(base=base_id)
+    model_cfg = ModelConfig.from_dict({**config, "classes": classes})
+    for k in range(folds):
+        held = [e for e in labeled if fold_of(e.image_id, folds, seed) == k]
+        fold_training = {
+            **training,
+            "include_weak": True,
+            "cross_fit_of": base_id,
+            "fold": k,
+            "folds": folds,
+            "device": device,
+        }
+        if k in finished:
+            outcome.folds.append({"fold": k, "model": finished[k], "held_out": len(held)})
+            continue
+        rest = [e for e in labeled if fold_of(e.image_id, folds, seed) != k]
+        rng = random.Random(seed * 7919 + k)
+        rng.shuffle(rest)
+        n_val = max(1, len(rest) // 10)
+        fold_examples = Examples(
+            classes=classes,
+            splits={"train": rest[n_val:], "val": rest[:n_val], "test": held},
+        )
+        model_id = _train_fold(
+            catalog, home, model_cfg, fold_training, fold_examples, k, folds, on_progress
+        )
+        loaded = load_registered(catalog, home, model_id, device=device)
+        scored = score_catalog(
+            catalog,
+            home,
+            loaded,
+            image_ids=[e.image_id for e in held],
+            rescore=True,
+            batch_size=batch_size,
+            workers=workers,
+            on_progress=lambda p, k=k: on_progress(FoldProgress(k, folds, scoring=p)),
+        )
+        with catalog.writing() as session:
+            update_model(session, model_id=model_id, status=CROSS_FIT)
+        outcome.scored += int(scored["scored"])
+        outcome.folds.append({"fold": k, "model": model_id, "held_out": len(held)})
+    return outcome
+
+
+def _train_fold(
+    catalog: Catalog,
+    home: Path,
+    model_cfg: ModelConfig,
+    training: dict[str, Any],
+    examples: Examples,
+    k: int,
+    folds: int,
+    on_progress: Callable[[FoldProgress], None],
+) -> int:
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{key: v for key, v in training.items() if key in known})
+    with catalog.writing() as session:
+        row = create_model(
+            session,
+            status="training",
+            config=model_cfg.as_dict(),
+            training=training,
+            classes=list(model_cfg.classes),
+            path="models/pending",
+            torch_version=str(torch.__version__),
+            curator_version=__version__,
+        )
+        row.path = f"models/{row.id}"
+        model_id = row.id
+    folder = home / "models" / str(model_id)
+    try:
+        result = fit(
+            model_cfg=model_cfg,
+            cfg=cfg,
+            examples=examples,
+            folder=folder,
+            on_progress=lambda p: on_progress(FoldProgress(k, folds, training=p)),
+            resume=False,
+            versions={"curator": __version__},
+        )
+    except BaseException:
+        with catalog.writing() as session:
+            update_model(session, model_id=model_id, status="interrupted")
+        raise
+    summary = {
+        s: {m: v for m, v in d.items() if m != "per_class"} for s, d in result.metrics.items()
+    }
+    with catalog.writing() as session:
+        update_model(
+            session,
+            model_id=model_id,
+            status=SCORING,
+            best_epoch=result.best_epoch,
+            epochs=len(result.history),
+            metrics=summary,
+        )
+    return model_id

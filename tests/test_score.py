@@ -1,0 +1,433 @@
+"""curator score, the queues it feeds, curator explain and video scoring, with a real model
+trained on tiny generated pictures (warm blobs: happy; cold blobs: unhappy)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from curator.cli import app
+from tests import videofiles
+from tests.test_train import FAST, blob_picture
+
+PER_CLASS = 48
+#: Weak labels that are wrong: planted among the imported folders.
+FLIPPED = {("happy", 3), ("happy", 17), ("happy", 31), ("unhappy", 5), ("unhappy", 22)}
+
+
+def run(home: Path, *args: object):
+    result = CliRunner().invoke(app, ["--home", str(home), *[str(a) for a in args]])
+    return result
+
+
+def rows(home: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(home / "catalog.db") as db:
+        return list(db.execute(sql, params))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A catalog imported from two labeled folders (a few labels wrong), and a model trained
+    on those weak labels."""
+    base = tmp_path_factory.mktemp("trained")
+    home = base / "home"
+    for truth, warm, seed in (("happy", True, 0), ("unhappy", False, 1000)):
+        for i in range(PER_CLASS):
+            folder = (
+                ("unhappy" if truth == "happy" else "happy") if (truth, i) in FLIPPED else truth
+            )
+            (base / "in" / folder).mkdir(parents=True, exist_ok=True)
+            blob_picture(seed + i, warm).save(base / "in" / folder / f"{truth}-{i}.jpg")
+    for label in ("happy", "unhappy"):
+        assert run(home, "import", base / "in" / label, "--label", label).exit_code == 0
+    result = run(home, "train", "--include-weak", *FAST, "--augment", "light", "--lr", "2e-3")
+    assert result.exit_code == 0, result.output
+    return home
+
+
+@pytest.fixture
+def scored_home(trained, tmp_path) -> Path:
+    """A private copy of the trained catalog, for tests that change it."""
+    home = tmp_path / "home"
+    shutil.copytree(trained, home)
+    return home
+
+
+def truth_of(home: Path) -> dict[int, str]:
+    """image id -> true class, from the imported file names."""
+    out = {}
+    for image_id, locator in rows(
+        home, "SELECT image_id, locator FROM sources WHERE image_id IS NOT NULL"
+    ):
+        out[image_id] = Path(locator).name.split("-")[0]
+    return out
+
+
+def test_score_writes_a_prediction_per_active_image_and_reruns_only_new(scored_home, tmp_path):
+    result = run(scored_home, "score", "--json", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    active = rows(scored_home, "SELECT id FROM images WHERE status = 'active'")
+    assert counts["scored"] == len(active) >= 2 * PER_CLASS - 4  # near copies grouped
+    stored = rows(
+        scored_home,
+        "SELECT image_id, probs, predicted, confidence, margin, in_sample "
+        "FROM predictions WHERE model_id = 1",
+    )
+    assert sorted(r[0] for r in stored) == sorted(r[0] for r in active)
+    model = torch.load(scored_home / "models" / "1" / "model.pt", weights_only=True)
+    train_ids = set(model["splits"]["train"])
+    for image_id, probs, predicted, confidence, margin, in_sample in stored:
+        p = json.loads(probs)
+        assert abs(sum(p) - 1) < 1e-4
+        assert predicted == ("happy", "unhappy")[int(np.argmax(p))]
+        assert confidence == pytest.approx(max(p), abs=1e-5)
+        assert margin == pytest.approx(abs(p[0] - p[1]), abs=1e-5)
+        assert bool(in_sample) == (image_id in train_ids)
+    # Mostly right: the model learned warm from cold despite the planted wrong labels.
+    truth = truth_of(scored_home)
+    right = sum(predicted == truth[i] for i, _p, predicted, *_ in stored)
+    assert right / len(stored) >= 0.85
+    again = json.loads(run(scored_home, "score", "--json", "--workers", "0").stdout)
+    assert again["scored"] == 0 and again["already_scored"] == len(active)
+    # A new picture imported later: only it is scored.
+    blob_picture(5000, True).save(tmp_path / "late.jpg")
+    assert run(scored_home, "import", tmp_path / "late.jpg").exit_code == 0
+    late = json.loads(run(scored_home, "score", "--json", "--workers", "0").stdout)
+    assert late["scored"] == 1
+    rescored = json.loads(run(scored_home, "score", "--rescore", "--json").stdout)
+    assert rescored["scored"] == len(active) + 1
+    assert len(rows(scored_home, "SELECT id FROM predictions")) == len(active) + 1
+
+
+def test_the_queues_rank_by_the_predictions(scored_home):
+    assert run(scored_home, "queue", "uncertain").exit_code == 1  # no predictions yet
+    assert run(scored_home, "score", "--workers", "0").exit_code == 0
+    uncertain = json.loads(
+        run(scored_home, "queue", "uncertain", "--limit", "500", "--json").stdout
+    )
+    margins = [item["prediction"]["margin"] for item in uncertain["items"]]
+    groups = rows(scored_home, "SELECT count(*) FROM images WHERE status = 'active'")[0][0]
+    assert len(margins) == groups  # no human label anywhere: every group
+    assert margins == sorted(margins)
+    disagree = json.loads(run(scored_home, "queue", "disagree", "--limit", "500", "--json").stdout)
+    out_of_sample = {
+        r[0] for r in rows(scored_home, "SELECT image_id FROM predictions WHERE in_sample = 0")
+    }
+    items = disagree["items"]
+    assert items and {item["id"] for item in items} == out_of_sample
+    confidence_in_label = [item["prediction"]["probs"][item["label"]] for item in items]
+    assert confidence_in_label == sorted(confidence_in_label)
+    assert all(not item["prediction"]["in_sample"] for item in items)
+    # No label came from a search query: that queue is empty, not an error.
+    weak = json.loads(run(scored_home, "queue", "weak-disagree", "--json").stdout)
+    assert weak["items"] == []
+    # A person's decision takes an image out of both queues.
+    first = items[0]["id"]
+    assert run(scored_home, "label", first, "--as", "happy").exit_code == 0
+    after = json.loads(run(scored_home, "queue", "disagree", "--limit", "500", "--json").stdout)
+    assert first not in {item["id"] for item in after["items"]}
+    text = run(scored_home, "queue", "disagree", "--limit", "3").stdout
+    assert "model 1:" in text and "p of" in text
+
+
+def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
+    result = run(scored_home, "score", "--folds", "2", "--json", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert [f["fold"] for f in outcome["folds"]] == [0, 1]
+    groups = rows(scored_home, "SELECT count(*) FROM images WHERE status = 'active'")[0][0]
+    assert sum(f["held_out"] for f in outcome["folds"]) == groups
+    # Every labeled image now has a prediction from a model that did not train on it.
+    independent = rows(scored_home, "SELECT DISTINCT image_id FROM predictions WHERE in_sample = 0")
+    assert len(independent) == groups
+    statuses = rows(scored_home, "SELECT id, status FROM models ORDER BY id")
+    assert statuses == [(1, "done"), (2, "cross-fit"), (3, "cross-fit")]
+    # The default model is still the one trained by curator train.
+    listing = run(scored_home, "models").stdout
+    assert "1* done" in listing
+    disagree = json.loads(run(scored_home, "queue", "disagree", "--limit", "10", "--json").stdout)
+    truth = truth_of(scored_home)
+    wrong = [item["id"] for item in disagree["items"] if item["label"] != truth[item["id"]]]
+    # 5 wrong labels among ~96: random order would put about half of one in the top 10.
+    assert len(wrong) >= 3, disagree["items"]
+    # A rerun keeps the folds it finished.
+    again = json.loads(run(scored_home, "score", "--folds", "2", "--json").stdout)
+    assert [f["model"] for f in again["folds"]] == [2, 3]
+    assert len(rows(scored_home, "SELECT id FROM models")) == 3
+
+
+def test_score_a_folder_to_csv_and_jsonl_with_bad_files(trained, tmp_path):
+    new = tmp_path / "new"
+    (new / "deeper").mkdir(parents=True)
+    blob_picture(7000, True).save(new / "warm.jpg")
+    blob_picture(7001, False).save(new / "deeper" / "cold.png")
+    (new / "empty.jpg").write_bytes(b"")
+    (new / "page.jpg").write_text("<!doctype html><html><body>gone</body></html>")
+    data = io.BytesIO()
+    blob_picture(7002, True).save(data, "JPEG")
+    (new / "cut.jpg").write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
+    (new / "notes.txt").write_text("not an image name: not tried")
+    odd = new / "caf\udce9.jpg"  # a name that is not UTF-8
+    blob_picture(7003, False).save(odd)
+    out = tmp_path / "out.csv"
+    before = rows(trained, "SELECT count(*) FROM predictions")
+    result = run(trained, "score", new, "--out", out, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    table = list(csv.DictReader(out.open(encoding="utf-8")))
+    by_name = {Path(r["path"]).name: r for r in table}
+    assert set(by_name) == {
+        "warm.jpg",
+        "cold.png",
+        "empty.jpg",
+        "page.jpg",
+        "cut.jpg",
+        "caf\\xe9.jpg",
+    }
+    assert by_name["warm.jpg"]["predicted"] == "happy"
+    assert by_name["cold.png"]["predicted"] == "unhappy"
+    assert by_name["caf\\xe9.jpg"]["predicted"] == "unhappy"
+    p = float(by_name["warm.jpg"]["p_happy"]) + float(by_name["warm.jpg"]["p_unhappy"])
+    assert p == pytest.approx(1, abs=1e-4)
+    assert by_name["empty.jpg"]["error"] == "zero-byte file"
+    assert "HTML" in by_name["page.jpg"]["error"]
+    assert "truncated" in by_name["cut.jpg"]["error"]
+    assert by_name["cut.jpg"]["predicted"] == ""
+    assert "3 unreadable" in result.stderr and "1 files in folders were not image names" in (
+        result.stderr
+    )
+    # Scoring files leaves the catalog alone.
+    assert rows(trained, "SELECT count(*) FROM predictions") == before
+    # JSON Lines, on standard output when no --out is given.
+    lines = run(trained, "score", new / "warm.jpg", new / "empty.jpg", "--format", "jsonl")
+    records = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert records[0]["predicted"] == "happy" and set(records[0]["probs"]) == {"happy", "unhappy"}
+    assert records[1]["error"] == "zero-byte file" and records[1]["probs"] is None
+
+
+def test_score_add_imports_and_keeps_the_predictions(scored_home, tmp_path):
+    new = tmp_path / "new"
+    new.mkdir()
+    for i in range(3):
+        blob_picture(8000 + i, i % 2 == 0).save(new / f"{i}.jpg")
+    (new / "bad.jpg").write_text("nope")
+    out = tmp_path / "added.jsonl"
+    result = run(scored_home, "score", new, "--add", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["files"]["imported"]["added"] == 3
+    assert summary["files"]["imported"]["failed"] == 1
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    ids = [r["image_id"] for r in records if r["error"] is None]
+    assert len(ids) == 3 and all(isinstance(i, int) for i in ids)
+    stored = {r[0] for r in rows(scored_home, "SELECT image_id FROM predictions")}
+    assert set(ids) <= stored
+    # Imported without a label: the uncertain queue now holds them.
+    listed = json.loads(run(scored_home, "queue", "uncertain", "--limit", "500", "--json").stdout)
+    assert set(ids) <= {item["id"] for item in listed["items"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "9"], "no model 9"),
+        (["--folds", "1"], "at least 2 folds"),
+        (["--every", "0"], "more than 0 seconds"),
+        (["--out", "x.csv"], "give paths"),
+        (["/no/such/folder"], "no such file or folder"),
+        (["{folder}", "--out", "{folder}/x.txt"], "name it .csv or .jsonl"),
+        (["{folder}", "--out", "/no/such/dir/x.csv"], "no such folder"),
+        (["{folder}", "--folds", "2"], "give no paths"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(trained, tmp_path, args, message):
+    blob_picture(1, True).save(tmp_path / "a.jpg")
+    args = [a.replace("{folder}", str(tmp_path)) for a in args]
+    result = run(trained, "score", *args)
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_no_model_and_a_missing_model_file(tmp_path, scored_home):
+    home = tmp_path / "empty"
+    blob_picture(1, True).save(tmp_path / "a.jpg")
+    assert run(home, "import", tmp_path / "a.jpg").exit_code == 0
+    result = run(home, "score")
+    assert result.exit_code == 1 and "no trained model yet" in result.stderr
+    (scored_home / "models" / "1" / "model.pt").unlink()
+    result = run(scored_home, "score")
+    assert result.exit_code == 1 and "model 1's file is missing" in result.stderr
+
+
+def test_video_frames_timeline_and_verdict(trained, tmp_path):
+    pictures = []
+    for i in range(6):
+        path = tmp_path / f"p{i}.png"
+        blob_picture(9000 + i, i < 4, size=(160, 120)).save(path)
+        pictures.append(path)
+    video = videofiles.make_video(tmp_path / "clip.mp4", pictures, seconds_each=1.0, fps=10)
+    result = run(trained, "score", video, "--every", "0.5", "--out-dir", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["videos"][0]
+    assert found["frames"] == 12 and found["duration"] == pytest.approx(6.0, abs=0.2)
+    assert found["verdict"] == "happy"  # four seconds warm, two cold
+    table = list(csv.DictReader((tmp_path / "clip.frames.csv").open()))
+    assert [float(r["seconds"]) for r in table] == pytest.approx([i * 0.5 for i in range(12)])
+    early = [r["predicted"] for r in table[:7]]
+    late = [r["predicted"] for r in table[-3:]]
+    assert early.count("happy") >= 6 and late.count("unhappy") >= 2
+    with Image.open(tmp_path / "clip.timeline.png") as img:
+        assert img.format == "PNG" and img.width > 500
+
+
+def test_damaged_and_unsupported_videos(trained, tmp_path):
+    pictures = []
+    for i in range(4):
+        blob_picture(9100 + i, i % 2 == 0, size=(160, 120)).save(tmp_path / f"p{i}.png")
+        pictures.append(tmp_path / f"p{i}.png")
+    # Matroska is written as it plays: cut in half, the first half still decodes.
+    cut = videofiles.truncate(
+        videofiles.make_video(tmp_path / "cut.mkv", pictures * 4, seconds_each=1.0), 0.6
+    )
+    result = run(trained, "score", cut, "--every", "0.5", "--out-dir", tmp_path)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is damaged at" in errors[0]
+    kept = list(csv.DictReader((tmp_path / "cut.frames.csv").open()))
+    assert 1 <= len(kept) < 32
+    # MP4 keeps its index at the end: cut, it cannot be opened at all.
+    whole = videofiles.make_video(tmp_path / "cut.mp4", pictures)
+    videofiles.truncate(whole, 0.6)
+    result = run(trained, "score", whole, "--out-dir", tmp_path)
+    assert result.exit_code == 1 and "cannot be read as a video" in result.stderr
+    fake = tmp_path / "fake.mov"
+    fake.write_text("not a film")
+    result = run(trained, "score", fake, "--out-dir", tmp_path)
+    assert result.exit_code == 1 and "cannot be read as a video" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_explain_writes_gradcam_and_the_state_of_activation(trained, tmp_path):
+    picture = np.full((120, 160, 3), 40, dtype=np.uint8)
+    picture[60:110, 100:150] = (230, 120, 40)  # one warm blob, bottom right
+    Image.fromarray(picture).save(tmp_path / "warm.png")
+    out = tmp_path / "why"
+    result = run(trained, "explain", tmp_path / "warm.png", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["predicted"] == "happy"
+    names = sorted(Path(f).name for f in found["files"])
+    assert names == ["warm.activations.png", "warm.gradcam-happy.png", "warm.gradcam-unhappy.png"]
+    for f in found["files"]:
+        with Image.open(f) as img:
+            assert img.format == "PNG" and min(img.size) > 300
+    # By catalog id: named after the image.
+    assert run(trained, "explain", "1", "--out", out).exit_code == 0
+    assert (out / "image-1.gradcam-happy.png").exists()
+
+
+def test_gradcam_follows_its_definition(trained):
+    """Each class's map is ReLU(sum_c mean(dlogit/dA_c) * A_c) over the last block's maps,
+    upsampled bilinearly and scaled to 0-1: recomputed here with autograd, step by step."""
+    import torch.nn.functional as F
+
+    from classifier import images
+    from classifier.explain import content_box, explain
+    from classifier.train import load_model
+
+    model, _state = load_model(trained / "models" / "1" / "model.pt")
+    size = 96  # any size works (pyramid pooling); at 96 px the last block is 3 x 3
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 255, (120, 200, 3), dtype=np.uint8))
+    result = explain(model, picture, size, "pad")
+    fitted = np.asarray(images.fit(picture, size, "pad"), dtype=np.float32)
+    x = torch.from_numpy(fitted).permute(2, 0, 1)[None]
+    x = (x - torch.tensor(images.MEAN).view(1, 3, 1, 1)) / torch.tensor(images.STD).view(1, 3, 1, 1)
+    features = model.trunk(x).detach().requires_grad_(True)
+    logits = model.forward_head(features)
+    assert np.allclose(result.probs, torch.softmax(logits, 1)[0].tolist(), atol=1e-5)
+    for k in range(2):
+        (grad,) = torch.autograd.grad(logits[0, k], features, retain_graph=True)
+        cam = (grad.mean(dim=(2, 3), keepdim=True) * features).sum(1, keepdim=True).clamp(min=0)
+        cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+        expected = (cam / cam.max()).detach().numpy() if cam.max() > 0 else cam.detach().numpy()
+        assert result.cams[k].shape == (size, size)
+        assert np.allclose(result.cams[k], expected, atol=1e-4)
+    assert result.hidden.shape == (100,) and result.weights.shape == (2, 100)
+    # A 200 x 120 picture padded to a square: the map is cut back to the picture's part.
+    assert content_box((200, 120), size, "pad") == (0, 19, 96, 77)
+    assert result.box == (0, 19, 96, 77)
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [("9999", "no image with id"), ("{folder}", "is a folder"), ("{text}", "text, not an image")],
+)
+def test_explain_bad_input(trained, tmp_path, ref, message):
+    (tmp_path / "t.jpg").write_text("plain words")
+    ref = ref.replace("{folder}", str(tmp_path)).replace("{text}", str(tmp_path / "t.jpg"))
+    result = run(trained, "explain", ref, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_review_page_explains_on_the_e_key(scored_home):
+    import threading
+
+    import uvicorn
+
+    from curator.cli.review import bind
+    from curator.review.server import create_app
+    from db.catalog import open_catalog
+    from tests.test_review_browser import ARGS, CHROMIUM, ensure_chromium
+
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    catalog = open_catalog(f"sqlite:///{scored_home / 'catalog.db'}")
+    app = create_app(catalog=catalog, home=scored_home, author="tester")
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/?queue=all")
+            tab.wait_for_function("document.body.dataset.ready === 'true'", timeout=20_000)
+            tab.keyboard.press("e")
+            tab.wait_for_function(
+                "(() => { const b = document.querySelector('#big');"
+                " return b.dataset.explain === 'true' && b.complete && b.naturalWidth > 300"
+                " && b.src.includes('/api/explain/1.png'); })()",
+                timeout=30_000,
+            )
+            tab.keyboard.press("s")  # the next image: explained too
+            tab.wait_for_function(
+                "document.querySelector('#big').src.includes('/api/explain/2.png')"
+            )
+            tab.keyboard.press("e")  # back to the pictures
+            tab.wait_for_function("document.querySelector('#big').src.includes('/originals/')")
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        catalog.dispose()
+    cached = sorted(p.name for p in (scored_home / "cache" / "explain" / "1").iterdir())
+    assert cached == ["1.png", "2.png"]
+    with Image.open(scored_home / "cache" / "explain" / "1" / "1.png") as img:
+        assert img.format == "PNG"
