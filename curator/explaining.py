@@ -64,13 +64,16 @@ def write_explanation(model: LoadedModel, name: str, file: Path, out: Path) -> E
     """Grad-CAM per class and the activation plot, written to ``out`` as PNG."""
     picture = open_picture(file)
     result = explain_picture(model, picture)
-    out.mkdir(parents=True, exist_ok=True)
     files = []
-    for k, cls in enumerate(result.classes):
-        target = out / f"{name}.gradcam-{_safe_name(cls)}.png"
-        gradcam_figure(result, k).save(target)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for k, cls in enumerate(result.classes):
+            target = out / f"{name}.gradcam-{_safe_name(cls)}.png"
+            gradcam_figure(result, k).save(target)
+            files.append(target)
+        target = out / f"{name}.activations.png"
+        activation_figure(result).save(target)
         files.append(target)
-    target = out / f"{name}.activations.png"
-    activation_figure(result).save(target)
-    files.append(target)
+    except OSError as exc:
+        raise CuratorError(f"cannot write to {out}: {exc.strerror or exc}") from None
     return Explained(source=str(file), explanation=result, files=files)

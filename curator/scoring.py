@@ -450,6 +450,9 @@ def cross_fit(
         held = [e for e in labeled if fold_of(e.image_id, folds, seed) == k]
         fold_training = {
             **training,
+            # No early stop: a fold's val set is small and noisy, and a model trained from
+            # scratch can sit on a plateau for epochs before it learns; the best epoch is kept.
+            "patience": max(int(training.get("patience", 3)), int(training.get("epochs", 1))),
             "include_weak": True,
             "cross_fit_of": base_id,
             "fold": k,

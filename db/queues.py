@@ -149,7 +149,9 @@ def review_queue(session: Session, *, name: str, limit: int = 200, after: int = 
         page = _ranked_page(session, name, limit, after)
     else:
         page = _id_page(session, name, limit, after)
-    _attach_predictions(session, page.items)
+    # Show the prediction the queue ranked by: the default model's for uncertain, an
+    # independent one (where there is one) for the rest.
+    _attach_predictions(session, page.items, independent_first=name != "uncertain")
     return page
 
 
@@ -255,13 +257,17 @@ def _ranked_page(session: Session, name: str, limit: int, after: int) -> QueuePa
     return QueuePage(items, after + limit if more else None)
 
 
-def _attach_predictions(session: Session, items: list[QueueItem]) -> None:
+def _attach_predictions(
+    session: Session, items: list[QueueItem], *, independent_first: bool = True
+) -> None:
     model = default_model(session)
     if model is None or not items:
         return
     ids = [item.id for item in items]
     own = latest_predictions(session, image_ids=ids, model_id=model.id)
-    independent = latest_predictions(session, image_ids=ids, out_of_sample=True)
+    independent = (
+        latest_predictions(session, image_ids=ids, out_of_sample=True) if independent_first else {}
+    )
     for item in items:
         chosen = independent.get(item.id) or own.get(item.id)
         if chosen is not None:

@@ -161,6 +161,13 @@ def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
     wrong = [item["id"] for item in disagree["items"] if item["label"] != truth[item["id"]]]
     # 5 wrong labels among ~96: random order would put about half of one in the top 10.
     assert len(wrong) >= 3, disagree["items"]
+    # Each queue shows the prediction it ranks by: uncertain, the default model's (which has
+    # to score the catalog first).
+    assert run(scored_home, "queue", "uncertain").exit_code == 1
+    assert run(scored_home, "score", "--workers", "0").exit_code == 0
+    uncertain = json.loads(run(scored_home, "queue", "uncertain", "--limit", "20", "--json").stdout)
+    assert {item["prediction"]["model"] for item in uncertain["items"]} == {1}
+    assert {item["prediction"]["model"] for item in disagree["items"]} <= {2, 3}
     # A rerun keeps the folds it finished.
     again = json.loads(run(scored_home, "score", "--folds", "2", "--json").stdout)
     assert [f["model"] for f in again["folds"]] == [2, 3]

@@ -271,8 +271,11 @@ def _score_video(
         result = score_video(model, video, every=every, batch_size=batch_size, on_progress=progress)
     stem = video.stem or "video"
     frames_csv, timeline = out_dir / f"{stem}.frames.csv", out_dir / f"{stem}.timeline.png"
-    write_frames_csv(result, frames_csv)
-    write_timeline(result, timeline)
+    try:
+        write_frames_csv(result, frames_csv)
+        write_timeline(result, timeline)
+    except OSError as exc:
+        fail(f"cannot write to {out_dir}: {exc.strerror or exc}")
     found = {**result.as_dict(), "frames_csv": str(frames_csv), "timeline": str(timeline)}
     if result.damage is not None:
         fail(
