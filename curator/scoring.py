@@ -460,7 +460,9 @@ def cross_fit(
             "device": device,
         }
         if k in finished:
-            outcome.folds.append({"fold": k, "model": finished[k], "held_out": len(held)})
+            outcome.folds.append(
+                {"fold": k, "model": finished[k], "held_out": len(held), "kept": True}
+            )
             continue
         rest = [e for e in labeled if fold_of(e.image_id, folds, seed) != k]
         rng = random.Random(seed * 7919 + k)

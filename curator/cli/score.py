@@ -334,9 +334,12 @@ def _cross_fit(
     if as_json:
         print_json({"base": outcome.base, "folds": outcome.folds, "scored": outcome.scored})
         return
+    held_out = sum(f["held_out"] for f in outcome.folds)
+    kept = sum(1 for f in outcome.folds if f.get("kept"))
     stdout.print(
-        f"cross-fitted {folds} folds with the settings of model {outcome.base}: "
-        f"{outcome.scored} labeled images scored by a model that never saw them"
+        f"cross-fitted {folds} folds with the settings of model {outcome.base}: all "
+        f"{held_out} labeled images have a prediction from a model that never saw them"
+        + (f" ({kept} folds kept from an earlier run)" if kept else "")
     )
     for fold in outcome.folds:
         stdout.print(
