@@ -36,6 +36,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/import_throughput.py
 	$(BIN)/python bench/crawl_throughput.py
 	$(BIN)/python bench/review_speed.py
+	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/score_throughput.py
+	$(BIN)/python bench/active_learning.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
