@@ -76,9 +76,10 @@ class QueueItem:
 @dataclass
 class QueuePage:
     items: list[QueueItem]
-    #: Pass as ``after`` to get the next page (an image id, or for ranked queues a position);
+    #: Pass as ``after`` to get the next page (an image id; for ranked queues, "score:id" of
+    #: the last item, so that images labeled meanwhile leaving the ranking skip nothing);
     #: None at the end.
-    next: int | None
+    next: int | str | None
 
 
 def _human_label_of(image: Any) -> Any:
@@ -140,15 +141,17 @@ def _group_label(ids: list[int], labels: dict[int, CurrentLabel]) -> CurrentLabe
     return best
 
 
-def review_queue(session: Session, *, name: str, limit: int = 200, after: int = 0) -> QueuePage:
+def review_queue(
+    session: Session, *, name: str, limit: int = 200, after: int | str = 0
+) -> QueuePage:
     """One page of a queue: up to ``limit`` groups after ``after`` (an image id; for the
-    ranked queues, a position in the ranking)."""
+    ranked queues, the ``next`` of the page before)."""
     if name not in QUEUES:
         raise UnknownQueue(name)
     if name in RANKED_QUEUES:
-        page = _ranked_page(session, name, limit, after)
+        page = _ranked_page(session, name, limit, _cursor(after))
     else:
-        page = _id_page(session, name, limit, after)
+        page = _id_page(session, name, limit, int(after))
     # Show the prediction the queue ranked by: the default model's for uncertain, an
     # independent one (where there is one) for the rest.
     _attach_predictions(session, page.items, independent_first=name != "uncertain")
@@ -239,9 +242,26 @@ _NO_PREDICTIONS = (
 )
 
 
-def _ranked_page(session: Session, name: str, limit: int, after: int) -> QueuePage:
+def _cursor(after: int | str) -> tuple[float, int] | None:
+    """ "score:id" -> (score, id); 0 or "" -> the start."""
+    if after in (0, "0", "", None):
+        return None
+    try:
+        score, image_id = str(after).rsplit(":", 1)
+        return float(score), int(image_id)
+    except ValueError:
+        raise ValueError(
+            f"after={after!r}: a ranked queue pages by the next value it gave"
+        ) from None
+
+
+def _ranked_page(
+    session: Session, name: str, limit: int, cursor: tuple[float, int] | None
+) -> QueuePage:
     ranked = ranking(session, name)
-    chosen = [image_id for image_id, _score in ranked[after : after + limit]]
+    if cursor is not None:
+        ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
+    chosen = [image_id for image_id, _score in ranked[:limit]]
     rows = {
         r.id: r
         for r in session.execute(
@@ -253,8 +273,10 @@ def _ranked_page(session: Session, name: str, limit: int, after: int) -> QueuePa
     groups = _duplicates_of(session, chosen)
     labels = current_labels(session, image_ids=[i for c in chosen for i in (c, *groups[c])])
     items = [_item(rows[c], _group_label([c, *groups[c]], labels), groups[c]) for c in chosen]
-    more = after + limit < len(ranked)
-    return QueuePage(items, after + limit if more else None)
+    if len(ranked) <= limit:
+        return QueuePage(items, None)
+    last, score = ranked[limit - 1]
+    return QueuePage(items, f"{score!r}:{last}")
 
 
 def _attach_predictions(

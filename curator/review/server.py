@@ -36,6 +36,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from classifier.errors import TrainingError
 from curator.dedup import separate_group
 from curator.errors import CuratorError
 from curator.stats import image_details
@@ -123,7 +124,7 @@ def endpoint(
             return await run_in_threadpool(handler, request, payload)
         except (UnknownImage, UnknownQueue) as exc:
             return JSONResponse({"error": str(exc)}, 404)
-        except (QueueUnavailable, NoModel, CuratorError) as exc:
+        except (QueueUnavailable, NoModel, CuratorError, TrainingError) as exc:
             return JSONResponse({"error": str(exc)}, 409)
         except CatalogBusy as exc:
             return JSONResponse({"error": str(exc)}, 503)
@@ -182,7 +183,8 @@ def create_app(
 
     def queue_page(request: Request, _body: Any) -> Response:
         limit = min(max(int(request.query_params.get("limit", 200)), 1), 500)
-        after = max(int(request.query_params.get("after", 0)), 0)
+        raw = request.query_params.get("after", "0")
+        after: int | str = raw if ":" in raw else max(int(raw or 0), 0)
         with catalog.reading() as session:
             page = review_queue(session, name=request.path_params["name"], limit=limit, after=after)
         return JSONResponse({"items": [i.as_dict() for i in page.items], "next": page.next})

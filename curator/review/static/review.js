@@ -69,7 +69,7 @@ async function loadMore() {
   if (S.loading || S.next === null) return;
   S.loading = true;
   try {
-    const page = await api(`/api/queue/${encodeURIComponent(S.queue)}?limit=${PAGE}&after=${S.next}`);
+    const page = await api(`/api/queue/${encodeURIComponent(S.queue)}?limit=${PAGE}&after=${encodeURIComponent(S.next)}`);
     S.items.push(...page.items);
     S.next = page.next;
   } catch (e) {
