@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -35,7 +36,14 @@ from classifier.data import Examples, catalog_examples
 from classifier.errors import TrainingError
 from classifier.model import DeepConnection, ModelConfig
 from classifier.score import Predictor, score_paths
-from classifier.train import Progress, TrainConfig, fit, load_model, pick_device
+from classifier.train import (
+    Progress,
+    TrainConfig,
+    check_examples,
+    fit,
+    load_model,
+    pick_device,
+)
 from curator import __version__
 from curator.errors import CuratorError
 from curator.imaging import describe_non_image
@@ -148,6 +156,7 @@ def score_catalog(
         if image_ids is not None:
             query = query.where(Image.id.in_(image_ids))
         rows = list(session.execute(query))
+        trained = trained_groups(session, model.train_ids)
         done = (
             set()
             if rescore
@@ -193,7 +202,7 @@ def score_catalog(
                         counts["failed"] += 1
                         counts.setdefault("failures", {})[str(image_id)] = result.error
                         continue
-                    in_sample = image_id in model.train_ids
+                    in_sample = image_id in trained
                     counts["in_sample"] += int(in_sample)
                     pending.append(
                         prediction_row(
@@ -213,6 +222,23 @@ def score_catalog(
         finally:
             flush()  # what was scored is kept, even on Ctrl-C
     return counts
+
+
+def trained_groups(session: Any, train_ids: frozenset[int]) -> set[int]:
+    """The images whose near-duplicate group a model trained on: its training images and
+    their groups' representatives (the representative may have changed since)."""
+    reps: set[int] = set(train_ids)
+    ids = list(train_ids)
+    for start in range(0, len(ids), 900):
+        reps.update(
+            rep
+            for rep in session.scalars(
+                select(Image.duplicate_of).where(
+                    Image.id.in_(ids[start : start + 900]), Image.duplicate_of.is_not(None)
+                )
+            )
+        )
+    return reps
 
 
 # --- files and folders ---------------------------------------------------------------------
@@ -271,7 +297,8 @@ def output_format(out: Path | None, fmt: str | None) -> str:
 
 @contextmanager
 def open_output(out: Path | None) -> Iterator[IO[str]]:
-    """The output file (written beside, renamed into place at the end) or standard output."""
+    """The output file (written beside, renamed into place at the end; an interrupted run
+    leaves its rows in ``FILE.partial``) or standard output."""
     if out is None:
         import sys
 
@@ -290,11 +317,10 @@ def open_output(out: Path | None) -> Iterator[IO[str]]:
         with fh:
             yield fh
     except BaseException:
-        # Keep what was scored: an interrupted run's rows are worth having.
-        if partial.exists() and partial.stat().st_size:
-            os.replace(partial, out)
-        else:
-            partial.unlink(missing_ok=True)
+        # Keep what was scored, beside the output (never over an earlier, complete one).
+        kept = out.with_name(f"{out.name}.partial")
+        with contextlib.suppress(OSError):
+            os.replace(partial, kept)
         raise
     os.replace(partial, out)
 
@@ -323,6 +349,10 @@ def score_files(
     """Score files into ``writer``; with ``catalog`` (after an import of the same files), also
     write each file's prediction to its catalog image."""
     counts: dict[str, Any] = {"files": len(files), "scored": 0, "failed": 0, "by_class": {}}
+    trained: set[int] = set()
+    if catalog is not None:
+        with catalog.reading() as session:
+            trained = trained_groups(session, model.train_ids)
     progress = ScoreProgress(done=0, total=len(files))
     on_progress(progress)
     for batch in score_paths(
@@ -355,12 +385,12 @@ def score_files(
                         image_id=image_id,
                         probs=result.probs.tolist(),
                         classes=model.classes,
-                        in_sample=image_id in model.train_ids,
+                        in_sample=image_id in trained,
                     )
                 )
         writer.flush()
         if catalog is not None and rows:
-            unique = {r["image_id"]: r for r in rows}  # two copies of one picture: one row
+            unique = {r["image_id"]: r for r in rows}  # two identical files: one row
             with catalog.writing() as session:
                 replace_predictions(session, model_id=model.id, rows=list(unique.values()))
         progress.done += len(batch)
@@ -370,19 +400,16 @@ def score_files(
 
 
 def _catalog_ids(catalog: Catalog, paths: list[str]) -> dict[str, int]:
-    """path -> the active catalog image holding that file's content (its group's
-    representative when the file was a duplicate)."""
+    """path -> the catalog image holding that file's content (a near copy keeps its own
+    prediction; its group's representative keeps its own too)."""
     shas = {p: sha256_of(p) for p in paths}
     wanted = [s for s in shas.values() if s]
     if not wanted:
         return {}
     with catalog.reading() as session:
-        found = {
-            sha: (dup or image_id)
-            for sha, image_id, dup in session.execute(
-                select(Image.sha256, Image.id, Image.duplicate_of).where(Image.sha256.in_(wanted))
-            )
-        }
+        found = dict(
+            session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(wanted))).all()
+        )
     return {path: found[sha] for path, sha in shas.items() if sha in found}
 
 
@@ -434,7 +461,9 @@ def cross_fit(
         examples = catalog_examples(session, home=home, classes=classes, include_weak=True)
         finished = {
             int(m.training.get("fold", -1)): m.id
-            for m in session.scalars(select(Model).where(Model.status == CROSS_FIT))
+            for m in session.scalars(
+                select(Model).where(Model.status.in_((CROSS_FIT, SCORING))).order_by(Model.id)
+            )
             if m.training.get("cross_fit_of") == base_id and m.training.get("folds") == folds
         }
     labeled = [e for split in examples.splits.values() for e in split]
@@ -446,42 +475,60 @@ def cross_fit(
     seed = int(training.get("seed", 0))
     outcome = CrossFitOutcome(base=base_id)
     model_cfg = ModelConfig.from_dict({**config, "classes": classes})
-    for k in range(folds):
-        held = [e for e in labeled if fold_of(e.image_id, folds, seed) == k]
-        fold_training = {
-            **training,
-            # No early stop: a fold's val set is small and noisy, and a model trained from
-            # scratch can sit on a plateau for epochs before it learns; the best epoch is kept.
-            "patience": max(int(training.get("patience", 3)), int(training.get("epochs", 1))),
-            "include_weak": True,
-            "cross_fit_of": base_id,
-            "fold": k,
-            "folds": folds,
-            "device": device,
-        }
+    plans: dict[int, Examples] = {}
+    for k in range(folds):  # every fold checked before any is trained
         if k in finished:
-            outcome.folds.append(
-                {"fold": k, "model": finished[k], "held_out": len(held), "kept": True}
-            )
             continue
+        held = [e for e in labeled if fold_of(e.image_id, folds, seed) == k]
         rest = [e for e in labeled if fold_of(e.image_id, folds, seed) != k]
         rng = random.Random(seed * 7919 + k)
         rng.shuffle(rest)
         n_val = max(1, len(rest) // 10)
-        fold_examples = Examples(
-            classes=classes,
-            splits={"train": rest[n_val:], "val": rest[:n_val], "test": held},
+        plans[k] = Examples(
+            classes=classes, splits={"train": rest[n_val:], "val": rest[:n_val], "test": held}
         )
-        model_id = _train_fold(
-            catalog, home, model_cfg, fold_training, fold_examples, k, folds, on_progress
-        )
-        loaded = load_registered(catalog, home, model_id, device=device)
+        try:
+            check_examples(plans[k], include_weak=True)
+        except TrainingError as exc:
+            raise CuratorError(
+                f"fold {k + 1} of {folds} cannot be trained ({exc}); use fewer folds"
+            ) from None
+    for k in range(folds):
+        if k in finished:
+            # Kept from an earlier run; images labeled since then that fall in this fold
+            # (and that this model did not train on) are scored now.
+            model_id = finished[k]
+            loaded = load_registered(catalog, home, model_id, device=device)
+            seen_by_model = loaded.train_ids | _split_ids(loaded.folder, "val")
+            held = [
+                e
+                for e in labeled
+                if fold_of(e.image_id, folds, seed) == k and e.image_id not in seen_by_model
+            ]
+        else:
+            fold_training = {
+                **training,
+                # No early stop: a fold's val set is small and noisy, and a model trained
+                # from scratch can sit on a plateau for epochs before it learns; the best
+                # epoch is kept.
+                "patience": max(int(training.get("patience", 3)), int(training.get("epochs", 1))),
+                "include_weak": True,
+                "cross_fit_of": base_id,
+                "fold": k,
+                "folds": folds,
+                "device": device,
+            }
+            held = plans[k].splits["test"]
+            model_id = _train_fold(
+                catalog, home, model_cfg, fold_training, plans[k], k, folds, on_progress
+            )
+            loaded = load_registered(catalog, home, model_id, device=device)
         scored = score_catalog(
             catalog,
             home,
             loaded,
             image_ids=[e.image_id for e in held],
-            rescore=True,
+            rescore=k not in finished,
             batch_size=batch_size,
             workers=workers,
             on_progress=lambda p, k=k: on_progress(FoldProgress(k, folds, scoring=p)),
@@ -489,8 +536,21 @@ def cross_fit(
         with catalog.writing() as session:
             update_model(session, model_id=model_id, status=CROSS_FIT)
         outcome.scored += int(scored["scored"])
-        outcome.folds.append({"fold": k, "model": model_id, "held_out": len(held)})
+        outcome.folds.append(
+            {
+                "fold": k,
+                "model": model_id,
+                "held_out": len(held),
+                "scored": int(scored["scored"]) + int(scored["already_scored"]),
+                "kept": k in finished,
+            }
+        )
     return outcome
+
+
+def _split_ids(folder: Path, split: str) -> frozenset[int]:
+    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    return frozenset(int(i) for i in state.get("splits", {}).get(split, []))
 
 
 def _train_fold(
