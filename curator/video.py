@@ -111,7 +111,8 @@ def sample_frames(path: Path, every: float, found: VideoVerdict) -> Iterator[tup
         stream.thread_type = "AUTO"
         if stream.duration is not None and stream.time_base is not None:
             found.duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
+        elif container.duration is not None and len(container.streams) == 1:
+            # Only a lone stream's length is the container's: with sound, it may run longer.
             found.duration = container.duration / 1_000_000
         next_at, last = 0.0, None
         try:

@@ -107,6 +107,12 @@ def score_command(
     fmt = output_format(out, fmt)
     videos = [p for p in paths if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
     pictures = [str(p) for p in paths if p not in videos]
+    if not pictures and (out or add):
+        fail("--out and --add are for pictures; a video's results go to --out-dir")
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        fail(f"{out} is a folder" if out.is_dir() else f"no such folder: {out.parent}")
+    if videos and not out_dir.is_dir():
+        fail(f"no such folder: {out_dir}")
     inputs = collect_inputs(pictures) if pictures else None  # missing paths fail here
     model = load_registered(catalog, settings.home, model_ref, device=device)
     summary: dict[str, Any] = {"model": model.id}
@@ -126,12 +132,20 @@ def score_command(
             workers,
             as_json,
         )
+    damaged: list[str] = []
     if videos:
         summary["videos"] = [
-            _score_video(model, video, every, out_dir, batch_size, as_json) for video in videos
+            _score_video(model, video, every, out_dir, batch_size, as_json, damaged)
+            for video in videos
         ]
     if as_json:
         print_json(summary)
+    if damaged:
+        fail(
+            damaged[0]
+            if len(damaged) == 1
+            else f"{len(damaged)} videos are damaged: " + "; ".join(damaged)
+        )
 
 
 def _score_catalog(
@@ -257,18 +271,23 @@ def _score_video(
     out_dir: Path,
     batch_size: int,
     as_json: bool,
+    damaged: list[str],
 ) -> dict[str, Any]:
     from curator.scoring import ScoreProgress
-    from curator.video import score_video, write_frames_csv, write_timeline
+    from curator.video import VideoError, score_video, write_frames_csv, write_timeline
 
-    if not out_dir.is_dir():
-        fail(f"no such folder: {out_dir}")
     with progress_bar(f"scoring {video.name}", None) as update:
 
         def progress(p: ScoreProgress) -> None:
             update(p.done, "frames", total=p.total or None)
 
-        result = score_video(model, video, every=every, batch_size=batch_size, on_progress=progress)
+        try:
+            result = score_video(
+                model, video, every=every, batch_size=batch_size, on_progress=progress
+            )
+        except VideoError as exc:  # this one is unreadable: say so at the end, go on
+            damaged.append(str(exc))
+            return {"path": str(video), "error": str(exc)}
     stem = video.stem or "video"
     frames_csv, timeline = out_dir / f"{stem}.frames.csv", out_dir / f"{stem}.timeline.png"
     try:
@@ -278,10 +297,11 @@ def _score_video(
         fail(f"cannot write to {out_dir}: {exc.strerror or exc}")
     found = {**result.as_dict(), "frames_csv": str(frames_csv), "timeline": str(timeline)}
     if result.damage is not None:
-        fail(
+        damaged.append(
             f"{video} is damaged at {result.damaged_at or 0:.1f} s ({result.damage}); the "
             f"{len(result.frames)} frames before it are scored in {frames_csv}"
         )
+        return found
     if not as_json:
         verdict = result.verdict or "-"
         stdout.print(
@@ -334,17 +354,15 @@ def _cross_fit(
     if as_json:
         print_json({"base": outcome.base, "folds": outcome.folds, "scored": outcome.scored})
         return
-    held_out = sum(f["held_out"] for f in outcome.folds)
+    covered = sum(f["scored"] for f in outcome.folds)
     kept = sum(1 for f in outcome.folds if f.get("kept"))
     stdout.print(
-        f"cross-fitted {folds} folds with the settings of model {outcome.base}: all "
-        f"{held_out} labeled images have a prediction from a model that never saw them"
-        + (f" ({kept} folds kept from an earlier run)" if kept else "")
+        f"cross-fitted {folds} folds with the settings of model {outcome.base}: {covered} "
+        "labeled images have a prediction from a model that never saw them"
+        + (f" ({kept} folds kept from an earlier run; {outcome.scored} images new)" if kept else "")
     )
     for fold in outcome.folds:
-        stdout.print(
-            f"  fold {fold['fold'] + 1}: model {fold['model']}, {fold['held_out']} held out"
-        )
+        stdout.print(f"  fold {fold['fold'] + 1}: model {fold['model']}, {fold['scored']} scored")
     stdout.print("next: curator review --queue disagree")
 
 
