@@ -168,10 +168,22 @@ def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
     uncertain = json.loads(run(scored_home, "queue", "uncertain", "--limit", "20", "--json").stdout)
     assert {item["prediction"]["model"] for item in uncertain["items"]} == {1}
     assert {item["prediction"]["model"] for item in disagree["items"]} <= {2, 3}
-    # A rerun keeps the folds it finished.
+    # A rerun keeps the folds it finished, and scores what was labeled since, with the fold
+    # model that did not train on it.
+    ramp = np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))
+    late_picture = np.stack([ramp // 4, ramp // 2, ramp], axis=2)
+    late_picture[20:60, 30:80] = (40, 120, 230)  # a cold blob on a ramp: like no other picture
+    Image.fromarray(late_picture).save(scored_home.parent / "late.jpg")
+    assert run(scored_home, "import", scored_home.parent / "late.jpg").exit_code == 0
+    late = rows(scored_home, "SELECT max(id) FROM images")[0][0]
+    assert run(scored_home, "label", late, "--as", "unhappy").exit_code == 0
     again = json.loads(run(scored_home, "score", "--folds", "2", "--json").stdout)
     assert [f["model"] for f in again["folds"]] == [2, 3]
+    assert all(f["kept"] for f in again["folds"]) and again["scored"] == 1
     assert len(rows(scored_home, "SELECT id FROM models")) == 3
+    assert rows(
+        scored_home, "SELECT model_id, in_sample FROM predictions WHERE image_id = ?", late
+    ) in ([(2, 0)], [(3, 0)])
 
 
 def test_score_a_folder_to_csv_and_jsonl_with_bad_files(trained, tmp_path):
@@ -438,3 +450,74 @@ def test_review_page_explains_on_the_e_key(scored_home):
     assert cached == ["1.png", "2.png"]
     with Image.open(scored_home / "cache" / "explain" / "1" / "1.png") as img:
         assert img.format == "PNG"
+
+
+def test_ranked_queue_pages_skip_nothing_while_images_are_labeled(scored_home):
+    from starlette.testclient import TestClient
+
+    from curator.review.server import create_app
+    from db.catalog import open_catalog
+
+    assert run(scored_home, "score", "--workers", "0").exit_code == 0
+    everything = json.loads(
+        run(scored_home, "queue", "uncertain", "--limit", "500", "--json").stdout
+    )
+    order = [item["id"] for item in everything["items"]]
+    catalog = open_catalog(f"sqlite:///{scored_home / 'catalog.db'}")
+    try:
+        client = TestClient(create_app(catalog=catalog, home=scored_home, author="tester"))
+        seen: list[int] = []
+        after: object = 0
+        while after is not None and len(seen) < 30:
+            page = client.get("/api/queue/uncertain", params={"limit": 5, "after": after}).json()
+            ids = [item["id"] for item in page["items"]]
+            seen += ids
+            # Label the whole page: it leaves the queue, and the next page must not skip.
+            answer = client.post("/api/label", json={"ids": ids, "label": "happy"})
+            assert answer.status_code == 200
+            after = page["next"]
+        assert seen == order[: len(seen)] and len(seen) == 30
+        assert client.get("/api/queue/uncertain", params={"after": "nonsense"}).status_code == 400
+    finally:
+        catalog.dispose()
+
+
+def test_an_interrupted_output_never_replaces_a_complete_one(tmp_path):
+    from curator.scoring import open_output
+
+    out = tmp_path / "preds.csv"
+    out.write_text("path,predicted\na.jpg,happy\n")
+    with pytest.raises(KeyboardInterrupt), open_output(out) as fh:
+        fh.write("path,predicted\nb.jpg,unhappy\n")
+        raise KeyboardInterrupt
+    assert out.read_text() == "path,predicted\na.jpg,happy\n"
+    assert (tmp_path / "preds.csv.partial").read_text() == "path,predicted\nb.jpg,unhappy\n"
+    with open_output(out) as fh:
+        fh.write("done\n")
+    assert out.read_text() == "done\n"
+
+
+def test_add_with_a_bad_out_imports_nothing(trained, tmp_path):
+    blob_picture(4242, True).save(tmp_path / "new.jpg")
+    before = rows(trained, "SELECT count(*) FROM images")
+    result = run(trained, "score", tmp_path, "--add", "--out", tmp_path / "no" / "x.csv")
+    assert result.exit_code == 1 and "no such folder" in result.stderr
+    assert rows(trained, "SELECT count(*) FROM images") == before
+
+
+def test_sound_longer_than_the_film_is_not_damage_and_one_bad_video_stops_none(trained, tmp_path):
+    pictures = []
+    for i in range(2):
+        blob_picture(9300 + i, True, size=(160, 120)).save(tmp_path / f"p{i}.png")
+        pictures.append(tmp_path / f"p{i}.png")
+    film = videofiles.make_video(tmp_path / "talk.mkv", pictures, sound_seconds=5.0)
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a film")
+    result = run(trained, "score", bad, film, "--every", "0.5", "--out-dir", tmp_path, "--json")
+    assert result.exit_code == 1
+    found = json.loads(result.stdout)["videos"]
+    assert "cannot be read as a video" in found[0]["error"]
+    assert found[1]["frames"] == 4 and found[1]["damage"] is None
+    assert (tmp_path / "talk.frames.csv").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bad.mp4" in errors[0]

@@ -17,12 +17,16 @@ def make_video(
     fps: int = 10,
     size: tuple[int, int] = (160, 120),
     codec: str = "mpeg4",
+    sound_seconds: float = 0.0,
 ) -> Path:
-    """A video showing each picture in turn; returns its path."""
+    """A video showing each picture in turn (with ``sound_seconds`` of a tone beside it, if
+    any); returns its path."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
+        if sound_seconds:
+            _tone(container, sound_seconds)
         for picture in pictures:
             with Image.open(picture) as img:
                 frame_rgb = np.asarray(img.convert("RGB").resize(size))
@@ -33,6 +37,22 @@ def make_video(
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def _tone(container: av.container.OutputContainer, seconds: float, rate: int = 8000) -> None:
+    audio = container.add_stream("pcm_s16le", rate=rate)
+    audio.layout = "mono"
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    for start in range(0, len(samples), 1152):
+        chunk = samples[start : start + 1152].reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = start
+        for packet in audio.encode(frame):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
 
 
 def truncate(path: Path, keep: float) -> Path:
