@@ -114,7 +114,9 @@ def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path, spawn):
     assert proc.poll() is None, "the import ended before Ctrl-C; use more files"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group
     _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    # Shown when it fails: what the command printed, and how far it had got.
+    seen = f"stderr: {err.decode()[-1500:]!r}; images: {count_images(home / 'catalog.db')}"
+    assert proc.returncode == 130, seen
     assert "interrupted: what was done is saved" in err.decode()
     assert "Traceback" not in err.decode()
     with sqlite3.connect(home / "catalog.db") as con:
