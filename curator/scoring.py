@@ -49,11 +49,12 @@ from curator.errors import CuratorError
 from curator.imaging import describe_non_image
 from curator.ingest import display_path
 from curator.runs import tracked_run
+from curator.training import mark_unfinished, record_result, register_model
 from db.catalog import Catalog
 from db.images import ACTIVE
 from db.models import Image, Model, Prediction
 from db.predictions import prediction_row, replace_predictions
-from db.registry import create_model, get_model, update_model
+from db.registry import get_model, update_model
 
 #: Status of the models trained by cross-fitting: registered, never the default model.
 CROSS_FIT = "cross-fit"
@@ -566,19 +567,13 @@ def _train_fold(
     known = {f for f in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(**{key: v for key, v in training.items() if key in known})
     with catalog.writing() as session:
-        row = create_model(
+        model_id, folder = register_model(
             session,
-            status="training",
+            home,
             config=model_cfg.as_dict(),
             training=training,
             classes=list(model_cfg.classes),
-            path="models/pending",
-            torch_version=str(torch.__version__),
-            curator_version=__version__,
         )
-        row.path = f"models/{row.id}"
-        model_id = row.id
-    folder = home / "models" / str(model_id)
     try:
         result = fit(
             model_cfg=model_cfg,
@@ -589,20 +584,8 @@ def _train_fold(
             resume=False,
             versions={"curator": __version__},
         )
-    except BaseException:
-        with catalog.writing() as session:
-            update_model(session, model_id=model_id, status="interrupted")
+    except BaseException as exc:
+        mark_unfinished(catalog, model_id, exc)
         raise
-    summary = {
-        s: {m: v for m, v in d.items() if m != "per_class"} for s, d in result.metrics.items()
-    }
-    with catalog.writing() as session:
-        update_model(
-            session,
-            model_id=model_id,
-            status=SCORING,
-            best_epoch=result.best_epoch,
-            epochs=len(result.history),
-            metrics=summary,
-        )
+    record_result(catalog, model_id, result, status=SCORING)
     return model_id

@@ -75,18 +75,9 @@ def train_model(
             model_id, folder = earlier.id, home / earlier.path
             update_model(session, model_id=model_id, status="training")
         else:
-            row = create_model(
-                session,
-                status="training",
-                config=config,
-                training=training,
-                classes=classes,
-                path="models/pending",
-                torch_version=str(torch.__version__),
-                curator_version=__version__,
+            model_id, folder = register_model(
+                session, home, config=config, training=training, classes=classes
             )
-            model_id, folder = row.id, home / "models" / str(row.id)
-            row.path = f"models/{row.id}"
     resumes = earlier is not None and (folder / "last.pt").exists()
     on_start(model_id, earlier.epochs if resumes and earlier else None, examples.counts())
     params = {"model": model_id, "config": config, "training": training}
@@ -104,25 +95,10 @@ def train_model(
                 versions={"curator": __version__},
                 start=start,
             )
-        except KeyboardInterrupt:
-            _finish(catalog, model_id, "interrupted")
+        except BaseException as exc:
+            mark_unfinished(catalog, model_id, exc)
             raise
-        except BaseException:
-            _finish(catalog, model_id, "failed")
-            raise
-        summary = {
-            split: {k: v for k, v in m.items() if k != "per_class"}
-            for split, m in result.metrics.items()
-        }
-        with catalog.writing() as session:
-            update_model(
-                session,
-                model_id=model_id,
-                status=DONE,
-                best_epoch=result.best_epoch,
-                epochs=len(result.history),
-                metrics=summary,
-            )
+        summary = record_result(catalog, model_id, result, status=DONE)
         run.counts = {
             "model": model_id,
             "best_epoch": result.best_epoch,
@@ -171,7 +147,51 @@ def _progress(
     forward(p)
 
 
-def _finish(catalog: Catalog, model_id: int, status: str) -> None:
+def register_model(
+    session: Any,
+    home: Path,
+    *,
+    config: dict[str, Any],
+    training: dict[str, Any],
+    classes: list[str],
+    status: str = "training",
+) -> tuple[int, Path]:
+    """A new row in the model registry, and the folder its files go to."""
+    row = create_model(
+        session,
+        status=status,
+        config=config,
+        training=training,
+        classes=classes,
+        path="models/pending",
+        torch_version=str(torch.__version__),
+        curator_version=__version__,
+    )
+    row.path = f"models/{row.id}"
+    return row.id, home / row.path
+
+
+def record_result(catalog: Catalog, model_id: int, result: FitResult, *, status: str) -> dict:
+    """Store a finished fit's epochs and metrics (without the per-class detail); return them."""
+    summary = {
+        split: {k: v for k, v in m.items() if k != "per_class"}
+        for split, m in result.metrics.items()
+    }
+    with catalog.writing() as session:
+        update_model(
+            session,
+            model_id=model_id,
+            status=status,
+            best_epoch=result.best_epoch,
+            epochs=len(result.history),
+            metrics=summary,
+        )
+    return summary
+
+
+def mark_unfinished(catalog: Catalog, model_id: int, exc: BaseException) -> None:
+    """A fit that did not finish: ``interrupted`` on Ctrl-C, ``failed`` otherwise."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
     try:
         with catalog.writing() as session:
             update_model(session, model_id=model_id, status=status)
