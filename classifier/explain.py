@@ -18,9 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms import v2
 
 from classifier import images
 from classifier.model import DeepConnection
+from classifier.score import normalize_batch
 
 
 @dataclass
@@ -50,10 +52,7 @@ def explain(model: DeepConnection, picture: Image.Image, size: int, fit: str) ->
     model.eval()
     device = next(model.parameters()).device
     fitted = images.fit(images.to_rgb(picture), size, fit)
-    x = torch.from_numpy(np.asarray(fitted, dtype=np.float32)).permute(2, 0, 1)[None]
-    mean = torch.tensor(images.MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(images.STD).view(1, 3, 1, 1)
-    x = ((x - mean) / std).to(device).contiguous()
+    x = normalize_batch(v2.functional.pil_to_tensor(fitted)[None], device).contiguous()
     hidden: list[torch.Tensor] = []
     hook = model.head.hidden.register_forward_hook(lambda _m, _i, out: hidden.append(out))
     try:

@@ -56,6 +56,13 @@ class PictureDataset(Dataset[tuple[torch.Tensor, int, str]]):
             return torch.zeros((3, self.size, self.size), dtype=torch.uint8), index, reason
 
 
+def normalize_batch(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B, 3, S, S) pictures to float32 inputs, normalised as the trunk expects."""
+    mean = torch.tensor(images.MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(images.STD, device=device).view(1, 3, 1, 1)
+    return (batch.to(device, non_blocking=True).float() - mean) / std
+
+
 class Predictor:
     """A model ready for inference on one device, with its input normalisation."""
 
@@ -66,14 +73,10 @@ class Predictor:
         self.channels_last = device.type in ("cpu", "cuda")
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        mean = torch.tensor(images.MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(images.STD, device=device).view(1, 3, 1, 1)
-        self.mean, self.inv_std = mean, 1.0 / std
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, S, S) to normalised floats, in the layout the model runs fastest in."""
-        x = batch.to(self.device, non_blocking=True).float()
-        x = (x - self.mean) * self.inv_std
+        x = normalize_batch(batch, self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

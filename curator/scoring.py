@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import torch
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 from sqlalchemy import select
@@ -74,6 +73,7 @@ class LoadedModel:
     predictor: Predictor
     network: DeepConnection
     folder: Path
+    val_ids: frozenset[int] = frozenset()  # chose its best epoch: seen, if not learned from
 
 
 def load_registered(
@@ -101,6 +101,7 @@ def load_registered(
         size=int(state["config"]["image_size"]),
         fit=str(state["training"].get("fit", "pad")),
         train_ids=frozenset(int(i) for i in state.get("splits", {}).get("train", [])),
+        val_ids=frozenset(int(i) for i in state.get("splits", {}).get("val", [])),
         predictor=Predictor(network, target, amp=amp),
         network=network,
         folder=path.parent,
@@ -500,7 +501,7 @@ def cross_fit(
             # (and that this model did not train on) are scored now.
             model_id = finished[k]
             loaded = load_registered(catalog, home, model_id, device=device)
-            seen_by_model = loaded.train_ids | _split_ids(loaded.folder, "val")
+            seen_by_model = loaded.train_ids | loaded.val_ids
             held = [
                 e
                 for e in labeled
@@ -547,11 +548,6 @@ def cross_fit(
             }
         )
     return outcome
-
-
-def _split_ids(folder: Path, split: str) -> frozenset[int]:
-    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-    return frozenset(int(i) for i in state.get("splits", {}).get(split, []))
 
 
 def _train_fold(

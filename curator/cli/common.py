@@ -120,6 +120,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def pct(value: float | None) -> str:
+    """A share as a percentage with one decimal, "-" when unknown."""
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

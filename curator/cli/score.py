@@ -13,6 +13,7 @@ from curator.cli.common import (
     fail,
     handle_errors,
     open_settings_catalog,
+    pct,
     print_json,
     progress_bar,
     settings_of,
@@ -20,10 +21,6 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.1f} %"
 
 
 def score_command(
@@ -306,7 +303,7 @@ def _score_video(
         verdict = result.verdict or "-"
         stdout.print(
             f"{video}: {verdict} (mean probability {max(result.mean):.2f}; "
-            f"{_pct(result.shares.get(verdict, 0.0))} of {len(result.frames)} frames sampled "
+            f"{pct(result.shares.get(verdict, 0.0))} of {len(result.frames)} frames sampled "
             f"every {every:g} s)"
         )
         stdout.print(f"  frames: {frames_csv}")
@@ -411,7 +408,7 @@ def explain_command(
         )
         return
     stdout.print(
-        f"{ref}: {e.classes[e.predicted]} ({_pct(e.probs[e.predicted])}) by model {model.id}"
+        f"{ref}: {e.classes[e.predicted]} ({pct(e.probs[e.predicted])}) by model {model.id}"
     )
     for f in done.files:
         stdout.print(f"  {f}")

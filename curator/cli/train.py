@@ -8,6 +8,7 @@ from curator.cli.common import (
     fail,
     handle_errors,
     open_settings_catalog,
+    pct,
     print_json,
     progress_bar,
     settings_of,
@@ -17,10 +18,6 @@ from curator.cli.common import (
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 HEADS = ("gap", "spp", "spp-pmt")
 FITS = ("pad", "crop", "stretch")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f} %"
 
 
 def train_command(
@@ -118,7 +115,7 @@ def train_command(
                 s = p.stats
                 typer.echo(
                     f"epoch {s.epoch:>2}: train loss {s.train_loss:.3f} · val loss "
-                    f"{s.val_loss:.3f} · val accuracy {_pct(s.val_accuracy)} · "
+                    f"{s.val_loss:.3f} · val accuracy {pct(s.val_accuracy)} · "
                     f"{s.images_per_s:.1f} images/s",
                     err=True,
                 )
@@ -164,8 +161,7 @@ def train_command(
     for name, m in (("val", val), ("test", test)):
         auc = "-" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}"
         stdout.print(
-            f"  {name:<6}{_pct(m['accuracy']):>10}{m['f1']:>9.3f}{auc:>9}"
-            f"{m['ece']:>8.3f}{m['n']:>8}"
+            f"  {name:<6}{pct(m['accuracy']):>10}{m['f1']:>9.3f}{auc:>9}{m['ece']:>8.3f}{m['n']:>8}"
         )
     if outcome.missing_files:
         stdout.print(f"  {outcome.missing_files} images were left out: their files are missing")
@@ -219,7 +215,7 @@ def models_command(
         model = f"{r['backbone']}/{r['head']}@{r['image_size']}"
         stdout.print(
             f"{r['id']:>4}{mark} {r['status']:<11} {model:<24} {r['epochs']:>6} "
-            f"{_pct(r['val_accuracy']):>8} {_pct(r['test_accuracy']):>8}  "
+            f"{pct(r['val_accuracy']):>8} {pct(r['test_accuracy']):>8}  "
             f"{r['created']}"
         )
     if default:
