@@ -193,10 +193,18 @@ def _item(row: Any, label: CurrentLabel | None, duplicates: list[int]) -> QueueI
     )
 
 
-def ranking(session: Session, name: str) -> list[tuple[int, float]]:
-    """(image id, score) of a ranked queue, first to review first."""
-    labels = group_labels(session)
-    active = set(session.scalars(select(Image.id).where(Image.status == ACTIVE)))
+def ranking(
+    session: Session,
+    name: str,
+    *,
+    labels: dict[int, CurrentLabel] | None = None,
+    active: set[int] | None = None,
+) -> list[tuple[int, float]]:
+    """(image id, score) of a ranked queue, first to review first. ``labels`` (the group
+    labels) and ``active`` (the active ids) may be passed when several queues are ranked."""
+    labels = group_labels(session) if labels is None else labels
+    if active is None:
+        active = set(session.scalars(select(Image.id).where(Image.status == ACTIVE)))
     scored: list[tuple[int, float]] = []
     if name == "uncertain":
         model = default_model(session)
@@ -309,10 +317,13 @@ def queue_counts(session: Session) -> dict[str, int | None]:
             member = aliased(Image)
             query = query.where(exists().where(and_(member.duplicate_of == Image.id)))
         counts[name] = int(session.scalar(query) or 0)
-    available = has_predictions(session)
+    if not has_predictions(session):
+        return {**counts, **dict.fromkeys(RANKED_QUEUES)}
+    labels = group_labels(session)  # read once for the three rankings
+    active = set(session.scalars(select(Image.id).where(Image.status == ACTIVE)))
     for name in RANKED_QUEUES:
         try:
-            counts[name] = len(ranking(session, name)) if available else None
+            counts[name] = len(ranking(session, name, labels=labels, active=active))
         except QueueUnavailable:
             counts[name] = None
     return counts
