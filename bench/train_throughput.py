@@ -45,6 +45,7 @@ from classifier.data import (  # noqa: E402
     Examples,
     augmentation,
     normalize,
+    normalize_batch,
 )
 from classifier.model import DeepConnection, ModelConfig  # noqa: E402
 from classifier.train import (  # noqa: E402
@@ -105,7 +106,7 @@ def recipe(
         dtype = None
     else:
         model = DeepConnection(config).to(device).to(memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, TrainConfig(lr=3e-3 if size < 200 else 3e-4))
+        optimizer = make_optimizer(model, TrainConfig(lr=3e-3 if size < 200 else 3e-4), device)
         dataset = CatalogDataset(examples, size=size, fit="pad", augment=augmentation(augment))
         dtype = autocast_dtype(device, True)
     loader = DataLoader(
@@ -121,6 +122,8 @@ def recipe(
 
 
 def step(model, optimizer, x, y, device, dtype, channels_last) -> float:
+    if x.dtype == torch.uint8:  # curator's loader: normalised on the batch
+        x = normalize_batch(x, device, channels_last)
     x, y = x.to(device), y.to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

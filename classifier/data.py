@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from classifier import images
@@ -167,8 +168,15 @@ class _NoiseUpTo(torch.nn.Module):
         return noisy.clamp(0, 255).to(img.dtype)
 
 
+#: A dataset key: (epoch, index). The epoch seeds the augmentation, so that a picture is
+#: augmented the same way whichever worker draws it, and again after a resume.
+Key = tuple[int, int]
+
+
 class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Examples decoded in DataLoader workers: (normalised CHW float tensor, class index)."""
+    """Examples as (uint8 CHW tensor, class index), decoded from their files in DataLoader
+    workers, or taken from ``pixels`` (see `decode_examples`) when they were decoded once.
+    Normalisation happens on the batch, where the model runs (`BatchInput`)."""
 
     def __init__(
         self,
@@ -178,24 +186,109 @@ class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
         fit: str = "pad",
         augment: v2.Transform | None = None,
         draft: bool = True,
+        seed: int = 0,
+        pixels: torch.Tensor | None = None,
     ) -> None:
         self.examples = examples
         self.size = size
         self.fit = fit
         self.augment = augment
         self.draft = draft
-        self.normalize = normalize()
+        self.seed = seed
+        self.pixels = pixels
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def picture(self, index: int) -> torch.Tensor:
+        if self.pixels is not None:
+            return self.pixels[index]
         example = self.examples[index]
         picture = images.load(example.path, self.size, self.fit, draft=self.draft)
-        tensor = v2.functional.pil_to_tensor(picture)  # (3, S, S) uint8
+        return v2.functional.pil_to_tensor(picture)  # (3, S, S) uint8
+
+    def __getitem__(self, key: int | Key) -> tuple[torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        tensor = self.picture(index)
         if self.augment is not None:
-            tensor = self.augment(tensor)
-        return self.normalize(tensor), example.label
+            seed = (self.seed * 1_000_003 + epoch) * 1_000_033 + index
+            tensor = _seeded(self.augment, tensor, seed)
+        return tensor, self.examples[index].label
+
+
+def _seeded(transform: v2.Transform, tensor: torch.Tensor, seed: int) -> torch.Tensor:
+    """Apply a random transform with torch's generator seeded for this one call; in the main
+    process, the caller's random state is restored afterwards."""
+    seed %= 2**63
+    if torch.utils.data.get_worker_info() is not None:  # a worker's state is its own
+        torch.manual_seed(seed)
+        return transform(tensor)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(tensor)
+
+
+class EpochSampler(Sampler[Key]):
+    """Every index once per epoch, shuffled by (seed, epoch) or in order, as dataset keys.
+    Set the epoch before each pass; DataLoader workers can then live across epochs."""
+
+    def __init__(self, length: int, *, seed: int = 0, shuffle: bool = True) -> None:
+        self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[Key]:
+        if not self.shuffle:
+            return ((self.epoch, i) for i in range(self.length))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.length, generator=generator).tolist()
+        return ((self.epoch, i) for i in order)
+
+
+def pixel_bytes(count: int, size: int) -> int:
+    """Memory that `decode_examples` needs for ``count`` pictures at ``size``."""
+    return count * 3 * size * size
+
+
+def decode_examples(
+    examples: list[Example],
+    *,
+    size: int,
+    fit: str = "pad",
+    workers: int = 2,
+    on_step: Callable[[int, int], None] = lambda _d, _t: None,
+) -> torch.Tensor:
+    """Every example decoded and fitted once, in DataLoader workers: (N, 3, S, S) uint8."""
+    out = torch.empty((len(examples), 3, size, size), dtype=torch.uint8)
+    if not examples:
+        return out
+    loader = DataLoader(
+        CatalogDataset(examples, size=size, fit=fit),
+        batch_size=64,
+        num_workers=max(0, workers),
+        generator=torch.Generator(),  # its own: drawing from torch's would shift dropout's
+    )
+    done = 0
+    for batch, _labels in loader:
+        out[done : done + len(batch)] = batch
+        done += len(batch)
+        on_step(done, len(examples))
+    return out
+
+
+def normalize_batch(
+    batch: torch.Tensor, device: torch.device, channels_last: bool = False
+) -> torch.Tensor:
+    """uint8 (B, 3, S, S) pictures to float32 inputs on ``device``, normalised as the trunk
+    expects, channels-last if asked: one normalisation for training, scoring and Grad-CAM."""
+    mean = torch.tensor(images.MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(images.STD, device=device).view(1, 3, 1, 1)
+    x = (batch.to(device, non_blocking=True).float() - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def seed_worker(worker_id: int) -> None:

@@ -21,8 +21,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from classifier import images
+from classifier.data import normalize_batch
 from classifier.model import DeepConnection
-from classifier.score import normalize_batch
 
 
 @dataclass

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from classifier import images
+from classifier.data import normalize_batch
 from classifier.model import DeepConnection
 from classifier.train import autocast_dtype
 
@@ -56,13 +57,6 @@ class PictureDataset(Dataset[tuple[torch.Tensor, int, str]]):
             return torch.zeros((3, self.size, self.size), dtype=torch.uint8), index, reason
 
 
-def normalize_batch(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (B, 3, S, S) pictures to float32 inputs, normalised as the trunk expects."""
-    mean = torch.tensor(images.MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(images.STD, device=device).view(1, 3, 1, 1)
-    return (batch.to(device, non_blocking=True).float() - mean) / std
-
-
 class Predictor:
     """A model ready for inference on one device, with its input normalisation."""
 
@@ -76,10 +70,7 @@ class Predictor:
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, S, S) to normalised floats, in the layout the model runs fastest in."""
-        x = normalize_batch(batch, self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return normalize_batch(batch, self.device, self.channels_last)
 
     @torch.inference_mode()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:

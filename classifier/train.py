@@ -28,7 +28,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from classifier.data import CatalogDataset, Examples, augmentation, seed_worker
+from classifier.data import (
+    CatalogDataset,
+    EpochSampler,
+    Examples,
+    augmentation,
+    decode_examples,
+    normalize_batch,
+    pixel_bytes,
+    seed_worker,
+)
 from classifier.errors import TrainingError
 from classifier.metrics import classification_metrics
 from classifier.model import DeepConnection, ModelConfig, load_backbone_weights
@@ -52,6 +61,9 @@ class TrainConfig:
     workers: int = 2
     amp: bool = True
     channels_last: bool = True
+    #: Decode every picture once and keep it in memory when all of them fit in this many
+    #: MiB (0: decode from the files on every epoch).
+    cache_mb: int = 2048
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +87,7 @@ class EpochStats:
 class Progress:
     """What the caller shows: a step of an epoch, or an epoch done."""
 
-    kind: str  # "step" or "epoch"
+    kind: str  # "decode" (pictures decoded once), "step" or "epoch"
     epoch: int
     epochs: int
     step: int = 0
@@ -171,7 +183,11 @@ def apply_weights(model: DeepConnection, state: dict[str, torch.Tensor] | None, 
 # -- the loop ------------------------------------------------------------------------------
 
 
-def make_optimizer(model: DeepConnection, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: DeepConnection, cfg: TrainConfig, device: torch.device | None = None
+) -> torch.optim.Optimizer:
+    """AdamW, without decay on biases and normalisation; fused into one kernel per step on
+    CPUs and CUDA GPUs (about 3x faster than per-tensor updates on a 20 M parameter model)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
@@ -181,6 +197,7 @@ def make_optimizer(model: DeepConnection, cfg: TrainConfig) -> torch.optim.Optim
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=cfg.lr,
+        fused=True if device is not None and device.type in ("cpu", "cuda") else None,
     )
 
 
@@ -192,25 +209,29 @@ def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _loader(dataset: CatalogDataset, cfg: TrainConfig, shuffle: bool, epoch: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    workers = max(0, cfg.workers)
+def _loader(dataset: CatalogDataset, cfg: TrainConfig, shuffle: bool) -> DataLoader:
+    """A loader that lives for the whole run: its sampler is told the epoch, so worker
+    processes are started once, not once per pass. Pictures already in memory and not
+    augmented need no workers at all."""
+    in_memory = dataset.pixels is not None and dataset.augment is None
+    workers = 0 if in_memory else max(0, cfg.workers)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=shuffle,
+        sampler=EpochSampler(len(dataset), seed=cfg.seed, shuffle=shuffle),
         drop_last=shuffle and len(dataset) > cfg.batch_size,
         num_workers=workers,
         worker_init_fn=seed_worker,
-        generator=generator,
-        persistent_workers=False,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=workers > 0,
         pin_memory=False,
     )
 
 
-def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+def _epoch(loader: DataLoader, epoch: int) -> DataLoader:
+    assert isinstance(loader.sampler, EpochSampler)
+    loader.sampler.set_epoch(epoch)
+    return loader
 
 
 def train_one_epoch(
@@ -229,7 +250,7 @@ def train_one_epoch(
     total, seen = 0.0, 0
     steps = len(loader)
     for step, (x, y) in enumerate(loader, 1):
-        x, y = _to_device(x, device, channels_last), y.to(device)
+        x, y = normalize_batch(x, device, channels_last), y.to(device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = model.loss(model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -259,7 +280,7 @@ def predict(
     model.eval()
     probs, targets, total = [], [], 0.0
     for x, y in loader:
-        x, y = _to_device(x, device, channels_last), y.to(device)
+        x, y = normalize_batch(x, device, channels_last), y.to(device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(x).float()
         total += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
@@ -318,6 +339,37 @@ def _oom(exc: BaseException, cfg: TrainConfig, model_cfg: ModelConfig) -> Traini
     )
 
 
+def _datasets(
+    examples: Examples, size: int, cfg: TrainConfig, on_progress: Callable[[Progress], None]
+) -> tuple[CatalogDataset, CatalogDataset, CatalogDataset]:
+    """The train, val and test sets; decoded once into memory when they fit in
+    ``cfg.cache_mb`` (each epoch then costs only the augmentation, not a JPEG decode)."""
+    splits = [examples.splits[name] for name in ("train", "val", "test")]
+    everything = [e for split in splits for e in split]
+    pixels: list[torch.Tensor | None] = [None, None, None]
+    if pixel_bytes(len(everything), size) <= cfg.cache_mb * 2**20:
+        decoded = decode_examples(
+            everything,
+            size=size,
+            fit=cfg.fit,
+            workers=cfg.workers,
+            on_step=lambda done, total: on_progress(Progress("decode", 0, cfg.epochs, done, total)),
+        )
+        pixels = list(torch.split(decoded, [len(split) for split in splits]))
+    augment = augmentation(cfg.augment)
+    return tuple(  # type: ignore[return-value]
+        CatalogDataset(
+            split,
+            size=size,
+            fit=cfg.fit,
+            augment=augment if name == "train" else None,
+            seed=cfg.seed,
+            pixels=cached,
+        )
+        for name, split, cached in zip(("train", "val", "test"), splits, pixels, strict=True)
+    )
+
+
 def fit(
     *,
     model_cfg: ModelConfig,
@@ -348,13 +400,10 @@ def fit(
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
-    augment = augmentation(cfg.augment)
-    size = model_cfg.image_size
-    train_set = CatalogDataset(examples.splits["train"], size=size, fit=cfg.fit, augment=augment)
-    val_set = CatalogDataset(examples.splits["val"], size=size, fit=cfg.fit)
-    test_set = CatalogDataset(examples.splits["test"], size=size, fit=cfg.fit)
-    steps_per_epoch = len(_loader(train_set, cfg, True, 0))
+    optimizer = make_optimizer(model, cfg, device)
+    train_set, val_set, test_set = _datasets(examples, model_cfg.image_size, cfg, on_progress)
+    train_loader, val_loader = _loader(train_set, cfg, True), _loader(val_set, cfg, False)
+    steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -391,7 +440,7 @@ def fit(
 
             train_loss, seen = train_one_epoch(
                 model,
-                _loader(train_set, cfg, True, epoch),
+                _epoch(train_loader, epoch),
                 optimizer,
                 scheduler,
                 scaler,
@@ -402,7 +451,7 @@ def fit(
             )
             train_seconds = time.perf_counter() - began
             probs, target, val_loss = predict(
-                model, _loader(val_set, cfg, False, 0), device, dtype, channels_last
+                model, _epoch(val_loader, 0), device, dtype, channels_last
             )
             stats = EpochStats(
                 epoch=epoch,
@@ -444,10 +493,9 @@ def fit(
     assert best_state is not None
     model.load_state_dict(best_state)
     metrics = {}
-    for name, dataset in (("val", val_set), ("test", test_set)):
-        probs, target, loss = predict(
-            model, _loader(dataset, cfg, False, 0), device, dtype, channels_last
-        )
+    del train_loader  # its worker processes end here
+    for name, loader in (("val", val_loader), ("test", _loader(test_set, cfg, False))):
+        probs, target, loss = predict(model, _epoch(loader, 0), device, dtype, channels_last)
         metrics[name] = {"loss": loss, **classification_metrics(probs, target, examples.classes)}
         metrics[name]["_probs"] = probs.tolist()
         metrics[name]["_target"] = target.tolist()

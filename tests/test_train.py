@@ -250,3 +250,48 @@ def test_deterministic_with_a_seed(cli, toy):
     second = json.loads(cli("train", *FAST, "--epochs", "1", "--restart", "--json").stdout)
     assert first["metrics"]["val"]["loss"] == second["metrics"]["val"]["loss"]
     random.seed(0)
+
+
+def test_decoded_once_or_on_every_epoch_in_any_worker_the_same_model(cli, toy):
+    """Pictures decoded once into memory, or from their files on every epoch, augmented in
+    the main process or in two workers: each picture is augmented the same way (seeded by
+    the epoch and its index), so the trained weights are the same, bit for bit."""
+    weights = []
+    for options in (["--workers", "0"], ["--workers", "2", "--cache-mb", "0"]):
+        result = cli("train", *FAST, "--epochs", "2", *options, "--restart", "--json")
+        assert result.exit_code == 0, result.stderr
+        report = json.loads(result.stdout)
+        weights.append(load_model(Path(report["folder"]) / "model.pt")[1]["model"])
+    assert weights[0].keys() == weights[1].keys()
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
+
+
+def test_pictures_are_decoded_once_when_they_fit(toy, monkeypatch):
+    from classifier import images
+    from classifier.data import catalog_examples
+    from classifier.train import TrainConfig, fit
+    from db.catalog import open_catalog
+
+    catalog = open_catalog(f"sqlite:///{toy / 'catalog.db'}")
+    with catalog.reading() as session:
+        examples = catalog_examples(session, home=toy, classes=["happy", "unhappy"])
+    catalog.dispose()
+    real, opened = images.load, []
+    monkeypatch.setattr(
+        images, "load", lambda path, *a, **k: opened.append(path) or real(path, *a, **k)
+    )
+    pictures = sum(len(split) for split in examples.splits.values())
+    for cache_mb, expected in ((64, pictures), (0, None)):
+        opened.clear()
+        fit(
+            model_cfg=ModelConfig(backbone="resnet18", image_size=48),
+            cfg=TrainConfig(epochs=2, batch_size=16, weights="none", workers=0, cache_mb=cache_mb),
+            examples=examples,
+            folder=toy / f"fit-{cache_mb}",
+            resume=False,
+        )
+        train, val, test = (len(examples.splits[s]) for s in ("train", "val", "test"))
+        # cached: each picture once; not: the full batches of train and all of val on each
+        # of 2 epochs, then val and test
+        assert len(opened) == (expected or 2 * (train // 16 * 16 + val) + val + test)

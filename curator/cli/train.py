@@ -42,6 +42,12 @@ def train_command(
     patience: int = typer.Option(3, min=1, help="Epochs without a better val loss to stop."),
     seed: int = typer.Option(0, help="Seed of weights, data order and augmentation."),
     workers: int = typer.Option(2, min=0, help="DataLoader processes decoding images."),
+    cache_mb: int = typer.Option(
+        2048,
+        min=0,
+        help="Decode the pictures once and keep them in memory when they fit in this many "
+        "MiB (0: decode them on every epoch).",
+    ),
     augment: str = typer.Option(
         "reference", help="Augmentation: reference (the paper's), light, or none."
     ),
@@ -94,6 +100,7 @@ def train_command(
         weights=weights,
         device=device,
         workers=workers,
+        cache_mb=cache_mb,
         amp=not no_amp,
     )
 
@@ -109,7 +116,9 @@ def train_command(
     with progress_bar("training", None) as update:
 
         def progress(p: Progress) -> None:
-            if p.kind == "step":
+            if p.kind == "decode":
+                update(p.step, "decoding the pictures once", total=p.steps)
+            elif p.kind == "step":
                 update(p.step, f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.3f}", total=p.steps)
             elif p.stats is not None:
                 s = p.stats
