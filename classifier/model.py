@@ -173,9 +173,13 @@ _TRUNK_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
 
 
 def load_backbone_weights(model: DeepConnection, state: dict[str, torch.Tensor]) -> int:
-    """Load a torchvision ResNet state dict (ImageNet, or a local file) into the trunk;
-    return how many tensors were taken. Its fc layer, trained for ImageNet, is not used."""
+    """Load a torchvision ResNet state dict (ImageNet, or a local file) into the trunk, or the
+    weights of an earlier DeepConnection (its trunk, and its head where the shapes agree);
+    return how many tensors were taken. A ResNet's fc layer, trained for ImageNet, is unused."""
     import torchvision
+
+    if any(key.startswith("trunk.") for key in state):
+        return _load_deepconnection(model, state)
 
     net = getattr(torchvision.models, model.config.backbone)(weights=None)
     missing, _unexpected = net.load_state_dict(state, strict=False)
@@ -188,3 +192,24 @@ def load_backbone_weights(model: DeepConnection, state: dict[str, torch.Tensor])
     for index, name in enumerate(_TRUNK_PARTS):
         model.trunk[index].load_state_dict(getattr(net, name).state_dict())
     return sum(len(getattr(net, name).state_dict()) for name in _TRUNK_PARTS)
+
+
+def _load_deepconnection(model: DeepConnection, state: dict[str, torch.Tensor]) -> int:
+    own = model.state_dict()
+    trunk = {k: v for k, v in state.items() if k.startswith("trunk.")}
+    lacking = [k for k in own if k.startswith("trunk.") and k not in trunk]
+    wrong = [k for k, v in trunk.items() if k not in own or own[k].shape != v.shape]
+    if lacking or wrong:
+        raise ValueError(
+            f"that model's trunk is not a {model.config.backbone} "
+            f"({(lacking or wrong)[0]} does not fit); fine-tune a model of the same backbone"
+        )
+    head = {
+        k: v
+        for k, v in state.items()
+        if k.startswith("head.") and k in own and own[k].shape == v.shape
+    }
+    if len(head) != sum(1 for k in own if k.startswith("head.")):
+        head = {}  # another head or other classes: a fresh head on the trained trunk
+    model.load_state_dict({**own, **trunk, **head})
+    return len(trunk) + len(head)

@@ -146,6 +146,8 @@ def starting_weights(backbone: str, weights: str) -> tuple[dict[str, torch.Tenso
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise TrainingError(f"--weights {weights} is not a PyTorch state dict: {exc}") from None
+    if isinstance(state, dict) and state.get("format") == "curator-deepconnection-1":
+        return state["model"], f"curator model {path}"  # fine-tuning an earlier model
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from classifier.data import catalog_examples
-from classifier.model import ModelConfig
+from classifier.model import DeepConnection, ModelConfig
 from classifier.report import write_report
 from classifier.train import (
     FitResult,
     Progress,
     TrainConfig,
+    apply_weights,
     check_examples,
     fit,
     starting_weights,
@@ -70,6 +71,7 @@ def train_model(
     start = None
     if earlier is None or not (home / earlier.path / "last.pt").exists():
         start = starting_weights(model_cfg.backbone, cfg.weights)  # fails before registering
+        apply_weights(DeepConnection(model_cfg), *start)  # and so does a file that won't fit
     with catalog.writing() as session:
         if earlier is not None:
             model_id, folder = earlier.id, home / earlier.path

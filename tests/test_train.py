@@ -228,6 +228,28 @@ def test_a_local_state_dict_is_taken(cli, toy, tmp_path):
     assert result.exit_code == 1 and "not a PyTorch state dict" in result.stderr
 
 
+def test_an_earlier_model_is_fine_tuned(cli, toy):
+    first = json.loads(cli("train", *FAST, "--epochs", "1", "--json").stdout)
+    earlier = Path(first["folder"]) / "model.pt"
+    # At a learning rate of 0 the weights stay where they started: the earlier model's.
+    result = cli("train", *FAST, "--epochs", "1", "--lr", "0", "--weights", earlier, "--json")
+    assert result.exit_code == 0, result.stderr
+    second = json.loads(result.stdout)
+    assert second["model"] != first["model"]
+    before = load_model(earlier)[1]["model"]
+    after = load_model(Path(second["folder"]) / "model.pt")[1]["model"]
+    for name in ("trunk.0.weight", "trunk.7.1.conv2.weight", "head.hidden.0.weight"):
+        assert torch.equal(before[name], after[name]), name
+    assert load_model(Path(second["folder"]) / "model.pt")[1]["weights"].startswith(
+        f"curator model {earlier}"
+    )
+    # A model of another backbone cannot start this one: one sentence, nothing registered.
+    other = [a if a != "resnet18" else "resnet34" for a in FAST]
+    result = cli("train", *other, "--weights", earlier, "--restart")
+    assert result.exit_code == 1 and "not a resnet34" in result.stderr
+    assert len(json.loads(cli("models", "--json").stdout)) == 2
+
+
 def test_a_missing_file_is_left_out_and_reported(cli, toy):
     victim = next((toy / "images").rglob("*.jpg"))
     victim.chmod(0o644)

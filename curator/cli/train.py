@@ -30,7 +30,9 @@ def train_command(
     backbone: str = typer.Option("resnet34", help=f"One of: {', '.join(BACKBONES)}."),
     head: str = typer.Option("spp-pmt", help=f"One of: {', '.join(HEADS)} (the ablation)."),
     weights: str = typer.Option(
-        "imagenet", help="Starting weights: imagenet, none, or a path to a state dict."
+        "imagenet",
+        help="Starting weights: imagenet, none, a path to a ResNet state dict, or an earlier "
+        "model's model.pt (fine-tuning it after a review round).",
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     include_weak: bool = typer.Option(
@@ -70,6 +72,7 @@ def train_command(
         curator train --backbone resnet18 --image-size 128 --weights none --epochs 10
         curator train --head gap --include-weak
         curator train --image-size 64 --weights none --augment light
+        curator train --weights ~/.local/share/curator/models/3/model.pt --epochs 5
     """
     from classifier.errors import TrainingError
     from classifier.model import ModelConfig
