@@ -12,7 +12,7 @@ import numpy as np
 from classifier.metrics import roc_curve
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +22,7 @@ def _pyplot() -> Any:
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     left.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
@@ -37,7 +37,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.array(confusion)
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
     ax.imshow(matrix, cmap="Blues")
@@ -59,7 +59,7 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, p
 
 
 def plot_roc(curves: dict[str, dict[str, list[Any]]], classes: list[str], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(3.6, 3.4))
     for name, data in curves.items():
         probs, target = np.array(data["probs"]), np.array(data["target"])
