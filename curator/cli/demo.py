@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
-from curator.cli.common import handle_errors, print_json, settings_of, stderr, stdout
-from curator.demo import run_demo
+from curator.cli.common import handle_errors, pct, print_json, settings_of, stderr, stdout
 
 
 def demo_command(
@@ -16,72 +22,121 @@ def demo_command(
     home: Path | None = typer.Option(
         None, "--home", help="Where the demo catalog goes (default: CURATOR_HOME/demo)."
     ),
-    per_class: int = typer.Option(60, min=4, help="Generated pictures per class."),
-    seed: int = typer.Option(0, help="Seed of the generated collection."),
+    full: bool = typer.Option(
+        False, "--full", help="The paper's configuration: ResNet-34 at 512 px (for a GPU)."
+    ),
+    per_class: int | None = typer.Option(
+        None, min=20, help="Pictures per search (default 300; 400 with --full)."
+    ),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Epochs of round 1 and of each fold (default 10; 15 with --full)."
+    ),
+    weights: str | None = typer.Option(
+        None,
+        help="Starting weights: none (default), or with --full imagenet (default), or a path "
+        "to a ResNet state dict.",
+    ),
+    seed: int = typer.Option(0, help="Seed of the generated web and of training."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Run curator's main job on a generated collection, offline, in a demo home.
+    """Run curator's whole job on a generated web, offline, in a demo home.
 
-    Generates pictures of happy and unhappy couples (with exact and near duplicates and broken
-    files, as real crawls bring), imports them as two labeled folders, groups near duplicates,
-    and prints what the catalog holds. The demo home is wiped and rebuilt on each run.
+    Generates couple pictures with known truth (exact and near copies, broken files, off-topic
+    pictures, a query's label wrong one time in ten) behind a search engine on 127.0.0.1 that
+    answers as Bing does, then: crawl "happy couple" and "unhappy couple" -> dedup -> train
+    round 1 on the weak labels -> score and cross-fit -> a simulated reviewer relabels the top
+    of the disagree and uncertain queues -> train round 2 -> score new photos -> Grad-CAM ->
+    an HTML report. The demo home is wiped and rebuilt on each run.
 
     Example:
 
         curator demo
-        curator demo --home /tmp/curator-demo --per-class 200
+        curator demo --home /tmp/curator-demo
+        curator demo --full --device cuda
     """
+    from curator.demo import DemoConfig, run_demo
+
     settings = settings_of(ctx)
     demo_home = (home or settings.home / "demo").expanduser().absolute()
-    result = run_demo(
-        demo_home,
-        per_class=per_class,
-        seed=seed,
-        step=lambda m: stderr.print(Text("> ", style="bold") + Text(m)),
+    overrides = {
+        k: v
+        for k, v in {
+            "per_class": per_class,
+            "epochs": epochs,
+            "weights": weights,
+            "seed": seed,
+            "device": device,
+        }.items()
+        if v is not None
+    }
+    config = DemoConfig.full(**overrides) if full else DemoConfig(**overrides)
+    bars = Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=stderr,
+        transient=True,
     )
+    tasks: dict[str, int] = {}
+
+    def progress(description: str, done: int, total: int | None, status: str) -> None:
+        if description not in tasks:
+            for other in tasks.values():
+                bars.update(other, visible=False)
+            tasks[description] = bars.add_task(description, total=total, status="")
+        bars.update(tasks[description], completed=done, total=total, status=status)
+
+    try:
+        with bars:
+            result = run_demo(
+                demo_home,
+                config,
+                step=lambda m: bars.console.print(Text("> ", style="bold") + Text(m)),
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        stderr.print(f"interrupted: the demo starts over when run again ({demo_home})")
+        raise typer.Exit(130) from None
     if as_json:
-        print_json(
-            {
-                "home": str(result.home),
-                "imports": result.imports,
-                "dedup": result.dedup,
-                "stats": result.stats,
-                "planted": result.planted,
-                "found": result.found,
-            }
-        )
+        print_json(result.as_dict())
         return
-    for label, counts in result.imports.items():
+    for query, counts in result.crawl.items():
         failed = ", ".join(f"{k} {v}" for k, v in counts["failed_by_reason"].items())
         stdout.print(
-            f"import {label:<8} added {counts['added']:>4}, exact duplicates "
+            f"crawl {query!r:<17} added {counts['added']:>4}, exact duplicates "
             f"{counts['exact_duplicate']:>3}, near duplicates {counts['near_duplicate']:>3}, "
-            f"failed {counts['failed']:>2}" + (f" ({failed})" if failed else "")
+            f"rejected {counts['failed']:>2}" + (f" ({failed})" if failed else "")
         )
-    stdout.print(
-        "found          "
-        + ", ".join(
-            f"{result.found[k]} of {result.planted[k]} planted {name}"
-            for k, name in (
-                ("exact", "exact copies"),
-                ("near", "near copies"),
-                ("broken", "broken files"),
-            )
-        )
-    )
-    d = result.dedup
+    d, n, r = result.dedup, result.noise, result.review
     stdout.print(
         f"dedup          {d['groups']} near-duplicate groups holding {d['in_groups']} images"
     )
-    s = result.stats
     stdout.print(
-        f"catalog        {s['images']['active']} active images, {s['images']['duplicate']} "
-        f"duplicates; splits " + ", ".join(f"{k} {v}" for k, v in s["splits"].items())
+        f"label noise    {n['wrong_weak_labels']} of {n['groups']} weak labels wrong; the first "
+        f"10 % of the disagree queue held {n['wrong_in_top_10pct']} of them "
+        f"({pct(n['recall_at_10pct'])})"
     )
     stdout.print(
-        "labels         " + ", ".join(f"{k} {v}" for k, v in s["labels"]["by_class"].items())
+        f"review         {r['looked_at']} images looked at, {r['wrong_labels_fixed']} wrong labels "
+        f"fixed, {r['wrong_labels_left']} left"
     )
-    stdout.print(f"\nbrowse it:     curator --home {result.home} stats")
+    for name, m in result.rounds.items():
+        auc = "-" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}"
+        stdout.print(
+            f"{name:<15}model {m['model']}: test accuracy {pct(m.get('accuracy'))}, F1 "
+            f"{m.get('f1', 0):.3f}, ROC AUC {auc} ({m.get('n', 0)} test images, against the truth)"
+        )
+    p = result.new_photos
+    stdout.print(
+        f"new photos     {p['scored']} scored, accuracy {pct(p['accuracy'])} -> {p['csv']}"
+    )
+    total = sum(result.seconds.values())
+    stdout.print(f"time           {total / 60:.1f} min")
+    stdout.print(f"\nreport:        {result.report}")
+    stdout.print(f"browse it:     curator --home {result.home} review --queue disagree")
 
 
 def register(app: typer.Typer) -> None:
