@@ -217,14 +217,15 @@ class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 def _seeded(transform: v2.Transform, tensor: torch.Tensor, seed: int) -> torch.Tensor:
-    """Apply a random transform with torch's generator seeded for this one call; in the main
-    process, the caller's random state is restored afterwards."""
+    """Apply a random transform with torch's CPU generator seeded for this one call (a GPU's
+    generators are left alone); in the main process, the caller's CPU random state is
+    restored afterwards."""
     seed %= 2**63
     if torch.utils.data.get_worker_info() is not None:  # a worker's state is its own
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         return transform(tensor)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         return transform(tensor)
 
 
@@ -254,6 +255,23 @@ def pixel_bytes(count: int, size: int) -> int:
     return count * 3 * size * size
 
 
+class _Decode(Dataset[tuple[torch.Tensor, str]]):
+    """(uint8 picture, "") per example, or (zeros, the reason) when its file cannot be read."""
+
+    def __init__(self, examples: list[Example], size: int, fit: str) -> None:
+        self.plain = CatalogDataset(examples, size=size, fit=fit)
+
+    def __len__(self) -> int:
+        return len(self.plain)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        try:
+            return self.plain.picture(index), ""
+        except Exception as exc:  # the file changed on disk since it was imported
+            size = self.plain.size
+            return torch.zeros((3, size, size), dtype=torch.uint8), f"{type(exc).__name__}: {exc}"
+
+
 def decode_examples(
     examples: list[Example],
     *,
@@ -261,23 +279,26 @@ def decode_examples(
     fit: str = "pad",
     workers: int = 2,
     on_step: Callable[[int, int], None] = lambda _d, _t: None,
-) -> torch.Tensor:
-    """Every example decoded and fitted once, in DataLoader workers: (N, 3, S, S) uint8."""
+) -> tuple[torch.Tensor, dict[int, str]]:
+    """Every example decoded and fitted once, in DataLoader workers: (N, 3, S, S) uint8, and
+    the positions of those that could not be read, with the reason."""
     out = torch.empty((len(examples), 3, size, size), dtype=torch.uint8)
+    failed: dict[int, str] = {}
     if not examples:
-        return out
+        return out, failed
     loader = DataLoader(
-        CatalogDataset(examples, size=size, fit=fit),
+        _Decode(examples, size, fit),
         batch_size=64,
         num_workers=max(0, workers),
         generator=torch.Generator(),  # its own: drawing from torch's would shift dropout's
     )
     done = 0
-    for batch, _labels in loader:
+    for batch, errors in loader:
         out[done : done + len(batch)] = batch
+        failed.update({done + i: error for i, error in enumerate(errors) if error})
         done += len(batch)
         on_step(done, len(examples))
-    return out
+    return out, failed
 
 
 def normalize_batch(

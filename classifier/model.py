@@ -210,6 +210,6 @@ def _load_deepconnection(model: DeepConnection, state: dict[str, torch.Tensor]) 
         if k.startswith("head.") and k in own and own[k].shape == v.shape
     }
     if len(head) != sum(1 for k in own if k.startswith("head.")):
-        head = {}  # another head or other classes: a fresh head on the trained trunk
+        head = {}  # another head, or left out: a fresh head on the trained trunk
     model.load_state_dict({**own, **trunk, **head})
     return len(trunk) + len(head)

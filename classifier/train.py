@@ -118,6 +118,11 @@ def pick_device(name: str) -> torch.device:
         raise TrainingError(f"unknown device {name!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise TrainingError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            "numbered from 0"
+        )
     return device
 
 
@@ -132,9 +137,12 @@ def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
 # -- weights -------------------------------------------------------------------------------
 
 
-def starting_weights(backbone: str, weights: str) -> tuple[dict[str, torch.Tensor] | None, str]:
-    """The trunk's starting weights as a state dict (None: random), and where they came from.
-    Called before anything is registered, so a missing file costs nothing."""
+def starting_weights(
+    backbone: str, weights: str, classes: tuple[str, ...] | list[str] | None = None
+) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The starting weights as a state dict (None: random), and where they came from. Called
+    before anything is registered, so a missing file costs nothing. An earlier model's head
+    comes along only when it was trained for the same ``classes``, in the same order."""
     if weights == "none":
         return None, "random initialisation"
     if weights == "imagenet":
@@ -147,7 +155,11 @@ def starting_weights(backbone: str, weights: str) -> tuple[dict[str, torch.Tenso
     except Exception as exc:
         raise TrainingError(f"--weights {weights} is not a PyTorch state dict: {exc}") from None
     if isinstance(state, dict) and state.get("format") == "curator-deepconnection-1":
-        return state["model"], f"curator model {path}"  # fine-tuning an earlier model
+        model, source = state["model"], f"curator model {path}"  # fine-tuning it
+        if classes is not None and list(state.get("classes", [])) != list(classes):
+            model = {k: v for k, v in model.items() if not k.startswith("head.")}
+            source += f" (its trunk: it was trained for {', '.join(state.get('classes', []))})"
+        return model, source
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -211,7 +223,9 @@ def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _loader(dataset: CatalogDataset, cfg: TrainConfig, shuffle: bool) -> DataLoader:
+def _loader(
+    dataset: CatalogDataset, cfg: TrainConfig, shuffle: bool, persistent: bool = True
+) -> DataLoader:
     """A loader that lives for the whole run: its sampler is told the epoch, so worker
     processes are started once, not once per pass. Pictures already in memory and not
     augmented need no workers at all."""
@@ -225,7 +239,7 @@ def _loader(dataset: CatalogDataset, cfg: TrainConfig, shuffle: bool) -> DataLoa
         num_workers=workers,
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(cfg.seed),
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
         pin_memory=False,
     )
 
@@ -337,38 +351,82 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def _oom(exc: BaseException, cfg: TrainConfig, model_cfg: ModelConfig) -> TrainingError:
     return TrainingError(
         f"out of memory at --batch-size {cfg.batch_size} and --image-size "
-        f"{model_cfg.image_size}: lower --batch-size first, then --image-size"
+        f"{model_cfg.image_size}: lower --batch-size first, then --image-size (or "
+        "--cache-mb, if the pictures kept in memory are what filled it)"
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux's MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def cache_budget(cfg: TrainConfig) -> int:
+    """Bytes the decoded pictures may take: ``cfg.cache_mb``, and never more than half of
+    the memory the system has free."""
+    budget = cfg.cache_mb * 2**20
+    free = available_memory()
+    return budget if free is None else min(budget, free // 2)
 
 
 def _datasets(
     examples: Examples, size: int, cfg: TrainConfig, on_progress: Callable[[Progress], None]
 ) -> tuple[CatalogDataset, CatalogDataset, CatalogDataset]:
-    """The train, val and test sets; decoded once into memory when they fit in
-    ``cfg.cache_mb`` (each epoch then costs only the augmentation, not a JPEG decode)."""
-    splits = [examples.splits[name] for name in ("train", "val", "test")]
-    everything = [e for split in splits for e in split]
-    pixels: list[torch.Tensor | None] = [None, None, None]
-    if pixel_bytes(len(everything), size) <= cfg.cache_mb * 2**20:
-        decoded = decode_examples(
-            everything,
-            size=size,
-            fit=cfg.fit,
-            workers=cfg.workers,
-            on_step=lambda done, total: on_progress(Progress("decode", 0, cfg.epochs, done, total)),
-        )
-        pixels = list(torch.split(decoded, [len(split) for split in splits]))
+    """The train, val and test sets. Train and val, read on every epoch, are decoded once
+    into memory when they fit the cache budget (an epoch then costs only the augmentation);
+    a picture that cannot be decoded is left out and counted with the missing files."""
+    names = ("train", "val")
+    cached = [e for name in names for e in examples.splits[name]]
+    pixels: dict[str, torch.Tensor] = {}
+    if cached and pixel_bytes(len(cached), size) <= cache_budget(cfg):
+        try:
+            decoded, failed = decode_examples(
+                cached,
+                size=size,
+                fit=cfg.fit,
+                workers=cfg.workers,
+                on_step=lambda done, total: on_progress(
+                    Progress("decode", 0, cfg.epochs, done, total)
+                ),
+            )
+        except (MemoryError, RuntimeError) as exc:
+            if "memory" not in str(exc).lower() and not isinstance(exc, MemoryError):
+                raise
+            decoded, failed = None, {}  # decode on every epoch instead
+        if decoded is not None:
+            if failed:
+                keep = [i for i in range(len(cached)) if i not in failed]
+                decoded = decoded[keep]
+                examples.missing_files += [cached[i].image_id for i in failed]
+                gone = {cached[i].image_id for i in failed}
+                for name in names:
+                    examples.splits[name] = [
+                        e for e in examples.splits[name] if e.image_id not in gone
+                    ]
+                check_examples(examples, cfg.include_weak)
+            sizes = [len(examples.splits[name]) for name in names]
+            pixels = dict(zip(names, torch.split(decoded, sizes), strict=True))
     augment = augmentation(cfg.augment)
     return tuple(  # type: ignore[return-value]
         CatalogDataset(
-            split,
+            examples.splits[name],
             size=size,
             fit=cfg.fit,
             augment=augment if name == "train" else None,
             seed=cfg.seed,
-            pixels=cached,
+            pixels=pixels.get(name),
         )
-        for name, split, cached in zip(("train", "val", "test"), splits, pixels, strict=True)
+        for name in ("train", "val", "test")
     )
 
 
@@ -397,7 +455,7 @@ def fit(
     model = DeepConnection(model_cfg)
     last = folder / "last.pt"
     if start is None and not (resume and last.exists()):
-        start = starting_weights(model_cfg.backbone, cfg.weights)
+        start = starting_weights(model_cfg.backbone, cfg.weights, model_cfg.classes)
     weights = apply_weights(model, *(start or (None, "the interrupted run")))
     model = model.to(device)
     if channels_last:
@@ -428,6 +486,10 @@ def fit(
         best = state["best"]
         best_state = state["best_model"]
         stale = state["stale"]
+        if "rng" in state:  # dropout goes on as it would have without the interruption
+            torch.set_rng_state(state["rng"])
+            if device.type == "cuda" and state.get("cuda_rng"):
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
         first_epoch = resumed_from = state["epoch"] + 1
     stopped_early = False
     try:
@@ -483,6 +545,8 @@ def fit(
                     "best_model": best_state,
                     "stale": stale,
                     "epoch": epoch,
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 },
             )
             on_progress(Progress("epoch", epoch, cfg.epochs, stats=stats))
@@ -496,7 +560,8 @@ def fit(
     model.load_state_dict(best_state)
     metrics = {}
     del train_loader  # its worker processes end here
-    for name, loader in (("val", val_loader), ("test", _loader(test_set, cfg, False))):
+    test_loader = _loader(test_set, cfg, False, persistent=False)
+    for name, loader in (("val", val_loader), ("test", test_loader)):
         probs, target, loss = predict(model, _epoch(loader, 0), device, dtype, channels_last)
         metrics[name] = {"loss": loss, **classification_metrics(probs, target, examples.classes)}
         metrics[name]["_probs"] = probs.tolist()

@@ -128,10 +128,14 @@ def _machine(device: str) -> str:
 
 def check_config(config: DemoConfig) -> None:
     """The device and the starting weights, checked before anything is generated."""
-    from classifier.train import pick_device, starting_weights
+    from classifier.model import DeepConnection, ModelConfig
+    from classifier.train import apply_weights, pick_device, starting_weights
 
     pick_device(config.device)  # each raises a TrainingError that says what to do
-    starting_weights(config.backbone, config.weights)
+    model_cfg = ModelConfig(backbone=config.backbone, image_size=config.image_size, classes=CLASSES)
+    apply_weights(
+        DeepConnection(model_cfg), *starting_weights(config.backbone, config.weights, CLASSES)
+    )
 
 
 class _Clock:
@@ -377,6 +381,7 @@ def _pipeline(
     clock.lap("review")
     budget = round(len(groups) * config.budget)
     chosen = disagree[: round(budget * config.disagree_share)]
+    from_disagree = len(chosen)
     seen = set(chosen)
     for image_id in uncertain:
         if len(chosen) >= budget:
@@ -398,7 +403,7 @@ def _pipeline(
     result.review = {
         "budget": budget,
         "looked_at": len(chosen),
-        "from_disagree": round(budget * config.disagree_share),
+        "from_disagree": from_disagree,
         "wrong_labels_fixed": len(set(chosen) & wrong),
         "wrong_labels_left": len(wrong - set(chosen)),
         "decisions": {k: len(v) for k, v in decisions.items()},
@@ -469,9 +474,10 @@ def _explain(
     from db.models import Image
 
     out = home / "report"
+    by_class = [[i for i in ids if truth[i].truth == label] for label in CLASSES]
     picked: list[int] = []
-    for label in CLASSES:
-        picked += [i for i in ids if truth[i].truth == label][: max(1, count // 2)]
+    for rank in range(max(map(len, by_class), default=0)):  # the classes in turn
+        picked += [group[rank] for group in by_class if rank < len(group)]
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     files: list[str] = []
     try:
@@ -561,7 +567,8 @@ def write_demo_report(home: Path, result: DemoResult) -> Path:
     )
     confusions = "".join(
         f'<img src="confusion-{name.replace(" ", "")}.png" alt="confusion matrix, {esc(name)}">'
-        for name in result.rounds
+        for name, metrics in result.rounds.items()
+        if "confusion" in metrics
     )
     gradcams = "".join(f'<img src="{esc(f)}" alt="Grad-CAM">' for f in result.explained)
     n, r, pl, np_ = result.noise, result.review, result.planted, result.new_photos

@@ -84,8 +84,9 @@ def _handler(engine: LocalSearch) -> type[BaseHTTPRequestHandler]:
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             try:
                 if parts.path == "/bing/images/async":
-                    first = int(query.get("first", "0") or 0)
-                    self._send(200, engine.page(query.get("q", ""), max(first, 0)), "text/html")
+                    text = query.get("first", "0")
+                    first = int(text) if text.isdigit() else 0
+                    self._send(200, engine.page(query.get("q", ""), first), "text/html")
                 elif parts.path.startswith("/img/"):
                     from urllib.parse import unquote
 
@@ -98,6 +99,8 @@ def _handler(engine: LocalSearch) -> type[BaseHTTPRequestHandler]:
                     self._send(404, b"not found", "text/plain")
             except (BrokenPipeError, ConnectionResetError):
                 pass
+            except (ValueError, OSError):  # a name no file can have (a NUL byte, say)
+                self._send(404, b"not found", "text/plain")
 
         def _send(self, status: int, body: bytes, kind: str) -> None:
             self.send_response(status)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import torch
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 from sqlalchemy import select
@@ -439,6 +440,26 @@ def fold_of(image_id: int, folds: int, seed: int) -> int:
     return int.from_bytes(digest[:8], "big") % folds
 
 
+def root_training(training: dict[str, Any]) -> dict[str, Any]:
+    """The settings a model's line started with: a model fine-tuned from an earlier one
+    (``--weights .../model.pt``) is followed back to the first, so that fold models never
+    start from weights that saw their held-out fold, and train for the full schedule."""
+    seen: set[str] = set()
+    while isinstance(training.get("weights"), str) and training["weights"] not in seen:
+        path = Path(training["weights"]).expanduser()
+        seen.add(training["weights"])
+        if path.suffix != ".pt" or not path.is_file():
+            break
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            break
+        if not isinstance(state, dict) or state.get("format") != "curator-deepconnection-1":
+            break
+        training = dict(state.get("training") or {})
+    return training
+
+
 def cross_fit(
     catalog: Catalog,
     home: Path,
@@ -474,6 +495,7 @@ def cross_fit(
             f"{len(labeled)} labeled images are too few for {folds} folds; label more or use "
             "fewer folds"
         )
+    training = root_training(training)
     seed = int(training.get("seed", 0))
     outcome = CrossFitOutcome(base=base_id)
     model_cfg = ModelConfig.from_dict({**config, "classes": classes})

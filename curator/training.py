@@ -70,8 +70,9 @@ def train_model(
             earlier = None  # being trained right now by another process: leave it be
     start = None
     if earlier is None or not (home / earlier.path / "last.pt").exists():
-        start = starting_weights(model_cfg.backbone, cfg.weights)  # fails before registering
-        apply_weights(DeepConnection(model_cfg), *start)  # and so does a file that won't fit
+        # a missing or unfitting weights file fails here, before anything is registered
+        start = starting_weights(model_cfg.backbone, cfg.weights, classes)
+        apply_weights(DeepConnection(model_cfg), *start)
     with catalog.writing() as session:
         if earlier is not None:
             model_id, folder = earlier.id, home / earlier.path

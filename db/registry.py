@@ -64,13 +64,24 @@ def get_model(session: Session, *, ref: int | None = None) -> Model:
     return model
 
 
+#: Training settings that change how fast a model trains, never what it learns.
+SPEED_ONLY = frozenset({"workers", "cache_mb"})
+
+
 def resumable_model(
     session: Session, *, config: dict[str, Any], training: dict[str, Any]
 ) -> Model | None:
-    """The newest unfinished model trained with exactly these settings, if any."""
+    """The newest unfinished model trained with these settings, if any; settings that change
+    only the speed (`SPEED_ONLY`) may differ."""
+
+    def same(stored: dict[str, Any]) -> bool:
+        return {k: v for k, v in stored.items() if k not in SPEED_ONLY} == {
+            k: v for k, v in training.items() if k not in SPEED_ONLY
+        }
+
     for model in session.scalars(
         select(Model).where(Model.status.in_(("training", "interrupted"))).order_by(Model.id.desc())
     ):
-        if model.config == config and model.training == training:
+        if model.config == config and same(model.training):
             return model
     return None

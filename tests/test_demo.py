@@ -108,3 +108,28 @@ def test_demo_will_not_wipe_a_folder_that_is_not_a_demo_home(cli, tmp_path):
     result = cli("demo", "--home", busy)
     assert result.exit_code == 1 and "not a demo home" in result.stderr
     assert (busy / "thesis.txt").read_text() == "precious"
+
+
+def test_the_local_engine_answers_bad_requests_without_breaking(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from curator.localsearch import LocalSearch
+
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.jpg").write_bytes(b"\xff\xd8 not much of a picture")
+    (tmp_path / "secret.txt").write_text("outside the web")
+    with LocalSearch(tmp_path / "web", {"q": ["a.jpg"]}) as engine:
+
+        def status(path: str) -> int:
+            try:
+                with urllib.request.urlopen(engine.base + path, timeout=5) as response:
+                    return response.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status("/img/a.jpg") == 200
+        assert status("/bing/images/async?q=q&first=x") == 200  # a bad offset is the first page
+        for path in ("/img/a%00.jpg", "/img/..%2Fsecret.txt", "/img/../secret.txt", "/nothing"):
+            assert status(path) == 404, path
+        assert status("/img/a.jpg") == 200  # and it still serves

@@ -153,10 +153,17 @@ def test_an_interrupted_run_resumes(cli, toy, monkeypatch):
     assert cli("train", *FAST).exit_code == 130
     assert json.loads(cli("models", "--json").stdout)[0]["status"] == "interrupted"
     monkeypatch.setattr(train_mod, "train_one_epoch", real)
-    report = json.loads(cli("train", *FAST, "--json").stdout)
+    # Settings that change only the speed (workers, the memory cache) may differ on resume.
+    report = json.loads(cli("train", *FAST, "--cache-mb", "0", "--json").stdout)
     assert report["resumed_from"] == 2 and report["epochs"] == 3
     assert json.loads(cli("models", "--json").stdout)[0]["status"] == "done"
     assert len(json.loads(cli("models", "--json").stdout)) == 1  # the same model, finished
+    # The resumed model is the model an uninterrupted run trains, bit for bit: data order,
+    # augmentation and dropout all go on where they stopped.
+    whole = json.loads(cli("train", *FAST, "--restart", "--json").stdout)
+    resumed = load_model(Path(report["folder"]) / "model.pt")[1]["model"]
+    for name, tensor in load_model(Path(whole["folder"]) / "model.pt")[1]["model"].items():
+        assert torch.equal(tensor, resumed[name]), name
 
 
 def test_clear_errors(cli, home, tmp_path, monkeypatch):
@@ -243,6 +250,18 @@ def test_an_earlier_model_is_fine_tuned(cli, toy):
     assert load_model(Path(second["folder"]) / "model.pt")[1]["weights"].startswith(
         f"curator model {earlier}"
     )
+    # Cross-fitting from the fine-tuned model starts its folds where the line started
+    # (random weights, the first model's schedule), never from weights that saw a fold.
+    from curator.scoring import root_training
+
+    fine_tuned = load_model(Path(second["folder"]) / "model.pt")[1]["training"]
+    assert fine_tuned["weights"] == str(earlier) and fine_tuned["lr"] == 0
+    root = root_training(fine_tuned)
+    assert root["weights"] == "none" and root["lr"] != 0
+    # An earlier model of other classes gives its trunk only.
+    state, source = train_mod.starting_weights("resnet18", str(earlier), ("cat", "dog"))
+    assert state and not any(k.startswith("head.") for k in state)
+    assert "its trunk" in source and "happy" in source
     # A model of another backbone cannot start this one: one sentence, nothing registered.
     other = [a if a != "resnet18" else "resnet34" for a in FAST]
     result = cli("train", *other, "--weights", earlier, "--restart")
@@ -256,6 +275,25 @@ def test_a_missing_file_is_left_out_and_reported(cli, toy):
     victim.unlink()
     report = json.loads(cli("train", *FAST, "--epochs", "1", "--json").stdout)
     assert report["missing_files"] == 1
+
+
+def test_a_file_damaged_since_its_import_is_left_out_and_reported(cli, toy):
+    from classifier.data import catalog_examples
+    from db.catalog import open_catalog
+
+    catalog = open_catalog(f"sqlite:///{toy / 'catalog.db'}")
+    with catalog.reading() as session:
+        examples = catalog_examples(session, home=toy, classes=["happy", "unhappy"])
+    catalog.dispose()
+    victim = Path(examples.splits["train"][0].path)
+    victim.chmod(0o644)
+    victim.write_bytes(b"<html>replaced by an error page</html>")
+    result = cli("train", *FAST, "--epochs", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["missing_files"] == 1
+    splits = load_model(Path(report["folder"]) / "model.pt")[1]["splits"]
+    assert examples.splits["train"][0].image_id not in splits["train"]
 
 
 def test_out_of_memory_says_what_to_lower(cli, toy, monkeypatch):

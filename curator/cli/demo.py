@@ -36,7 +36,7 @@ def demo_command(
         help="Starting weights: none (default), or with --full imagenet (default), or a path "
         "to a ResNet state dict.",
     ),
-    seed: int = typer.Option(0, help="Seed of the generated web and of training."),
+    seed: int = typer.Option(0, min=0, help="Seed of the generated web and of training."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:

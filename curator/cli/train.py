@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from curator.cli.common import (
@@ -87,6 +89,8 @@ def train_command(
     ):
         if value not in allowed:
             fail(f"{option} {value!r}: one of {', '.join(allowed)}")
+    if weights not in ("imagenet", "none"):  # a file: stored absolute, for resumes and folds
+        weights = str(Path(weights).expanduser().absolute())
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
     model_cfg = ModelConfig(backbone=backbone, head=head, image_size=image_size)
