@@ -149,16 +149,21 @@ def score_catalog(
     *,
     rescore: bool = False,
     image_ids: list[int] | None = None,
+    shard: tuple[int, int] | None = None,
     batch_size: int = 32,
     workers: int = 2,
     on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
-    """Predictions of ``model`` for the catalog's active images (or ``image_ids``)."""
+    """Predictions of ``model`` for the catalog's active images (or ``image_ids``); with
+    ``shard`` (i, n), only the images of shard i of n (`shard_of`), so that n processes or
+    machines can score one catalog together."""
     with catalog.reading() as session:
         query = select(Image.id, Image.path).where(Image.status == ACTIVE).order_by(Image.id)
         if image_ids is not None:
             query = query.where(Image.id.in_(image_ids))
         rows = list(session.execute(query))
+        if shard is not None:
+            rows = [(i, p) for i, p in rows if shard_of(i, shard[1]) == shard[0]]
         trained = trained_groups(session, model.train_ids)
         done = (
             set()
@@ -177,6 +182,8 @@ def score_catalog(
         "in_sample": 0,
     }
     params = {"model": model.id, "rescore": rescore, "images": len(todo)}
+    if shard is not None:
+        counts["shard"] = params["shard"] = f"{shard[0] + 1}/{shard[1]}"
     with tracked_run(catalog, kind="score", params=params) as run:
         run.counts = counts
         pending: list[dict[str, Any]] = []
@@ -432,6 +439,24 @@ class CrossFitOutcome:
     base: int
     folds: list[dict[str, Any]] = field(default_factory=list)
     scored: int = 0
+
+
+def shard_of(image_id: int, shards: int) -> int:
+    """An image's scoring shard, 0 to ``shards`` - 1: a stable hash of its id, the same on
+    every machine and every run, spreading consecutive ids evenly."""
+    digest = hashlib.sha256(f"shard:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` (1 <= I <= N) to the 0-based (i, n)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise CuratorError(f"--shard {text!r}: write it as I/N, such as 1/4") from None
+    if count < 1 or not 1 <= index <= count:
+        raise CuratorError(f"--shard {text!r}: I must be from 1 to N, such as 1/4 ... 4/4")
+    return index - 1, count
 
 
 def fold_of(image_id: int, folds: int, seed: int) -> int:

@@ -267,6 +267,10 @@ def test_score_add_imports_and_keeps_the_predictions(scored_home, tmp_path):
         (["{folder}", "--out", "{folder}/x.txt"], "name it .csv or .jsonl"),
         (["{folder}", "--out", "/no/such/dir/x.csv"], "no such folder"),
         (["{folder}", "--folds", "2"], "give no paths"),
+        (["--shard", "3/2"], "I must be from 1 to N"),
+        (["--shard", "0/2"], "I must be from 1 to N"),
+        (["--shard", "half"], "write it as I/N"),
+        (["--shard", "1/2", "{folder}"], "give no paths or --folds"),
     ],
 )
 def test_bad_requests_are_one_line_errors(trained, tmp_path, args, message):
@@ -521,3 +525,50 @@ def test_sound_longer_than_the_film_is_not_damage_and_one_bad_video_stops_none(t
     assert (tmp_path / "talk.frames.csv").exists()
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "bad.mp4" in errors[0]
+
+
+def test_two_shards_at_once_score_what_one_process_scores(scored_home, tmp_path, spawn):
+    """Two processes, each scoring its shard of the catalog into the same SQLite file at
+    the same time, store the same predictions as one process scoring everything."""
+    import subprocess
+    import sys
+
+    one = tmp_path / "one"
+    shutil.copytree(scored_home, one)
+    assert run(one, "score", "--workers", "0").exit_code == 0
+    procs = [
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "curator",
+                "--home",
+                str(scored_home),
+                "score",
+                "--shard",
+                f"{i}/2",
+                "--workers",
+                "0",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in (1, 2)
+    ]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err for _o, err in outputs]
+    counts = [json.loads(out) for out, _e in outputs]
+    assert [c["shard"] for c in counts] == ["1/2", "2/2"]
+    active = rows(scored_home, "SELECT count(*) FROM images WHERE status = 'active'")[0][0]
+    assert counts[0]["scored"] + counts[1]["scored"] == active
+    assert min(c["scored"] for c in counts) >= active // 4  # the hash spreads the ids
+    sql = "SELECT image_id, probs, predicted, in_sample FROM predictions ORDER BY image_id"
+    sharded, single = rows(scored_home, sql), rows(one, sql)
+    assert [r[0] for r in sharded] == [r[0] for r in single]
+    for (image_id, probs, predicted, in_sample), twin in zip(sharded, single, strict=True):
+        assert (predicted, in_sample) == (twin[2], twin[3]), image_id
+        assert json.loads(probs) == pytest.approx(json.loads(twin[1]), abs=1e-4), image_id
+    # A shard run again has nothing left to do; the other shard's images are not its own.
+    again = json.loads(run(scored_home, "score", "--shard", "1/2", "--json").stdout)
+    assert again["scored"] == 0 and again["already_scored"] == counts[0]["scored"]

@@ -54,6 +54,12 @@ def score_command(
     rescore: bool = typer.Option(
         False, "--rescore", help="Catalog: score again images this model has scored already."
     ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="Catalog: score only shard I of N (by a stable hash of the image id), so that N "
+        "processes or machines share the work, such as --shard 1/4 ... --shard 4/4.",
+    ),
     batch_size: int = typer.Option(32, min=1, help="Pictures per forward pass."),
     workers: int = typer.Option(2, min=0, help="Processes decoding pictures."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -73,12 +79,16 @@ def score_command(
 
         curator score
         curator score --folds 5
+        curator score --shard 2/4 --device cuda:1
         curator score ~/new-photos --out predictions.csv
         curator score ~/new-photos --add --out predictions.jsonl
         curator score wedding.mp4 --every 2
     """
-    from curator.scoring import load_registered, output_format
+    from curator.scoring import load_registered, output_format, parse_shard
 
+    parts = parse_shard(shard) if shard is not None else None
+    if parts is not None and (paths or folds):
+        fail("--shard splits the scoring of the catalog; give no paths or --folds with it")
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
     if folds and paths:
@@ -96,7 +106,7 @@ def score_command(
             )
             return
         model = load_registered(catalog, settings.home, model_ref, device=device)
-        _score_catalog(catalog, settings.home, model, rescore, batch_size, workers, as_json)
+        _score_catalog(catalog, settings.home, model, rescore, parts, batch_size, workers, as_json)
         return
     from curator.importer import collect_inputs
     from curator.video import VIDEO_SUFFIXES
@@ -150,6 +160,7 @@ def _score_catalog(
     home: Path,
     model: Any,
     rescore: bool,
+    shard: tuple[int, int] | None,
     batch_size: int,
     workers: int,
     as_json: bool,
@@ -167,6 +178,7 @@ def _score_catalog(
             home,
             model,
             rescore=rescore,
+            shard=shard,
             batch_size=batch_size,
             workers=workers,
             on_progress=progress,
@@ -176,8 +188,9 @@ def _score_catalog(
         return
     seconds = time.monotonic() - started
     rate = counts["scored"] / seconds if seconds else 0.0
+    where = f" (shard {counts['shard']})" if "shard" in counts else ""
     stdout.print(
-        f"model {model.id}: scored {counts['scored']} images ({rate:.1f}/s), "
+        f"model {model.id}{where}: scored {counts['scored']} images ({rate:.1f}/s), "
         f"{counts['already_scored']} already scored, {counts['failed']} unreadable"
     )
     for image_id, why in sorted((counts.get("failures") or {}).items())[:10]:
