@@ -46,14 +46,16 @@ def demo_command(
     pictures, a query's label wrong one time in ten) behind a search engine on 127.0.0.1 that
     answers as Bing does, then: crawl "happy couple" and "unhappy couple" -> dedup -> train
     round 1 on the weak labels -> score and cross-fit -> a simulated reviewer relabels the top
-    of the disagree and uncertain queues -> train round 2 -> score new photos -> Grad-CAM ->
-    an HTML report. The demo home is wiped and rebuilt on each run.
+    of the disagree and uncertain queues -> round 2 fine-tunes round 1 -> score new photos ->
+    Grad-CAM -> an HTML report. The demo home is wiped and rebuilt on each run. About 3.5
+    minutes on two CPU cores.
 
     Example:
 
         curator demo
         curator demo --home /tmp/curator-demo
         curator demo --full --device cuda
+        curator demo --full --weights none --per-class 200 --epochs 8
     """
     from curator.demo import DemoConfig, run_demo
 

@@ -1,0 +1,297 @@
+"""A catalog of a million images: how long the everyday operations take.
+
+    python bench/load_million.py [--images 1000000] [--repeat 15]
+
+Builds (once, under .bench/) a catalog of `--images` image rows with synthetic hashes and no
+files: every 25th image a near duplicate of the one before, a source row each, a query label
+on 80 % of them and a human label on 20 %, and a trained model's prediction for every image.
+Then times, each the median of `--repeat` runs, beside a bare baseline measured in the same
+run:
+
+* import of one more image: a real JPEG through curator's one door (decode, validate, hash,
+  store, thumbnail, near-duplicate check against the million, rows committed), with the
+  importer already open; bare: one INSERT of an image row and its COMMIT;
+* opening an importer (loading the near-duplicate index of the million), once per command;
+* a near-duplicate lookup (`NearIndex.query` of a hash and its mirror); bare: a vectorised
+  NumPy scan of the million hashes;
+* a review-queue page of 200: `new` at the start and deep in the queue, and `uncertain`
+  (ranked by the model's margin); bare: the 200 rows by id straight from SQLite;
+* `curator stats` (`catalog_stats`); bare: images counted by status.
+
+Goal: each under 100 ms on SQLite on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from curator.config import load_settings  # noqa: E402
+from curator.dedup import near_matches  # noqa: E402
+from curator.imaging import Limits  # noqa: E402
+from curator.ingest import Ingestor, prepare_file  # noqa: E402
+from curator.stats import catalog_stats  # noqa: E402
+from curator.storage import Store  # noqa: E402
+from curator.synthetic import draw_couple  # noqa: E402
+from db.catalog import open_catalog  # noqa: E402
+from db.images import split_for  # noqa: E402
+from db.models import utcnow  # noqa: E402
+from db.queues import review_queue  # noqa: E402
+
+BENCH = ROOT / ".bench"
+
+
+def build(home: Path, n: int) -> None:
+    marker = home / f".built-{n}"
+    if marker.exists():
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "catalog.db").unlink(missing_ok=True)
+    print(f"building a catalog of {n:,} image rows in {home} (once, a few minutes)...", flush=True)
+    open_catalog(load_settings(home=home).db_url).dispose()  # the schema, by the migrations
+    rng = random.Random(0)
+    now = utcnow().isoformat()
+    db = sqlite3.connect(home / "catalog.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "INSERT INTO runs (id, kind, status, params, counts, started_at) "
+        "VALUES (1, 'import', 'done', '{}', '{}', ?)",
+        (now,),
+    )
+    db.execute(
+        "INSERT INTO models (id, status, config, training, classes, path, epochs, metrics, "
+        "torch_version, curator_version, created_at, finished_at) VALUES (1, 'done', '{}', "
+        "'{}', '[\"happy\", \"unhappy\"]', 'models/1', 1, '{}', 'x', 'x', ?, ?)",
+        (now, now),
+    )
+    chunk = 50_000
+    for start in range(1, n + 1, chunk):
+        images, sources, events, predictions = [], [], [], []
+        for i in range(start, min(start + chunk, n + 1)):
+            sha = hashlib.sha256(str(i).encode()).hexdigest()
+            dup = i - 1 if i % 25 == 0 else None
+            phash = rng.getrandbits(63)
+            images.append(
+                (
+                    i,
+                    sha,
+                    phash,
+                    rng.getrandbits(63),
+                    "phash64-v1",
+                    640,
+                    480,
+                    "JPEG",
+                    50_000,
+                    f"images/{sha[:2]}/{sha}.jpg",
+                    "duplicate" if dup else "active",
+                    dup,
+                    split_for(sha),
+                    1,
+                    now,
+                )
+            )
+            url = f"https://example.org/{i}.jpg"
+            key = hashlib.sha256(url.encode()).hexdigest()
+            sources.append((1, "url", url, key, "bing", "couple", "added", i, now))
+            if rng.random() < 0.8:
+                events.append((i, rng.choice(["happy", "unhappy"]), "query", "crawl", now))
+            if rng.random() < 0.2:
+                events.append((i, rng.choice(["happy", "unhappy"]), "human", "anna", now))
+            p = rng.random()
+            predictions.append(
+                (
+                    1,
+                    i,
+                    json.dumps([p, 1 - p]),
+                    "happy" if p >= 0.5 else "unhappy",
+                    max(p, 1 - p),
+                    abs(2 * p - 1),
+                    False,
+                    now,
+                )
+            )
+        db.executemany(
+            "INSERT INTO images (id, sha256, phash, phash_mirror, hash_version, width, height, "
+            "format, bytes, path, status, duplicate_of, split, run_id, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            images,
+        )
+        db.executemany(
+            "INSERT INTO sources (run_id, kind, locator, locator_key, engine, query, outcome, "
+            "image_id, info, created_at) VALUES (?,?,?,?,?,?,?,?,'{}',?)",
+            sources,
+        )
+        db.executemany(
+            "INSERT INTO label_events (image_id, label, origin, author, created_at) "
+            "VALUES (?,?,?,?,?)",
+            events,
+        )
+        db.executemany(
+            "INSERT INTO predictions (model_id, image_id, probs, predicted, confidence, margin, "
+            "in_sample, created_at) VALUES (?,?,?,?,?,?,?,?)",
+            predictions,
+        )
+        db.commit()
+        print(f"  {min(start + chunk - 1, n):,}", flush=True)
+    db.execute("ANALYZE")
+    db.close()
+    marker.write_text("ok")
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm: the first call pays for the page cache
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    home = BENCH / f"load-{args.images}"
+    build(home, args.images)
+    settings = load_settings(home=home)
+    catalog = open_catalog(settings.db_url)
+    rows: dict[str, tuple[float, float | None]] = {}
+
+    # Import of one more image, through the one door, with the importer open.
+    began = time.perf_counter()
+    store = Store(home)
+    ingestor = Ingestor(catalog, store=store, run_id=1, threshold=10, label="happy")
+    opening = (time.perf_counter() - began) * 1000
+    pictures = tempfile.TemporaryDirectory()
+    first = random.SystemRandom().getrandbits(40)  # pictures new to the catalog on every run
+    files = []
+    for seed in range(first, first + args.repeat + 1):  # drawn before the clock starts
+        files.append(Path(pictures.name) / f"new-{seed}.jpg")
+        draw_couple(random.Random(seed), seed % 2 == 0, (640, 480)).save(files[-1])
+    queue = iter(files)
+
+    def one_import() -> None:
+        ingestor.add(prepare_file(str(next(queue)), store, Limits()))
+        ingestor.flush()
+
+    bare_db = sqlite3.connect(home / "catalog.db", isolation_level=None)
+    bare_counter = iter(range(10**6))
+
+    def bare_insert() -> None:
+        i = next(bare_counter)
+        bare_db.execute("BEGIN IMMEDIATE")
+        bare_db.execute(
+            "INSERT INTO runs (kind, status, params, counts, started_at) "
+            "VALUES ('bench', 'done', '{}', ?, '2026-01-01')",
+            (json.dumps({"i": i}),),
+        )
+        bare_db.execute("COMMIT")
+
+    rows["import one more image (importer open)"] = (
+        median_ms(one_import, args.repeat),
+        median_ms(bare_insert, args.repeat),
+    )
+    rows["open an importer (load the near-duplicate index)"] = (opening, None)
+    assert ingestor.tally.as_dict().get("added", 0) >= args.repeat, ingestor.tally.as_dict()
+
+    # A near-duplicate lookup against the million.
+    index = ingestor.index
+    probe = random.Random(1)
+    hashes = np.array(
+        [h for (h,) in bare_db.execute("SELECT phash FROM images")], dtype=np.int64
+    ).view(np.uint64)
+
+    def lookup() -> None:
+        near_matches(index, phash=probe.getrandbits(63), phash_mirror=probe.getrandbits(63))
+
+    def bare_scan() -> None:
+        for value in (probe.getrandbits(63), probe.getrandbits(63)):
+            x = hashes ^ np.uint64(value)
+            np.flatnonzero(np.bitwise_count(x) <= 10)
+
+    rows["near-duplicate lookup (hash and mirror)"] = (
+        median_ms(lookup, args.repeat),
+        median_ms(bare_scan, args.repeat),
+    )
+
+    # Review-queue pages.
+    def page(name: str, after: int | str) -> Callable[[], object]:
+        def run() -> object:
+            with catalog.reading() as session:
+                return review_queue(session, name=name, limit=200, after=after)
+
+        return run
+
+    def bare_page(after: int) -> Callable[[], object]:
+        return lambda: bare_db.execute(
+            "SELECT id, sha256, width, height, split FROM images WHERE status = 'active' "
+            "AND id > ? ORDER BY id LIMIT 200",
+            (after,),
+        ).fetchall()
+
+    deep = int(args.images * 0.9)
+    rows["review page: new, start"] = (
+        median_ms(page("new", 0), args.repeat),
+        median_ms(bare_page(0), args.repeat),
+    )
+    rows["review page: new, 90 % in"] = (
+        median_ms(page("new", deep), args.repeat),
+        median_ms(bare_page(deep), args.repeat),
+    )
+    rows["review page: uncertain, start"] = (
+        median_ms(page("uncertain", 0), max(3, args.repeat // 5)),
+        median_ms(bare_page(0), args.repeat),
+    )
+
+    # curator stats.
+    def stats() -> object:
+        with catalog.reading() as session:
+            return catalog_stats(session)
+
+    rows["curator stats"] = (
+        median_ms(stats, max(3, args.repeat // 5)),
+        median_ms(
+            lambda: bare_db.execute(
+                "SELECT status, count(*) FROM images GROUP BY status"
+            ).fetchall(),
+            args.repeat,
+        ),
+    )
+    ingestor.flush()
+    catalog.dispose()
+    pictures.cleanup()
+    result = {
+        name: {"ms": round(ms, 2), "bare_ms": None if bare is None else round(bare, 2)}
+        for name, (ms, bare) in rows.items()
+    }
+    if args.json:
+        print(json.dumps({"images": args.images, "timings": result}))
+        return
+    print(f"catalog of {args.images:,} image rows (SQLite), median of {args.repeat}:")
+    for name, (ms, bare) in rows.items():
+        goal = "ok" if ms < 100 else "over the 100 ms goal"
+        beside = f"   bare {bare:8.2f} ms ({ms / bare:6.1f}x)" if bare else ""
+        print(f"  {name:<50} {ms:9.2f} ms  {goal:<21}{beside}")
+
+
+if __name__ == "__main__":
+    main()
