@@ -231,22 +231,33 @@ def _seeded(transform: v2.Transform, tensor: torch.Tensor, seed: int) -> torch.T
 
 class EpochSampler(Sampler[Key]):
     """Every index once per epoch, shuffled by (seed, epoch) or in order, as dataset keys.
-    Set the epoch before each pass; DataLoader workers can then live across epochs."""
+    Set the epoch before each pass; DataLoader workers can then live across epochs.
 
-    def __init__(self, length: int, *, seed: int = 0, shuffle: bool = True) -> None:
+    With ``world`` processes training together, process ``rank`` gets every world-th index of
+    the epoch's order (the order padded by its own start to a multiple of ``world``), as
+    DistributedSampler does: together they see one epoch, each a share of it."""
+
+    def __init__(
+        self, length: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1
+    ) -> None:
         self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return -(-self.length // self.world)
 
     def __iter__(self) -> Iterator[Key]:
-        if not self.shuffle:
-            return ((self.epoch, i) for i in range(self.length))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.length, generator=generator).tolist()
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        if self.world > 1:
+            order += order[: len(self) * self.world - self.length]
+            order = order[self.rank :: self.world]
         return ((self.epoch, i) for i in order)
 
 

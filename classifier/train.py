@@ -38,6 +38,7 @@ from classifier.data import (
     pixel_bytes,
     seed_worker,
 )
+from classifier.distributed import SINGLE, Group, device_of, sync_buffers, wrap
 from classifier.errors import TrainingError
 from classifier.metrics import classification_metrics
 from classifier.model import DeepConnection, ModelConfig, load_backbone_weights
@@ -64,6 +65,9 @@ class TrainConfig:
     #: Decode every picture once and keep it in memory when all of them fit in this many
     #: MiB (0: decode from the files on every epoch).
     cache_mb: int = 2048
+    #: Processes training together (curator train --distributed under torchrun); the batch
+    #: size is the global one, split between them.
+    world_size: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,18 +228,27 @@ def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
 
 
 def _loader(
-    dataset: CatalogDataset, cfg: TrainConfig, shuffle: bool, persistent: bool = True
+    dataset: CatalogDataset,
+    cfg: TrainConfig,
+    shuffle: bool,
+    persistent: bool = True,
+    group: Group = SINGLE,
 ) -> DataLoader:
     """A loader that lives for the whole run: its sampler is told the epoch, so worker
     processes are started once, not once per pass. Pictures already in memory and not
-    augmented need no workers at all."""
+    augmented need no workers at all. With several processes (``group``), each gets its
+    share of the batches, of ``batch_size / world`` pictures each."""
     in_memory = dataset.pixels is not None and dataset.augment is None
     workers = 0 if in_memory else max(0, cfg.workers)
+    batch = cfg.batch_size // group.world
+    sampler = EpochSampler(
+        len(dataset), seed=cfg.seed, shuffle=shuffle, rank=group.rank, world=group.world
+    )
     return DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
-        sampler=EpochSampler(len(dataset), seed=cfg.seed, shuffle=shuffle),
-        drop_last=shuffle and len(dataset) > cfg.batch_size,
+        batch_size=batch,
+        sampler=sampler,
+        drop_last=shuffle and len(sampler) > batch,
         num_workers=workers,
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(cfg.seed),
@@ -260,15 +273,18 @@ def train_one_epoch(
     dtype: torch.dtype | None,
     channels_last: bool,
     on_step: Callable[[int, int, float], None],
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, int]:
-    """One pass over the training data; returns (mean loss, images seen)."""
+    """One pass over the training data; returns (mean loss, images seen). ``forward`` is
+    the model as DistributedDataParallel wraps it, when several processes train together."""
     model.train()
+    forward = forward or model
     total, seen = 0.0, 0
     steps = len(loader)
     for step, (x, y) in enumerate(loader, 1):
         x, y = normalize_batch(x, device, channels_last), y.to(device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = model.loss(model(x), y)
+            loss = model.loss(forward(x), y)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -440,6 +456,7 @@ def fit(
     resume: bool = True,
     versions: dict[str, str] | None = None,
     start: tuple[dict[str, torch.Tensor] | None, str] | None = None,
+    group: Group = SINGLE,
 ) -> FitResult:
     """Train, keep the best epoch, evaluate val and test, and write ``folder/model.pt``.
 
@@ -448,7 +465,7 @@ def fit(
     """
     check_examples(examples, cfg.include_weak)
     folder.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
+    device = pick_device(device_of(group, cfg.device))
     dtype = autocast_dtype(device, cfg.amp)
     channels_last = cfg.channels_last and device.type in ("cpu", "cuda")
     torch.manual_seed(cfg.seed)
@@ -462,7 +479,8 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, device)
     train_set, val_set, test_set = _datasets(examples, model_cfg.image_size, cfg, on_progress)
-    train_loader, val_loader = _loader(train_set, cfg, True), _loader(val_set, cfg, False)
+    train_loader = _loader(train_set, cfg, True, group=group)
+    val_loader = _loader(val_set, cfg, False)  # every process judges the whole val split
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -492,6 +510,7 @@ def fit(
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
         first_epoch = resumed_from = state["epoch"] + 1
     stopped_early = False
+    forward = wrap(model, group, device)
     try:
         for epoch in range(first_epoch, cfg.epochs + 1):
             if stale >= cfg.patience:
@@ -512,7 +531,9 @@ def fit(
                 dtype,
                 channels_last,
                 step,
+                forward,
             )
+            sync_buffers(model, group)  # the same model on every process, to judge alike
             train_seconds = time.perf_counter() - began
             probs, target, val_loss = predict(
                 model, _epoch(val_loader, 0), device, dtype, channels_last
@@ -533,6 +554,9 @@ def fit(
                 stale = 0
             else:
                 stale += 1
+            if not group.main:
+                on_progress(Progress("epoch", epoch, cfg.epochs, stats=stats))
+                continue
             _save(
                 last,
                 {
@@ -570,6 +594,15 @@ def fit(
         name: {"probs": metrics[name].pop("_probs"), "target": metrics[name].pop("_target")}
         for name in metrics
     }
+    if not group.main:  # rank 0 writes the model file
+        return FitResult(
+            best_epoch=int(best["epoch"]),
+            history=history,
+            metrics=metrics,
+            stopped_early=stopped_early,
+            resumed_from=resumed_from,
+            extras={"weights": weights, "curves": curves, "device": str(device)},
+        )
     _save(
         folder / "model.pt",
         {

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from classifier.data import catalog_examples
+from classifier.data import Examples, catalog_examples
+from classifier.distributed import SINGLE, Group, share
 from classifier.model import DeepConnection, ModelConfig
 from classifier.report import write_report
 from classifier.train import (
@@ -54,8 +55,11 @@ def train_model(
     on_progress: Callable[[Progress], None] = lambda _p: None,
     on_start: Callable[[int, int | None, dict[str, Any]], None] = lambda *_a: None,
     restart: bool = False,
+    group: Group = SINGLE,
 ) -> TrainOutcome:
-    """Train on the catalog's labels; register the model and write its report."""
+    """Train on the catalog's labels; register the model and write its report. With several
+    processes (``group``, under torchrun), every rank trains and rank 0 alone writes the
+    catalog, the model's files and the report."""
     with catalog.reading() as session:
         classes = get_classes(session)
         examples = catalog_examples(
@@ -64,6 +68,8 @@ def train_model(
     check_examples(examples, cfg.include_weak)  # before anything is registered
     model_cfg = ModelConfig.from_dict({**model_cfg.as_dict(), "classes": classes})
     config, training = model_cfg.as_dict(), cfg.as_dict()
+    if not group.main:
+        return _train_beside(catalog, home, model_cfg, cfg, examples, restart, group)
     with catalog.reading() as session:
         earlier = None if restart else resumable_model(session, config=config, training=training)
         if earlier is not None and earlier.run_id and run_is_live(session, run_id=earlier.run_id):
@@ -82,6 +88,7 @@ def train_model(
                 session, home, config=config, training=training, classes=classes
             )
     resumes = earlier is not None and (folder / "last.pt").exists()
+    share(group, (model_id, str(folder)))  # the other ranks wait for this
     on_start(model_id, earlier.epochs if resumes and earlier else None, examples.counts())
     params = {"model": model_id, "config": config, "training": training}
     with tracked_run(catalog, kind="train", params=params) as run:
@@ -97,6 +104,7 @@ def train_model(
                 resume=not restart,
                 versions={"curator": __version__},
                 start=start,
+                group=group,
             )
         except BaseException as exc:
             mark_unfinished(catalog, model_id, exc)
@@ -135,6 +143,40 @@ def train_model(
         model_id=model_id,
         folder=folder,
         report=report,
+        result=result,
+        counts=examples.counts(),
+        missing_files=len(examples.missing_files),
+    )
+
+
+def _train_beside(
+    catalog: Catalog,
+    home: Path,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    examples: Examples,
+    restart: bool,
+    group: Group,
+) -> TrainOutcome:
+    """A rank other than 0: the model rank 0 registered, trained on this rank's share of the
+    batches; nothing written."""
+    model_id, folder = share(group, None)
+    folder = Path(folder)
+    result = fit(
+        model_cfg=model_cfg,
+        cfg=cfg,
+        examples=examples,
+        folder=folder,
+        resume=not restart,
+        start=starting_weights(model_cfg.backbone, cfg.weights, model_cfg.classes)
+        if not (folder / "last.pt").exists() or restart
+        else None,
+        group=group,
+    )
+    return TrainOutcome(
+        model_id=model_id,
+        folder=folder,
+        report=folder / "report.html",
         result=result,
         counts=examples.counts(),
         missing_files=len(examples.missing_files),

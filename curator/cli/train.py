@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -59,6 +60,12 @@ def train_command(
     restart: bool = typer.Option(
         False, "--restart", help="Start over instead of resuming an interrupted run."
     ),
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help="Train on several processes with DistributedDataParallel, started by torchrun "
+        "(NCCL on GPUs, gloo on CPUs); --batch-size is split between them.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train DeepConnection on the catalog's labels and register the model.
@@ -75,11 +82,10 @@ def train_command(
         curator train --head gap --include-weak
         curator train --image-size 64 --weights none --augment light
         curator train --weights ~/.local/share/curator/models/3/model.pt --epochs 5
+        torchrun --standalone --nproc-per-node 4 -m curator train --distributed
     """
+    from classifier.distributed import SINGLE, join, leave
     from classifier.errors import TrainingError
-    from classifier.model import ModelConfig
-    from classifier.train import Progress, TrainConfig
-    from curator.training import train_model
 
     for value, allowed, option in (
         (backbone, BACKBONES, "--backbone"),
@@ -91,25 +97,66 @@ def train_command(
             fail(f"{option} {value!r}: one of {', '.join(allowed)}")
     if weights not in ("imagenet", "none"):  # a file: stored absolute, for resumes and folds
         weights = str(Path(weights).expanduser().absolute())
+    group = SINGLE
+    if distributed:
+        try:
+            group = join(device)
+        except TrainingError as exc:
+            fail(str(exc))
+        if batch_size % group.world:
+            leave()
+            fail(f"--batch-size {batch_size} does not split into {group.world} processes")
+    try:
+        _train(
+            ctx,
+            group,
+            backbone,
+            head,
+            image_size,
+            weights,
+            as_json,
+            restart,
+            {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "patience": patience,
+                "seed": seed,
+                "fit": fit_mode,
+                "augment": augment,
+                "include_weak": include_weak,
+                "device": device,
+                "workers": workers,
+                "cache_mb": cache_mb,
+                "amp": not no_amp,
+                "world_size": group.world,
+            },
+        )
+    finally:
+        leave()
+
+
+def _train(
+    ctx: typer.Context,
+    group: Any,
+    backbone: str,
+    head: str,
+    image_size: int,
+    weights: str,
+    as_json: bool,
+    restart: bool,
+    options: dict[str, Any],
+) -> None:
+    from classifier.errors import TrainingError
+    from classifier.model import ModelConfig
+    from classifier.train import Progress, TrainConfig
+    from curator.training import train_model
+
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
     model_cfg = ModelConfig(backbone=backbone, head=head, image_size=image_size)
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        patience=patience,
-        seed=seed,
-        fit=fit_mode,
-        augment=augment,
-        include_weak=include_weak,
-        weights=weights,
-        device=device,
-        workers=workers,
-        cache_mb=cache_mb,
-        amp=not no_amp,
-    )
+    cfg = TrainConfig(weights=weights, **options)
 
     def started(model_id: int, resumed: int | None, counts: dict) -> None:
         sizes = ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items())
@@ -145,9 +192,12 @@ def train_command(
                 on_progress=progress,
                 on_start=started,
                 restart=restart,
+                group=group,
             )
         except TrainingError as exc:
             fail(str(exc))
+    if not group.main:
+        return  # rank 0 reports
     result = outcome.result
     test, val = result.metrics["test"], result.metrics["val"]
     if as_json:

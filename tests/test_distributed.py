@@ -1,0 +1,90 @@
+"""curator train --distributed: two CPU processes under torchrun (gloo), against one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from classifier.train import load_model
+from tests.test_train import FAST, toy  # noqa: F401  (the fixture)
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+
+
+def test_two_processes_train_what_one_trains(cli, toy, spawn):  # noqa: F811
+    options = [a if a != "3" else "4" for a in FAST]  # 4 epochs
+    single = cli("train", *options, "--json")
+    assert single.exit_code == 0, single.stderr
+    one = json.loads(single.stdout)
+    proc = spawn(
+        [
+            *TORCHRUN,
+            "2",
+            "-m",
+            "curator",
+            "--home",
+            str(toy),
+            "train",
+            *options,
+            "--distributed",
+            "--restart",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    two = json.loads(out)  # rank 0 alone printed
+    assert two["model"] != one["model"] and two["epochs"] == one["epochs"] == 4
+    # One model registered for the two processes, finished, its files written once.
+    models = {m["id"]: m for m in json.loads(cli("models", "--json").stdout)}
+    assert len(models) == 2 and models[two["model"]]["status"] == "done"
+    folder = Path(two["folder"])
+    assert (folder / "model.pt").is_file() and not (folder / "last.pt").exists()
+    meta = load_model(folder / "model.pt")[1]
+    assert meta["training"]["world_size"] == 2 and meta["training"]["batch_size"] == 16
+    # Each process saw half of every epoch's batches, 8 pictures at a time: the same global
+    # batch and number of steps, so the same learning, within what per-process BatchNorm
+    # statistics and dropout change.
+    for split in ("val", "test"):
+        assert two["metrics"][split]["accuracy"] >= one["metrics"][split]["accuracy"] - 0.1
+        assert two["metrics"][split]["loss"] == pytest.approx(
+            one["metrics"][split]["loss"], abs=0.25
+        )
+    single_history = load_model(Path(one["folder"]) / "model.pt")[1]["history"]
+    assert [round(h["lr"], 8) for h in meta["history"]] == [
+        round(h["lr"], 8) for h in single_history
+    ]  # the same schedule: as many optimiser steps per epoch
+    weights = meta["model"]
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+def test_distributed_needs_torchrun_and_a_batch_that_splits(cli, toy, spawn):  # noqa: F811
+    result = cli("train", *FAST, "--distributed")
+    assert result.exit_code == 1 and "runs under torchrun" in result.stderr
+    proc = spawn(
+        [
+            *TORCHRUN,
+            "2",
+            "-m",
+            "curator",
+            "--home",
+            str(toy),
+            "train",
+            *[a if a != "16" else "15" for a in FAST],
+            "--distributed",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "does not split into 2 processes" in err
+    assert json.loads(cli("models", "--json").stdout) == []  # nothing registered
