@@ -86,6 +86,8 @@ def latest_predictions(
         newest = newest.where(Prediction.model_id == model_id)
     if out_of_sample:
         newest = newest.where(Prediction.in_sample.is_(False))
+    if image_ids is not None:  # inside the grouping too: else it groups every prediction
+        newest = newest.where(Prediction.image_id.in_(image_ids))
     query = select(Prediction).where(Prediction.id.in_(newest.scalar_subquery()))
     if image_ids is not None:
         query = query.where(Prediction.image_id.in_(image_ids))

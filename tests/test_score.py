@@ -50,7 +50,18 @@ def trained(tmp_path_factory) -> Path:
             blob_picture(seed + i, warm).save(base / "in" / folder / f"{truth}-{i}.jpg")
     for label in ("happy", "unhappy"):
         assert run(home, "import", base / "in" / label, "--label", label).exit_code == 0
-    result = run(home, "train", "--include-weak", *FAST, "--augment", "light", "--lr", "2e-3")
+    result = run(
+        home,
+        "train",
+        "--include-weak",
+        *FAST,
+        "--augment",
+        "light",
+        "--lr",
+        "2e-3",
+        "--epochs",
+        "5",
+    )
     assert result.exit_code == 0, result.output
     return home
 
