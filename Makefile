@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/score_throughput.py
 	$(BIN)/python bench/active_learning.py
+	$(BIN)/python bench/load_million.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
