@@ -594,15 +594,21 @@ def fit(
         name: {"probs": metrics[name].pop("_probs"), "target": metrics[name].pop("_target")}
         for name in metrics
     }
-    if not group.main:  # rank 0 writes the model file
-        return FitResult(
-            best_epoch=int(best["epoch"]),
-            history=history,
-            metrics=metrics,
-            stopped_early=stopped_early,
-            resumed_from=resumed_from,
-            extras={"weights": weights, "curves": curves, "device": str(device)},
-        )
+    result = FitResult(
+        best_epoch=int(best["epoch"]),
+        history=history,
+        metrics=metrics,
+        stopped_early=stopped_early,
+        resumed_from=resumed_from,
+        extras={
+            "weights": weights,
+            "curves": curves,
+            "device": str(device),
+            "precision": str(dtype).replace("torch.", "") if dtype else "float32",
+        },
+    )
+    if not group.main:
+        return result  # rank 0 writes the model file
     _save(
         folder / "model.pt",
         {
@@ -620,19 +626,7 @@ def fit(
         },
     )
     last.unlink(missing_ok=True)
-    return FitResult(
-        best_epoch=int(best["epoch"]),
-        history=history,
-        metrics=metrics,
-        stopped_early=stopped_early,
-        resumed_from=resumed_from,
-        extras={
-            "weights": weights,
-            "curves": curves,
-            "device": str(device),
-            "precision": str(dtype).replace("torch.", "") if dtype else "float32",
-        },
-    )
+    return result
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[DeepConnection, dict[str, Any]]:

@@ -41,6 +41,10 @@ def catalog(home: Path) -> Iterator[Catalog]:
     cat.dispose()
 
 
+def _sigint_as_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
     """Start a command in its own process group; whatever the test asserts, the command and
@@ -48,6 +52,10 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
     started: list[subprocess.Popen] = []
 
     def start(args: list[str], **kwargs: object) -> subprocess.Popen:
+        # Ctrl-C reaches the command as a terminal would deliver it, even where the tests
+        # themselves run in the background of a shell, which starts them with SIGINT ignored
+        # (and an ignored SIGINT is inherited, and Python then installs no handler for it).
+        kwargs.setdefault("preexec_fn", _sigint_as_default)
         proc = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]
         started.append(proc)
         return proc

@@ -16,31 +16,25 @@ from tests.test_train import FAST, toy  # noqa: F401  (the fixture)
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
 
 
+def torchrun(spawn, home: Path, *args: str, timeout: float = 600) -> tuple[int, str, str]:
+    """``curator --home HOME train ARGS --distributed`` on two processes: (rc, out, err)."""
+    proc = spawn(
+        [*TORCHRUN, "2", "-m", "curator", "--home", str(home), "train", *args, "--distributed"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
 def test_two_processes_train_what_one_trains(cli, toy, spawn):  # noqa: F811
     options = [a if a != "3" else "4" for a in FAST]  # 4 epochs
     single = cli("train", *options, "--json")
     assert single.exit_code == 0, single.stderr
     one = json.loads(single.stdout)
-    proc = spawn(
-        [
-            *TORCHRUN,
-            "2",
-            "-m",
-            "curator",
-            "--home",
-            str(toy),
-            "train",
-            *options,
-            "--distributed",
-            "--restart",
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
+    rc, out, err = torchrun(spawn, toy, *options, "--restart", "--json")
+    assert rc == 0, err[-3000:]
     two = json.loads(out)  # rank 0 alone printed
     assert two["model"] != one["model"] and two["epochs"] == one["epochs"] == 4
     # One model registered for the two processes, finished, its files written once.
@@ -69,22 +63,6 @@ def test_two_processes_train_what_one_trains(cli, toy, spawn):  # noqa: F811
 def test_distributed_needs_torchrun_and_a_batch_that_splits(cli, toy, spawn):  # noqa: F811
     result = cli("train", *FAST, "--distributed")
     assert result.exit_code == 1 and "runs under torchrun" in result.stderr
-    proc = spawn(
-        [
-            *TORCHRUN,
-            "2",
-            "-m",
-            "curator",
-            "--home",
-            str(toy),
-            "train",
-            *[a if a != "16" else "15" for a in FAST],
-            "--distributed",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _out, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and "does not split into 2 processes" in err
+    rc, _out, err = torchrun(spawn, toy, *[a if a != "16" else "15" for a in FAST], timeout=300)
+    assert rc != 0 and "does not split into 2 processes" in err
     assert json.loads(cli("models", "--json").stdout) == []  # nothing registered
