@@ -44,7 +44,7 @@ from curator.scoring import (  # noqa: E402
     score_catalog,
     score_files,
 )
-from curator.synthetic import CLASSES, make_collection  # noqa: E402
+from curator.synthetic import CLASSES, clean_collection, make_collection  # noqa: E402
 from curator.training import train_model  # noqa: E402
 from db.catalog import Catalog, open_catalog  # noqa: E402
 from db.labels import label_images  # noqa: E402
@@ -141,16 +141,11 @@ def main() -> None:
         broken=0,
         off_topic=0,
     )
-    make_collection(
+    clean_collection(
         test_set,
         per_class=max(100, args.per_class // 2),
         seed=args.seed + 1000,
         base_size=200,
-        noise=0,
-        duplicates=0,
-        near=0,
-        broken=0,
-        off_topic=0,
     )
     catalog, settings = open_home(home)
     for label in CLASSES:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from curator.config import Settings, load_settings
 from curator.errors import CuratorError
-from curator.synthetic import CLASSES, Item, make_collection
+from curator.synthetic import CLASSES, Item, clean_collection, make_collection
 
 MARKER = ".curator-demo"
 QUERIES = {"happy": "happy couple", "unhappy": "unhappy couple"}
@@ -175,16 +175,8 @@ def run_demo(
         "broken files and wrong labels"
     )
     items = make_collection(web, per_class=config.per_class, seed=config.seed, base_size=240)
-    make_collection(
-        new_photos,
-        per_class=config.new_photos,
-        seed=config.seed + 7919,
-        base_size=240,
-        noise=0.0,
-        duplicates=0.0,
-        near=0.0,
-        broken=0,
-        off_topic=0.0,
+    clean_collection(
+        new_photos, per_class=config.new_photos, seed=config.seed + 7919, base_size=240
     )
     (new_photos / "truth.json").rename(home / "new-photos-truth.json")
     kinds = Counter(i.kind.split("-")[0] if i.kind != "exact-duplicate" else "exact" for i in items)

@@ -249,6 +249,22 @@ def make_collection(
     return items
 
 
+def clean_collection(out: Path, *, per_class: int, seed: int, base_size: int) -> list[Item]:
+    """Pictures with nothing a crawl brings: no wrong labels, copies, broken or off-topic
+    files (held-out test sets, folders of new photos)."""
+    return make_collection(
+        out,
+        per_class=per_class,
+        seed=seed,
+        base_size=base_size,
+        noise=0.0,
+        duplicates=0.0,
+        near=0.0,
+        broken=0,
+        off_topic=0.0,
+    )
+
+
 def _other(label: str) -> str:
     return CLASSES[1 - CLASSES.index(label)]
 
