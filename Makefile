@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint pytest bench clean browser
+.PHONY: demo test lint pytest bench clean browser postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "chromium is missing: sudo apt-get install chromium (its test is skipped)"; fi; }
 
+# The catalog tests also run on PostgreSQL: Debian's server, started by the tests themselves
+# as a throwaway cluster (tests/pg.py); without it they are skipped with the reason.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
+	  else echo "PostgreSQL is missing: sudo apt-get install postgresql (its tests are skipped)"; fi; }
+
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser postgres
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 test: lint pytest

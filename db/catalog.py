@@ -1,12 +1,21 @@
-"""Opening a catalog: engine, SQLite pragmas, migrations on open, and sessions.
+"""Opening a catalog: engine, per-engine settings, migrations on open, and sessions.
 
 `open_catalog(url)` is the only way the rest of curator reaches the database. It applies every
-pending Alembic migration before returning, so a catalog file from an older curator is upgraded
-in place, and two processes opening a new catalog at once do not race to create it.
+pending Alembic migration before returning, so a catalog from an older curator is upgraded in
+place, and two processes opening a new catalog at once do not race to create it.
+
+Two engines are supported, with the same semantics: SQLite (a file, the default) and
+PostgreSQL (``postgresql+psycopg://...``). On both, write transactions run one at a time and
+readers never wait: SQLite's ``BEGIN IMMEDIATE`` takes its database lock, and on PostgreSQL a
+transaction-scoped advisory lock plays the same part, so code that reads, decides and writes
+inside `Catalog.writing` is never raced by another writer on either engine. A writer that
+waits longer than the busy timeout (``CURATOR_DB_TIMEOUT`` seconds, 30 by default) gets
+`CatalogBusy` and has written nothing.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +25,17 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import CatalogBusy, CatalogError
 
-#: How long a writer waits for another writer's lock before giving up (milliseconds).
+#: How long a writer waits for another writer's lock before giving up (milliseconds), unless
+#: CURATOR_DB_TIMEOUT (seconds) says otherwise.
 BUSY_TIMEOUT_MS = 30_000
+TIMEOUT_ENV = "CURATOR_DB_TIMEOUT"
+#: The advisory lock a PostgreSQL write transaction holds (advisory locks are per database).
+WRITE_LOCK_KEY = 0x6375726174  # "curat"
 #: The newest migration. A catalog already there is opened without loading Alembic at all;
 #: tests/test_catalog.py checks that this is the head of alembic/versions.
 SCHEMA_HEAD = "0004"
@@ -47,11 +60,47 @@ def alembic_config(connection: Connection | None = None) -> Any:
     return config
 
 
+def display_url(url: str) -> str:
+    """A catalog URL fit to print: its password, if any, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def busy_timeout_ms() -> int:
+    raw = os.environ.get(TIMEOUT_ENV)
+    if not raw:
+        return BUSY_TIMEOUT_MS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86_400:
+        raise CatalogError(f"{TIMEOUT_ENV} must be a number of seconds up to a day, not {raw!r}")
+    return max(1, round(seconds * 1000))
+
+
+def _configure_postgresql(engine: Engine, timeout_ms: int) -> None:
+    """A lock timeout on every connection; write transactions take the catalog's write lock."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(timeout_ms)}")
+        dbapi_connection.commit()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("curator_write", False):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+
+def _configure_sqlite(engine: Engine, timeout_ms: int) -> None:
     """WAL, foreign keys and a busy timeout on every connection; explicit BEGINs.
 
     pysqlite's own transaction handling starts transactions lazily and never around DDL; we
@@ -63,7 +112,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys = ON")
         mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
         if mode != "wal" and mode != "memory":
@@ -83,6 +132,7 @@ class Catalog:
 
     engine: Engine
     url: str
+    timeout_ms: int = BUSY_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
@@ -101,32 +151,42 @@ class Catalog:
     def writing(self) -> Iterator[Session]:
         """A short write transaction, committed on success and rolled back on error.
 
-        On SQLite it takes the write lock at its start (waiting up to the busy timeout), so
+        It takes the catalog's write lock at its start (waiting up to the busy timeout), so
         keep the work inside small: prepare everything first, then write.
         """
         with self._write() as session:
             try:
                 yield session
                 session.commit()
-            except OperationalError as exc:
+            except DBAPIError as exc:
                 session.rollback()
-                if "full" in str(exc.orig):
-                    raise CatalogError(
-                        "the disk holding the catalog is full; nothing was lost: "
-                        "free space and run the command again"
-                    ) from exc
-                if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-                    raise CatalogBusy(
-                        f"the catalog is locked by another writer for more than "
-                        f"{BUSY_TIMEOUT_MS // 1000} s; nothing was written, try again"
-                    ) from exc
-                raise
+                raise translate(exc, self.timeout_ms) from exc
             except BaseException:
                 session.rollback()
                 raise
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def translate(exc: DBAPIError, timeout_ms: int = BUSY_TIMEOUT_MS) -> Exception:
+    """The error to raise for a driver error: a full disk or a lock held past the timeout
+    become one-line `CatalogError`s; anything else is returned unchanged."""
+    message = str(exc.orig).lower()
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    if state == "53100" or "database or disk is full" in message or "no space left" in message:
+        return CatalogError(
+            "the disk holding the catalog is full; nothing was lost: "
+            "free space and run the command again"
+        )
+    if state == "55P03" or (
+        isinstance(exc, OperationalError) and ("locked" in message or "busy" in message)
+    ):
+        return CatalogBusy(
+            f"the catalog is locked by another writer for more than "
+            f"{timeout_ms / 1000:g} s; nothing was written, try again"
+        )
+    return exc
 
 
 def _schema_version(conn: Connection) -> str | None:
@@ -151,7 +211,13 @@ def _upgrade(engine: Engine) -> None:
 
 def open_catalog(url: str) -> Catalog:
     """Open (creating if needed) the catalog at a SQLAlchemy URL and bring it up to date."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise CatalogError(
+            f"{url!r} is not a database URL (sqlite:///path/catalog.db or "
+            "postgresql+psycopg://user@host/database)"
+        ) from exc
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database).expanduser()
         try:
@@ -160,12 +226,32 @@ def open_catalog(url: str) -> Catalog:
             raise CatalogError(f"cannot create the catalog's folder {path.parent}: {exc}") from exc
         if path.exists() and not path.is_file():
             raise CatalogError(f"the catalog path {path} is not a file")
-    engine = create_engine(url)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise CatalogError(
+            f"curator keeps catalogs in SQLite or PostgreSQL, not {parsed.get_backend_name()} "
+            "(sqlite:///path/catalog.db or postgresql+psycopg://user@host/database)"
+        )
+    timeout_ms = busy_timeout_ms()
+    try:
+        engine = create_engine(url)
+    except ImportError as exc:
+        raise CatalogError(
+            f"the driver for {parsed.drivername} is not installed ({exc}); for PostgreSQL, "
+            "pip install 'curator[postgresql]' and use postgresql+psycopg://"
+        ) from exc
+    except ArgumentError as exc:
+        raise CatalogError(f"cannot open the catalog at {parsed!r}: {exc}") from exc
     if _is_sqlite(engine):
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, timeout_ms)
+    else:
+        _configure_postgresql(engine, timeout_ms)
     try:
         _upgrade(engine)
     except DBAPIError as exc:
         engine.dispose()
-        raise CatalogError(f"cannot open the catalog at {parsed!r}: {exc.orig}") from exc
-    return Catalog(engine=engine, url=url)
+        error = translate(exc, timeout_ms)
+        if error is exc:
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc
+            error = CatalogError(f"cannot open the catalog at {parsed!r}: {reason}")
+        raise error from exc
+    return Catalog(engine=engine, url=url, timeout_ms=timeout_ms)

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,14 +14,81 @@ from typer.testing import CliRunner
 
 from curator.cli import app
 from db.catalog import Catalog, open_catalog
+from tests import pg
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A module or test marked `backends` runs once on each catalog engine.
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.Server | str]:
+    """A throwaway PostgreSQL server for the whole run, or the reason there is none."""
+    base = Path(tempfile.mkdtemp(prefix="curator-pg-"))
+    try:
+        server = pg.start_server(base)
+    except pg.Unavailable as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        yield str(exc)
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh CURATOR_HOME for one test."""
+def backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's catalog URL: a SQLite file under its home, or a new PostgreSQL database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'home' / 'catalog.db'}"
+        return
+    server = request.getfixturevalue("pg_server")
+    if isinstance(server, str):
+        pytest.skip(f"PostgreSQL is not available: {server}")
+    url = server.create_database()
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
+
+
+@pytest.fixture
+def new_db_url(backend: str, request: pytest.FixtureRequest) -> Iterator[Callable[[Path], str]]:
+    """Another empty catalog on the test's backend: new_db_url(home) -> URL."""
+    made: list[str] = []
+    server = request.getfixturevalue("pg_server") if backend == "postgresql" else None
+
+    def make(home: Path) -> str:
+        if server is None:
+            return f"sqlite:///{home / 'catalog.db'}"
+        made.append(server.create_database())
+        return made[-1]
+
+    yield make
+    for url in made:
+        server.drop_database(url)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Path:
+    """A fresh CURATOR_HOME for one test, its catalog on the test's backend."""
     path = tmp_path / "home"
     monkeypatch.setenv("CURATOR_HOME", str(path))
-    monkeypatch.delenv("CURATOR_DB_URL", raising=False)
+    if db_url.startswith("sqlite"):
+        monkeypatch.delenv("CURATOR_DB_URL", raising=False)
+    else:
+        monkeypatch.setenv("CURATOR_DB_URL", db_url)
     return path
 
 
@@ -35,8 +104,8 @@ def cli(home: Path) -> Callable[..., object]:
 
 
 @pytest.fixture
-def catalog(home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+def catalog(home: Path, db_url: str) -> Iterator[Catalog]:
+    cat = open_catalog(db_url)
     yield cat
     cat.dispose()
 

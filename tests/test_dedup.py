@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
+import pytest
 from PIL import Image, ImageEnhance
 
+from curator.config import load_settings
 from tests import imagefiles as f
+from tests.sql import rows
+
+pytestmark = pytest.mark.backends
 
 
 def table(home, sql):
-    with sqlite3.connect(home / "catalog.db") as db:
-        return db.execute(sql).fetchall()
+    return rows(sql, load_settings(home=home).db_url)
 
 
 def state(home):

@@ -6,9 +6,12 @@ import csv
 import json
 import os
 
+import pytest
 from torchvision.datasets import ImageFolder
 
 from tests import imagefiles as f
+
+pytestmark = pytest.mark.backends
 
 
 def setup_catalog(cli, tmp_path):

@@ -6,25 +6,33 @@ import io
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from curator.config import load_settings
 from curator.thumbs import ThumbStore
 from tests import imagefiles as f
+from tests.sql import rows as catalog_rows
+
+pytestmark = pytest.mark.backends
 
 
 def rows(home: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(home / "catalog.db") as db:
-        return db.execute(sql).fetchall()
+    return catalog_rows(sql, load_settings(home=home).db_url)
 
 
-def import_json(cli, *args, home: Path | None = None) -> dict:
-    prefix = ("--home", home) if home else ()
+def json_column(value: str | dict) -> dict:
+    """A JSON column as read back: text on SQLite, already decoded on PostgreSQL."""
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def import_json(cli, *args, home: Path | None = None, db_url: str | None = None) -> dict:
+    prefix = (("--home", home) if home else ()) + (("--db-url", db_url) if db_url else ())
     result = cli(*prefix, "import", *args, "--json")
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
@@ -49,7 +57,7 @@ def test_import_a_folder_records_images_sources_labels_and_files(cli, home, tmp_
     sources = rows(home, "SELECT kind, outcome, image_id FROM sources")
     assert len(sources) == 6 and all(s[0] == "file" and s[1] == "added" and s[2] for s in sources)
     run = rows(home, "SELECT kind, status, counts FROM runs")
-    assert run[0][:2] == ("import", "done") and json.loads(run[0][2])["added"] == 6
+    assert run[0][:2] == ("import", "done") and json_column(run[0][2])["added"] == 6
 
 
 def test_importing_the_same_thing_twice_adds_nothing(cli, home, tmp_path):
@@ -184,10 +192,11 @@ def test_an_unknown_label_is_refused_before_anything_is_read(cli, home, tmp_path
     assert rows(home, "SELECT count(*) FROM images") == [(0,)]
 
 
-def test_parallel_import_matches_serial_import(cli, home, tmp_path):
+def test_parallel_import_matches_serial_import(cli, home, tmp_path, new_db_url):
     folder = tmp_path / "in"
     for i in range(24):
         f.jpeg(folder / f"{i:02d}.jpg", f.picture(100 + i))
-    serial = import_json(cli, folder, "--workers", "1", home=tmp_path / "h1")
-    parallel = import_json(cli, folder, "--workers", "2", home=tmp_path / "h2")
+    serial = import_json(cli, folder, "--workers", "1")
+    second = tmp_path / "h2"
+    parallel = import_json(cli, folder, "--workers", "2", home=second, db_url=new_db_url(second))
     assert serial == parallel

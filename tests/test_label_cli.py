@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
+from curator.config import load_settings
 from tests import imagefiles as f
+from tests.sql import rows
+
+pytestmark = pytest.mark.backends
 
 
 @pytest.fixture
@@ -19,15 +22,15 @@ def labeled(cli, home, tmp_path):
 
 
 def human(home):
-    with sqlite3.connect(home / "catalog.db") as db:
-        return db.execute(
-            "SELECT image_id, label, author FROM label_events WHERE origin='human' ORDER BY id"
-        ).fetchall()
+    return rows(
+        "SELECT image_id, label, author FROM label_events WHERE origin='human' ORDER BY id",
+        load_settings(home=home).db_url,
+    )
 
 
 def sha(home, image_id):
-    with sqlite3.connect(home / "catalog.db") as db:
-        return db.execute("SELECT sha256 FROM images WHERE id = ?", (image_id,)).fetchone()[0]
+    url = load_settings(home=home).db_url
+    return rows("SELECT sha256 FROM images WHERE id = :id", url, id=image_id)[0][0]
 
 
 def test_label_by_id_and_sha(cli, labeled):

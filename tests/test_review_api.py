@@ -16,6 +16,9 @@ from curator.thumbs import ThumbStore
 from db.catalog import open_catalog
 from db.runs import start_run
 from tests import imagefiles as f
+from tests.sql import rows
+
+pytestmark = pytest.mark.backends
 
 
 @pytest.fixture
@@ -40,11 +43,11 @@ def client(home: Path, token: str | None = None, author: str = "ann") -> TestCli
 
 
 def events(home: Path) -> list[tuple]:
-    with sqlite3.connect(home / "catalog.db") as db:
-        return db.execute(
-            "SELECT image_id, label, origin, author FROM label_events WHERE origin = 'human' "
-            "ORDER BY id"
-        ).fetchall()
+    return rows(
+        "SELECT image_id, label, origin, author FROM label_events WHERE origin = 'human' "
+        "ORDER BY id",
+        load_settings(home=home).db_url,
+    )
 
 
 def test_state_lists_classes_keys_and_queues(catalog_home):
@@ -190,8 +193,7 @@ def test_a_split_group_stays_split(catalog_home, cli):
     members = c.post("/api/separate", json={"id": group["duplicates"][0]}).json()["separated"]
     assert sorted(members) == sorted([group["id"], *group["duplicates"]])
     assert c.get("/api/queue/duplicates").json()["items"] == []
-    with sqlite3.connect(catalog_home / "catalog.db") as db:
-        assert db.execute("SELECT count(*) FROM separations").fetchone() == (1,)
+    assert rows("SELECT count(*) FROM separations") == [(1,)]
     again = json.loads(cli("dedup", "--json").stdout)
     assert again["to_duplicate"] == 0 and again["groups"] == 0
     assert c.post("/api/separate", json={"id": 999}).status_code == 404

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,11 +21,13 @@ from curator.ingest import Ingestor, prepare_file
 from curator.storage import Store
 from db.catalog import open_catalog
 from tests import imagefiles as f
+from tests.sql import rows as catalog_rows
+
+pytestmark = pytest.mark.backends
 
 
 def rows(home: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(home / "catalog.db") as db:
-        return db.execute(sql).fetchall()
+    return catalog_rows(sql, load_settings(home=home).db_url)
 
 
 def test_a_concurrent_writer_s_images_are_found_as_near_duplicates(tmp_path, home):
@@ -203,9 +203,8 @@ def test_a_full_disk_is_one_clear_error_and_loses_nothing(tmp_path):
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and "full" in done.stderr
         assert "Traceback" not in done.stderr
-        with closing(sqlite3.connect(home / "catalog.db")) as db:
-            for (path,) in db.execute("SELECT path FROM images"):
-                assert (home / path).is_file()
+        for (path,) in rows(home, "SELECT path FROM images"):
+            assert (home / path).is_file()
     finally:
         if subprocess.run(["umount", str(home)]).returncode:
             subprocess.run(["umount", "-l", str(home)])  # still busy: detach it anyway

@@ -13,7 +13,11 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from tests import imagefiles as f
+
+pytestmark = pytest.mark.backends
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from curator.imaging import Limits
 from curator.importer import ImportProgress, import_paths
 from curator.runs import tracked_run
 from curator.stats import catalog_stats, image_details
+from db.catalog import display_url
 from db.labels import current_labels
 from db.models import Run
 from db.settings import get_classes, set_classes
@@ -231,7 +232,7 @@ def stats_command(
         print_json(stats)
         return
     images, labels, sources = stats["images"], stats["labels"], stats["sources"]
-    stdout.print(f"catalog     {settings.db_url}")
+    stdout.print(f"catalog     {display_url(settings.db_url)}")
     stdout.print(f"classes     {', '.join(stats['classes'])}")
     stdout.print(
         f"images      {images['total']} ({images['active']} active, "

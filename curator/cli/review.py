@@ -26,6 +26,7 @@ from curator.cli.common import (
 )
 from curator.errors import CuratorError
 from curator.runs import tracked_run
+from db.catalog import display_url
 from db.errors import CatalogError
 from db.images import find_image
 from db.labels import count_events, current_labels, label_images
@@ -114,7 +115,7 @@ def review_command(
     url = f"http://{shown}:{actual}/?{urlencode(query)}"
     if actual != port:
         stdout.print(f"port {port} is taken; using {actual}")
-    stdout.print(f"reviewing {settings.db_url} as {author}")
+    stdout.print(f"reviewing {display_url(settings.db_url)} as {author}")
     stdout.print(f"open {url}   (Ctrl-C stops)")
     if not no_browser:
         health = f"http://{shown}:{actual}/api/health" + (f"?token={token}" if token else "")
