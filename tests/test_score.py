@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from curator.cli import app
+from curator.config import load_settings
 from tests import videofiles
+from tests.sql import rows as catalog_rows
 from tests.test_train import FAST, blob_picture
 
 PER_CLASS = 48
@@ -30,9 +31,13 @@ def run(home: Path, *args: object):
     return result
 
 
-def rows(home: Path, sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(home / "catalog.db") as db:
-        return list(db.execute(sql, params))
+def rows(home: Path, sql: str, **params: object) -> list[tuple]:
+    return catalog_rows(sql, load_settings(home=home).db_url, **params)
+
+
+def decoded(value: str | list) -> list:
+    """A JSON column as read back: text on SQLite, already decoded on PostgreSQL."""
+    return value if isinstance(value, list) else json.loads(value)
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +72,16 @@ def trained(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def scored_home(trained, tmp_path) -> Path:
-    """A private copy of the trained catalog, for tests that change it."""
+def scored_home(trained, tmp_path, backend, new_db_url, monkeypatch) -> Path:
+    """A private copy of the trained catalog, for tests that change it; on PostgreSQL, its
+    catalog copied there with curator db copy."""
     home = tmp_path / "home"
     shutil.copytree(trained, home)
+    if backend == "postgresql":
+        url = new_db_url(home)
+        copied = run(home, "db", "copy", home / "catalog.db", url)
+        assert copied.exit_code == 0, copied.output
+        monkeypatch.setenv("CURATOR_DB_URL", url)
     return home
 
 
@@ -84,6 +95,7 @@ def truth_of(home: Path) -> dict[int, str]:
     return out
 
 
+@pytest.mark.backends
 def test_score_writes_a_prediction_per_active_image_and_reruns_only_new(scored_home, tmp_path):
     result = run(scored_home, "score", "--json", "--workers", "0")
     assert result.exit_code == 0, result.output
@@ -99,7 +111,7 @@ def test_score_writes_a_prediction_per_active_image_and_reruns_only_new(scored_h
     model = torch.load(scored_home / "models" / "1" / "model.pt", weights_only=True)
     train_ids = set(model["splits"]["train"])
     for image_id, probs, predicted, confidence, margin, in_sample in stored:
-        p = json.loads(probs)
+        p = decoded(probs)
         assert abs(sum(p) - 1) < 1e-4
         assert predicted == ("happy", "unhappy")[int(np.argmax(p))]
         assert confidence == pytest.approx(max(p), abs=1e-5)
@@ -121,6 +133,7 @@ def test_score_writes_a_prediction_per_active_image_and_reruns_only_new(scored_h
     assert len(rows(scored_home, "SELECT id FROM predictions")) == len(active) + 1
 
 
+@pytest.mark.backends
 def test_the_queues_rank_by_the_predictions(scored_home):
     assert run(scored_home, "queue", "uncertain").exit_code == 1  # no predictions yet
     assert run(scored_home, "score", "--workers", "0").exit_code == 0
@@ -133,7 +146,7 @@ def test_the_queues_rank_by_the_predictions(scored_home):
     assert margins == sorted(margins)
     disagree = json.loads(run(scored_home, "queue", "disagree", "--limit", "500", "--json").stdout)
     out_of_sample = {
-        r[0] for r in rows(scored_home, "SELECT image_id FROM predictions WHERE in_sample = 0")
+        r[0] for r in rows(scored_home, "SELECT image_id FROM predictions WHERE in_sample = false")
     }
     items = disagree["items"]
     assert items and {item["id"] for item in items} == out_of_sample
@@ -152,6 +165,7 @@ def test_the_queues_rank_by_the_predictions(scored_home):
     assert "model 1:" in text and "p of" in text
 
 
+@pytest.mark.backends
 def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
     result = run(scored_home, "score", "--folds", "2", "--json", "--workers", "0")
     assert result.exit_code == 0, result.output
@@ -160,7 +174,9 @@ def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
     groups = rows(scored_home, "SELECT count(*) FROM images WHERE status = 'active'")[0][0]
     assert sum(f["held_out"] for f in outcome["folds"]) == groups
     # Every labeled image now has a prediction from a model that did not train on it.
-    independent = rows(scored_home, "SELECT DISTINCT image_id FROM predictions WHERE in_sample = 0")
+    independent = rows(
+        scored_home, "SELECT DISTINCT image_id FROM predictions WHERE in_sample = false"
+    )
     assert len(independent) == groups
     statuses = rows(scored_home, "SELECT id, status FROM models ORDER BY id")
     assert statuses == [(1, "done"), (2, "cross-fit"), (3, "cross-fit")]
@@ -193,8 +209,8 @@ def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
     assert all(f["kept"] for f in again["folds"]) and again["scored"] == 1
     assert len(rows(scored_home, "SELECT id FROM models")) == 3
     assert rows(
-        scored_home, "SELECT model_id, in_sample FROM predictions WHERE image_id = ?", late
-    ) in ([(2, 0)], [(3, 0)])
+        scored_home, "SELECT model_id, in_sample FROM predictions WHERE image_id = :id", id=late
+    ) in ([(2, False)], [(3, False)])
 
 
 def test_score_a_folder_to_csv_and_jsonl_with_bad_files(trained, tmp_path):
@@ -245,6 +261,7 @@ def test_score_a_folder_to_csv_and_jsonl_with_bad_files(trained, tmp_path):
     assert records[1]["error"] == "zero-byte file" and records[1]["probs"] is None
 
 
+@pytest.mark.backends
 def test_score_add_imports_and_keeps_the_predictions(scored_home, tmp_path):
     new = tmp_path / "new"
     new.mkdir()
@@ -467,6 +484,7 @@ def test_review_page_explains_on_the_e_key(scored_home):
         assert img.format == "PNG"
 
 
+@pytest.mark.backends
 def test_ranked_queue_pages_skip_nothing_while_images_are_labeled(scored_home):
     from starlette.testclient import TestClient
 
@@ -478,7 +496,7 @@ def test_ranked_queue_pages_skip_nothing_while_images_are_labeled(scored_home):
         run(scored_home, "queue", "uncertain", "--limit", "500", "--json").stdout
     )
     order = [item["id"] for item in everything["items"]]
-    catalog = open_catalog(f"sqlite:///{scored_home / 'catalog.db'}")
+    catalog = open_catalog(load_settings(home=scored_home).db_url)
     try:
         client = TestClient(create_app(catalog=catalog, home=scored_home, author="tester"))
         seen: list[int] = []
@@ -538,15 +556,20 @@ def test_sound_longer_than_the_film_is_not_damage_and_one_bad_video_stops_none(t
     assert len(errors) == 1 and "bad.mp4" in errors[0]
 
 
-def test_two_shards_at_once_score_what_one_process_scores(scored_home, tmp_path, spawn):
-    """Two processes, each scoring its shard of the catalog into the same SQLite file at
-    the same time, store the same predictions as one process scoring everything."""
+@pytest.mark.backends
+def test_two_shards_at_once_score_what_one_process_scores(scored_home, tmp_path, spawn, new_db_url):
+    """Two processes, each scoring its shard of the catalog into the same catalog at the same
+    time, store the same predictions as one process scoring everything."""
     import subprocess
     import sys
 
     one = tmp_path / "one"
     shutil.copytree(scored_home, one)
-    assert run(one, "score", "--workers", "0").exit_code == 0
+    one_url = new_db_url(one)
+    if not one_url.startswith("sqlite"):
+        source = load_settings(home=scored_home).db_url
+        assert run(one, "db", "copy", source, one_url).exit_code == 0
+    assert run(one, "--db-url", one_url, "score", "--workers", "0").exit_code == 0
     procs = [
         spawn(
             [
@@ -575,11 +598,11 @@ def test_two_shards_at_once_score_what_one_process_scores(scored_home, tmp_path,
     assert counts[0]["scored"] + counts[1]["scored"] == active
     assert min(c["scored"] for c in counts) >= active // 4  # the hash spreads the ids
     sql = "SELECT image_id, probs, predicted, in_sample FROM predictions ORDER BY image_id"
-    sharded, single = rows(scored_home, sql), rows(one, sql)
+    sharded, single = rows(scored_home, sql), catalog_rows(sql, one_url)
     assert [r[0] for r in sharded] == [r[0] for r in single]
     for (image_id, probs, predicted, in_sample), twin in zip(sharded, single, strict=True):
         assert (predicted, in_sample) == (twin[2], twin[3]), image_id
-        assert json.loads(probs) == pytest.approx(json.loads(twin[1]), abs=1e-4), image_id
+        assert decoded(probs) == pytest.approx(decoded(twin[1]), abs=1e-4), image_id
     # A shard run again has nothing left to do; the other shard's images are not its own.
     again = json.loads(run(scored_home, "score", "--shard", "1/2", "--json").stdout)
     assert again["scored"] == 0 and again["already_scored"] == counts[0]["scored"]

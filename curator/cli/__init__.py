@@ -8,6 +8,7 @@ import typer
 
 from curator.cli import catalog as catalog_commands
 from curator.cli import crawl as crawl_commands
+from curator.cli import db as db_commands
 from curator.cli import demo as demo_commands
 from curator.cli import review as review_commands
 from curator.cli import score as score_commands
@@ -51,6 +52,7 @@ review_commands.register(app)
 train_commands.register(app)
 score_commands.register(app)
 demo_commands.register(app)
+db_commands.register(app)
 
 
 def main() -> None:

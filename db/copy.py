@@ -1,0 +1,203 @@
+"""Copying a whole catalog to another database (SQLite to PostgreSQL and back), verified.
+
+Every table is copied in the order its foreign keys need, primary keys kept, in one write
+transaction on the destination: a copy that fails or is interrupted leaves the destination as
+empty as it was, and running it again starts over. The source is read in one snapshot, so a
+catalog in use is copied as it stood at one moment. Before committing, both sides are counted
+and digested table by table (every column of every row, in key order); any difference rolls the
+copy back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Connection, Table, bindparam, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from db.catalog import Catalog, translate
+from db.errors import CatalogError
+from db.models import Base
+
+#: Rows per INSERT batch.
+BATCH = 2000
+
+#: on_progress(table, rows copied so far, rows in the table)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    name: str
+    rows: int
+    digest: str
+
+
+def tables() -> list[Table]:
+    """The catalog's tables, each after the tables it refers to."""
+    return list(Base.metadata.sorted_tables)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back the UTC wall clock without a zone; PostgreSQL an aware time.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _portable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, datetime):
+        return _utc(value).isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _ordered(table: Table) -> Any:
+    return select(table).order_by(*table.primary_key.columns)
+
+
+def _count(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _batches(conn: Connection, table: Table, size: int) -> Iterator[list[dict[str, Any]]]:
+    result = conn.execution_options(stream_results=True, yield_per=size).execute(_ordered(table))
+    for part in result.mappings().partitions(size):
+        yield [dict(row) for row in part]
+
+
+def digest(conn: Connection, table: Table) -> tuple[int, str]:
+    """The number of rows of a table and a sha256 of every column of every row, in key order,
+    the same on SQLite and PostgreSQL for the same content."""
+    h = hashlib.sha256()
+    rows = 0
+    names = [c.name for c in table.columns]
+    for batch in _batches(conn, table, BATCH):
+        for row in batch:
+            rows += 1
+            h.update("\x1f".join(_canonical(row[n]) for n in names).encode())
+            h.update(b"\x1e")
+    return rows, h.hexdigest()
+
+
+def _self_references(table: Table) -> list[Column[Any]]:
+    return [fk.parent for fk in table.foreign_keys if fk.column.table is table]
+
+
+def _copy_table(
+    src: Connection, dst: Connection, table: Table, on_progress: Progress | None
+) -> None:
+    total = _count(src, table)
+    if on_progress:
+        on_progress(table.name, 0, total)
+    # A row may point at a later row of its own table (an image's duplicate_of): those links
+    # are written once every row is in.
+    selfrefs = _self_references(table)
+    (key,) = table.primary_key.columns if selfrefs else (None,)
+    links: list[dict[str, Any]] = []
+    done = 0
+    for batch in _batches(src, table, BATCH):
+        rows = [_portable(row) for row in batch]
+        for row in rows:
+            for column in selfrefs:
+                if row[column.name] is not None:
+                    links.append({"_key": row[key.name], "_column": column.name,
+                                  "_value": row[column.name]})  # fmt: skip
+                    row[column.name] = None
+        dst.execute(insert(table), rows)
+        done += len(rows)
+        if on_progress:
+            on_progress(table.name, done, total)
+    for column in selfrefs:
+        pairs = [link for link in links if link["_column"] == column.name]
+        if pairs:
+            statement = (
+                update(table)
+                .where(key == bindparam("_key"))
+                .values({column.name: bindparam("_value")})
+            )
+            dst.execute(statement, [{"_key": p["_key"], "_value": p["_value"]} for p in pairs])
+
+
+def _advance_sequences(dst: Connection) -> None:
+    """PostgreSQL's id sequences do not move when ids are written explicitly: move them past
+    the copied rows, so the next image gets a new id."""
+    if dst.dialect.name != "postgresql":
+        return
+    for table in tables():
+        keys = list(table.primary_key.columns)
+        if len(keys) != 1 or not keys[0].autoincrement or keys[0].type.python_type is not int:
+            continue
+        name = keys[0].name
+        dst.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence(:table, :column), "
+                f"COALESCE(MAX({name}), 1), MAX({name}) IS NOT NULL) FROM {table.name}"
+            ),
+            {"table": table.name, "column": name},
+        )
+
+
+def _snapshot(catalog: Catalog) -> Connection:
+    """A connection that reads the whole catalog as of one moment."""
+    conn = catalog.engine.connect()
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    conn.begin()
+    return conn
+
+
+def copy_catalog(
+    src: Catalog, dst: Catalog, *, on_progress: Progress | None = None
+) -> list[TableCopy]:
+    """Copy every row of `src` into `dst`, which must hold no rows; returns each table's row
+    count and digest, checked equal on both sides before the copy is committed."""
+    with dst.engine.connect() as conn:
+        held = {t.name: n for t in tables() if (n := _count(conn, t))}
+    held.pop("settings", None)  # a new catalog holds its default classes
+    if held:
+        what = ", ".join(f"{n} {name}" for name, n in held.items())
+        raise CatalogError(
+            f"the destination already holds a catalog ({what}); copy into an empty one"
+        )
+    source = _snapshot(src)
+    try:
+        with dst.engine.execution_options(curator_write=True).begin() as target:
+            for table in tables():
+                target.execute(table.delete())  # the new catalog's default settings
+                _copy_table(source, target, table, on_progress)
+            _advance_sequences(target)
+            copied = []
+            for table in tables():
+                rows, sums = digest(source, table)
+                rows_after, sums_after = digest(target, table)
+                if (rows, sums) != (rows_after, sums_after):
+                    raise CatalogError(
+                        f"the copy of {table.name} differs from its source ({rows} rows, "
+                        f"{rows_after} copied); nothing was committed"
+                    )
+                copied.append(TableCopy(table.name, rows, sums))
+    except DBAPIError as exc:
+        raise translate(exc, dst.timeout_ms) from exc
+    finally:
+        source.close()
+    return copied
+
+
+def compare(a: Catalog, b: Catalog, names: Iterable[str] | None = None) -> dict[str, bool]:
+    """Whether each table holds the same rows in both catalogs (by `digest`)."""
+    wanted = set(names) if names is not None else None
+    out: dict[str, bool] = {}
+    with a.engine.connect() as left, b.engine.connect() as right:
+        for table in tables():
+            if wanted is None or table.name in wanted:
+                out[table.name] = digest(left, table) == digest(right, table)
+    return out
