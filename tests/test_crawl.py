@@ -186,6 +186,20 @@ def test_a_slow_result_page_still_has_its_images_fetched(tmp_path, server):
     assert result["slow"]["added"] == 3
 
 
+def test_slow_downloads_that_fill_the_download_queue_lose_no_image(tmp_path, server):
+    # One thread at 0.25 s an image: the page's 20 URLs wait for room in the queue longer
+    # than one put's timeout (icrawler's cached queue then dropped them as duplicates of
+    # themselves, and the crawl stalled and ended short, exiting 0).
+    server.image_delay = 0.25
+    server.results["q"] = [
+        (server.add_image(f"s{i}.jpg", Behaviour(good_jpeg(900 + i))), None) for i in range(30)
+    ]
+    home = tmp_path / "home"
+    result = run(home, server, ["q"], max_images=30, threads=1)
+    assert result["q"]["added"] == 30, result["q"]
+    assert rows(home, "SELECT count(*) FROM images") == [(30,)]
+
+
 def test_no_thread_is_left_running(tmp_path, server):
     server.results["q"] = [
         (server.add_image(f"t{i}.jpg", Behaviour(good_jpeg(400 + i), delay=0.2)), None)

@@ -10,6 +10,9 @@ feeds the catalog. curator drives them itself instead of ``Crawler.crawl()``:
   machine without network gets one clear sentence instead of an empty run;
 * one parser thread fetches pages in order (through `Fetcher`) and calls the engine's
   ``parse``; any exception there is counted, never fatal to the thread;
+* a page's image URLs wait for room in the download queue without icrawler's cache, which
+  drops an item whose first put timed out as a duplicate of itself (a crawl of a slow site
+  otherwise stalls, then ends short);
 * downloader threads wait for work for as long as pages keep coming (no 5 s queue timeout
   that loses a slow page's images), fetch through `Fetcher`, validate and store through
   `prepare_bytes`, and hand each result to this thread, which records it through the
@@ -310,7 +313,10 @@ class QueryCrawl:
         item["seq"] = next(self._seq)
         while not self.stop.is_set():
             try:
-                parser.output(item, timeout=0.2)
+                # Queue.put, not icrawler's CachedQueue.put: that one marks an item seen before
+                # the put succeeds, so a put retried after a full queue's timeout would be
+                # dropped as a duplicate, and the crawl would wait for it forever.
+                queue.Queue.put(parser.out_queue, item, timeout=0.2)
                 break
             except queue.Full:
                 continue
