@@ -121,8 +121,10 @@ class ImportProgress:
 
 
 def _ignore_interrupts() -> None:
-    # Ctrl-C reaches the whole process group; only the parent winds the import down.
+    # Ctrl-C reaches the whole process group; only the parent winds the import down. A
+    # worker is forked with the parent's SIGTERM handler: a worker ends on SIGTERM, quietly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _prepare_chunk(paths: list[str], store: Store, limits: Limits) -> list[Prepared]:

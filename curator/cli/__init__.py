@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -55,5 +56,12 @@ demo_commands.register(app)
 db_commands.register(app)
 
 
+def _terminated(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # `kill`, `docker stop` and systemd end a command the way Ctrl-C does: what was done is
+    # saved and its run closed as interrupted, instead of a run left open.
+    signal.signal(signal.SIGTERM, _terminated)
     app()
