@@ -157,7 +157,9 @@ def starting_weights(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise TrainingError(f"--weights {weights} is not a PyTorch state dict: {exc}") from None
+        raise TrainingError(
+            f"--weights {weights} is damaged or not a PyTorch state dict ({why(exc)})"
+        ) from None
     if isinstance(state, dict) and state.get("format") == "curator-deepconnection-1":
         model, source = state["model"], f"curator model {path}"  # fine-tuning it
         if classes is not None and list(state.get("classes", [])) != list(classes):
@@ -348,10 +350,63 @@ def check_examples(examples: Examples, include_weak: bool) -> None:
         raise TrainingError(f"the train split has no image of {', '.join(lacking)}")
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
+#: The state after the newest epoch, then the one before it: a run resumes from the first of
+#: these that loads.
+CHECKPOINTS = ("last.pt", "previous.pt")
+
+
+def _save(path: Path, payload: dict[str, Any], *, previous: Path | None = None) -> None:
+    """Write a file whole or not at all (on the disk before it takes the name); with
+    `previous`, the file it replaces is kept there."""
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, temp)
-    os.replace(temp, path)
+    try:
+        torch.save(payload, temp)
+        with open(temp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def find_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a resumed run starts from, if any (see `CHECKPOINTS`)."""
+    return next((folder / n for n in CHECKPOINTS if (folder / n).exists()), None)
+
+
+def usable_checkpoint(folder: Path) -> tuple[int | None, list[str]]:
+    """The epoch after which the newest checkpoint in `folder` that loads was written, and a
+    note for each damaged one, which is set aside as ``NAME.damaged`` (kept, never read again):
+    a run then resumes from the epoch before, or, with none left, starts that model over."""
+    notes: list[str] = []
+    for name in CHECKPOINTS:
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not {"model", "epoch"} <= state.keys():
+                raise ValueError("not a training checkpoint")
+        except Exception as exc:
+            aside = path.with_name(f"{name}.damaged")
+            os.replace(path, aside)
+            notes.append(
+                f"the checkpoint {path} is damaged ({why(exc)}); set aside as {aside.name}"
+            )
+            continue
+        return int(state["epoch"]), notes
+    return None, notes
+
+
+def why(exc: BaseException) -> str:
+    """Why a model file did not load, in a few words (torch's own messages run to pages)."""
+    text = str(exc).strip()
+    if text.startswith("Weights only load failed"):
+        return "not a file of tensors that can be read safely"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= 120 else first[:117] + "..."
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -361,7 +416,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise TrainingError(f"the model file {path} is missing") from None
     except Exception as exc:
-        raise TrainingError(f"the model file {path} is damaged ({exc}); train again") from None
+        raise TrainingError(f"the model file {path} is damaged ({why(exc)}); train again") from None
 
 
 def _oom(exc: BaseException, cfg: TrainConfig, model_cfg: ModelConfig) -> TrainingError:
@@ -470,8 +525,8 @@ def fit(
     channels_last = cfg.channels_last and device.type in ("cpu", "cuda")
     torch.manual_seed(cfg.seed)
     model = DeepConnection(model_cfg)
-    last = folder / "last.pt"
-    if start is None and not (resume and last.exists()):
+    last, checkpoint = folder / "last.pt", find_checkpoint(folder) if resume else None
+    if start is None and checkpoint is None:
         start = starting_weights(model_cfg.backbone, cfg.weights, model_cfg.classes)
     weights = apply_weights(model, *(start or (None, "the interrupted run")))
     model = model.to(device)
@@ -493,8 +548,8 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
     first_epoch, resumed_from = 1, None
-    if resume and last.exists():
-        state = load_checkpoint(last)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -559,7 +614,8 @@ def fit(
                 continue
             _save(
                 last,
-                {
+                previous=folder / "previous.pt",
+                payload={
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -625,7 +681,8 @@ def fit(
             "versions": {"torch": str(torch.__version__), **(versions or {})},
         },
     )
-    last.unlink(missing_ok=True)
+    for name in CHECKPOINTS:
+        (folder / name).unlink(missing_ok=True)
     return result
 
 

@@ -25,8 +25,10 @@ from classifier.train import (
     TrainConfig,
     apply_weights,
     check_examples,
+    find_checkpoint,
     fit,
     starting_weights,
+    usable_checkpoint,
 )
 from curator import __version__
 from curator.runs import tracked_run
@@ -54,6 +56,7 @@ def train_model(
     cfg: TrainConfig,
     on_progress: Callable[[Progress], None] = lambda _p: None,
     on_start: Callable[[int, int | None, dict[str, Any]], None] = lambda *_a: None,
+    on_note: Callable[[str], None] = lambda _n: None,
     restart: bool = False,
     group: Group = SINGLE,
 ) -> TrainOutcome:
@@ -74,8 +77,13 @@ def train_model(
         earlier = None if restart else resumable_model(session, config=config, training=training)
         if earlier is not None and earlier.run_id and run_is_live(session, run_id=earlier.run_id):
             earlier = None  # being trained right now by another process: leave it be
+    resumed_after = None
+    if earlier is not None:  # a damaged checkpoint is set aside before anything trusts it
+        resumed_after, notes = usable_checkpoint(home / earlier.path)
+        for note in notes:
+            on_note(note)
     start = None
-    if earlier is None or not (home / earlier.path / "last.pt").exists():
+    if earlier is None or find_checkpoint(home / earlier.path) is None:
         # a missing or unfitting weights file fails here, before anything is registered
         start = starting_weights(model_cfg.backbone, cfg.weights, classes)
         apply_weights(DeepConnection(model_cfg), *start)
@@ -87,9 +95,9 @@ def train_model(
             model_id, folder = register_model(
                 session, home, config=config, training=training, classes=classes
             )
-    resumes = earlier is not None and (folder / "last.pt").exists()
+    resumes = earlier is not None and find_checkpoint(folder) is not None
     share(group, (model_id, str(folder)))  # the other ranks wait for this
-    on_start(model_id, earlier.epochs if resumes and earlier else None, examples.counts())
+    on_start(model_id, resumed_after if resumes else None, examples.counts())
     params = {"model": model_id, "config": config, "training": training}
     with tracked_run(catalog, kind="train", params=params) as run:
         with catalog.writing() as session:
@@ -169,7 +177,7 @@ def _train_beside(
         folder=folder,
         resume=not restart,
         start=starting_weights(model_cfg.backbone, cfg.weights, model_cfg.classes)
-        if not (folder / "last.pt").exists() or restart
+        if find_checkpoint(folder) is None or restart
         else None,
         group=group,
     )

@@ -191,6 +191,7 @@ def _train(
                 cfg=cfg,
                 on_progress=progress,
                 on_start=started,
+                on_note=lambda note: typer.echo(f"warning: {note}", err=True),
                 restart=restart,
                 group=group,
             )
