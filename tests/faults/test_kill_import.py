@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import imagefiles as f
+from tests.faults.consistency import assert_consistent
 
 N_FILES = 500
 
@@ -41,18 +42,6 @@ def catalog_state(home: Path) -> tuple[set, list]:
         images = set(con.execute("SELECT sha256, path, status, split FROM images"))
         sources = sorted(con.execute("SELECT locator, outcome FROM sources"))
     return images, sources
-
-
-def assert_consistent(home: Path) -> None:
-    """Every row points at a file, every stored file has a row, no temporary file remains."""
-    with sqlite3.connect(home / "catalog.db") as con:
-        paths = {p for (p,) in con.execute("SELECT path FROM images")}
-    for path in paths:
-        assert (home / path).is_file(), path
-    on_disk = {str(p.relative_to(home)) for p in (home / "images").rglob("*") if p.is_file()}
-    assert on_disk == paths
-    leftovers = list((home / "tmp").iterdir()) if (home / "tmp").exists() else []
-    assert leftovers == []
 
 
 @pytest.mark.slow
@@ -100,7 +89,16 @@ def test_kill_9_during_import_then_rerun(tmp_path, spawn):
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path, spawn):
+@pytest.mark.parametrize(
+    "stop",
+    [
+        lambda proc: os.killpg(proc.pid, signal.SIGINT),  # a terminal's Ctrl-C: the group
+        lambda proc: os.kill(proc.pid, signal.SIGTERM),  # `kill PID`, docker stop: the parent
+        lambda proc: os.killpg(proc.pid, signal.SIGTERM),  # systemd: every process of it
+    ],
+    ids=["ctrl-c", "kill", "systemd-stop"],
+)
+def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path, spawn, stop):
     folder = tmp_path / "in"
     for i in range(N_FILES):
         f.jpeg(folder / f"{i:04d}.jpg", f.texture(i, (640, 480)), quality=92)
@@ -112,7 +110,7 @@ def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path, spawn):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the import ended before Ctrl-C; use more files"
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group
+    stop(proc)
     _out, err = proc.communicate(timeout=60)
     # Shown when it fails: what the command printed, and how far it had got.
     seen = f"stderr: {err.decode()[-1500:]!r}; images: {count_images(home / 'catalog.db')}"

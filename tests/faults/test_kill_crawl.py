@@ -15,7 +15,7 @@ import pytest
 
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg, near_copy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 N = 80
 
 

@@ -1,0 +1,73 @@
+"""What "the catalog stays consistent" means, checked the same way after every fault.
+
+- the database itself is sound (SQLite's integrity and foreign-key checks; on PostgreSQL the
+  constraints are always enforced);
+- every image row's file exists and holds the bytes its sha256 names;
+- every stored file has its row, once the command has run to its end (a file stored by a
+  command that was then killed or failed is adopted by its rerun);
+- no temporary file of a writer that is gone remains;
+- duplicates point at an image that is in the catalog;
+- no run is left `running` by a process that is gone, once a later command has run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from curator.config import load_settings
+from db.runs import process_alive
+from tests.sql import rows
+
+
+def assert_consistent(home: Path, url: str | None = None, *, interrupted: bool = False) -> None:
+    """`interrupted`: right after a command that failed or was killed, whose stored files it
+    had not recorded yet may remain (its rerun adopts them); every row must still be whole."""
+    url = url or load_settings(home=home).db_url
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+        finally:
+            engine.dispose()
+    images = rows("SELECT id, sha256, path, status, duplicate_of FROM images", url)
+    ids = {image_id for image_id, *_ in images}
+    for image_id, sha, path, status, duplicate_of in images:
+        stored = home / path
+        assert stored.is_file(), f"image {image_id}: {path} is missing"
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == sha, f"image {image_id}"
+        assert status in ("active", "duplicate", "rejected"), (image_id, status)
+        if duplicate_of is not None:
+            assert duplicate_of in ids and duplicate_of != image_id, image_id
+    on_disk = {
+        str(p.relative_to(home)) for p in (home / "images").rglob("*") if p.is_file()
+    } if (home / "images").exists() else set()  # fmt: skip
+    unrecorded = on_disk - {path for _i, _s, path, _st, _d in images}
+    if not interrupted:
+        assert unrecorded == set(), f"files without a row: {sorted(unrecorded)[:5]}"
+    temporary = [
+        p.name
+        for p in (home / "tmp").iterdir()
+        if p.name.startswith(".tmp-") and not _writer_alive(p.name)
+    ] if (home / "tmp").exists() else []  # fmt: skip
+    assert temporary == [], temporary
+    for (label_image,) in rows("SELECT DISTINCT image_id FROM label_events", url):
+        assert label_image in ids
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that named a temporary file `.tmp-PID-...` still runs."""
+    try:
+        return process_alive(int(name.split("-")[1]))
+    except (IndexError, ValueError):
+        return False
+
+
+def assert_no_run_left_running(url: str) -> None:
+    """Every run is closed: done, failed or interrupted (a killed one, marked by the rerun)."""
+    left = rows("SELECT id, kind FROM runs WHERE status = 'running'", url)
+    assert left == [], left
