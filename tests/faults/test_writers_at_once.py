@@ -12,9 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests import imagefiles as f
@@ -36,14 +37,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def call(url: str, body: dict | None = None) -> tuple[int, str]:
+    """(status, body) of a GET, or of a POST of `body` as JSON."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def wait_healthy(base: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
         try:
-            if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+            if call(f"{base}/api/health")[0] == 200:
                 return
-        except httpx.HTTPError:
+        except OSError:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{base} never answered")
@@ -61,19 +73,18 @@ class Reviewer(threading.Thread):
         self.failures: list[str] = []
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=60) as client:
-            while not self.stop.is_set():
-                image = self.rng.choice(self.ids)
-                label = self.rng.choice(["happy", "unhappy", "reject", None])
-                answer = client.post("/api/label", json={"ids": [image], "label": label})
-                if answer.status_code == 200:
-                    (event,) = answer.json()["events"]
-                    self.acknowledged.append((event, image, label))
-                else:
-                    self.failures.append(f"{answer.status_code} {answer.text[:200]}")
-                page = client.get("/api/queue/all", params={"limit": 20})
-                if page.status_code != 200:
-                    self.failures.append(f"queue {page.status_code} {page.text[:200]}")
+        while not self.stop.is_set():
+            image = self.rng.choice(self.ids)
+            label = self.rng.choice(["happy", "unhappy", "reject", None])
+            status, text = call(f"{self.base}/api/label", {"ids": [image], "label": label})
+            if status == 200:
+                (event,) = json.loads(text)["events"]
+                self.acknowledged.append((event, image, label))
+            else:
+                self.failures.append(f"{status} {text[:200]}")
+            status, text = call(f"{self.base}/api/queue/all?limit=20")
+            if status != 200:
+                self.failures.append(f"queue {status} {text[:200]}")
 
 
 def test_two_review_servers_and_a_crawl_for_a_minute(cli, home, db_url, tmp_path, spawn):
