@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC
 from typing import Any
 
@@ -10,9 +9,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.images import changes_of_image, find_image, sources_of, to_unsigned64
-from db.labels import current_labels, group_labels, label_history
-from db.models import Image, Run, Source
+from db.labels import current_labels, label_history
+from db.models import Run
 from db.settings import get_classes
+from db.tallies import recount, tallies
 
 
 def _pairs(result: Any) -> dict[Any, int]:
@@ -20,51 +20,45 @@ def _pairs(result: Any) -> dict[Any, int]:
 
 
 def catalog_stats(session: Session) -> dict[str, Any]:
-    """Counts of images by status, split and current label; sources by outcome and reason."""
-    by_status = _pairs(session.execute(select(Image.status, func.count()).group_by(Image.status)))
-    by_split = _pairs(
-        session.execute(
-            select(Image.split, func.count()).where(Image.status == "active").group_by(Image.split)
-        )
-    )
-    active = set(session.scalars(select(Image.id).where(Image.status == "active")))
-    labels = group_labels(session)
-    by_label: Counter[str] = Counter()
-    by_origin: Counter[str] = Counter()
-    for image_id, current in labels.items():
-        if image_id in active:
-            by_label[current.label] += 1
-            by_origin[current.origin] += 1
-    outcomes = _pairs(
-        session.execute(select(Source.outcome, func.count()).group_by(Source.outcome))
-    )
-    reasons = _pairs(
-        session.execute(
-            select(Source.reason, func.count())
-            .where(Source.outcome == "failed")
-            .group_by(Source.reason)
-        )
-    )
-    total_bytes = session.scalar(select(func.coalesce(func.sum(Image.bytes), 0)))
+    """Counts of images by status, split and current label; sources by outcome and reason.
+
+    Read from the tallies the database keeps (db/tallies.py): the same answer as counting
+    the rows, in one small read at any catalog size.
+    """
+    return _stats(session, tallies(session))
+
+
+def counted_stats(session: Session) -> dict[str, Any]:
+    """`catalog_stats` counted from the rows themselves, for checking the tallies."""
+    return _stats(session, recount(session))
+
+
+def _with(prefix: str, tally: dict[str, int]) -> dict[str, int]:
+    return dict(sorted((k[len(prefix) :], v) for k, v in tally.items() if k.startswith(prefix)))
+
+
+def _stats(session: Session, tally: dict[str, int]) -> dict[str, Any]:
+    by_status, by_split = _with("status:", tally), _with("split:", tally)
+    by_label, outcomes = _with("label:", tally), _with("outcome:", tally)
     runs = _pairs(session.execute(select(Run.kind, func.count()).group_by(Run.kind)))
     return {
         "classes": get_classes(session),
         "images": {
-            "total": sum(by_status.values()),
+            "total": tally.get("images", 0),
             "active": by_status.get("active", 0),
             "duplicate": by_status.get("duplicate", 0),
-            "bytes": int(total_bytes or 0),
+            "bytes": tally.get("bytes", 0),
         },
         "splits": {s: by_split.get(s, 0) for s in ("train", "val", "test")},
         "labels": {
-            "by_class": dict(sorted(by_label.items())),
-            "by_origin": dict(sorted(by_origin.items())),
-            "unlabeled": len(active) - sum(by_label.values()),
+            "by_class": by_label,
+            "by_origin": _with("origin:", tally),
+            "unlabeled": by_status.get("active", 0) - sum(by_label.values()),
         },
         "sources": {
             "total": sum(outcomes.values()),
-            "by_outcome": dict(sorted(outcomes.items())),
-            "failed_by_reason": dict(sorted((k or "unknown", v) for k, v in reasons.items())),
+            "by_outcome": outcomes,
+            "failed_by_reason": _with("reason:", tally),
         },
         "runs": dict(sorted(runs.items())),
     }

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import AmbiguousImage, UnknownImage
 from db.models import Image, ImageChange, Source, utcnow
+from db.touched import touch
 
 ACTIVE = "active"
 DUPLICATE = "duplicate"
@@ -78,6 +79,7 @@ def add_image(session: Session, **fields: Any) -> Image:
     image = Image(**fields)
     session.add(image)
     session.flush()
+    touch(session, [image.id, image.duplicate_of])
     return image
 
 
@@ -86,7 +88,10 @@ def add_images(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
     result = session.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
+    ids = list(result.scalars())
+    # A member joins a group, whose label may now come from it.
+    touch(session, [r.get("duplicate_of") for r in rows])
+    return ids
 
 
 def source_row(
@@ -224,6 +229,7 @@ def change_image(
         split_before=image.split,
         split_after=new_split,
     )
+    touch(session, [image.id, image.duplicate_of, new_dup])  # the old group and the new
     image.status, image.duplicate_of, image.split = new_status, new_dup, new_split  # type: ignore[assignment]
     session.add(change)
     return change

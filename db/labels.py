@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from db.errors import CatalogError, UnknownClass, UnknownImage
 from db.models import Image, LabelEvent, utcnow
 from db.settings import REJECT, get_classes
+from db.touched import touch
 
 #: Origins from strongest to weakest.
 ORIGINS: tuple[str, ...] = ("human", "import", "query", "model")
@@ -103,6 +104,7 @@ def record_label(
     event = LabelEvent(image_id=image_id, label=label, origin=origin, author=author, run_id=run_id)
     session.add(event)
     session.flush()
+    touch(session, [image_id])
     return event
 
 
@@ -137,6 +139,7 @@ def add_label_events(
             for i in image_ids
         ],
     )
+    touch(session, image_ids)
 
 
 def label_images(
@@ -166,6 +169,7 @@ def label_images(
     ]
     session.add_all(events)
     session.flush()
+    touch(session, ids)
     return events
 
 
@@ -209,6 +213,7 @@ def undo_events(
         session.add(undo)
         restored.append(undo)
     session.flush()
+    touch(session, [e.image_id for e in restored])
     return restored, skipped
 
 
@@ -259,24 +264,17 @@ def group_labels(session: Session) -> dict[int, CurrentLabel]:
 
     A decision about any member counts for the whole group: the strongest origin wins, then
     the latest. An unlabeled larger copy that became the representative thus inherits the
-    label its smaller original was given.
+    label its smaller original was given. Read from the columns db/grouplabels.py keeps.
     """
-    labels = current_labels(session)
-    representative_of = dict(
-        session.execute(
-            select(Image.id, Image.duplicate_of).where(Image.duplicate_of.is_not(None))
-        ).all()
+    rows = session.execute(
+        select(Image.id, Image.label, Image.label_origin, Image.label_event).where(
+            Image.label.is_not(None)
+        )
     )
-    best: dict[int, CurrentLabel] = {}
-    for image_id, current in labels.items():
-        rep = representative_of.get(image_id, image_id)
-        held = best.get(rep)
-        if held is None or (RANK[current.origin], current.event_id) > (
-            RANK[held.origin],
-            held.event_id,
-        ):
-            best[rep] = current
-    return best
+    return {
+        image_id: CurrentLabel(label=label, origin=origin, event_id=event)
+        for image_id, label, origin, event in rows
+    }
 
 
 def label_history(session: Session, *, image_id: int) -> list[LabelEvent]:

@@ -89,6 +89,22 @@ class Image(Base):
     split: Mapped[str] = mapped_column(String(8), index=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The current label of the near-duplicate group this image represents, kept by
+    #: db/grouplabels.py from the label events; NULL on a group's members.
+    label: Mapped[str | None] = mapped_column(String(64))
+    label_origin: Mapped[str | None] = mapped_column(String(16))
+    label_event: Mapped[int | None] = mapped_column(Integer)
+
+
+class Tally(Base):
+    """A count kept by triggers on images and sources (alembic 0005): images by status,
+    active images by split, label and label origin, the byte total, sources by outcome and
+    failure reason. Read by `curator stats` and the review queues' counts."""
+
+    __tablename__ = "tallies"
+
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class Source(Base):
@@ -188,6 +204,7 @@ class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
         Index("ix_predictions_model_image", "model_id", "image_id", unique=True),
+        Index("ix_predictions_model_margin", "model_id", "margin", "image_id"),
         Index("ix_predictions_image", "image_id", "in_sample"),
     )
 

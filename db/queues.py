@@ -15,7 +15,9 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
   look at after a crawl.
 
 Every item is a group's representative (an active image) with its duplicates listed, so a
-decision about it is a decision about the whole group (see `db.labels.group_labels`).
+decision about it is a decision about the whole group (see `db.labels.group_labels`). A
+group's label is read from its representative's row (db/grouplabels.py keeps it), so a page
+costs the same on a catalog of a thousand images or a million.
 """
 
 from __future__ import annotations
@@ -23,15 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import CatalogError
 from db.images import ACTIVE
-from db.labels import RANK, WEAK_ORIGINS, CurrentLabel, current_labels, group_labels
-from db.models import Image, LabelEvent
+from db.labels import WEAK_ORIGINS, CurrentLabel
+from db.models import Image, Model, Prediction
 from db.predictions import has_predictions, latest_predictions
 from db.registry import default_model
+from db.tallies import tallies
 
 ID_QUEUES = ("new", "weak", "all", "duplicates")
 RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
@@ -82,34 +85,29 @@ class QueuePage:
     next: int | str | None
 
 
-def _human_label_of(image: Any) -> Any:
-    """The label of an image's latest human event (NULL if none or withdrawn), per row."""
-    inner = aliased(LabelEvent)
-    latest = (
-        select(func.max(inner.id))
-        .where(inner.image_id == image.id, inner.origin == "human")
-        .correlate(image)  # two levels down: say which images row it belongs to
-        .scalar_subquery()
-    )
-    return select(LabelEvent.label).where(LabelEvent.id == latest).scalar_subquery()
+#: What a queue item shows of its image, the group's label included.
+_COLUMNS = (
+    Image.id,
+    Image.sha256,
+    Image.width,
+    Image.height,
+    Image.split,
+    Image.label,
+    Image.label_origin,
+    Image.label_event,
+)
 
 
-def _has_weak_label(image: Any) -> Any:
-    return exists().where(
-        LabelEvent.image_id == image.id,
-        LabelEvent.origin.in_(WEAK_ORIGINS),
-        LabelEvent.label.is_not(None),
-    )
+def _no_human_label() -> Any:
+    return or_(Image.label_origin.is_(None), Image.label_origin != "human")
 
 
 def _candidates(session: Session, name: str, after: int, limit: int) -> list[Any]:
-    query = select(Image.id, Image.sha256, Image.width, Image.height, Image.split).where(
-        Image.status == ACTIVE, Image.id > after
-    )
-    if name in ("new", "weak"):
-        query = query.where(_human_label_of(Image).is_(None))
+    query = select(*_COLUMNS).where(Image.status == ACTIVE, Image.id > after)
+    if name == "new":
+        query = query.where(_no_human_label())
     if name == "weak":
-        query = query.where(_has_weak_label(Image))
+        query = query.where(Image.label_origin.in_(WEAK_ORIGINS))
     if name == "duplicates":
         member = aliased(Image)
         query = query.where(exists().where(member.duplicate_of == Image.id))
@@ -129,16 +127,10 @@ def _duplicates_of(session: Session, ids: list[int]) -> dict[int, list[int]]:
     return out
 
 
-def _group_label(ids: list[int], labels: dict[int, CurrentLabel]) -> CurrentLabel | None:
-    best: CurrentLabel | None = None
-    for image_id in ids:
-        current = labels.get(image_id)
-        if current is not None and (
-            best is None
-            or (RANK[current.origin], current.event_id) > (RANK[best.origin], best.event_id)
-        ):
-            best = current
-    return best
+def _label_of(row: Any) -> CurrentLabel | None:
+    if row.label is None:
+        return None
+    return CurrentLabel(label=row.label, origin=row.label_origin, event_id=row.label_event)
 
 
 def review_queue(
@@ -159,25 +151,10 @@ def review_queue(
 
 
 def _id_page(session: Session, name: str, limit: int, after: int) -> QueuePage:
-    items: list[QueueItem] = []
-    cursor = after
-    while len(items) < limit:
-        rows = _candidates(session, name, cursor, limit)
-        if not rows:
-            return QueuePage(items, None)
-        cursor = rows[-1].id
-        groups = _duplicates_of(session, [r.id for r in rows])
-        labels = current_labels(session, image_ids=[i for r in rows for i in (r.id, *groups[r.id])])
-        for row in rows:
-            group = [row.id, *groups[row.id]]
-            label = _group_label(group, labels)
-            # A member's human label labels the group: not "new" after all.
-            if name in ("new", "weak") and label is not None and label.origin == "human":
-                continue
-            items.append(_item(row, label, groups[row.id]))
-            if len(items) == limit:
-                return QueuePage(items, row.id)
-    return QueuePage(items, cursor)
+    rows = _candidates(session, name, after, limit)
+    groups = _duplicates_of(session, [r.id for r in rows])
+    items = [_item(row, _label_of(row), groups[row.id]) for row in rows]
+    return QueuePage(items, rows[-1].id if len(rows) == limit else None)
 
 
 def _item(row: Any, label: CurrentLabel | None, duplicates: list[int]) -> QueueItem:
@@ -193,53 +170,52 @@ def _item(row: Any, label: CurrentLabel | None, duplicates: list[int]) -> QueueI
     )
 
 
-def ranking(
-    session: Session,
-    name: str,
-    *,
-    labels: dict[int, CurrentLabel] | None = None,
-    active: set[int] | None = None,
-) -> list[tuple[int, float]]:
-    """(image id, score) of a ranked queue, first to review first. ``labels`` (the group
-    labels) and ``active`` (the active ids) may be passed when several queues are ranked."""
-    labels = group_labels(session) if labels is None else labels
-    if active is None:
-        active = set(session.scalars(select(Image.id).where(Image.status == ACTIVE)))
-    scored: list[tuple[int, float]] = []
+def ranking(session: Session, name: str) -> list[tuple[int, float]]:
+    """(image id, score) of a ranked queue, first to review first."""
     if name == "uncertain":
-        model = default_model(session)
-        if model is None:
+        return _uncertain(session, limit=None, cursor=None)
+    return _self_confidence(session, name)
+
+
+def _independent_latest() -> Any:
+    """Per image, the newest prediction of a model that did not train on it."""
+    return (
+        select(func.max(Prediction.id))
+        .where(Prediction.in_sample.is_(False))
+        .group_by(Prediction.image_id)
+        .scalar_subquery()
+    )
+
+
+def _self_confidence(session: Session, name: str) -> list[tuple[int, float]]:
+    """Groups whose label is weak (for weak-disagree: from a search query), ranked by the
+    probability that the newest independent prediction gives their label, least first."""
+    origins = ("query",) if name == "weak-disagree" else WEAK_ORIGINS
+    classes = {m.id: list(m.classes) for m in session.scalars(select(Model))}
+    rows = session.execute(
+        select(Prediction.image_id, Prediction.model_id, Prediction.probs, Image.label)
+        .join(Image, Image.id == Prediction.image_id)
+        .where(
+            Prediction.id.in_(_independent_latest()),
+            Image.status == ACTIVE,
+            Image.label_origin.in_(origins),
+        )
+    )
+    scored: list[tuple[int, float]] = []
+    for image_id, model_id, probs, label in rows:
+        names = classes.get(model_id, [])
+        if label in names:  # a model trained for other classes has no opinion of this label
+            scored.append((image_id, float(probs[names.index(label)])))
+    if not scored and not session.scalar(
+        select(Prediction.id).where(Prediction.in_sample.is_(False)).limit(1)
+    ):
+        if not has_predictions(session):
             raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
-        predictions = latest_predictions(session, model_id=model.id)
-        if not predictions:
-            raise QueueUnavailable(
-                f"the 'uncertain' queue ranks images by the predictions of model {model.id}, "
-                "which has scored none yet: run curator score"
-            )
-        for image_id, p in predictions.items():
-            label = labels.get(image_id)
-            if image_id in active and (label is None or label.origin != "human"):
-                scored.append((image_id, p.margin))
-    else:
-        predictions = latest_predictions(session, out_of_sample=True)
-        if not predictions:
-            if not has_predictions(session):
-                raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
-            raise QueueUnavailable(
-                f"the {name!r} queue needs predictions of models that did not train on the "
-                "images, and every prediction so far comes from one that did: run "
-                "curator score --folds 5"
-            )
-        origins = ("query",) if name == "weak-disagree" else WEAK_ORIGINS
-        for image_id, p in predictions.items():
-            label = labels.get(image_id)
-            if (
-                image_id in active
-                and label is not None
-                and label.origin in origins
-                and label.label in p.probs
-            ):
-                scored.append((image_id, p.probs[label.label]))  # self-confidence
+        raise QueueUnavailable(
+            f"the {name!r} queue needs predictions of models that did not train on the "
+            "images, and every prediction so far comes from one that did: run "
+            "curator score --folds 5"
+        )
     scored.sort(key=lambda pair: (pair[1], pair[0]))
     return scored
 
@@ -263,24 +239,56 @@ def _cursor(after: int | str) -> tuple[float, int] | None:
         ) from None
 
 
+def _uncertain(
+    session: Session, *, limit: int | None, cursor: tuple[float, int] | None
+) -> list[tuple[int, float]]:
+    """The default model's predictions for groups without a human label, smallest margin
+    first, straight from the index on (model, margin, image)."""
+    model = default_model(session)
+    if model is None:
+        raise QueueUnavailable(_NO_PREDICTIONS.format(name="uncertain"))
+    query = (
+        select(Prediction.image_id, Prediction.margin)
+        .join(Image, Image.id == Prediction.image_id)
+        .where(Prediction.model_id == model.id, Image.status == ACTIVE, _no_human_label())
+        .order_by(Prediction.margin, Prediction.image_id)
+    )
+    if cursor is not None:
+        score, image_id = cursor
+        query = query.where(
+            or_(
+                Prediction.margin > score,
+                and_(Prediction.margin == score, Prediction.image_id > image_id),
+            )
+        )
+    if limit is not None:
+        query = query.limit(limit)
+    ranked = [(image_id, float(margin)) for image_id, margin in session.execute(query)]
+    if not ranked and cursor is None:
+        scored_any = session.scalar(
+            select(Prediction.id).where(Prediction.model_id == model.id).limit(1)
+        )
+        if scored_any is None:
+            raise QueueUnavailable(
+                f"the 'uncertain' queue ranks images by the predictions of model {model.id}, "
+                "which has scored none yet: run curator score"
+            )
+    return ranked
+
+
 def _ranked_page(
     session: Session, name: str, limit: int, cursor: tuple[float, int] | None
 ) -> QueuePage:
-    ranked = ranking(session, name)
-    if cursor is not None:
-        ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
+    if name == "uncertain":
+        ranked = _uncertain(session, limit=limit + 1, cursor=cursor)
+    else:
+        ranked = ranking(session, name)
+        if cursor is not None:
+            ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
     chosen = [image_id for image_id, _score in ranked[:limit]]
-    rows = {
-        r.id: r
-        for r in session.execute(
-            select(Image.id, Image.sha256, Image.width, Image.height, Image.split).where(
-                Image.id.in_(chosen)
-            )
-        )
-    }
+    rows = {r.id: r for r in session.execute(select(*_COLUMNS).where(Image.id.in_(chosen)))}
     groups = _duplicates_of(session, chosen)
-    labels = current_labels(session, image_ids=[i for c in chosen for i in (c, *groups[c])])
-    items = [_item(rows[c], _group_label([c, *groups[c]], labels), groups[c]) for c in chosen]
+    items = [_item(rows[c], _label_of(rows[c]), groups[c]) for c in chosen]
     if len(ranked) <= limit:
         return QueuePage(items, None)
     last, score = ranked[limit - 1]
@@ -306,24 +314,68 @@ def _attach_predictions(
 
 def queue_counts(session: Session) -> dict[str, int | None]:
     """How many groups each queue holds (None: not available yet)."""
-    counts: dict[str, int | None] = {}
-    for name in ID_QUEUES:
-        query = select(func.count()).select_from(Image).where(Image.status == ACTIVE)
-        if name in ("new", "weak"):
-            query = query.where(_human_label_of(Image).is_(None))
-        if name == "weak":
-            query = query.where(_has_weak_label(Image))
-        if name == "duplicates":
-            member = aliased(Image)
-            query = query.where(exists().where(and_(member.duplicate_of == Image.id)))
-        counts[name] = int(session.scalar(query) or 0)
+    tally = tallies(session)
+    groups = tally.get("status:active", 0)
+    groups_with_members = select(Image.duplicate_of).where(Image.duplicate_of.is_not(None))
+    counts: dict[str, int | None] = {
+        "new": groups - tally.get("origin:human", 0),
+        "weak": sum(tally.get(f"origin:{origin}", 0) for origin in WEAK_ORIGINS),
+        "all": groups,
+        "duplicates": int(
+            session.scalar(
+                select(func.count()).where(
+                    Image.status == ACTIVE, Image.id.in_(groups_with_members)
+                )
+            )
+            or 0
+        ),
+    }
     if not has_predictions(session):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}
-    labels = group_labels(session)  # read once for the three rankings
-    active = set(session.scalars(select(Image.id).where(Image.status == ACTIVE)))
-    for name in RANKED_QUEUES:
-        try:
-            counts[name] = len(ranking(session, name, labels=labels, active=active))
-        except QueueUnavailable:
-            counts[name] = None
+    model = default_model(session)
+    scored = model is not None and session.scalar(
+        select(Prediction.id).where(Prediction.model_id == model.id).limit(1)
+    )
+    counts["uncertain"] = (
+        _count(
+            select(func.count())
+            .select_from(Prediction)
+            .join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.model_id == model.id, Image.status == ACTIVE, _no_human_label()),
+            session,
+        )
+        if scored and model is not None
+        else None
+    )
+    independent = session.scalar(
+        select(Prediction.id).where(Prediction.in_sample.is_(False)).limit(1)
+    )
+    for name, origins in (("disagree", WEAK_ORIGINS), ("weak-disagree", ("query",))):
+        counts[name] = None if independent is None else _count_self_confidence(session, origins)
     return counts
+
+
+def _count(query: Any, session: Session) -> int:
+    return int(session.scalar(query) or 0)
+
+
+def _count_self_confidence(session: Session, origins: tuple[str, ...]) -> int:
+    """How many groups `_self_confidence` ranks, counted by the database."""
+    fits = [
+        and_(Prediction.model_id == m.id, Image.label.in_(list(m.classes)))
+        for m in session.scalars(select(Model))
+    ]
+    if not fits:
+        return 0
+    return _count(
+        select(func.count())
+        .select_from(Prediction)
+        .join(Image, Image.id == Prediction.image_id)
+        .where(
+            Prediction.id.in_(_independent_latest()),
+            Image.status == ACTIVE,
+            Image.label_origin.in_(origins),
+            or_(*fits),
+        ),
+        session,
+    )

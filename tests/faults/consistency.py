@@ -7,7 +7,9 @@
   command that was then killed or failed is adopted by its rerun);
 - no temporary file of a writer that is gone remains;
 - duplicates point at an image that is in the catalog;
-- no run is left `running` by a process that is gone, once a later command has run.
+- no run is left `running` by a process that is gone, once a later command has run;
+- the counts the database keeps (tallies) and the group labels kept on the images' rows are
+  what the rows and the label history give when counted again from scratch.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from pathlib import Path
 from sqlalchemy import create_engine
 
 from curator.config import load_settings
+from db.catalog import open_catalog
+from db.grouplabels import recount as recount_groups
+from db.labels import group_labels
 from db.runs import process_alive
+from db.tallies import recount, tallies
 from tests.sql import rows
 
 
@@ -57,6 +63,18 @@ def assert_consistent(home: Path, url: str | None = None, *, interrupted: bool =
     assert temporary == [], temporary
     for (label_image,) in rows("SELECT DISTINCT image_id FROM label_events", url):
         assert label_image in ids
+    assert_kept_counts_true(url)
+
+
+def assert_kept_counts_true(url: str) -> None:
+    """Tallies and stored group labels equal a recount from the rows and events."""
+    catalog = open_catalog(url)
+    try:
+        with catalog.reading() as session:
+            assert tallies(session) == recount(session)
+            assert group_labels(session) == recount_groups(session)
+    finally:
+        catalog.dispose()
 
 
 def _writer_alive(name: str) -> bool:

@@ -1,0 +1,20 @@
+"""Images whose group label a write transaction may have changed (see db/grouplabels.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.orm import Session
+
+_KEY = "curator_touched_images"
+
+
+def touch(session: Session, image_ids: Iterable[int | None]) -> None:
+    """Mark images whose group label may have changed: label events written for them, or
+    the group they belong to changed (pass the old representative too)."""
+    session.info.setdefault(_KEY, set()).update(i for i in image_ids if i is not None)
+
+
+def take_touched(session: Session) -> set[int]:
+    """The images marked so far in this session, forgetting them."""
+    return session.info.pop(_KEY, None) or set()
