@@ -250,13 +250,18 @@ def separate_group(session: Session, *, image_id: int, author: str, run_id: int)
 
 
 def load_index(session: Session, *, threshold: int) -> NearIndex:
-    """The near-duplicate lookup over every image in the catalog, for checking arrivals."""
-    rows = hash_rows(session, hash_version=HASH_VERSION)
-    return NearIndex(
-        np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)),
-        np.fromiter((r.phash for r in rows), dtype=np.int64, count=len(rows)),
-        radius=threshold,
+    """The near-duplicate lookup over every image in the catalog, for checking arrivals.
+
+    The two columns are read as plain tuples and handed to NumPy in one piece: row objects
+    cost ten times more at a million images.
+    """
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    result = session.connection().exec_driver_sql(
+        f"SELECT id, phash FROM images WHERE hash_version = {mark}", (HASH_VERSION,)
     )
+    pairs = np.array(result.cursor.fetchall() if result.cursor else [], dtype=np.int64)
+    pairs = pairs.reshape(-1, 2)
+    return NearIndex(pairs[:, 0].copy(), pairs[:, 1].copy(), radius=threshold)
 
 
 def near_matches(index: NearIndex, *, phash: int, phash_mirror: int) -> list[int]:
