@@ -14,7 +14,10 @@ from db.errors import CatalogError
 
 db_app = typer.Typer(
     name="db",
-    help="Move the catalog between databases.",
+    help=(
+        "Move the catalog between databases.\n\nExample:\n\n"
+        "    curator db copy catalog.db postgresql+psycopg://me@dbhost/curator"
+    ),
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -37,13 +40,14 @@ def copy_command(
     Every row of every table is copied with its id, in one transaction: if anything fails the
     destination is left empty, and the command can simply be run again. Before it commits,
     both sides are counted and digested table by table (the label histories included); any
-    difference rolls the copy back. The source is read as of one moment and is not changed.
-    Image files stay where they are, under CURATOR_HOME; point CURATOR_DB_URL at the copy.
+    difference rolls the copy back. The source is read as of one moment; nothing in it
+    changes (a catalog of an older curator is first upgraded, as every command does). Image
+    files stay where they are, under CURATOR_HOME; point CURATOR_DB_URL at the copy.
 
     Example:
 
-        curator db copy ~/.local/share/curator/catalog.db postgresql+psycopg://me@db/curator
-        curator db copy postgresql+psycopg://me@db/curator ./catalog-backup.db
+        curator db copy catalog.db postgresql+psycopg://me@dbhost/curator
+        curator db copy postgresql+psycopg://me@dbhost/curator ./catalog-backup.db
     """
     src_url, dst_url = as_url(src), as_url(dst)
     if src_url == dst_url:
@@ -89,4 +93,4 @@ def copy_command(
 
 def register(app: typer.Typer) -> None:
     db_app.command("copy")(handle_errors(copy_command))
-    app.add_typer(db_app)
+    app.add_typer(db_app, name="db")
