@@ -363,12 +363,19 @@ def _save(path: Path, payload: dict[str, Any], *, previous: Path | None = None) 
         torch.save(payload, temp)
         with open(temp, "rb") as fh:
             os.fsync(fh.fileno())
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    try:
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+    finally:  # even when interrupted between the two: the new file always takes the name
+        os.replace(temp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the renames, on the disk too
+    finally:
+        os.close(folder)
 
 
 def find_checkpoint(folder: Path) -> Path | None:

@@ -162,7 +162,10 @@ class Catalog:
                 session.commit()
             except DBAPIError as exc:
                 session.rollback()
-                raise translate(exc, self.timeout_ms) from exc
+                error = translate(exc, self.timeout_ms)
+                if error is exc:
+                    raise
+                raise error from exc
             except BaseException:
                 session.rollback()
                 raise
@@ -187,6 +190,11 @@ def translate(exc: DBAPIError, timeout_ms: int = BUSY_TIMEOUT_MS) -> Exception:
         return CatalogBusy(
             f"the catalog is locked by another writer for more than "
             f"{timeout_ms / 1000:g} s; nothing was written, try again"
+        )
+    if state.startswith("08") or state in ("57P01", "57P02", "57P03") or exc.connection_invalidated:
+        return CatalogError(
+            "lost the connection to the catalog's database server; nothing of the last "
+            "transaction was written: run the command again"
         )
     return exc
 
@@ -237,8 +245,9 @@ def open_catalog(url: str) -> Catalog:
     try:
         engine = create_engine(url)
     except ImportError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CatalogError(
-            f"the driver for {parsed.drivername} is not installed ({exc}); for PostgreSQL, "
+            f"the driver for {parsed.drivername} is not installed ({reason}); for PostgreSQL, "
             "pip install 'curator[postgresql]' and use postgresql+psycopg://"
         ) from exc
     except ArgumentError as exc:

@@ -205,7 +205,10 @@ def copy_catalog(
                     )
                 copied.append(TableCopy(table.name, rows, sums))
     except DBAPIError as exc:
-        raise translate(exc, dst.timeout_ms) from exc
+        error = translate(exc, dst.timeout_ms)
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         source.close()
     return copied

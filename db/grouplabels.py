@@ -53,7 +53,11 @@ def refresh(session: Session, image_ids: Iterable[int]) -> int:
     ids = sorted(set(image_ids))
     rows: dict[int, tuple] = {}
     for chunk in _chunks(ids):
-        for row in session.execute(select(Image.id, Image.duplicate_of).where(Image.id.in_(chunk))):
+        for row in session.execute(
+            select(Image.id, Image.duplicate_of, Image.label, Image.label_origin).where(
+                Image.id.in_(chunk)
+            )
+        ):
             rows[row.id] = row
     reps = sorted({row.duplicate_of or row.id for row in rows.values()})
     groups: dict[int, list[int]] = {rep: [rep] for rep in reps}
@@ -80,12 +84,9 @@ def refresh(session: Session, image_ids: Iterable[int]) -> int:
             changes.append(_row(rep, *want))
     # A touched image that is a member now holds no group label of its own.
     for image_id, row in rows.items():
-        if row.duplicate_of is not None and image_id not in groups:
-            member = session.execute(
-                select(Image.label, Image.label_origin).where(Image.id == image_id)
-            ).one()
-            if tuple(member) != (None, None):
-                changes.append(_row(image_id, None, None, None))
+        member = row.duplicate_of is not None and image_id not in groups
+        if member and (row.label, row.label_origin) != (None, None):
+            changes.append(_row(image_id, None, None, None))
     if changes:
         session.execute(update(Image), changes)  # by primary key, in one round trip
     return len(changes)
