@@ -14,6 +14,7 @@ from db.catalog import open_catalog
 from db.predictions import prediction_row, replace_predictions
 from db.registry import create_model
 from tests import imagefiles as f
+from tests.faults.consistency import assert_kept_counts_true
 from tests.sql import rows
 
 #: What a lossless copy must keep: every table's rows, and each image's label history in order.
@@ -98,6 +99,7 @@ def test_a_catalog_goes_to_postgresql_and_back_without_loss(cli, source, server,
     assert cli("--db-url", pg, "import", tmp_path / "more", "--label", "happy").exit_code == 0
     assert rows("SELECT max(id) FROM images", pg) == [(15,)]
     assert cli("--db-url", pg, "label", "15", "--as", "unhappy").exit_code == 0
+    assert_kept_counts_true(pg)  # the counts the copy made, and the triggers after it
     # And back to a new SQLite file, the file path given as it is.
     back = tmp_path / "back" / "catalog.db"
     result = cli("db", "copy", pg, back)
@@ -182,3 +184,4 @@ def test_a_copy_killed_half_way_leaves_the_destination_empty_and_runs_again(
     assert again.returncode == 0, err
     assert rows("SELECT count(*), sum(bytes) FROM images", pg) == [(60_000, 60_000 * 60_001 // 2)]
     assert rows("SELECT count(*) FROM label_events", pg) == [(60_000,)]
+    assert rows("SELECT count FROM tallies WHERE name = 'images'", pg) == [(60_000,)]
