@@ -77,13 +77,15 @@ def train_model(
         earlier = None if restart else resumable_model(session, config=config, training=training)
         if earlier is not None and earlier.run_id and run_is_live(session, run_id=earlier.run_id):
             earlier = None  # being trained right now by another process: leave it be
+    # The epoch the run resumes after; a damaged checkpoint is set aside before anything
+    # trusts it.
     resumed_after = None
-    if earlier is not None:  # a damaged checkpoint is set aside before anything trusts it
+    if earlier is not None:
         resumed_after, notes = usable_checkpoint(home / earlier.path)
         for note in notes:
             on_note(note)
     start = None
-    if earlier is None or find_checkpoint(home / earlier.path) is None:
+    if resumed_after is None:
         # a missing or unfitting weights file fails here, before anything is registered
         start = starting_weights(model_cfg.backbone, cfg.weights, classes)
         apply_weights(DeepConnection(model_cfg), *start)
@@ -95,9 +97,8 @@ def train_model(
             model_id, folder = register_model(
                 session, home, config=config, training=training, classes=classes
             )
-    resumes = earlier is not None and find_checkpoint(folder) is not None
     share(group, (model_id, str(folder)))  # the other ranks wait for this
-    on_start(model_id, resumed_after if resumes else None, examples.counts())
+    on_start(model_id, resumed_after, examples.counts())
     params = {"model": model_id, "config": config, "training": training}
     with tracked_run(catalog, kind="train", params=params) as run:
         with catalog.writing() as session:

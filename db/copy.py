@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from db.catalog import Catalog, translate
 from db.errors import CatalogError
 from db.models import Base
-from db.tallies import recount
+from db.tallies import recount, tallies
 
 #: Rows per INSERT batch.
 BATCH = 2000
@@ -174,15 +174,15 @@ def _resume_counting(target: Connection, tables_: list[str]) -> None:
         target.execute(text(f"ALTER TABLE {name} ENABLE TRIGGER USER"))
     table = Base.metadata.tables["tallies"]
     target.execute(table.delete())
-    with Session(bind=target) as session:
-        counts = recount(session)
+    counts = _tallies(target, recount)
     if counts:
         target.execute(insert(table), [{"name": k, "count": v} for k, v in counts.items()])
 
 
-def _tallies(conn: Connection) -> dict[str, int]:
-    table = Base.metadata.tables["tallies"]
-    return {name: int(n) for name, n in conn.execute(select(table.c.name, table.c.count)) if n}
+def _tallies(conn: Connection, read: Callable[[Session], dict[str, int]] = tallies) -> dict:
+    """The tallies a connection's catalog keeps (or, with `recount`, counts from its rows)."""
+    with Session(bind=conn) as session:
+        return read(session)
 
 
 def _snapshot(catalog: Catalog) -> Connection:
@@ -244,14 +244,3 @@ def copy_catalog(
     finally:
         source.close()
     return copied
-
-
-def compare(a: Catalog, b: Catalog, names: Iterable[str] | None = None) -> dict[str, bool]:
-    """Whether each table holds the same rows in both catalogs (by `digest`)."""
-    wanted = set(names) if names is not None else None
-    out: dict[str, bool] = {}
-    with a.engine.connect() as left, b.engine.connect() as right:
-        for table in tables():
-            if wanted is None or table.name in wanted:
-                out[table.name] = digest(left, table) == digest(right, table)
-    return out

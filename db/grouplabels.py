@@ -11,6 +11,7 @@ brings their groups up to date before it commits, in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -50,24 +51,23 @@ def refresh(session: Session, image_ids: Iterable[int]) -> int:
     """Recompute the label of every group these images belong to (or belonged to: pass the
     old representative too) and write the ones that changed."""
     session.flush()
-    ids = sorted(set(image_ids))
-    rows: dict[int, tuple] = {}
-    for chunk in _chunks(ids):
-        for row in session.execute(
-            select(Image.id, Image.duplicate_of, Image.label, Image.label_origin).where(
-                Image.id.in_(chunk)
+    columns = (Image.id, Image.duplicate_of, Image.label, Image.label_origin, Image.label_event)
+
+    def read(ids: Iterable[int]) -> dict[int, Any]:
+        out = {}
+        for chunk in _chunks(sorted(ids)):
+            out.update(
+                (r.id, r) for r in session.execute(select(*columns).where(Image.id.in_(chunk)))
             )
-        ):
-            rows[row.id] = row
+        return out
+
+    rows = read(set(image_ids))
     reps = sorted({row.duplicate_of or row.id for row in rows.values()})
+    # Representatives usually are the touched images themselves: read only the others.
+    stored = {rep: rows[rep] for rep in reps if rep in rows}
+    stored.update(read(set(reps) - stored.keys()))
     groups: dict[int, list[int]] = {rep: [rep] for rep in reps}
-    stored: dict[int, tuple] = {}
     for chunk in _chunks(reps):
-        for row in session.execute(
-            select(Image.id, Image.duplicate_of, Image.label, Image.label_origin,
-                   Image.label_event).where(Image.id.in_(chunk))
-        ):  # fmt: skip
-            stored[row.id] = row
         for member, rep in session.execute(
             select(Image.id, Image.duplicate_of).where(Image.duplicate_of.in_(chunk))
         ):

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import CatalogError
@@ -187,13 +187,23 @@ def _independent_latest() -> Any:
     )
 
 
-def _self_confidence(session: Session, name: str) -> list[tuple[int, float]]:
-    """Groups whose label is weak (for weak-disagree: from a search query), ranked by the
-    probability that the newest independent prediction gives their label, least first."""
+def _has_independent(session: Session) -> bool:
+    """Whether any prediction comes from a model that did not train on its image."""
+    first = select(Prediction.id).where(Prediction.in_sample.is_(False)).limit(1)
+    return session.scalar(first) is not None
+
+
+def _model_classes(session: Session) -> dict[int, list[str]]:
+    return {m.id: list(m.classes) for m in session.scalars(select(Model))}
+
+
+def _self_confidence_rows(name: str, *columns: Any) -> Any:
+    """The newest independent prediction of each active group whose label is weak (for
+    weak-disagree: from a search query)."""
     origins = ("query",) if name == "weak-disagree" else WEAK_ORIGINS
-    classes = {m.id: list(m.classes) for m in session.scalars(select(Model))}
-    rows = session.execute(
-        select(Prediction.image_id, Prediction.model_id, Prediction.probs, Image.label)
+    return (
+        select(*columns)
+        .select_from(Prediction)
         .join(Image, Image.id == Prediction.image_id)
         .where(
             Prediction.id.in_(_independent_latest()),
@@ -201,14 +211,23 @@ def _self_confidence(session: Session, name: str) -> list[tuple[int, float]]:
             Image.label_origin.in_(origins),
         )
     )
-    scored: list[tuple[int, float]] = []
-    for image_id, model_id, probs, label in rows:
-        names = classes.get(model_id, [])
-        if label in names:  # a model trained for other classes has no opinion of this label
-            scored.append((image_id, float(probs[names.index(label)])))
-    if not scored and not session.scalar(
-        select(Prediction.id).where(Prediction.in_sample.is_(False)).limit(1)
-    ):
+
+
+def _self_confidence(session: Session, name: str) -> list[tuple[int, float]]:
+    """Those groups ranked by the probability that prediction gives their label, least
+    first (self-confidence). A model trained for other classes has no opinion of a label:
+    left out here, in Python (in the query, the filter makes SQLite walk every prediction of
+    the model by its index: five times slower)."""
+    classes = _model_classes(session)
+    columns = (Prediction.image_id, Prediction.model_id, Prediction.probs, Image.label)
+    scored = [
+        (image_id, float(probs[classes[model_id].index(label)]))
+        for image_id, model_id, probs, label in session.execute(
+            _self_confidence_rows(name, *columns)
+        )
+        if label in classes.get(model_id, ())
+    ]
+    if not scored and not _has_independent(session):
         if not has_predictions(session):
             raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
         raise QueueUnavailable(
@@ -239,6 +258,21 @@ def _cursor(after: int | str) -> tuple[float, int] | None:
         ) from None
 
 
+def _uncertain_rows(model_id: int, *columns: Any) -> Any:
+    """The model's predictions for active groups without a human label."""
+    return (
+        select(*columns)
+        .select_from(Prediction)
+        .join(Image, Image.id == Prediction.image_id)
+        .where(Prediction.model_id == model_id, Image.status == ACTIVE, _no_human_label())
+    )
+
+
+def _has_scored(session: Session, model_id: int) -> bool:
+    first = select(Prediction.id).where(Prediction.model_id == model_id).limit(1)
+    return session.scalar(first) is not None
+
+
 def _uncertain(
     session: Session, *, limit: int | None, cursor: tuple[float, int] | None
 ) -> list[tuple[int, float]]:
@@ -247,11 +281,8 @@ def _uncertain(
     model = default_model(session)
     if model is None:
         raise QueueUnavailable(_NO_PREDICTIONS.format(name="uncertain"))
-    query = (
-        select(Prediction.image_id, Prediction.margin)
-        .join(Image, Image.id == Prediction.image_id)
-        .where(Prediction.model_id == model.id, Image.status == ACTIVE, _no_human_label())
-        .order_by(Prediction.margin, Prediction.image_id)
+    query = _uncertain_rows(model.id, Prediction.image_id, Prediction.margin).order_by(
+        Prediction.margin, Prediction.image_id
     )
     if cursor is not None:
         score, image_id = cursor
@@ -264,15 +295,11 @@ def _uncertain(
     if limit is not None:
         query = query.limit(limit)
     ranked = [(image_id, float(margin)) for image_id, margin in session.execute(query)]
-    if not ranked and cursor is None:
-        scored_any = session.scalar(
-            select(Prediction.id).where(Prediction.model_id == model.id).limit(1)
+    if not ranked and cursor is None and not _has_scored(session, model.id):
+        raise QueueUnavailable(
+            f"the 'uncertain' queue ranks images by the predictions of model {model.id}, "
+            "which has scored none yet: run curator score"
         )
-        if scored_any is None:
-            raise QueueUnavailable(
-                f"the 'uncertain' queue ranks images by the predictions of model {model.id}, "
-                "which has scored none yet: run curator score"
-            )
     return ranked
 
 
@@ -333,49 +360,14 @@ def queue_counts(session: Session) -> dict[str, int | None]:
     if not has_predictions(session):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}
     model = default_model(session)
-    scored = model is not None and session.scalar(
-        select(Prediction.id).where(Prediction.model_id == model.id).limit(1)
-    )
     counts["uncertain"] = (
-        _count(
-            select(func.count())
-            .select_from(Prediction)
-            .join(Image, Image.id == Prediction.image_id)
-            .where(Prediction.model_id == model.id, Image.status == ACTIVE, _no_human_label()),
-            session,
-        )
-        if scored and model is not None
+        session.scalar(_uncertain_rows(model.id, func.count()))
+        if model is not None and _has_scored(session, model.id)
         else None
     )
-    independent = session.scalar(
-        select(Prediction.id).where(Prediction.in_sample.is_(False)).limit(1)
-    )
-    for name, origins in (("disagree", WEAK_ORIGINS), ("weak-disagree", ("query",))):
-        counts[name] = None if independent is None else _count_self_confidence(session, origins)
+    classes, independent = _model_classes(session), _has_independent(session)
+    fits = [and_(Prediction.model_id == m, Image.label.in_(c)) for m, c in classes.items()]
+    for name in ("disagree", "weak-disagree"):
+        rows = _self_confidence_rows(name, func.count()).where(or_(false(), *fits))
+        counts[name] = session.scalar(rows) if independent else None
     return counts
-
-
-def _count(query: Any, session: Session) -> int:
-    return int(session.scalar(query) or 0)
-
-
-def _count_self_confidence(session: Session, origins: tuple[str, ...]) -> int:
-    """How many groups `_self_confidence` ranks, counted by the database."""
-    fits = [
-        and_(Prediction.model_id == m.id, Image.label.in_(list(m.classes)))
-        for m in session.scalars(select(Model))
-    ]
-    if not fits:
-        return 0
-    return _count(
-        select(func.count())
-        .select_from(Prediction)
-        .join(Image, Image.id == Prediction.image_id)
-        .where(
-            Prediction.id.in_(_independent_latest()),
-            Image.status == ACTIVE,
-            Image.label_origin.in_(origins),
-            or_(*fits),
-        ),
-        session,
-    )

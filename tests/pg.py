@@ -53,25 +53,23 @@ class Server:
     _stop: list[list[str]] = field(default_factory=list)
     _run_as: str | None = None
 
+    def _admin(self, statement: str) -> None:
+        """One statement outside a transaction (as CREATE and DROP DATABASE need)."""
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
     def create_database(self) -> str:
         """A new, empty database; returns its psycopg URL."""
         name = f"t_{uuid.uuid4().hex[:16]}"
-        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-        finally:
-            engine.dispose()
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
     def drop_database(self, url: str) -> None:
-        name = make_url(url).database
-        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        finally:
-            engine.dispose()
+        self._admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
     def stop(self) -> None:
         for command in self._stop:

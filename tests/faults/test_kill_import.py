@@ -26,6 +26,15 @@ def count_images(db: Path) -> int:
         return 0
 
 
+def wait_for_images(proc: subprocess.Popen, home: Path, n: int = 60) -> None:
+    """Until the import has recorded `n` images (or has ended, or two minutes have passed)."""
+    deadline = time.monotonic() + 120
+    while count_images(home / "catalog.db") < n and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return
+        time.sleep(0.05)
+
+
 def curator(spawn, home: Path, *args: str) -> subprocess.Popen:
     """The command in its own process group (so that killing it kills its workers too)."""
     env = {**os.environ, "CURATOR_HOME": str(home)}
@@ -56,11 +65,7 @@ def test_kill_9_during_import_then_rerun(tmp_path, spawn):
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
 
     proc = curator(spawn, crashed, "import", str(folder), "--label", "happy")
-    deadline = time.monotonic() + 120
-    while count_images(crashed / "catalog.db") < 60 and time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
+    wait_for_images(proc, crashed)
     assert proc.poll() is None, "the import ended before it could be killed; use more files"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -104,11 +109,7 @@ def test_ctrl_c_keeps_what_was_done_and_says_how_to_continue(tmp_path, spawn, st
         f.jpeg(folder / f"{i:04d}.jpg", f.texture(i, (640, 480)), quality=92)
     home = tmp_path / "home"
     proc = curator(spawn, home, "import", str(folder))
-    deadline = time.monotonic() + 120
-    while count_images(home / "catalog.db") < 60 and time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
+    wait_for_images(proc, home)
     assert proc.poll() is None, "the import ended before Ctrl-C; use more files"
     stop(proc)
     _out, err = proc.communicate(timeout=60)
