@@ -121,10 +121,11 @@ class ImportProgress:
 
 
 def _ignore_interrupts() -> None:
-    # Ctrl-C reaches the whole process group; only the parent winds the import down. A
-    # worker is forked with the parent's SIGTERM handler: a worker ends on SIGTERM, quietly.
+    # Ctrl-C, and a service manager's SIGTERM, reach the whole process group; only the
+    # parent winds the import down, and its workers finish their chunk and exit. (A worker
+    # that died of SIGTERM instead could leave the parent waiting on a broken pool.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _prepare_chunk(paths: list[str], store: Store, limits: Limits) -> list[Prepared]:
