@@ -159,7 +159,9 @@ def label_images(
     if label is not None:
         check_label(session, label=label)
     ids = list(dict.fromkeys(image_ids))
-    found = set(session.scalars(select(Image.id).where(Image.id.in_(ids))))
+    found: set[int] = set()
+    for chunk in _chunks(ids):
+        found.update(session.scalars(select(Image.id).where(Image.id.in_(chunk))))
     for image_id in ids:
         if image_id not in found:
             raise UnknownImage(str(image_id))
@@ -174,47 +176,84 @@ def label_images(
 
 
 def undo_events(
-    session: Session, *, event_ids: list[int], author: str, run_id: int | None = None
+    session: Session, *, event_ids: list[int], author: str, run_id: int
 ) -> tuple[list[LabelEvent], list[int]]:
-    """Undo human decisions by appending events that restore what each image had before.
+    """Undo human decisions of the review run ``run_id`` by appending events that restore
+    what each image had before.
 
-    An event is undone only while it is still its image's latest human decision (nobody
-    decided again since); others are returned as skipped. Returns (new events, skipped ids).
+    Only this run's own decisions are undone (another reviewer's, or one made from the
+    command line, is not this page's to withdraw), and each only while it is still its
+    image's latest human decision (nobody decided again since). The events are read before
+    anything is written, so an undo made by this call is never undone by it. Returns (new
+    events, skipped ids).
     """
     author = check_author(author)
-    restored: list[LabelEvent] = []
-    skipped: list[int] = []
-    for event_id in event_ids:
-        event = session.get(LabelEvent, event_id)
-        if event is None or event.origin != "human":
-            skipped.append(event_id)
-            continue
-        latest = latest_event(session, image_id=event.image_id, origin="human")
-        if latest is None or latest.id != event.id:
-            skipped.append(event_id)
-            continue
-        before = session.scalars(
-            select(LabelEvent)
-            .where(
-                LabelEvent.image_id == event.image_id,
-                LabelEvent.origin == "human",
-                LabelEvent.id < event.id,
-            )
-            .order_by(LabelEvent.id.desc())
-            .limit(1)
-        ).first()
-        undo = LabelEvent(
-            image_id=event.image_id,
-            label=before.label if before else None,
+    wanted = list(dict.fromkeys(event_ids))
+    found: dict[int, LabelEvent] = {}
+    for chunk in _chunks(wanted):
+        found.update(
+            (e.id, e) for e in session.scalars(select(LabelEvent).where(LabelEvent.id.in_(chunk)))
+        )
+    mine = [
+        found[i]
+        for i in wanted
+        if i in found and found[i].origin == "human" and found[i].run_id == run_id
+    ]
+    latest = _latest_human(session, [e.image_id for e in mine])
+    undoable = [e for e in mine if latest.get(e.image_id) == e.id]
+    before = _human_before(session, undoable)
+    restored = [
+        LabelEvent(
+            image_id=e.image_id,
+            label=before.get(e.image_id),
             origin="human",
             author=author,
             run_id=run_id,
         )
-        session.add(undo)
-        restored.append(undo)
+        for e in undoable
+    ]
+    session.add_all(restored)
     session.flush()
     touch(session, [e.image_id for e in restored])
-    return restored, skipped
+    done = {e.id for e in undoable}
+    return restored, [i for i in event_ids if i not in done]
+
+
+def _latest_human(session: Session, image_ids: list[int]) -> dict[int, int]:
+    """Each image's latest human event id."""
+    latest: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(image_ids))):
+        rows = session.execute(
+            select(LabelEvent.image_id, func.max(LabelEvent.id))
+            .where(LabelEvent.image_id.in_(chunk), LabelEvent.origin == "human")
+            .group_by(LabelEvent.image_id)
+        )
+        latest.update({image_id: event_id for image_id, event_id in rows})
+    return latest
+
+
+def _human_before(session: Session, events: list[LabelEvent]) -> dict[int, str | None]:
+    """The human label each event's image had before it (each event being its image's
+    latest human one, "before" is every other human event of the image)."""
+    before: dict[int, str | None] = {}
+    for start in range(0, len(events), _CHUNK):
+        part = events[start : start + _CHUNK]
+        previous = (
+            select(func.max(LabelEvent.id))
+            .where(
+                LabelEvent.image_id.in_([e.image_id for e in part]),
+                LabelEvent.origin == "human",
+                LabelEvent.id.not_in([e.id for e in part]),
+            )
+            .group_by(LabelEvent.image_id)
+        )
+        rows = session.execute(
+            select(LabelEvent.image_id, LabelEvent.label).where(
+                LabelEvent.id.in_(previous.scalar_subquery())
+            )
+        )
+        before.update({image_id: label for image_id, label in rows})
+    return before
 
 
 def count_events(session: Session, *, run_id: int) -> int:

@@ -8,14 +8,13 @@ import json
 
 import pytest
 from PIL import ImageEnhance
-from starlette.testclient import TestClient
 
-from curator.review.server import create_app
 from curator.stats import catalog_stats, counted_stats
 from db.catalog import open_catalog
 from db.runs import start_run
 from tests import imagefiles as f
 from tests.faults.consistency import assert_kept_counts_true
+from tests.review_server import review_client
 from tests.sql import rows
 
 pytestmark = pytest.mark.backends
@@ -66,7 +65,7 @@ def test_every_kind_of_change_keeps_the_counts_and_group_labels_true(cli, home, 
     try:
         with catalog.writing() as session:
             run = start_run(session, kind="review", params={})
-        client = TestClient(create_app(catalog=catalog, home=home, author="ann", run_id=run.id))
+        client = review_client(catalog, home, author="ann", run_id=run.id)
         answer = client.post("/api/label", json={"ids": [rep], "label": "unhappy"}).json()
         assert client.post("/api/undo", json={"events": answer["events"]}).status_code == 200
         check()

@@ -11,11 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from curator.config import load_settings
-from curator.review.server import create_app
 from curator.thumbs import ThumbStore
 from db.catalog import open_catalog
-from db.runs import start_run
 from tests import imagefiles as f
+from tests.review_server import review_client
 from tests.sql import rows
 
 pytestmark = pytest.mark.backends
@@ -33,13 +32,12 @@ def catalog_home(cli, home, tmp_path) -> Path:
     return home
 
 
-def client(home: Path, token: str | None = None, author: str = "ann") -> TestClient:
+JSON = {"Content-Type": "application/json"}
+
+
+def client(home: Path, token: str | None = None, author: str = "ann", **options) -> TestClient:
     catalog = open_catalog(load_settings(home=home).db_url)
-    with catalog.writing() as session:
-        run = start_run(session, kind="review", params={})
-    return TestClient(
-        create_app(catalog=catalog, home=home, author=author, token=token, run_id=run.id)
-    )
+    return review_client(catalog, home, author=author, token=token, **options)
 
 
 def events(home: Path) -> list[tuple]:
@@ -113,7 +111,7 @@ def test_bad_requests_change_nothing(catalog_home):
     c = client(catalog_home)
     assert c.post("/api/label", json={"ids": [1, 999], "label": "happy"}).status_code == 404
     assert c.post("/api/label", json={"ids": [1], "label": "ecstatic"}).status_code == 400
-    assert c.post("/api/label", content=b"not json").status_code == 400
+    assert c.post("/api/label", content=b"not json", headers=JSON).status_code == 400
     assert c.post("/api/label", json=["ids"]).status_code == 400
     assert c.post("/api/label", json={"label": "happy"}).status_code == 400
     assert c.get("/api/images/999").status_code == 404
@@ -148,14 +146,19 @@ def test_a_missing_thumbnail_is_made_again(catalog_home):
 
 
 def test_off_loopback_every_request_needs_the_token(catalog_home):
-    c = client(catalog_home, token="s3cret")
+    token = "s3cret-s3cret-s3cret-1"
+    c = client(catalog_home, token=token, port=8765)
     for path in ("/", "/api/state", "/api/queue/new", "/static/review.js"):
         assert c.get(path).status_code == 403, path
     assert c.post("/api/label", json={"ids": [1], "label": "happy"}).status_code == 403
     assert c.get("/api/state?token=wrong").status_code == 403
-    assert c.get("/api/state", headers={"X-Curator-Token": "s3cret"}).status_code == 200
-    page = c.get("/?token=s3cret")
-    assert page.status_code == 200 and "curator_token=s3cret" in page.headers["set-cookie"]
+    assert c.get("/api/state", headers={"X-Curator-Token": token}).status_code == 200
+    page = c.get("/?token=" + token + "&queue=weak", follow_redirects=False)
+    # The cookie is set, and the address loses the token at once.
+    assert page.status_code == 303 and page.headers["location"] == "/?queue=weak"
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("curator_review_8765=") and token not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert c.get("/api/state").status_code == 200  # the cookie set by the page
     assert events(catalog_home) == []
 

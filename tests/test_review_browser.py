@@ -7,17 +7,15 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from curator.cli.review import bind
 from curator.config import load_settings
-from curator.review.server import create_app
 from db.catalog import open_catalog
 from tests import imagefiles as f
+from tests.review_server import review_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -48,18 +46,12 @@ def served(cli, home, tmp_path) -> Iterator[str]:
     for i in range(8):
         f.jpeg(tmp_path / "in" / f"{i}.jpg", f.texture(i, (400, 300)))
     assert cli("import", tmp_path / "in", "--label", "happy").exit_code == 0
-    import uvicorn
-
     catalog = open_catalog(load_settings().db_url)
-    app = create_app(catalog=catalog, home=home, author="tester")
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/?queue=new"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        with review_server(catalog, home) as base:
+            yield f"{base}/?queue=new"
+    finally:
+        catalog.dispose()
 
 
 @pytest.fixture
@@ -69,7 +61,9 @@ def page(served):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        # The page's own CSP forbids eval, which Playwright's wait_for_function needs; the
+        # page under its CSP is tested in tests/test_review_security.py.
+        tab = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
         tab.goto(served)
         tab.wait_for_function("document.body.dataset.ready === 'true'", timeout=20_000)
         yield tab

@@ -3,66 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from tests import imagefiles as f
+from tests.review_server import get, review
 
 pytestmark = pytest.mark.backends
-
-
-@contextmanager
-def review(home, *args: str) -> Iterator[tuple[str, list[str]]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "curator",
-            "--home",
-            str(home),
-            "review",
-            "--no-browser",
-            "--author",
-            "cli-test",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
-    lines: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            match = re.search(r"open (http://\S+)", line)
-            if match:
-                yield match.group(1), lines
-                break
-        else:
-            raise AssertionError(proc.stderr.read() if proc.stderr else "no URL printed")
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def get(url: str, **headers: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def test_review_serves_the_page_and_takes_a_taken_port(home, cli, tmp_path):

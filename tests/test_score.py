@@ -435,29 +435,19 @@ def test_explain_bad_input(trained, tmp_path, ref, message):
 
 
 def test_review_page_explains_on_the_e_key(scored_home):
-    import threading
-
-    import uvicorn
-
-    from curator.cli.review import bind
-    from curator.review.server import create_app
     from db.catalog import open_catalog
+    from tests.review_server import review_server
     from tests.test_review_browser import ARGS, CHROMIUM, ensure_chromium
 
     ensure_chromium()
     from playwright.sync_api import sync_playwright
 
     catalog = open_catalog(f"sqlite:///{scored_home / 'catalog.db'}")
-    app = create_app(catalog=catalog, home=scored_home, author="tester")
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        with sync_playwright() as p:
+        with review_server(catalog, scored_home) as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            tab.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/?queue=all")
+            tab = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            tab.goto(f"{base}/?queue=all")
             tab.wait_for_function("document.body.dataset.ready === 'true'", timeout=20_000)
             tab.keyboard.press("e")
             tab.wait_for_function(
@@ -474,9 +464,6 @@ def test_review_page_explains_on_the_e_key(scored_home):
             tab.wait_for_function("document.querySelector('#big').src.includes('/originals/')")
             browser.close()
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         catalog.dispose()
     cached = sorted(p.name for p in (scored_home / "cache" / "explain" / "1").iterdir())
     assert cached == ["1.png", "2.png"]
@@ -484,12 +471,60 @@ def test_review_page_explains_on_the_e_key(scored_home):
         assert img.format == "PNG"
 
 
+def test_a_flood_of_explanations_is_answered_and_leaves_the_page_responsive(scored_home):
+    import concurrent.futures
+    import urllib.error
+    import urllib.request
+
+    from db.catalog import open_catalog
+    from tests.review_server import review_server
+
+    def fetch(url: str) -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=120) as answer:
+                answer.read()
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    catalog = open_catalog(f"sqlite:///{scored_home / 'catalog.db'}")
+    try:
+        with review_server(catalog, scored_home) as base:
+            urls = [f"{base}/api/explain/{i}.png" for i in range(1, 58)]  # e on 57 images
+            with concurrent.futures.ThreadPoolExecutor(57) as pool:
+                flood = [pool.submit(fetch, u) for u in urls]
+                state = fetch(f"{base}/api/state")
+                statuses = [f.result() for f in flood]
+    finally:
+        catalog.dispose()
+    assert state == 200
+    assert set(statuses) <= {200, 404, 429} and statuses.count(200) >= 1
+
+
+def test_grad_cam_refuses_a_stored_file_that_links_out_of_the_store(scored_home, tmp_path):
+    from db.catalog import open_catalog
+    from tests.review_server import review_client
+
+    (path,) = catalog_rows(
+        "SELECT path FROM images WHERE id = 1", f"sqlite:///{scored_home}/catalog.db"
+    )[0]
+    outside = tmp_path / "elsewhere.jpg"
+    shutil.copyfile(scored_home / path, outside)
+    (scored_home / path).unlink()
+    (scored_home / path).symlink_to(outside)
+    catalog = open_catalog(f"sqlite:///{scored_home / 'catalog.db'}")
+    try:
+        client = review_client(catalog, scored_home)
+        assert client.get("/api/explain/1.png").status_code == 404
+        assert client.get("/api/explain/2.png").status_code == 200
+    finally:
+        catalog.dispose()
+
+
 @pytest.mark.backends
 def test_ranked_queue_pages_skip_nothing_while_images_are_labeled(scored_home):
-    from starlette.testclient import TestClient
-
-    from curator.review.server import create_app
     from db.catalog import open_catalog
+    from tests.review_server import review_client
 
     assert run(scored_home, "score", "--workers", "0").exit_code == 0
     everything = json.loads(
@@ -498,7 +533,7 @@ def test_ranked_queue_pages_skip_nothing_while_images_are_labeled(scored_home):
     order = [item["id"] for item in everything["items"]]
     catalog = open_catalog(load_settings(home=scored_home).db_url)
     try:
-        client = TestClient(create_app(catalog=catalog, home=scored_home, author="tester"))
+        client = review_client(catalog, scored_home, author="tester")
         seen: list[int] = []
         after: object = 0
         while after is not None and len(seen) < 30:

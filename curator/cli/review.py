@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import csv
-import ipaddress
-import secrets
-import socket
 import threading
 import time
 import urllib.request
@@ -25,42 +22,13 @@ from curator.cli.common import (
     stdout,
 )
 from curator.errors import CuratorError
+from curator.review.guard import MIN_TOKEN, allowed_hosts, check_token, is_loopback, new_token
 from curator.runs import tracked_run
 from db.catalog import display_url
 from db.errors import CatalogError
 from db.images import find_image
 from db.labels import count_events, current_labels, label_images
 from db.queues import QUEUES, review_queue
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on the port asked for, or on a free one when it is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for candidate in (port, 0):
-        # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on connections
-        # of such sockets; without it every response waits out a 40 ms delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((host, candidate))
-        except OSError as exc:
-            sock.close()
-            if candidate == 0:
-                raise CuratorError(f"cannot listen on {host}: {exc.strerror}") from None
-            continue
-        sock.listen(128)
-        return sock
-    raise AssertionError("unreachable")
 
 
 def _open_when_ready(url: str, health: str) -> None:
@@ -77,12 +45,18 @@ def _open_when_ready(url: str, health: str) -> None:
 def review_command(
     ctx: typer.Context,
     queue: str = typer.Option("new", "--queue", "-q", help=f"One of: {', '.join(QUEUES)}."),
-    port: int = typer.Option(8765, help="Port to listen on (a free one if it is taken)."),
+    port: int = typer.Option(
+        8765, min=0, max=65535, help="Port to listen on (a free one if it is taken)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; off loopback needs a token."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
     author: str = typer.Option(default_author(), help="Who the decisions are recorded for."),
     token: str | None = typer.Option(
-        None, help="Token required in requests (made up when listening off loopback)."
+        None,
+        envvar="CURATOR_REVIEW_TOKEN",
+        show_envvar=True,
+        help=f"Token every request needs, at least {MIN_TOKEN} characters (made up when "
+        "listening off loopback). The variable keeps it out of the process list.",
     ),
 ) -> None:
     """Open the labeling page: confirm and correct labels with the keyboard.
@@ -91,23 +65,27 @@ def review_command(
     arrows move. Grid view (g): select many, label them in one stroke. Every decision is saved
     at once as a new event of the image's label history.
 
+    The server answers only to its own address's names and only its own page may change
+    labels, so other web pages open in the browser can neither read nor change the catalog.
+
     Example:
 
         curator review
         curator review --queue weak --no-browser
         curator review --host 0.0.0.0 --port 8800
     """
-    import uvicorn
-
+    from curator.review import serving
     from curator.review.server import create_app
 
     if queue not in QUEUES:
         fail(f"no queue {queue!r}; one of {', '.join(QUEUES)}")
+    if token is not None:
+        check_token(token)
+    elif not is_loopback(host):
+        token = new_token()
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
-    if not is_loopback(host) and token is None:
-        token = secrets.token_urlsafe(18)
-    sock = bind(host, port)
+    sock = serving.bind(host, port)
     actual = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
@@ -126,15 +104,14 @@ def review_command(
             catalog=catalog,
             home=settings.home,
             author=author,
-            token=token,
-            queue=queue,
             run_id=run.id,
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+            token=token,
+            port=actual,
+            hosts=allowed_hosts(host),
+            queue=queue,
         )
         try:
-            server.run(sockets=[sock])
+            serving.run(serving.make_server(app), [sock])
         finally:
             sock.close()
             with catalog.reading() as session:

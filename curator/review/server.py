@@ -12,14 +12,15 @@
     GET  /originals/{sha256}     the stored original
 
 Every decision is a new label event (origin ``human``, the reviewer as author); an undo is a
-new event too. Each request is its own short transaction, so two reviewers, and a crawl
-writing at the same time, work side by side. Bound to anything but loopback, every request
-must carry the token (``?token=`` once, then a cookie, or an ``X-Curator-Token`` header).
+new event too, and withdraws only decisions of this server's own run. Each request is its
+own short transaction, so two reviewers, and a crawl writing at the same time, work side by
+side. What other pages in the browser may not do, and the token off loopback, are
+`curator.review.guard`'s; the limits on what one request may carry, `curator.review.payload`'s.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import io
 import os
 import re
@@ -39,6 +40,8 @@ from starlette.staticfiles import StaticFiles
 from classifier.errors import TrainingError
 from curator.dedup import separate_group
 from curator.errors import CuratorError
+from curator.review.guard import LOOPBACK_NAMES, protect
+from curator.review.payload import BadRequest, cursor, id_list, json_body, path_id, row_id
 from curator.stats import image_details
 from curator.thumbs import ThumbStore
 from db.catalog import Catalog
@@ -60,8 +63,11 @@ _MEDIA = {
     "TIFF": "image/tiff",
     "AVIF": "image/avif",
 }
-_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
-COOKIE = "curator_token"
+# Content-addressed, so never stale; private, so no shared cache keeps a reviewer's photos.
+_IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
+#: Grad-CAM renderings at once, and waiting: a flood of e presses is answered 429 beyond it.
+EXPLAIN_RUNNING = 1
+EXPLAIN_WAITING = 4
 
 
 def keys_for(classes: list[str]) -> dict[str, str]:
@@ -78,38 +84,6 @@ def keys_for(classes: list[str]) -> dict[str, str]:
     return keys
 
 
-class TokenGate:
-    """ASGI middleware: refuse every request without the token (when one is set)."""
-
-    def __init__(self, app: Any, token: str | None) -> None:
-        self.app = app
-        self.token = token
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.token is None or scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        given = (
-            request.query_params.get("token")
-            or request.headers.get("x-curator-token")
-            or request.cookies.get(COOKIE)
-            or ""
-        )
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            response: Response = JSONResponse({"error": "a valid token is required"}, 403)
-            await response(scope, receive, send)
-            return
-
-        async def send_with_cookie(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and request.query_params.get("token"):
-                cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
-
-
 def endpoint(
     handler: Callable[[Request, Any], Response], *, body: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -118,10 +92,10 @@ def endpoint(
 
     async def wrapped(request: Request) -> Response:
         try:
-            payload = await request.json() if body else None
-            if body and not isinstance(payload, dict):
-                raise ValueError("the body must be a JSON object")
+            payload = await json_body(request) if body else None
             return await run_in_threadpool(handler, request, payload)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
         except (UnknownImage, UnknownQueue) as exc:
             return JSONResponse({"error": str(exc)}, 404)
         except (QueueUnavailable, NoModel, CuratorError, TrainingError) as exc:
@@ -134,17 +108,47 @@ def endpoint(
     return wrapped
 
 
+def limited(
+    handler: Callable[[Request], Awaitable[Response]], *, running: int, waiting: int
+) -> Callable[[Request], Awaitable[Response]]:
+    """At most ``running`` requests of this handler at once, ``waiting`` more queued on the
+    event loop (not in the thread pool, which the other requests need); 429 past that."""
+    slots = asyncio.Semaphore(running)
+    held = 0
+
+    async def wrapped(request: Request) -> Response:
+        nonlocal held
+        if held >= running + waiting:
+            return JSONResponse(
+                {"error": "busy with other explanations; try again in a moment"},
+                429,
+                headers={"Retry-After": "2"},
+            )
+        held += 1
+        try:
+            async with slots:
+                return await handler(request)
+        finally:
+            held -= 1
+
+    return wrapped
+
+
 def create_app(
     *,
     catalog: Catalog,
     home: Path,
     author: str,
+    run_id: int,
     token: str | None = None,
+    port: int = 0,
+    hosts: frozenset[str] = LOOPBACK_NAMES,
     queue: str = "new",
-    run_id: int | None = None,
 ) -> Any:
     """The review app for one catalog; ``author`` is who every decision is recorded for, and
-    ``run_id`` the review session they belong to (needed to split groups)."""
+    ``run_id`` the review run they belong to (an undo withdraws only decisions of this run).
+    ``hosts`` are the names it answers to (`curator.review.guard.allowed_hosts`); with a
+    ``token``, every request needs it (``port`` names its cookie)."""
     thumbs = ThumbStore(home)
 
     def sha_row(sha: str) -> tuple[str, str]:
@@ -156,10 +160,7 @@ def create_app(
             ).first()
         if row is None:
             raise UnknownImage(sha)
-        path = (home / row.path).resolve()
-        if not path.is_relative_to((home / "images").resolve()):
-            raise UnknownImage(sha)
-        return str(path), row.format
+        return str(stored_file(home, row.path, sha)), row.format
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -183,20 +184,20 @@ def create_app(
 
     def queue_page(request: Request, _body: Any) -> Response:
         limit = min(max(int(request.query_params.get("limit", 200)), 1), 500)
-        raw = request.query_params.get("after", "0")
-        after: int | str = raw if ":" in raw else max(int(raw or 0), 0)
+        after = cursor(request.query_params.get("after", "0"))
         with catalog.reading() as session:
             page = review_queue(session, name=request.path_params["name"], limit=limit, after=after)
         return JSONResponse({"items": [i.as_dict() for i in page.items], "next": page.next})
 
     def image(request: Request, _body: Any) -> Response:
         with catalog.reading() as session:
-            info = image_details(session, ref=str(request.path_params["image_id"]), home=str(home))
+            ref = str(path_id(str(request.path_params["image_id"])))
+            info = image_details(session, ref=ref, home=str(home))
         info.pop("path", None)
         return JSONResponse(info)
 
     def label(request: Request, body: dict[str, Any]) -> Response:
-        ids = [int(i) for i in body["ids"]]
+        ids = id_list(body, "ids")
         value = body.get("label")
         if value is not None and not isinstance(value, str):
             raise ValueError("label must be a string or null")
@@ -206,7 +207,7 @@ def create_app(
         return JSONResponse({"events": [e.id for e in events], "labels": labels})
 
     def undo(request: Request, body: dict[str, Any]) -> Response:
-        event_ids = [int(i) for i in body["events"]]
+        event_ids = id_list(body, "events")
         with catalog.writing() as session:
             restored, skipped = undo_events(
                 session, event_ids=event_ids, author=author, run_id=run_id
@@ -215,12 +216,9 @@ def create_app(
         return JSONResponse({"undone": len(restored), "skipped": skipped, "labels": labels})
 
     def separate(request: Request, body: dict[str, Any]) -> Response:
-        if run_id is None:
-            raise ValueError("this server was started without a review run")
+        image_id = row_id(body.get("id"), "id")
         with catalog.writing() as session:
-            members = separate_group(
-                session, image_id=int(body["id"]), author=author, run_id=run_id
-            )
+            members = separate_group(session, image_id=image_id, author=author, run_id=run_id)
         return JSONResponse({"separated": members})
 
     async def thumb(request: Request) -> Response:
@@ -245,7 +243,7 @@ def create_app(
     explainer = Explainer(catalog, home)
 
     def explanation(request: Request, _body: Any) -> Response:
-        png = explainer.png(int(request.path_params["image_id"]))
+        png = explainer.png(path_id(str(request.path_params["image_id"])))
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     routes = [
@@ -257,13 +255,15 @@ def create_app(
         Route("/api/label", endpoint(label, body=True), methods=["POST"]),
         Route("/api/undo", endpoint(undo, body=True), methods=["POST"]),
         Route("/api/separate", endpoint(separate, body=True), methods=["POST"]),
-        Route("/api/explain/{image_id:int}.png", endpoint(explanation)),
+        Route(
+            "/api/explain/{image_id:int}.png",
+            limited(endpoint(explanation), running=EXPLAIN_RUNNING, waiting=EXPLAIN_WAITING),
+        ),
         Route("/thumbs/{sha}.jpg", thumb),
         Route("/originals/{sha}", endpoint(original)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes)
-    return TokenGate(app, token)
+    return protect(Starlette(routes=routes), hosts=hosts, token=token, port=port)
 
 
 class NoModel(CatalogError):
@@ -304,7 +304,7 @@ class Explainer:
                 image = session.get(Image, image_id)
                 if image is None:
                     raise UnknownImage(str(image_id))
-                path = self.home / image.path
+                path = stored_file(self.home, image.path, str(image_id))
             result = explain_picture(model, open_picture(path))
             figure = gradcam_figure(result, result.predicted)
             buffer = io.BytesIO()
@@ -314,6 +314,15 @@ class Explainer:
             partial.write_bytes(buffer.getvalue())
             os.replace(partial, cache)
             return buffer.getvalue()
+
+
+def stored_file(home: Path, relpath: str, name: str) -> Path:
+    """A stored original's real path, refused when it leads out of the home's images/ (a
+    symlink planted there must not serve, or render, any other file)."""
+    path = (home / relpath).resolve()
+    if not path.is_relative_to((home / "images").resolve()):
+        raise UnknownImage(name)
+    return path
 
 
 def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, str | None]]:

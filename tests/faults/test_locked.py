@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from starlette.testclient import TestClient
 
-from curator.review.server import create_app
 from db.catalog import WRITE_LOCK_KEY, open_catalog
 from tests import imagefiles as f
 from tests.faults.consistency import assert_consistent, assert_no_run_left_running
+from tests.review_server import review_client
 from tests.sql import rows
 
 pytestmark = pytest.mark.backends
@@ -105,7 +104,7 @@ def test_commands_and_the_review_page_refuse_while_locked_and_work_after(
     monkeypatch.setenv("CURATOR_DB_TIMEOUT", "0.5")
     catalog = open_catalog(db_url)
     try:
-        client = TestClient(create_app(catalog=catalog, home=home, author="ann"))
+        client = review_client(catalog, home, author="ann")
         with held(db_url):
             for args in (("label", "1", "--as", "happy"), ("classes", "cat", "dog")):
                 result = cli(*args)

@@ -5,7 +5,12 @@
 
 const PAGE = 200;
 const params = new URLSearchParams(location.search);
+// A token in the address has already set this server's cookie: keep it out of the history.
 const token = params.get("token");
+if (token !== null) {
+  params.delete("token");
+  history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
+}
 
 const S = {
   classes: [], keys: {}, author: "", queues: {},
