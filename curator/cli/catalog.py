@@ -30,7 +30,7 @@ from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
 from db.labels import current_labels
 from db.models import Run
-from db.settings import get_classes, set_classes
+from db.settings import check_class_names, get_classes, set_classes
 
 
 def _format_counts(counts: dict[str, Any]) -> str:
@@ -363,6 +363,9 @@ def classes_command(
 ) -> None:
     """Show the catalog's classes, or set them.
 
+    A class name becomes a folder of curator export: letters and digits of any script, space,
+    _, - and . (not first), at most 64 characters.
+
     Example:
 
         curator classes
@@ -370,16 +373,17 @@ def classes_command(
     """
     catalog = open_settings_catalog(settings_of(ctx))
     if names:
+        wanted = check_class_names(names)  # as stored: a class given decomposed is the same
         with catalog.writing() as session:
             old = get_classes(session)
-            removed = set(old) - set(names)
+            removed = set(old) - set(wanted)
             in_use = {c.label for c in current_labels(session).values() if c.label in removed}
             if in_use:
                 fail(
                     f"images are labeled {', '.join(sorted(in_use))}; relabel them before "
                     "removing that class"
                 )
-            set_classes(session, classes=names)
+            set_classes(session, classes=wanted)
     with catalog.reading() as session:
         stdout.print(" ".join(get_classes(session)))
 
