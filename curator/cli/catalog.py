@@ -324,8 +324,9 @@ def export_command(
 
     imagefolder writes OUT/<split>/<label>/<sha256>.<ext> for each active image with a class
     label, loadable by torchvision.datasets.ImageFolder; exporting again into the same folder
-    brings it up to date. csv writes one row per image with its label, split, hashes and
-    sources.
+    brings it up to date. A folder that is not empty and holds no earlier export, a damaged
+    manifest, or split and class folders that are symbolic links are refused, nothing touched.
+    csv writes one row per image with its label, split, hashes and sources.
 
     Example:
 
