@@ -27,3 +27,24 @@ class InvalidImage(CuratorError):
 
 class ExportError(CuratorError):
     pass
+
+
+class DamagedManifest(ExportError):
+    """An export folder's manifest that curator did not write as it reads: nothing is touched,
+    since a later export deletes what the manifest lists."""
+
+    def __init__(self, manifest: str, why: str) -> None:
+        super().__init__(
+            f"{manifest} is damaged: {why}; nothing was changed (export into an empty folder)"
+        )
+
+
+class LinkedFolder(ExportError):
+    """A split or class folder of an export that is a symbolic link: writing into it, or
+    removing from it, would act on whatever it points at."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} is a symbolic link; an export writes only into its own folders, so nothing "
+            "was changed (export into an empty folder)"
+        )

@@ -45,6 +45,7 @@ from classifier.train import (
     pick_device,
 )
 from curator import __version__
+from curator.display import escape_controls
 from curator.errors import CuratorError
 from curator.imaging import describe_non_image
 from curator.ingest import display_path
@@ -259,10 +260,14 @@ class RowWriter:
 
     def __init__(self, out: IO[str], fmt: str, classes: list[str], with_ids: bool) -> None:
         self.out, self.fmt, self.classes, self.with_ids = out, fmt, classes, with_ids
+        # CSV rows on a terminal are read, not parsed: a file name's ESC or newline is shown
+        # escaped there; in a file or a pipe it is kept exactly. (JSON escapes them anyway.)
+        self.text: Callable[[str], str] = escape_controls if _is_terminal(out) else str
         self.csv: Any = None
         if fmt == "csv":
             self.csv = csv.writer(out, lineterminator="\n")
-            header = ["path", "predicted", "confidence", *[f"p_{c}" for c in classes], "error"]
+            probs = [self.text(f"p_{c}") for c in classes]
+            header = ["path", "predicted", "confidence", *probs, "error"]
             self.csv.writerow([*header, "image_id"] if with_ids else header)
 
     def write(self, path: str, probs: np.ndarray | None, error: str | None, image_id: Any) -> None:
@@ -274,8 +279,8 @@ class RowWriter:
             predicted, confidence = self.classes[best], round(float(probs[best]), 6)
             values = [round(float(p), 6) for p in probs]
         if self.csv is not None:
-            row = [shown, predicted, "" if confidence is None else confidence]
-            row += ["" if v is None else v for v in values] + [error or ""]
+            row = [self.text(shown), self.text(predicted), "" if confidence is None else confidence]
+            row += ["" if v is None else v for v in values] + [self.text(error or "")]
             self.csv.writerow([*row, image_id or ""] if self.with_ids else row)
         else:
             record: dict[str, Any] = {
@@ -291,6 +296,13 @@ class RowWriter:
 
     def flush(self) -> None:
         self.out.flush()
+
+
+def _is_terminal(out: IO[str]) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # not a real stream, or closed
+        return False
 
 
 def output_format(out: Path | None, fmt: str | None) -> str:

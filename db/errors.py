@@ -23,3 +23,16 @@ class UnknownClass(CatalogError):
 
 class CatalogBusy(CatalogError):
     """Another writer held the lock for longer than the busy timeout."""
+
+
+class BadClassName(CatalogError):
+    """A class name that could not be a folder of an export, or is the same as another.
+
+    The message holds the name as given, control characters included: whoever prints it
+    escapes them (curator.display), so that the escape names the exact character.
+    """
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"'{name}' cannot be a class name: {why}")
+        self.name = name
+        self.why = why

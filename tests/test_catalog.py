@@ -13,7 +13,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from db.catalog import alembic_config, open_catalog
-from db.errors import AmbiguousImage, CatalogBusy, CatalogError, UnknownClass, UnknownImage
+from db.errors import (
+    AmbiguousImage,
+    BadClassName,
+    CatalogBusy,
+    CatalogError,
+    UnknownClass,
+    UnknownImage,
+)
 from db.images import add_image, find_image, split_for
 from db.labels import current_labels, label_history, record_label
 from db.models import Base
@@ -184,6 +191,47 @@ def test_classes_are_a_setting(catalog):
     for bad in (["one"], ["a", "a"], ["a", "reject"], ["a", "b/c"]):
         with pytest.raises(CatalogError), catalog.writing() as session:
             set_classes(session, classes=bad)
+
+
+BAD_CLASS_NAMES = {
+    "new\nline": "'\n' is not one of",
+    "esc\x1b[31m": "'\x1b' is not one of",
+    "back\\slash": "'\\' is not one of",
+    "a/b": "'/' is not one of",
+    "right\u202eleft": "'\u202e' is not one of",
+    "..": "starts with .",
+    ".hidden": "starts with .",
+    " happy": "starts or ends with a space",
+    "reject": "label for unusable images",
+    "x" * 65: "longer than 64",
+}
+GOOD_CLASS_NAMES = ["heureux", "счастливый", "幸せ", "हँसमुख", "happy-2", "very_happy", "not.sad"]
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("bad", list(BAD_CLASS_NAMES))
+def test_a_class_name_that_could_not_be_a_plain_folder_is_refused(catalog, bad):
+    with pytest.raises(BadClassName) as refused, catalog.writing() as session:
+        set_classes(session, classes=["happy", bad])
+    assert BAD_CLASS_NAMES[bad] in str(refused.value)
+    with catalog.reading() as session:
+        assert get_classes(session) == ["happy", "unhappy"]
+
+
+@pytest.mark.backends
+def test_class_names_of_any_script_are_accepted_and_stored_composed(catalog):
+    with catalog.writing() as session:
+        set_classes(session, classes=GOOD_CLASS_NAMES)
+    with catalog.reading() as session:
+        assert get_classes(session) == GOOD_CLASS_NAMES
+    decomposed = "cafe\u0301"  # e and a combining acute accent: the same word as café
+    with catalog.writing() as session:
+        set_classes(session, classes=[decomposed, "thé"])
+    with catalog.reading() as session:
+        assert get_classes(session) == ["caf\u00e9", "thé"]
+    for twice in (["café", decomposed], ["Happy", "happy"]):
+        with pytest.raises(BadClassName), catalog.writing() as session:
+            set_classes(session, classes=twice)
 
 
 @pytest.mark.backends

@@ -22,6 +22,7 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
+from curator.display import escape_controls, escape_controls_in
 from curator.export import export_csv, export_imagefolder
 from curator.imaging import Limits
 from curator.importer import ImportProgress, import_paths
@@ -30,7 +31,7 @@ from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
 from db.labels import current_labels
 from db.models import Run
-from db.settings import get_classes, set_classes
+from db.settings import check_class_names, get_classes, set_classes
 
 
 def _format_counts(counts: dict[str, Any]) -> str:
@@ -60,7 +61,9 @@ def _print_import_summary(counts: dict[str, Any], seconds: float) -> None:
         (
             "failed",
             counts.get("failed", 0),
-            ", ".join(f"{k} {v}" for k, v in counts.get("failed_by_reason", {}).items()),
+            ", ".join(
+                f"{escape_controls(k)} {v}" for k, v in counts.get("failed_by_reason", {}).items()
+            ),
         ),
         ("already in catalog", counts.get("unchanged", 0), ""),
     ]
@@ -231,8 +234,9 @@ def stats_command(
     if as_json:
         print_json(stats)
         return
+    stats = escape_controls_in(stats)  # class names, reasons: from outside, one line each
     images, labels, sources = stats["images"], stats["labels"], stats["sources"]
-    stdout.print(f"catalog     {display_url(settings.db_url)}")
+    stdout.print(f"catalog     {escape_controls(display_url(settings.db_url))}")
     stdout.print(f"classes     {', '.join(stats['classes'])}")
     stdout.print(
         f"images      {images['total']} ({images['active']} active, "
@@ -273,6 +277,7 @@ def show_command(
     if as_json:
         print_json(info)
         return
+    info = escape_controls_in(info)  # file names, URLs, queries, labels, authors
     stdout.print(f"image {info['id']}  {info['sha256']}")
     stdout.print(f"  file      {info['path']}")
     stdout.print(
@@ -285,7 +290,7 @@ def show_command(
     stdout.print(f"  label     {current}")
     stdout.print("  sources")
     for s in info["sources"]:
-        extra = f"  query {s['query']!r} via {s['engine']}" if s["engine"] else ""
+        extra = f"  query '{s['query']}' via {s['engine']}" if s["engine"] else ""
         stdout.print(f"    {s['time']}  {s['outcome']:<16}{s['locator']}{extra}")
     stdout.print("  label history")
     for e in info["labels"] or []:
@@ -319,8 +324,9 @@ def export_command(
 
     imagefolder writes OUT/<split>/<label>/<sha256>.<ext> for each active image with a class
     label, loadable by torchvision.datasets.ImageFolder; exporting again into the same folder
-    brings it up to date. csv writes one row per image with its label, split, hashes and
-    sources.
+    brings it up to date. A folder that is not empty and holds no earlier export, a damaged
+    manifest, or split and class folders that are symbolic links are refused, nothing touched.
+    csv writes one row per image with its label, split, hashes and sources.
 
     Example:
 
@@ -344,13 +350,14 @@ def export_command(
     if as_json:
         print_json({"out": str(out), **result})
         return
+    shown = escape_controls(out)
     if fmt is ExportFormat.csv:
-        stdout.print(f"wrote {result['rows']} rows to {out}")
+        stdout.print(f"wrote {result['rows']} rows to {shown}")
         return
-    stdout.print(f"exported {result['files']} images to {out}")
+    stdout.print(f"exported {result['files']} images to {shown}")
     for key, value in result.items():
-        if "/" in key:
-            stdout.print(f"  {key:<24}{value:>7}")
+        if "/" in key:  # split/class
+            stdout.print(f"  {escape_controls(key):<24}{value:>7}")
     if result.get("removed"):
         stdout.print(f"  removed {result['removed']} files that no longer belong")
     if result.get("missing_files"):
@@ -363,6 +370,9 @@ def classes_command(
 ) -> None:
     """Show the catalog's classes, or set them.
 
+    A class name becomes a folder of curator export: letters and digits of any script, space,
+    _, - and . (not first), at most 64 characters.
+
     Example:
 
         curator classes
@@ -370,18 +380,19 @@ def classes_command(
     """
     catalog = open_settings_catalog(settings_of(ctx))
     if names:
+        wanted = check_class_names(names)  # as stored: a class given decomposed is the same
         with catalog.writing() as session:
             old = get_classes(session)
-            removed = set(old) - set(names)
+            removed = set(old) - set(wanted)
             in_use = {c.label for c in current_labels(session).values() if c.label in removed}
             if in_use:
                 fail(
                     f"images are labeled {', '.join(sorted(in_use))}; relabel them before "
                     "removing that class"
                 )
-            set_classes(session, classes=names)
+            set_classes(session, classes=wanted)
     with catalog.reading() as session:
-        stdout.print(" ".join(get_classes(session)))
+        stdout.print(" ".join(escape_controls(c) for c in get_classes(session)))
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from classifier.errors import TrainingError
 from curator.config import Settings, load_settings
+from curator.display import escape_controls
 from curator.errors import CuratorError
 from db.catalog import Catalog, open_catalog
 from db.errors import CatalogError
@@ -34,9 +35,11 @@ from db.errors import CatalogError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-# User data (file names, classes, authors) goes through these: never read it as markup.
-stdout = Console(highlight=False, soft_wrap=True, markup=False)
+# User data (file names, classes, authors) goes through these: never read it as markup or
+# emoji codes (":smile:" in a file name is those seven characters). Control characters in
+# it are escaped before it gets here (curator.display).
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+stdout = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 #: The largest near-duplicate threshold accepted: beyond it the search degrades to comparing
@@ -73,7 +76,9 @@ def default_author() -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    stderr.print(Text("error: ", style="red") + Text(message))
+    """One line on stderr and exit. Messages embed file names, URLs and labels: a newline or
+    an ESC in one is shown escaped, so the message stays one line and the terminal as it was."""
+    stderr.print(Text("error: ", style="red") + Text(escape_controls(message)))
     raise typer.Exit(code)
 
 
@@ -108,8 +113,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc))
         except KeyboardInterrupt:
             stderr.print(
-                "interrupted: what was done is saved; run the same command again to continue",
-                markup=False,
+                "interrupted: what was done is saved; run the same command again to continue"
             )
             raise typer.Exit(130) from None
         except Exception as exc:
@@ -126,7 +130,9 @@ def pct(value: float | None) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    # ASCII on purpose: JSON then escapes every control character, C1 and bidi controls
+    # included, as \uXXXX, and the output goes through any terminal and any encoding intact.
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=True) + "\n")
 
 
 @contextmanager
@@ -134,13 +140,13 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
     """A progress bar on stderr, shown from the first update (so that an error found before
     any work starts is not preceded by an empty bar); yields ``update(completed, status)``."""
     columns = [
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # it may name a video or a file
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
     ]
     bar = Progress(*columns, console=stderr, transient=False)
     task: list[Any] = []
@@ -148,10 +154,10 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
     def update(completed: int, status: str = "", total: int | None = None) -> None:
         if not task:
             bar.start()
-            task.append(bar.add_task(description, total=total, status=""))
+            task.append(bar.add_task(escape_controls(description), total=total, status=""))
         if total is not None:
             bar.update(task[0], total=total)
-        bar.update(task[0], completed=completed, status=status)
+        bar.update(task[0], completed=completed, status=escape_controls(status))
 
     try:
         yield update

@@ -18,6 +18,7 @@ from curator.cli.common import (
     threshold_option,
 )
 from curator.defaults import DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS
+from curator.display import escape_controls, escape_controls_in
 
 
 def _status(p: Any) -> str:
@@ -30,9 +31,10 @@ def _status(p: Any) -> str:
 
 
 def _print_summary(engine: str, results: dict[str, Any], seconds: float) -> None:
-    for query, r in results.items():
+    engine = escape_controls(engine)
+    for query, r in escape_controls_in(results).items():  # queries, reasons: from outside
         earlier = f", {r['already']} from earlier runs" if r["already"] else ""
-        stdout.print(f"{query!r} ({engine}): added {r['added']} (target {r['target']}{earlier})")
+        stdout.print(f"'{query}' ({engine}): added {r['added']} (target {r['target']}{earlier})")
         reasons = ", ".join(f"{k} {v}" for k, v in r["failed_by_reason"].items())
         rows = [
             ("exact duplicates", r["exact_duplicate"], ""),

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from curator.cli.common import handle_errors, print_json, progress_bar, stdout
+from curator.display import escape_controls
 from db.catalog import display_url, open_catalog
 from db.copy import copy_catalog, tables
 from db.errors import CatalogError
@@ -80,8 +81,8 @@ def copy_command(
         return
     total = sum(t.rows for t in copied)
     stdout.print(
-        f"copied {total} rows from {display_url(src_url)} to {display_url(dst_url)} "
-        f"in {seconds:.1f} s"
+        f"copied {total} rows from {escape_controls(display_url(src_url))} to "
+        f"{escape_controls(display_url(dst_url))} in {seconds:.1f} s"
     )
     for t in copied:
         stdout.print(f"  {t.name:<15}{t.rows:>9}   sha256 {t.digest[:16]}")

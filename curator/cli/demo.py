@@ -15,6 +15,7 @@ from rich.progress import (
 from rich.text import Text
 
 from curator.cli.common import handle_errors, pct, print_json, settings_of, stderr, stdout
+from curator.display import escape_controls
 
 
 def demo_command(
@@ -74,11 +75,11 @@ def demo_command(
     }
     config = DemoConfig.full(**overrides) if full else DemoConfig(**overrides)
     bars = Progress(
-        TextColumn("  {task.description}"),
+        TextColumn("  {task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         console=stderr,
         transient=True,
     )
@@ -96,11 +97,15 @@ def demo_command(
             result = run_demo(
                 demo_home,
                 config,
-                step=lambda m: bars.console.print(Text("> ", style="bold") + Text(m)),
+                step=lambda m: bars.console.print(
+                    Text("> ", style="bold") + Text(escape_controls(m))
+                ),
                 progress=progress,
             )
     except KeyboardInterrupt:
-        stderr.print(f"interrupted: the demo starts over when run again ({demo_home})")
+        stderr.print(
+            f"interrupted: the demo starts over when run again ({escape_controls(demo_home)})"
+        )
         raise typer.Exit(130) from None
     if as_json:
         print_json(result.as_dict())
@@ -137,8 +142,10 @@ def demo_command(
     )
     total = sum(result.seconds.values())
     stdout.print(f"time           {total / 60:.1f} min")
-    stdout.print(f"\nreport:        {result.report}")
-    stdout.print(f"browse it:     curator --home {result.home} review --queue disagree")
+    stdout.print(f"\nreport:        {escape_controls(result.report)}")
+    stdout.print(
+        f"browse it:     curator --home {escape_controls(result.home)} review --queue disagree"
+    )
 
 
 def register(app: typer.Typer) -> None:

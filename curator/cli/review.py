@@ -21,6 +21,7 @@ from curator.cli.common import (
     settings_of,
     stdout,
 )
+from curator.display import escape_controls
 from curator.errors import CuratorError
 from curator.review.guard import MIN_TOKEN, allowed_hosts, check_token, is_loopback, new_token
 from curator.runs import tracked_run
@@ -93,8 +94,10 @@ def review_command(
     url = f"http://{shown}:{actual}/?{urlencode(query)}"
     if actual != port:
         stdout.print(f"port {port} is taken; using {actual}")
-    stdout.print(f"reviewing {display_url(settings.db_url)} as {author}")
-    stdout.print(f"open {url}   (Ctrl-C stops)")
+    stdout.print(
+        f"reviewing {escape_controls(display_url(settings.db_url))} as {escape_controls(author)}"
+    )
+    stdout.print(f"open {escape_controls(url)}   (Ctrl-C stops)")
     if not no_browser:
         health = f"http://{shown}:{actual}/api/health" + (f"?token={token}" if token else "")
         threading.Thread(target=_open_when_ready, args=(url, health), daemon=True).start()
@@ -202,8 +205,9 @@ def label_command(
     for entry in recorded:
         current = now.get(int(entry["id"]))  # type: ignore[arg-type]
         stdout.print(
-            f"image {entry['id']}: {entry['label']} (by {entry['author']}); now "
-            f"{current.label if current else 'unlabeled'}"
+            f"image {entry['id']}: {escape_controls(entry['label'])} (by "
+            f"{escape_controls(entry['author'])}); now "
+            f"{escape_controls(current.label) if current else 'unlabeled'}"
         )
 
 
@@ -232,7 +236,7 @@ def queue_command(
         print_json({"queue": name, "items": [i.as_dict() for i in page.items]})
         return
     if not page.items:
-        stdout.print(f"the {name} queue is empty")
+        stdout.print(f"the {escape_controls(name)} queue is empty")
     for item in page.items:
         label = f"{item.label} ({item.origin})" if item.label else "unlabeled"
         extra = f", {len(item.duplicates)} near copies" if item.duplicates else ""
@@ -243,7 +247,7 @@ def queue_command(
             model = f"  model {p['model']}: {p['label']} {p['confidence']:.2f}" + (
                 f" (p of {item.label}: {mine:.2f})" if mine is not None else ""
             )
-        stdout.print(f"{item.id:>8}  {item.sha256[:12]}  {label}{extra}{model}")
+        stdout.print(f"{item.id:>8}  {item.sha256[:12]}  {escape_controls(label + extra + model)}")
 
 
 def register(app: typer.Typer) -> None:

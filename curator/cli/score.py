@@ -21,6 +21,7 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
+from curator.display import escape_controls
 
 
 def score_command(
@@ -194,7 +195,7 @@ def _score_catalog(
         f"{counts['already_scored']} already scored, {counts['failed']} unreadable"
     )
     for image_id, why in sorted((counts.get("failures") or {}).items())[:10]:
-        stdout.print(f"  image {image_id}: {why}")
+        stdout.print(f"  image {image_id}: {escape_controls(why)}")
     if counts["in_sample"]:
         stdout.print(
             f"  {counts['in_sample']} of them trained this model: the disagree queues leave "
@@ -258,18 +259,17 @@ def _score_files(
         by_class = ", ".join(f"{c} {n}" for c, n in sorted(counts["by_class"].items()))
         where = f" -> {out}" if out else ""
         stderr.print(
-            f"scored {counts['scored']} of {counts['files']} files ({by_class or 'none'}), "
-            f"{counts['failed']} unreadable{where}",
-            markup=False,
+            f"scored {counts['scored']} of {counts['files']} files "
+            f"({escape_controls(by_class) or 'none'}), {counts['failed']} unreadable"
+            + escape_controls(where)
         )
         if inputs.ignored:
-            stderr.print(f"  {inputs.ignored} files in folders were not image names", markup=False)
+            stderr.print(f"  {inputs.ignored} files in folders were not image names")
         for line in counts["unreadable_folders"]:
-            stderr.print(f"  cannot list {line}", markup=False)
+            stderr.print(f"  cannot list {escape_controls(line)}")
         if imported is not None:
             stderr.print(
-                "  imported: " + ", ".join(f"{k} {v}" for k, v in counts["imported"].items()),
-                markup=False,
+                "  imported: " + ", ".join(f"{k} {v}" for k, v in counts["imported"].items())
             )
     return counts
 
@@ -315,12 +315,12 @@ def _score_video(
     if not as_json:
         verdict = result.verdict or "-"
         stdout.print(
-            f"{video}: {verdict} (mean probability {max(result.mean):.2f}; "
-            f"{pct(result.shares.get(verdict, 0.0))} of {len(result.frames)} frames sampled "
-            f"every {every:g} s)"
+            f"{escape_controls(video)}: {escape_controls(verdict)} (mean probability "
+            f"{max(result.mean):.2f}; {pct(result.shares.get(verdict, 0.0))} of "
+            f"{len(result.frames)} frames sampled every {every:g} s)"
         )
-        stdout.print(f"  frames: {frames_csv}")
-        stdout.print(f"  timeline: {timeline}")
+        stdout.print(f"  frames: {escape_controls(frames_csv)}")
+        stdout.print(f"  timeline: {escape_controls(timeline)}")
     return found
 
 
@@ -421,10 +421,11 @@ def explain_command(
         )
         return
     stdout.print(
-        f"{ref}: {e.classes[e.predicted]} ({pct(e.probs[e.predicted])}) by model {model.id}"
+        f"{escape_controls(ref)}: {escape_controls(e.classes[e.predicted])} "
+        f"({pct(e.probs[e.predicted])}) by model {model.id}"
     )
     for f in done.files:
-        stdout.print(f"  {f}")
+        stdout.print(f"  {escape_controls(f)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from curator.cli.common import (
     settings_of,
     stdout,
 )
+from curator.display import escape_controls, escape_controls_in
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 HEADS = ("gap", "spp", "spp-pmt")
@@ -191,7 +192,7 @@ def _train(
                 cfg=cfg,
                 on_progress=progress,
                 on_start=started,
-                on_note=lambda note: typer.echo(f"warning: {note}", err=True),
+                on_note=lambda note: typer.echo(f"warning: {escape_controls(note)}", err=True),
                 restart=restart,
                 group=group,
             )
@@ -232,7 +233,7 @@ def _train(
         )
     if outcome.missing_files:
         stdout.print(f"  {outcome.missing_files} images were left out: their files are missing")
-    stdout.print(f"report: {outcome.report}")
+    stdout.print(f"report: {escape_controls(outcome.report)}")
 
 
 def models_command(
@@ -272,6 +273,7 @@ def models_command(
     if not rows:
         stdout.print("no models yet: curator train")
         return
+    rows = escape_controls_in(rows)  # a catalog's rows, whoever wrote them
     default = next((r["id"] for r in rows if r["status"] == "done"), None)
     stdout.print(
         f"{'id':>4}  {'status':<11} {'model':<24} {'epochs':>6} {'val acc':>8} "
