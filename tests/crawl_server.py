@@ -21,6 +21,7 @@ images.
 
 from __future__ import annotations
 
+import gzip
 import html
 import io
 import json
@@ -88,6 +89,7 @@ class EngineServer:
         self._server: ThreadingHTTPServer | None = None
         self._servers: list[ThreadingHTTPServer] = []
         self.images_by_id: dict[str, str] = {}
+        self.page_encoding: str | None = None  # "gzip": result pages are sent gzip-encoded
         self.connections = 0
 
     # -- set-up ---------------------------------------------------------------------------
@@ -298,7 +300,10 @@ def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
                 if first in ("0", "1") or query.get("page") == "1":
                     time.sleep(server.page_delay.get(term, 0.0))
                 kind = "application/json" if "baidu" in path or "flickr" in path else "text/html"
-                self._send(200, pages[path](query), kind)
+                body, headers = pages[path](query), {}
+                if server.page_encoding == "gzip":
+                    body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
+                self._send(200, body, kind, headers)
                 return
             if path.startswith("/site/") and path[len("/site/") :] in server.site_pages:
                 self._send(200, server.site_pages[path[len("/site/") :]].encode(), "text/html")

@@ -11,7 +11,9 @@ Every request goes through `Fetcher`, which:
 * names itself in its User-Agent, and skips images whose response says
   ``X-Robots-Tag: noai`` or ``noimageai`` unless told otherwise;
 * connects only to public addresses, checked at connect time for every hop (`addresses`),
-  unless told otherwise (``allow_private``) or the address is where a route points.
+  unless told otherwise (``allow_private``) or the address is where a route points;
+* decodes gzip and deflate bodies itself, within the byte cap on the decoded size
+  (`encoding`).
 
 Failures are `FetchError`s with a short reason (``http-404``, ``timeout``, ``too-slow``...) and
 whether trying again later could help; the crawler turns them into source rows.
@@ -34,6 +36,7 @@ from requests.utils import select_proxy
 
 from curator import __version__
 from curator.crawl.addresses import AddressGuard, CheckedPoolManager, PrivateAddress, endpoints_of
+from curator.crawl.encoding import ACCEPT_ENCODING, Decoder, EncodingError, decoder_for
 
 USER_AGENT = (
     f"curator/{__version__} (image data set builder; +https://pypi.org/project/curator/) "
@@ -143,7 +146,15 @@ def new_session(
     routes = routes or {}
     session = requests.Session()
     session.trust_env = trust_env
-    session.headers.update({"User-Agent": USER_AGENT, "Accept-Language": "en;q=0.9,*;q=0.5"})
+    session.headers.update(
+        {
+            "User-Agent": USER_AGENT,
+            "Accept-Language": "en;q=0.9,*;q=0.5",
+            # requests would offer br and zstd too where their packages are installed: only
+            # what Fetcher decodes is asked for.
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+    )
     guard = AddressGuard(
         allow_private=policy.allow_private, endpoints=endpoints_of(routes.values())
     )
@@ -313,13 +324,20 @@ class Fetcher:
                 raise FetchError("not-an-image", f"served as {kind}")
         limit = self.policy.max_bytes if image else self.policy.max_page_bytes
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isdigit() and int(declared) > limit:  # the encoded size: over already
             raise FetchError("too-large", f"{int(declared):,} bytes, more than {limit:,}")
-        response._content = self._body(response, limit)  # where requests keeps a read body
+        try:
+            decoder = decoder_for(response.headers.get("Content-Encoding"), limit)
+            body = self._body(response, limit, decoder)
+        except EncodingError as exc:
+            raise FetchError(exc.reason, str(exc)) from None
+        response._content = body  # where requests keeps a read body
         response._content_consumed = True  # read to the end: the connection can be reused
         return response
 
-    def _body(self, response: requests.Response, limit: int) -> bytes:
+    def _body(self, response: requests.Response, limit: int, decoder: Decoder) -> bytes:
+        """The body, decoded; both its size on the wire and decoded are capped at ``limit``
+        (a body that never ends while decoding to nothing is cut off too)."""
         deadline = time.monotonic() + self.policy.deadline
         chunks: list[bytes] = []
         size = 0
@@ -336,11 +354,12 @@ class Fetcher:
             size += len(chunk)
             if size > limit:
                 raise FetchError("too-large", f"more than {limit:,} bytes")
-            chunks.append(chunk)
+            chunks.extend(decoder.feed(chunk))
             if self.stop.is_set():
                 raise FetchError("stopped", "the crawl stopped")
             if time.monotonic() > deadline:
                 raise FetchError("too-slow", f"not finished within {self.policy.deadline:.0f} s")
+        decoder.finish()
         return b"".join(chunks)
 
 
