@@ -12,15 +12,21 @@ Result pages are built in each engine's own format (the formats icrawler's parse
 * a site: ``/site/<page>.html`` pages with ``<img>`` tags and links
 
 Images are served from ``/img/<name>``; `Behaviour` says how (status, headers, delays, a
-truncated or dripped body, redirects...). Every request is logged with its time.
+truncated or dripped body, redirects...). Every request is logged with its time, every
+connection accepted is counted. It listens on 127.0.0.1, or on another loopback address
+(``host="127.0.0.2"``) to stand for a machine inside the network; it also answers requests
+for absolute URLs (``GET http://host/img/x``) as a forward proxy's would be, from its own
+images.
 """
 
 from __future__ import annotations
 
+import gzip
 import html
 import io
 import json
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -61,7 +67,16 @@ class Request:
 class EngineServer:
     """Start with `start()`; ``routes`` maps engine hosts to this server for new_session()."""
 
-    def __init__(self, *, image_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        image_delay: float = 0.0,
+        host: str = "127.0.0.1",
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.tls = tls  # (certificate file, key file): serve https
+        self.tls_names: list[str | None] = []  # the server names clients asked for (SNI)
         self.images: dict[str, Behaviour] = {}
         self.results: dict[str, list[tuple[str, str | None]]] = {}  # query -> (image, page)
         self.site_pages: dict[str, str] = {}
@@ -74,14 +89,21 @@ class EngineServer:
         self._server: ThreadingHTTPServer | None = None
         self._servers: list[ThreadingHTTPServer] = []
         self.images_by_id: dict[str, str] = {}
+        self.page_encoding: str | None = None  # "gzip": result pages are sent gzip-encoded
+        self.connections = 0
 
     # -- set-up ---------------------------------------------------------------------------
 
     def start(self, ports: int = 1) -> EngineServer:
-        """Listen on 127.0.0.1; with ``ports`` > 1, on more ports too (other "hosts")."""
+        """Listen on its host; with ``ports`` > 1, on more ports too (other "hosts")."""
         handler = _handler(self)
         for _ in range(ports):
-            server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            server = _CountingServer(self, (self.host, 0), handler)
+            if self.tls:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(*self.tls)
+                context.sni_callback = lambda _sock, name, _ctx: self.tls_names.append(name)
+                server.socket = context.wrap_socket(server.socket, server_side=True)
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self._servers.append(server)
@@ -97,9 +119,13 @@ class EngineServer:
         return self._servers[index % len(self._servers)].server_address[1]
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def base(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.scheme}://{self.host}:{self._server.server_address[1]}"
 
     @property
     def routes(self) -> dict[str, str]:
@@ -111,7 +137,7 @@ class EngineServer:
         }
 
     def image_url(self, name: str, port_index: int = 0) -> str:
-        return f"http://127.0.0.1:{self.port(port_index)}/img/{name}"
+        return f"{self.scheme}://{self.host}:{self.port(port_index)}/img/{name}"
 
     def add_image(self, name: str, behaviour: Behaviour) -> str:
         self.images[name] = behaviour
@@ -166,6 +192,19 @@ class EngineServer:
             self.images_by_id[photo_id] = url
             photos.append({"id": photo_id, "owner": "12345@N00", "title": "couple"})
         return json.dumps({"stat": "ok", "photos": {"page": page, "photo": photos}}).encode()
+
+
+class _CountingServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: EngineServer, *args: object) -> None:
+        self.owner = owner
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        with self.owner._lock:
+            self.owner.connections += 1
+        return True
 
 
 def baidu_encode(url: str) -> str:
@@ -261,7 +300,10 @@ def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
                 if first in ("0", "1") or query.get("page") == "1":
                     time.sleep(server.page_delay.get(term, 0.0))
                 kind = "application/json" if "baidu" in path or "flickr" in path else "text/html"
-                self._send(200, pages[path](query), kind)
+                body, headers = pages[path](query), {}
+                if server.page_encoding == "gzip":
+                    body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
+                self._send(200, body, kind, headers)
                 return
             if path.startswith("/site/") and path[len("/site/") :] in server.site_pages:
                 self._send(200, server.site_pages[path[len("/site/") :]].encode(), "text/html")

@@ -84,6 +84,13 @@ def crawl_command(
     use_proxy_env: bool = typer.Option(
         False, "--use-proxy-env", help="Honour HTTP(S)_PROXY from the environment."
     ),
+    allow_private: bool = typer.Option(
+        False,
+        "--allow-private",
+        help="Also fetch from loopback, private and link-local addresses, for crawling your "
+        "own intranet or a local mirror (refused by default: a public page must not make "
+        "curator fetch from inside your network).",
+    ),
     author: str = typer.Option(default_author(), help="Who the label events are recorded for."),
     threshold: int = threshold_option(DEFAULT_THRESHOLD),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -121,6 +128,7 @@ def crawl_command(
             per_host=per_host,
             delay=delay,
             respect_noai=not ignore_noai,
+            allow_private=allow_private,
         ),
         limits=Limits(max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side),
         flickr_key=flickr_key or os.environ.get("FLICKR_API_KEY"),

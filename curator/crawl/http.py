@@ -9,7 +9,11 @@ Every request goes through `Fetcher`, which:
   honouring Retry-After (capped), and gives up with a reason;
 * keeps a per-host limit on concurrent requests and a per-host delay between them;
 * names itself in its User-Agent, and skips images whose response says
-  ``X-Robots-Tag: noai`` or ``noimageai`` unless told otherwise.
+  ``X-Robots-Tag: noai`` or ``noimageai`` unless told otherwise;
+* connects only to public addresses, checked at connect time for every hop (`addresses`),
+  unless told otherwise (``allow_private``) or the address is where a route points;
+* decodes gzip and deflate bodies itself, within the byte cap on the decoded size
+  (`encoding`).
 
 Failures are `FetchError`s with a short reason (``http-404``, ``timeout``, ``too-slow``...) and
 whether trying again later could help; the crawler turns them into source rows.
@@ -28,8 +32,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
 
 from curator import __version__
+from curator.crawl.addresses import AddressGuard, CheckedPoolManager, PrivateAddress, endpoints_of
+from curator.crawl.encoding import ACCEPT_ENCODING, Decoder, EncodingError, decoder_for
 
 USER_AGENT = (
     f"curator/{__version__} (image data set builder; +https://pypi.org/project/curator/) "
@@ -70,17 +77,36 @@ class FetchPolicy:
     per_host: int = 4
     delay: float = 0.0  # between the starts of two requests to one host
     respect_noai: bool = True
+    allow_private: bool = False  # loopback, private, link-local... addresses too
 
 
 class _Adapter(HTTPAdapter):
     """Connection pool sized for the crawl's threads, with a timeout on every request (so
-    that no library code path, icrawler's included, can wait forever), and optional routes
-    that send a host's requests elsewhere (a mirror, or a local test engine)."""
+    that no library code path, icrawler's included, can wait forever), optional routes
+    that send a host's requests elsewhere (a mirror, or a local test engine), and every
+    connection checked by ``guard`` as it is opened."""
 
-    def __init__(self, pool: int, timeout: tuple[float, float], routes: Mapping[str, str]):
+    def __init__(
+        self,
+        pool: int,
+        timeout: tuple[float, float],
+        routes: Mapping[str, str],
+        guard: AddressGuard | None = None,
+    ) -> None:
+        self._guard = guard or AddressGuard()  # set first: the pool manager is made at init
         super().__init__(pool_connections=pool, pool_maxsize=pool)
         self._timeout = timeout
         self._routes = dict(routes)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        self.poolmanager = CheckedPoolManager(
+            num_pools=connections, maxsize=maxsize, block=block, guard=self._guard, **pool_kwargs
+        )
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
@@ -93,6 +119,12 @@ class _Adapter(HTTPAdapter):
             request.url = urlunsplit(
                 (base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, "")
             )
+        if select_proxy(request.url, kwargs.get("proxies")):
+            # The proxy opens the connection, not this machine: the target's addresses can
+            # only be checked before the request is sent, and the proxy resolves it again.
+            where = urlsplit(request.url)
+            port = where.port or (443 if where.scheme == "https" else 80)
+            self._guard.check_name(where.hostname or "", port)
         response = super().send(request, **kwargs)
         if target:
             response.url = original  # parsers and redirects see the engine's own address
@@ -107,12 +139,26 @@ def new_session(
     trust_env: bool = False,
 ) -> requests.Session:
     """A session for one crawl. ``routes`` maps a host (``www.bing.com``) to a base URL that
-    serves it instead; ``trust_env`` honours HTTP(S)_PROXY and .netrc (off unless asked)."""
+    serves it instead, and the address and port it points to may be connected to whatever
+    ``policy.allow_private`` says; ``trust_env`` honours HTTP(S)_PROXY and .netrc (off unless
+    asked)."""
     policy = policy or FetchPolicy()
+    routes = routes or {}
     session = requests.Session()
     session.trust_env = trust_env
-    session.headers.update({"User-Agent": USER_AGENT, "Accept-Language": "en;q=0.9,*;q=0.5"})
-    adapter = _Adapter(pool, (policy.connect_timeout, policy.read_timeout), routes or {})
+    session.headers.update(
+        {
+            "User-Agent": USER_AGENT,
+            "Accept-Language": "en;q=0.9,*;q=0.5",
+            # requests would offer br and zstd too where their packages are installed: only
+            # what Fetcher decodes is asked for.
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+    )
+    guard = AddressGuard(
+        allow_private=policy.allow_private, endpoints=endpoints_of(routes.values())
+    )
+    adapter = _Adapter(pool, (policy.connect_timeout, policy.read_timeout), routes, guard)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -233,6 +279,8 @@ class Fetcher:
                     timeout=(self.policy.connect_timeout, self.policy.read_timeout),
                     headers={"Accept": "image/*,*/*;q=0.8"} if image else None,
                 )
+            except PrivateAddress as exc:
+                raise FetchError("private-address", str(exc)) from None
             except requests.exceptions.Timeout as exc:
                 raise FetchError("timeout", f"no answer in time: {exc}") from None
             except requests.exceptions.InvalidURL as exc:
@@ -276,13 +324,20 @@ class Fetcher:
                 raise FetchError("not-an-image", f"served as {kind}")
         limit = self.policy.max_bytes if image else self.policy.max_page_bytes
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isdigit() and int(declared) > limit:  # the encoded size: over already
             raise FetchError("too-large", f"{int(declared):,} bytes, more than {limit:,}")
-        response._content = self._body(response, limit)  # where requests keeps a read body
+        try:
+            decoder = decoder_for(response.headers.get("Content-Encoding"), limit)
+            body = self._body(response, limit, decoder)
+        except EncodingError as exc:
+            raise FetchError(exc.reason, str(exc)) from None
+        response._content = body  # where requests keeps a read body
         response._content_consumed = True  # read to the end: the connection can be reused
         return response
 
-    def _body(self, response: requests.Response, limit: int) -> bytes:
+    def _body(self, response: requests.Response, limit: int, decoder: Decoder) -> bytes:
+        """The body, decoded; both its size on the wire and decoded are capped at ``limit``
+        (a body that never ends while decoding to nothing is cut off too)."""
         deadline = time.monotonic() + self.policy.deadline
         chunks: list[bytes] = []
         size = 0
@@ -299,11 +354,12 @@ class Fetcher:
             size += len(chunk)
             if size > limit:
                 raise FetchError("too-large", f"more than {limit:,} bytes")
-            chunks.append(chunk)
+            chunks.extend(decoder.feed(chunk))
             if self.stop.is_set():
                 raise FetchError("stopped", "the crawl stopped")
             if time.monotonic() > deadline:
                 raise FetchError("too-slow", f"not finished within {self.policy.deadline:.0f} s")
+        decoder.finish()
         return b"".join(chunks)
 
 

@@ -243,8 +243,15 @@ class QueryCrawl:
         self.store = store
         with catalog.reading() as session:
             self.already = count_added(session, engine=self.engine.name, query=self.query)
-            self._known = settled_url_keys(session, transient=TRANSIENT)
+            self._known = settled_url_keys(session, transient=self._retried())
         self.target = max(0, self.options.max_images - self.already)
+
+    def _retried(self) -> frozenset[str]:
+        """Failure reasons after which a URL is fetched again by this crawl: passing ones, and
+        a refused address once private addresses are allowed."""
+        if self.options.policy.allow_private:
+            return TRANSIENT | {"private-address"}
+        return TRANSIENT
 
     # -- the parser thread ------------------------------------------------------------------
 
@@ -556,6 +563,7 @@ def _crawl(
             "delay": options.policy.delay,
             "per_host": options.policy.per_host,
             "respect_noai": options.policy.respect_noai,
+            "allow_private": options.policy.allow_private,
         }
         results: dict[str, Any] = {}
         with tracked_run(catalog, kind="crawl", params=params) as run:
