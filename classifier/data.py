@@ -51,6 +51,8 @@ class Examples:
     classes: list[str]
     splits: dict[str, list[Example]]
     missing_files: list[int] = field(default_factory=list)
+    #: Groups left out because people labeled their members differently.
+    conflicts: list[int] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         out = {}
@@ -72,21 +74,29 @@ def catalog_examples(
     labels = group_labels(session)
     splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
     missing: list[int] = []
+    conflicts: list[int] = []
     rows = session.execute(
-        select(Image.id, Image.path, Image.split).where(Image.status == ACTIVE).order_by(Image.id)
+        select(Image.id, Image.path, Image.split, Image.human_conflict)
+        .where(Image.status == ACTIVE)
+        .order_by(Image.id)
     )
-    for image_id, relpath, split in rows:
+    for image_id, relpath, split, disputed in rows:
         label = labels.get(image_id)
         if label is None or label.origin not in origins or label.label == REJECT:
             continue
         if label.label not in index:
+            continue
+        if disputed:  # a label people disagree on teaches nothing until they settle it
+            conflicts.append(image_id)
             continue
         path = home / relpath
         if not os.path.isfile(path):
             missing.append(image_id)
             continue
         splits[split].append(Example(image_id, str(path), index[label.label]))
-    return Examples(classes=list(classes), splits=splits, missing_files=missing)
+    return Examples(
+        classes=list(classes), splits=splits, missing_files=missing, conflicts=conflicts
+    )
 
 
 def normalize() -> v2.Transform:

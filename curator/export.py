@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from curator.errors import DamagedManifest, ExportError, LinkedFolder
 from db.errors import BadClassName
+from db.grouplabels import conflicted_groups
 from db.images import ACTIVE, SPLITS, to_unsigned64
 from db.labels import current_labels, group_labels
 from db.models import Image, Source
@@ -57,6 +58,8 @@ CSV_COLUMNS = [
     "phash_mirror",
     "hash_version",
     "sources",
+    "own_label",
+    "own_label_origin",
 ]
 
 
@@ -230,11 +233,12 @@ def export_imagefolder(
     _check_folder_names(class_list)
     classes = set(class_list)
     labels = group_labels(session)
+    disputed = conflicted_groups(session)  # people disagree: not training data until settled
     images = session.scalars(select(Image).where(Image.status == ACTIVE).order_by(Image.id))
     chosen = []
     for image in images:
         current = labels.get(image.id)
-        if current is not None and current.label in classes:
+        if current is not None and current.label in classes and image.id not in disputed:
             rel = f"{image.split}/{current.label}/{image.sha256}{Path(image.path).suffix}"
             chosen.append((image, current.label, rel))
     files = {rel for _image, _label, rel in chosen}
@@ -265,7 +269,8 @@ def export_imagefolder(
             (out / rel).unlink()  # a link is removed, never what it points at
     _remove_other_folders(out, class_list)
     _write_manifest(out, files, class_list)
-    return {"files": len(files), "removed": len(stale), **dict(sorted(counts.items()))}
+    result = {"files": len(files), "removed": len(stale), **dict(sorted(counts.items()))}
+    return {**result, "conflicts": len(disputed)} if disputed else result
 
 
 def _remove_other_folders(out: Path, classes: list[str]) -> None:
@@ -294,7 +299,9 @@ def export_csv(session: Session, *, home: Path, out: Path) -> dict[str, Any]:
     """One row per image (duplicates included, with their status) to a CSV file."""
     if out.is_dir():
         raise ExportError(f"{out} is a folder; give a file name ending in .csv")
-    labels = current_labels(session)
+    # Every row says its group's label, as stats, queues and training go by; its own too.
+    groups = group_labels(session)
+    own = current_labels(session)
     sources: dict[int, list[str]] = {}
     for image_id, locator in session.execute(
         select(Source.image_id, Source.locator)
@@ -309,7 +316,8 @@ def export_csv(session: Session, *, home: Path, out: Path) -> dict[str, Any]:
         writer.writerow(CSV_COLUMNS)
         rows = 0
         for image in session.scalars(select(Image).order_by(Image.id)):
-            current = labels.get(image.id)
+            current = groups.get(image.duplicate_of or image.id)
+            mine = own.get(image.id)
             writer.writerow(
                 [
                     image.id,
@@ -328,6 +336,8 @@ def export_csv(session: Session, *, home: Path, out: Path) -> dict[str, Any]:
                     f"{to_unsigned64(image.phash_mirror):016x}",
                     image.hash_version,
                     json.dumps(sources.get(image.id, [])),
+                    mine.label if mine else "",
+                    mine.origin if mine else "",
                 ]
             )
             rows += 1

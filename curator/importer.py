@@ -182,6 +182,7 @@ def import_paths(
     paths: list[str],
     *,
     label: str | None = None,
+    relabel: bool = False,
     author: str,
     threshold: int,
     limits: Limits | None = None,
@@ -201,6 +202,7 @@ def import_paths(
     params = {
         "paths": [display_path(os.path.abspath(p)) for p in paths],
         "label": label,
+        "relabel": relabel,
         "threshold": threshold,
         "max_bytes": limits.max_bytes,
         "max_pixels": limits.max_pixels,
@@ -224,6 +226,7 @@ def import_paths(
             threshold=threshold,
             label=label,
             label_origin="import",
+            relabel=relabel,
             author=author,
             on_recorded=recorded,
         )

@@ -49,7 +49,7 @@ from db.images import (
     to_signed64,
     to_unsigned64,
 )
-from db.labels import add_label_events, current_labels, label_recorded
+from db.labels import add_label_events, held_label, label_recorded, record_conflict
 from db.models import Image, utcnow
 
 log = logging.getLogger("curator.ingest")
@@ -158,8 +158,10 @@ class Tally:
 
     outcomes: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
-    #: Images given a label here that differs from the one they already had.
-    conflicts: int = 0
+    #: Images whose group held another label than this run's: kept, or replaced (--relabel).
+    conflicts: Counter[str] = field(default_factory=Counter)
+    #: Some of those images, to look at with curator show.
+    conflict_examples: list[int] = field(default_factory=list)
 
     def add(self, outcome: str, reason: str | None = None) -> None:
         self.outcomes[outcome] += 1
@@ -172,7 +174,9 @@ class Tally:
             for k in (ADDED, EXACT_DUPLICATE, NEAR_DUPLICATE, FAILED, UNCHANGED)
         }
         counts["failed_by_reason"] = dict(sorted(self.reasons.items()))
-        counts["label_conflicts"] = self.conflicts
+        counts["label_conflicts"] = sum(self.conflicts.values())
+        counts["label_conflicts_by_outcome"] = dict(sorted(self.conflicts.items()))
+        counts["label_conflict_examples"] = self.conflict_examples
         return counts
 
 
@@ -192,6 +196,7 @@ class Ingestor:
         threshold: int,
         label: str | None = None,
         label_origin: str = "import",
+        relabel: bool = False,
         author: str = "curator",
         batch_size: int = 128,
         max_delay: float = 0.5,
@@ -204,6 +209,7 @@ class Ingestor:
         self.threshold = threshold
         self.label = label
         self.label_origin = label_origin
+        self.relabel = relabel
         self.author = author
         self.batch_size = batch_size
         self.max_delay = max_delay
@@ -304,7 +310,7 @@ class Ingestor:
                 image_id is not None
                 and self.label is not None
                 and image_id not in to_label
-                and (image_id in inserted or self._label_is_news(session, image_id))
+                and self._should_label(session, image_id, fresh=image_id in inserted - near)
             ):
                 to_label[image_id] = None
         add_sources(session, sources)
@@ -384,18 +390,40 @@ class Ingestor:
             stored ^ mirror
         ).bit_count() <= self.threshold
 
-    def _label_is_news(self, session: Session, image_id: int) -> bool:
-        """Whether this run's label adds anything for an image already in the catalog.
+    def _should_label(self, session: Session, image_id: int, *, fresh: bool) -> bool:
+        """Whether this run's label is to be recorded for the image.
 
-        Importing the same files again adds no events, even when one picture sits in two
-        folders with different labels; that case is counted as a conflict for review.
+        A new picture of its own takes it. Otherwise the label its group already holds
+        decides: none, or the same, and the label is recorded once (running the same import
+        again adds nothing); another one is a conflict, put on record and counted, and the
+        held label stays, unless the run was told to ``relabel`` and the held label is not
+        a person's (no import or crawl overrides a human decision).
         """
-        if label_recorded(session, image_id=image_id, label=self.label, origin=self.label_origin):
-            return False
-        current = current_labels(session, image_ids=[image_id]).get(image_id)
-        if current is not None and current.label != self.label:
-            self.tally.conflicts += 1
-        return True
+        if fresh:
+            return True
+        assert self.label is not None
+        held = held_label(session, image_id=image_id)
+        # A model's guess is no one's label: an import or a crawl simply outranks it.
+        if held is None or held.label == self.label or held.origin == "model":
+            return not label_recorded(
+                session, image_id=image_id, label=self.label, origin=self.label_origin
+            )
+        replace = self.relabel and held.origin != "human"
+        outcome = "replaced" if replace else ("kept-human" if held.origin == "human" else "kept")
+        record_conflict(
+            session,
+            image_id=image_id,
+            label=self.label,
+            origin=self.label_origin,
+            author=self.author,
+            held=held,
+            outcome="replaced" if replace else "kept",
+            run_id=self.run_id,
+        )
+        self.tally.conflicts[outcome] += 1
+        if len(self.tally.conflict_examples) < 10:
+            self.tally.conflict_examples.append(image_id)
+        return replace
 
     def _catch_up(self, session: Session) -> None:
         """Index images other writers committed since this run began (a concurrent import

@@ -8,9 +8,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.images import changes_of_image, find_image, sources_of, to_unsigned64
-from db.labels import current_labels, label_history
-from db.models import Run
+from db.grouplabels import recount_conflicts
+from db.images import changes_of_image, find_image, members_of, sources_of, to_unsigned64
+from db.labels import conflicts_of, current_labels, label_history
+from db.models import Image, Run
+from db.queues import count_conflicts
 from db.settings import get_classes
 from db.tallies import recount, tallies
 
@@ -25,19 +27,19 @@ def catalog_stats(session: Session) -> dict[str, Any]:
     Read from the tallies the database keeps (db/tallies.py): the same answer as counting
     the rows, in one small read at any catalog size.
     """
-    return _stats(session, tallies(session))
+    return _stats(session, tallies(session), count_conflicts(session))
 
 
 def counted_stats(session: Session) -> dict[str, Any]:
     """`catalog_stats` counted from the rows themselves, for checking the tallies."""
-    return _stats(session, recount(session))
+    return _stats(session, recount(session), len(recount_conflicts(session)))
 
 
 def _with(prefix: str, tally: dict[str, int]) -> dict[str, int]:
     return dict(sorted((k[len(prefix) :], v) for k, v in tally.items() if k.startswith(prefix)))
 
 
-def _stats(session: Session, tally: dict[str, int]) -> dict[str, Any]:
+def _stats(session: Session, tally: dict[str, int], conflicts: int) -> dict[str, Any]:
     by_status, by_split = _with("status:", tally), _with("split:", tally)
     by_label, outcomes = _with("label:", tally), _with("outcome:", tally)
     runs = _pairs(session.execute(select(Run.kind, func.count()).group_by(Run.kind)))
@@ -54,6 +56,8 @@ def _stats(session: Session, tally: dict[str, int]) -> dict[str, Any]:
             "by_class": by_label,
             "by_origin": _with("origin:", tally),
             "unlabeled": by_status.get("active", 0) - sum(by_label.values()),
+            # Groups whose members people labeled differently: out of training until settled.
+            "conflicts": conflicts,
         },
         "sources": {
             "total": sum(outcomes.values()),
@@ -74,9 +78,15 @@ def _time(value: Any) -> str | None:
 
 
 def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
-    """One image: its row, file, sources, label history and status changes."""
+    """One image: its row, file, sources, label history, its group (members side by side,
+    each with its own label), the label conflicts met, and status changes. ``label`` is the
+    group's label, the one every command goes by; ``own_label`` the image's own."""
     image = find_image(session, ref=ref)
-    current = current_labels(session, image_ids=[image.id]).get(image.id)
+    rep = session.get(Image, image.duplicate_of) if image.duplicate_of else image
+    assert rep is not None
+    members = [rep, *members_of(session, image_id=rep.id)]
+    own = current_labels(session, image_ids=[m.id for m in members])
+    mine = own.get(image.id)
     return {
         "id": image.id,
         "sha256": image.sha256,
@@ -92,8 +102,43 @@ def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
         "duplicate_of": image.duplicate_of,
         "split": image.split,
         "added": _time(image.created_at),
-        "label": current.label if current else None,
-        "label_origin": current.origin if current else None,
+        "label": rep.label,
+        "label_origin": rep.label_origin,
+        "own_label": mine.label if mine else None,
+        "own_label_origin": mine.origin if mine else None,
+        "group": {
+            "representative": rep.id,
+            "human_conflict": bool(rep.human_conflict),
+            "members": [
+                {
+                    "id": m.id,
+                    "sha256": m.sha256,
+                    "width": m.width,
+                    "height": m.height,
+                    "split": m.split,
+                    "status": m.status,
+                    "label": own[m.id].label if m.id in own else None,
+                    "origin": own[m.id].origin if m.id in own else None,
+                }
+                for m in members
+            ],
+        }
+        if len(members) > 1
+        else None,
+        "label_conflicts": [
+            {
+                "image": c.image_id,
+                "label": c.label,
+                "origin": c.origin,
+                "held": c.held,
+                "held_origin": c.held_origin,
+                "outcome": c.outcome,
+                "run": c.run_id,
+                "author": c.author,
+                "time": _time(c.created_at),
+            }
+            for c in conflicts_of(session, image_ids=[m.id for m in members])
+        ],
         "sources": [
             {
                 "locator": s.locator,

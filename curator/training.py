@@ -46,6 +46,8 @@ class TrainOutcome:
     result: FitResult
     counts: dict[str, dict[str, int]]
     missing_files: int
+    #: Groups left out because people labeled their members differently.
+    conflicts: int = 0
 
 
 def train_model(
@@ -140,6 +142,7 @@ def train_model(
             "labels used": "human and weak (query, import)" if cfg.include_weak else "human",
             "images": {split: sum(c.values()) for split, c in examples.counts().items()},
             "left out (file missing)": len(examples.missing_files),
+            "left out (people disagree)": len(examples.conflicts),
             "best epoch": f"{result.best_epoch} of {len(result.history)}"
             + (" (stopped early)" if result.stopped_early else ""),
             "optimizer": f"AdamW lr {cfg.lr}, weight decay {cfg.weight_decay}, warm-up "
@@ -155,6 +158,7 @@ def train_model(
         result=result,
         counts=examples.counts(),
         missing_files=len(examples.missing_files),
+        conflicts=len(examples.conflicts),
     )
 
 

@@ -46,6 +46,13 @@ def locator_key(locator: str) -> str:
     return hashlib.sha256(locator.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def members_of(session: Session, *, image_id: int) -> list[Image]:
+    """The duplicates whose representative is this image, oldest first."""
+    return list(
+        session.scalars(select(Image).where(Image.duplicate_of == image_id).order_by(Image.id))
+    )
+
+
 def find_image(session: Session, *, ref: str) -> Image:
     """An image by numeric id or by (a prefix of at least 6 characters of) its sha256."""
     ref = ref.strip()

@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from db.errors import CatalogError, UnknownClass, UnknownImage
-from db.models import Image, LabelEvent, utcnow
+from db.models import Image, LabelConflict, LabelEvent, utcnow
 from db.settings import REJECT, get_classes
 from db.touched import touch
 
@@ -152,8 +152,10 @@ def label_images(
 ) -> list[LabelEvent]:
     """A person's decision for these images (``label=None`` withdraws their decision).
 
-    Raises `UnknownImage` if an id is not in the catalog, `UnknownClass` for a label that is
-    neither a class nor ``reject``.
+    A decision about a group's representative is a decision about the group: its members
+    get the same event (so members labeled differently before agree again). A member named
+    by itself gets a decision of its own. Raises `UnknownImage` if an id is not in the
+    catalog, `UnknownClass` for a label that is neither a class nor ``reject``.
     """
     author = check_author(author)
     if label is not None:
@@ -165,6 +167,7 @@ def label_images(
     for image_id in ids:
         if image_id not in found:
             raise UnknownImage(str(image_id))
+    ids += [m for m in _members_of(session, ids) if m not in found]
     events = [
         LabelEvent(image_id=i, label=label, origin="human", author=author, run_id=run_id)
         for i in ids
@@ -173,6 +176,16 @@ def label_images(
     session.flush()
     touch(session, ids)
     return events
+
+
+def _members_of(session: Session, ids: list[int]) -> list[int]:
+    """The duplicates whose representative is one of these images."""
+    members: list[int] = []
+    for chunk in _chunks(ids):
+        members += session.scalars(
+            select(Image.id).where(Image.duplicate_of.in_(chunk)).order_by(Image.id)
+        )
+    return members
 
 
 def undo_events(
@@ -254,6 +267,79 @@ def _human_before(session: Session, events: list[LabelEvent]) -> dict[int, str |
         )
         before.update({image_id: label for image_id, label in rows})
     return before
+
+
+def held_label(session: Session, *, image_id: int) -> CurrentLabel | None:
+    """The label this image's near-duplicate group holds (its members' events folded: the
+    strongest origin, then the latest), from the events on record."""
+    image = session.get(Image, image_id)
+    if image is None:
+        raise UnknownImage(str(image_id))
+    rep = image.duplicate_of or image.id
+    members = [rep, *session.scalars(select(Image.id).where(Image.duplicate_of == rep))]
+    return best_label(members, current_labels(session, image_ids=members))
+
+
+def best_label(ids: Iterable[int], labels: dict[int, CurrentLabel]) -> CurrentLabel | None:
+    """The label of a group of images: the strongest origin, then the latest event."""
+    best: CurrentLabel | None = None
+    for image_id in ids:
+        current = labels.get(image_id)
+        if current is not None and (
+            best is None
+            or (RANK[current.origin], current.event_id) > (RANK[best.origin], best.event_id)
+        ):
+            best = current
+    return best
+
+
+def record_conflict(
+    session: Session,
+    *,
+    image_id: int,
+    label: str,
+    origin: str,
+    author: str,
+    held: CurrentLabel,
+    outcome: str,
+    run_id: int | None = None,
+) -> bool:
+    """Put a weak label that met a different held one on record, once: the same conflict
+    met again (a rerun of the import) adds no row. Returns whether a row was added."""
+    same = session.scalar(
+        select(LabelConflict.id)
+        .where(
+            LabelConflict.image_id == image_id,
+            LabelConflict.label == label,
+            LabelConflict.origin == origin,
+            LabelConflict.held == held.label,
+            LabelConflict.outcome == outcome,
+        )
+        .limit(1)
+    )
+    if same is not None:
+        return False
+    session.add(
+        LabelConflict(
+            image_id=image_id,
+            run_id=run_id,
+            label=label,
+            origin=origin,
+            author=author,
+            held=held.label,
+            held_origin=held.origin,
+            outcome=outcome,
+        )
+    )
+    return True
+
+
+def conflicts_of(session: Session, *, image_ids: list[int]) -> list[LabelConflict]:
+    """The recorded label conflicts of these images, oldest first."""
+    out: list[LabelConflict] = []
+    for chunk in _chunks(sorted(set(image_ids))):
+        out += session.scalars(select(LabelConflict).where(LabelConflict.image_id.in_(chunk)))
+    return sorted(out, key=lambda c: c.id)
 
 
 def count_events(session: Session, *, run_id: int) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -94,6 +95,11 @@ class Image(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     label_origin: Mapped[str | None] = mapped_column(String(16))
     label_event: Mapped[int | None] = mapped_column(Integer)
+    #: True on a representative whose group's members carry different human labels: the
+    #: group is left out of training until a person settles it (the ``conflicts`` queue).
+    human_conflict: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
 
 
 class Tally(Base):
@@ -160,6 +166,28 @@ class ImageChange(Base):
     duplicate_of_after: Mapped[int | None] = mapped_column(Integer)
     split_before: Mapped[str] = mapped_column(String(8))
     split_after: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LabelConflict(Base):
+    """A weak label (an import's folder, a crawl's query) that met a different label the
+    image's group already had: kept as it was, or replaced when the run was told to
+    (``--relabel``). Either way it is on record, for `curator show` and the summary."""
+
+    __tablename__ = "label_conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    #: What the run said, and with which origin.
+    label: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(String(128))
+    #: What the group had, and with which origin.
+    held: Mapped[str] = mapped_column(String(64))
+    held_origin: Mapped[str] = mapped_column(String(16))
+    #: ``kept`` (the group's label stayed) or ``replaced`` (the run's label was recorded).
+    outcome: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

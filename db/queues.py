@@ -6,6 +6,8 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
 * ``weak``: of those, the ones with a weak label (from a search query, a folder, a model);
 * ``all``: every active image, oldest first;
 * ``duplicates``: near-duplicate groups, to confirm or split, largest first;
+* ``conflicts``: groups whose members people gave different labels, left out of training
+  until a decision about the group settles them;
 * ``uncertain``: groups without a human label, closest to the default model's decision
   boundary first (smallest margin between its two likeliest classes);
 * ``disagree``: groups with a weak label (query, import, model), the label a model finds least
@@ -30,13 +32,13 @@ from sqlalchemy.orm import Session, aliased
 
 from db.errors import CatalogError
 from db.images import ACTIVE
-from db.labels import WEAK_ORIGINS, CurrentLabel
+from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image, Model, Prediction
 from db.predictions import has_predictions, latest_predictions
 from db.registry import default_model
 from db.tallies import tallies
 
-ID_QUEUES = ("new", "weak", "all", "duplicates")
+ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
 RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
 QUEUES = (*ID_QUEUES, *RANKED_QUEUES)
 
@@ -61,6 +63,10 @@ class QueueItem:
     origin: str | None = None
     duplicates: list[int] = field(default_factory=list)
     prediction: dict[str, Any] | None = None
+    #: The duplicates, each with its own label: {id, sha256, width, height, label, origin}.
+    members: list[dict[str, Any]] = field(default_factory=list)
+    #: Whether people gave the group's members different labels.
+    conflict: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +78,8 @@ class QueueItem:
             "label": self.label,
             "origin": self.origin,
             "duplicates": self.duplicates,
+            "members": self.members,
+            "conflict": self.conflict,
             "prediction": self.prediction,
         }
 
@@ -95,6 +103,7 @@ _COLUMNS = (
     Image.label,
     Image.label_origin,
     Image.label_event,
+    Image.human_conflict,
 )
 
 
@@ -111,19 +120,36 @@ def _candidates(session: Session, name: str, after: int, limit: int) -> list[Any
     if name == "duplicates":
         member = aliased(Image)
         query = query.where(exists().where(member.duplicate_of == Image.id))
+    if name == "conflicts":
+        query = query.where(Image.human_conflict.is_(True))
     return list(session.execute(query.order_by(Image.id).limit(limit)))
 
 
-def _duplicates_of(session: Session, ids: list[int]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {i: [] for i in ids}
-    if ids:
-        rows = session.execute(
-            select(Image.id, Image.duplicate_of)
+def _duplicates_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each representative's duplicates, with their own labels (what a reviewer compares)."""
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = list(
+        session.execute(
+            select(Image.id, Image.duplicate_of, Image.sha256, Image.width, Image.height)
             .where(Image.duplicate_of.in_(ids))
             .order_by(Image.id)
         )
-        for image_id, rep in rows:
-            out[rep].append(image_id)
+    )
+    own = current_labels(session, image_ids=[r.id for r in rows])
+    for row in rows:
+        label = own.get(row.id)
+        out[row.duplicate_of].append(
+            {
+                "id": row.id,
+                "sha256": row.sha256,
+                "width": row.width,
+                "height": row.height,
+                "label": label.label if label else None,
+                "origin": label.origin if label else None,
+            }
+        )
     return out
 
 
@@ -157,7 +183,7 @@ def _id_page(session: Session, name: str, limit: int, after: int) -> QueuePage:
     return QueuePage(items, rows[-1].id if len(rows) == limit else None)
 
 
-def _item(row: Any, label: CurrentLabel | None, duplicates: list[int]) -> QueueItem:
+def _item(row: Any, label: CurrentLabel | None, members: list[dict[str, Any]]) -> QueueItem:
     return QueueItem(
         id=row.id,
         sha256=row.sha256,
@@ -166,7 +192,9 @@ def _item(row: Any, label: CurrentLabel | None, duplicates: list[int]) -> QueueI
         split=row.split,
         label=label.label if label else None,
         origin=label.origin if label else None,
-        duplicates=duplicates,
+        duplicates=[m["id"] for m in members],
+        members=members,
+        conflict=bool(row.human_conflict),
     )
 
 
@@ -339,6 +367,11 @@ def _attach_predictions(
             item.prediction = chosen.as_dict()
 
 
+def count_conflicts(session: Session) -> int:
+    """Groups whose members people gave different labels (an indexed count)."""
+    return int(session.scalar(select(func.count()).where(Image.human_conflict.is_(True))) or 0)
+
+
 def queue_counts(session: Session) -> dict[str, int | None]:
     """How many groups each queue holds (None: not available yet)."""
     tally = tallies(session)
@@ -356,6 +389,7 @@ def queue_counts(session: Session) -> dict[str, int | None]:
             )
             or 0
         ),
+        "conflicts": count_conflicts(session),
     }
     if not has_predictions(session):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}

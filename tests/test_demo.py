@@ -28,9 +28,11 @@ def test_a_reduced_demo_runs_the_whole_job(cli, tmp_path):
         assert len(sources) == len(truth)
         assert {engine for _l, engine, _q in sources} == {"bing"}
         assert all(locator.startswith("http://127.0.0.1:") for locator, _e, _q in sources)
-        # The reviewer's decisions are human label events, one per image looked at.
+        # The reviewer's decisions are human label events, one per group looked at (its
+        # near copies get the same decision).
         reviewed = db.execute(
-            "SELECT count(DISTINCT image_id) FROM label_events WHERE author = 'demo reviewer'"
+            "SELECT count(DISTINCT e.image_id) FROM label_events e JOIN images i "
+            "ON i.id = e.image_id WHERE e.author = 'demo reviewer' AND i.duplicate_of IS NULL"
         ).fetchone()[0]
         assert reviewed == found["review"]["looked_at"] > 0
         models = db.execute("SELECT status FROM models ORDER BY id").fetchall()

@@ -56,7 +56,8 @@ def test_export_again_after_a_relabel_moves_the_file(cli, home, tmp_path):
     out = tmp_path / "out"
     assert cli("export", out).exit_code == 0
     f.jpeg(tmp_path / "moved" / "h0.jpg", f.texture(0))
-    assert cli("import", tmp_path / "happy" / "h0.jpg", "--label", "unhappy").exit_code == 0
+    relabel = cli("import", tmp_path / "happy" / "h0.jpg", "--label", "unhappy", "--relabel")
+    assert relabel.exit_code == 0
     result = cli("export", out, "--json")
     assert json.loads(result.stdout)["removed"] == 1
     names = {p.parent.name for p in out.rglob("*.jpg")}

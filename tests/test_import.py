@@ -91,12 +91,23 @@ def test_same_content_under_another_name_is_an_exact_duplicate(cli, home, tmp_pa
     ]
 
 
-def test_a_relabel_on_reimport_is_a_new_event_not_an_overwrite(cli, home, tmp_path):
+def test_a_reimport_with_another_label_keeps_the_label_unless_told_to_relabel(cli, home, tmp_path):
     f.jpeg(tmp_path / "x.jpg", f.picture(8))
     import_json(cli, tmp_path / "x.jpg", "--label", "happy")
-    import_json(cli, tmp_path / "x.jpg", "--label", "unhappy")
-    events = rows(home, "SELECT label, origin FROM label_events ORDER BY id")
-    assert events == [("happy", "import"), ("unhappy", "import")]
+    kept = import_json(cli, tmp_path / "x.jpg", "--label", "unhappy")
+    assert kept["label_conflicts"] == 1 and kept["label_conflicts_by_outcome"] == {"kept": 1}
+    assert rows(home, "SELECT label, origin FROM label_events ORDER BY id") == [("happy", "import")]
+    replaced = import_json(cli, tmp_path / "x.jpg", "--label", "unhappy", "--relabel")
+    assert replaced["label_conflicts_by_outcome"] == {"replaced": 1}
+    # Both ways on record: the relabel is a new event, never an overwrite.
+    assert rows(home, "SELECT label, origin FROM label_events ORDER BY id") == [
+        ("happy", "import"),
+        ("unhappy", "import"),
+    ]
+    assert rows(home, "SELECT label, held, outcome FROM label_conflicts ORDER BY id") == [
+        ("unhappy", "happy", "kept"),
+        ("unhappy", "happy", "replaced"),
+    ]
 
 
 def test_a_near_copy_arriving_later_joins_the_group_of_its_original(cli, home, tmp_path):

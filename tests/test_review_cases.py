@@ -64,11 +64,14 @@ def test_one_picture_in_two_label_folders_is_a_conflict_not_a_flip_flop(cli, hom
         for label in ("happy", "unhappy")
     ]
     events = rows(home, "SELECT count(*) FROM label_events")
-    for label in ("happy", "unhappy"):
-        again = json.loads(cli("import", tmp_path / label, "--label", label, "--json").stdout)
-        assert again["label_conflicts"] == 0
-    assert rows(home, "SELECT count(*) FROM label_events") == events == [(2,)]
     assert first[1]["label_conflicts"] == 1
+    for label, conflicts in (("happy", 0), ("unhappy", 1)):
+        again = json.loads(cli("import", tmp_path / label, "--label", label, "--json").stdout)
+        assert again["label_conflicts"] == conflicts  # still reported, never flipped
+    assert rows(home, "SELECT count(*) FROM label_events") == events == [(1,)]
+    assert rows(home, "SELECT label, held, outcome FROM label_conflicts") == [
+        ("unhappy", "happy", "kept")
+    ]
 
 
 def test_file_names_with_brackets_are_shown_as_they_are(cli, home, tmp_path):

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from curator import dedup as dedup_lib
 from curator.cli.common import (
+    conflict_note,
     default_author,
     fail,
     handle_errors,
@@ -69,6 +70,8 @@ def _print_import_summary(counts: dict[str, Any], seconds: float) -> None:
     ]
     if counts.get("ignored_names"):
         rows.append(("ignored", counts["ignored_names"], "names that are not image files"))
+    if counts.get("label_conflicts"):
+        rows.append(("label conflicts", counts["label_conflicts"], conflict_note(counts)))
     for name, value, note in rows:
         stdout.print(f"  {name:<19}{value:>7}" + (f"   ({note})" if note else ""))
 
@@ -80,6 +83,12 @@ def import_command(
     ),
     label: str | None = typer.Option(
         None, "--label", "-l", help="Record this class for every image (origin: import)."
+    ),
+    relabel: bool = typer.Option(
+        False,
+        "--relabel",
+        help="Where --label differs from the label an image's group already has, replace it "
+        "(never a person's); without it the label is kept and the conflict reported.",
     ),
     author: str = typer.Option(default_author(), help="Who the label events are recorded for."),
     threshold: int = threshold_option(dedup_lib.DEFAULT_THRESHOLD),
@@ -115,6 +124,7 @@ def import_command(
             settings,
             [str(p) for p in paths],
             label=label,
+            relabel=relabel,
             author=author,
             threshold=threshold,
             limits=limits,
@@ -249,6 +259,11 @@ def stats_command(
     by_origin = ", ".join(f"{k} {v}" for k, v in labels["by_origin"].items()) or "none"
     stdout.print(f"labels      {by_class}; unlabeled {labels['unlabeled']}")
     stdout.print(f"  origins   {by_origin}")
+    if labels["conflicts"]:
+        stdout.print(
+            f"  conflicts {labels['conflicts']} groups whose members people labeled "
+            "differently, out of training until settled (curator review --queue conflicts)"
+        )
     outcomes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sources["by_outcome"].items())
     stdout.print(f"sources     {sources['total']} ({outcomes or 'none'})")
     if sources["failed_by_reason"]:
@@ -263,7 +278,10 @@ def show_command(
     ref: str = typer.Argument(..., help="Image id, or at least 6 characters of its sha256."),
     as_json: bool = typer.Option(False, "--json", help="Print the details as JSON."),
 ) -> None:
-    """Show one image: its file, sources, label history and status changes.
+    """Show one image: its file, sources, label history, its near-duplicate group (each
+    member with its own label) and the label conflicts met, and status changes.
+
+    The label shown is the group's, the one stats, queues, export and training go by.
 
     Example:
 
@@ -287,7 +305,24 @@ def show_command(
     stdout.print(f"  status    {info['status']}{dup}, split {info['split']}")
     stdout.print(f"  phash     {info['phash']} (mirror {info['phash_mirror']})")
     current = f"{info['label']} ({info['label_origin']})" if info["label"] else "none"
+    group = info["group"]
+    if group is not None:
+        current += f", the label of group {group['representative']}"
+        if info["own_label"] != info["label"]:
+            mine = info["own_label"] or "none"
+            current += f"; its own: {mine}" + (
+                f" ({info['own_label_origin']})" if info["own_label"] else ""
+            )
     stdout.print(f"  label     {current}")
+    if group is not None:
+        _print_group(group)
+    if info["label_conflicts"]:
+        stdout.print("  label conflicts")
+        for c in info["label_conflicts"]:
+            stdout.print(
+                f"    {c['time']}  image {c['image']}: {c['origin']} label {c['label']} "
+                f"(run {c['run']}) met {c['held']} ({c['held_origin']}): {c['outcome']}"
+            )
     stdout.print("  sources")
     for s in info["sources"]:
         extra = f"  query '{s['query']}' via {s['engine']}" if s["engine"] else ""
@@ -306,6 +341,22 @@ def show_command(
                 f"    {c['time']}  run {c['run']}: {c['status'][0]} -> {c['status'][1]}, "
                 f"split {c['split'][0]} -> {c['split'][1]}"
             )
+
+
+def _print_group(group: dict[str, Any]) -> None:
+    members = group["members"]
+    note = (
+        "  people disagree: out of training until a decision settles it"
+        if group["human_conflict"]
+        else ""
+    )
+    stdout.print(f"  group     {len(members)} near copies{note}")
+    for m in members:
+        role = "kept" if m["id"] == group["representative"] else m["status"]
+        label = f"{m['label']} ({m['origin']})" if m["label"] else "unlabeled"
+        stdout.print(
+            f"    {m['id']:>8}  {m['sha256'][:12]}  {m['width']} x {m['height']}  {role:<9} {label}"
+        )
 
 
 class ExportFormat(StrEnum):
@@ -362,6 +413,11 @@ def export_command(
         stdout.print(f"  removed {result['removed']} files that no longer belong")
     if result.get("missing_files"):
         stdout.print(f"  {result['missing_files']} stored files were missing and skipped")
+    if result.get("conflicts"):
+        stdout.print(
+            f"  {result['conflicts']} groups left out: people labeled their members "
+            "differently (curator review --queue conflicts)"
+        )
 
 
 def classes_command(

@@ -164,3 +164,19 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
     finally:
         if task:
             bar.stop()
+
+
+def conflict_note(counts: dict[str, Any]) -> str:
+    """What happened to the labels that differed from the ones their groups held."""
+    by = counts.get("label_conflicts_by_outcome", {})
+    parts = []
+    if by.get("kept"):
+        parts.append(f"{by['kept']} kept their label; --relabel replaces them")
+    if by.get("kept-human"):
+        parts.append(f"{by['kept-human']} kept a person's label; curator label changes those")
+    if by.get("replaced"):
+        parts.append(f"{by['replaced']} relabeled")
+    examples = counts.get("label_conflict_examples") or []
+    if examples:
+        parts.append(f"see curator show {examples[0]}")
+    return "; ".join(parts)

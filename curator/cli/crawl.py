@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from curator.cli.common import (
+    conflict_note,
     default_author,
     handle_errors,
     print_json,
@@ -42,6 +43,8 @@ def _print_summary(engine: str, results: dict[str, Any], seconds: float) -> None
             ("failed", r["failed"], reasons),
             ("already known", r["known"], "URLs fetched by an earlier crawl, not fetched again"),
         ]
+        if r.get("label_conflicts"):
+            rows.append(("label conflicts", r["label_conflicts"], conflict_note(r)))
         if r["pages"] or r["pages_failed"]:
             page_reasons = ", ".join(f"{k} {v}" for k, v in r["pages_failed_by_reason"].items())
             failed = f"{r['pages_failed']} failed: {page_reasons}" if r["pages_failed"] else ""
@@ -61,6 +64,12 @@ def crawl_command(
     ),
     label: str | None = typer.Option(
         None, "--label", "-l", help="A weak label for every image found (origin: query)."
+    ),
+    relabel: bool = typer.Option(
+        False,
+        "--relabel",
+        help="Where --label differs from the label an image's group already has, replace it "
+        "(never a person's); without it the label is kept and the conflict reported.",
     ),
     max_images: int = typer.Option(
         100, "--max", min=1, help="Images to add per query, counting earlier runs of it."
@@ -118,6 +127,7 @@ def crawl_command(
         max_images=max_images,
         threads=threads,
         label=label,
+        relabel=relabel,
         author=author,
         threshold=threshold,
         policy=FetchPolicy(

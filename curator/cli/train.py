@@ -218,6 +218,7 @@ def _train(
                 },
                 "images": outcome.counts,
                 "missing_files": outcome.missing_files,
+                "conflicts": outcome.conflicts,
             }
         )
         return
@@ -233,6 +234,11 @@ def _train(
         )
     if outcome.missing_files:
         stdout.print(f"  {outcome.missing_files} images were left out: their files are missing")
+    if outcome.conflicts:
+        stdout.print(
+            f"  {outcome.conflicts} groups were left out: people labeled their members "
+            "differently (curator review --queue conflicts)"
+        )
     stdout.print(f"report: {escape_controls(outcome.report)}")
 
 

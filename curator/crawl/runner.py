@@ -68,6 +68,8 @@ class CrawlOptions:
     max_images: int = 100
     threads: int = 8
     label: str | None = None
+    #: Replace a group's different weak label with this crawl's (see `Ingestor`).
+    relabel: bool = False
     author: str = "curator"
     threshold: int = DEFAULT_THRESHOLD
     policy: FetchPolicy = field(default_factory=FetchPolicy)
@@ -173,6 +175,7 @@ class QueryCrawl:
         self._prefetched: dict[str, requests.Response | FetchError] = {}
         self._known: set[str] = set()
         self.already = 0
+        self.conflicts: dict[str, Any] = {}
         self.target = options.max_images
         parser_cls: type[Parser] = type(
             f"Catalog{(engine.parser or _PassThrough).__name__}",
@@ -421,6 +424,7 @@ class QueryCrawl:
             threshold=self.options.threshold,
             label=self.options.label,
             label_origin="query",
+            relabel=self.options.relabel,
             author=self.options.author,
             batch_size=16,
             max_delay=0.3,
@@ -456,6 +460,7 @@ class QueryCrawl:
             self._join(threads)
         if on_progress:
             on_progress(self.progress())
+        self.conflicts = ingestor.tally.as_dict()
         return self.summary()
 
     def _hand_over(self, item: Prepared | None, ingestor: Ingestor) -> None:
@@ -502,6 +507,8 @@ class QueryCrawl:
             "pages_failed": self.counts["pages_failed"],
             "pages_failed_by_reason": dict(sorted(self.page_reasons.items())),
         }
+        for key in ("label_conflicts", "label_conflicts_by_outcome", "label_conflict_examples"):
+            counts[key] = self.conflicts.get(key, 0 if key == "label_conflicts" else {})
         return counts
 
 
@@ -558,6 +565,7 @@ def _crawl(
             "engine": engine.name,
             "queries": queries,
             "label": options.label,
+            "relabel": options.relabel,
             "max": options.max_images,
             "threads": options.threads,
             "delay": options.policy.delay,

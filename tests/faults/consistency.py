@@ -21,6 +21,7 @@ from sqlalchemy import create_engine
 
 from curator.config import load_settings
 from db.catalog import open_catalog
+from db.grouplabels import conflicted_groups, recount_conflicts
 from db.grouplabels import recount as recount_groups
 from db.labels import group_labels
 from db.runs import process_alive
@@ -73,6 +74,7 @@ def assert_kept_counts_true(url: str) -> None:
         with catalog.reading() as session:
             assert tallies(session) == recount(session)
             assert group_labels(session) == recount_groups(session)
+            assert conflicted_groups(session) == recount_conflicts(session)
     finally:
         catalog.dispose()
 

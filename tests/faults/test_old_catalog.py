@@ -130,7 +130,9 @@ def test_an_older_catalog_is_upgraded_with_every_row_intact(revision, new_db_url
     finally:
         engine.dispose()
     shape, before = fill(url)
-    assert before and all(len(v) == ROWS for v in before.values())
+    # Every table got its rows (the tallies more: triggers count the images and sources).
+    assert before and all(len(v) == ROWS for t, v in before.items() if t != "tallies")
+    assert len(before.get("tallies", [None] * ROWS)) >= ROWS
     catalog = open_catalog(url)  # what every command does first
     try:
         assert rows("SELECT version_num FROM alembic_version", url) == [(SCHEMA_HEAD,)]
