@@ -131,16 +131,33 @@ def heat_over_original(result: Explanation, k: int) -> Image.Image:
     return overlay(result.original, cam)
 
 
-def gradcam_figure(result: Explanation, k: int, title: str | None = None) -> Image.Image:
-    """One class's Grad-CAM over the picture, titled with the prediction."""
+#: Figure colours: ``light`` for reports and files, ``dark`` for the review page (its
+#: background, so the picture sits on the page without a white frame).
+THEMES = {
+    "light": {"face": "white", "text": "black"},
+    "dark": {"face": "#16181d", "text": "#e8e9ec"},
+}
+
+
+def gradcam_figure(
+    result: Explanation, k: int, title: str | None = None, *, theme: str = "light"
+) -> Image.Image:
+    """One class's Grad-CAM over the picture, titled with the prediction, with its colour
+    scale; the figure takes the picture's proportions, so no margin is left around it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
+    colours = THEMES[theme]
+    picture = heat_over_original(result, k)
     best = result.predicted
-    fig, ax = plt.subplots(figsize=(5, 5.4), dpi=100)
-    ax.imshow(heat_over_original(result, k))
+    aspect = picture.height / max(1, picture.width)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0 * aspect + 0.9), dpi=100)
+    fig.patch.set_facecolor(colours["face"])
+    ax.imshow(picture)
     ax.set_axis_off()
     ax.set_title(
         title
@@ -149,9 +166,15 @@ def gradcam_figure(result: Explanation, k: int, title: str | None = None) -> Ima
             f"Grad-CAM for {result.classes[k]}"
         ),
         fontsize=11,
+        color=colours["text"],
     )
-    fig.tight_layout()
-    image = _to_image(fig)
+    scale = fig.colorbar(
+        ScalarMappable(norm=Normalize(0, 1), cmap="jet"), ax=ax, fraction=0.046, pad=0.02
+    )
+    scale.set_label("how much the area counted (relative)", color=colours["text"], fontsize=9)
+    scale.ax.tick_params(colors=colours["text"], labelsize=8)
+    scale.outline.set_edgecolor(colours["text"])
+    image = _to_image(fig, tight=True)
     plt.close(fig)
     return image
 
@@ -193,10 +216,16 @@ def activation_figure(result: Explanation) -> Image.Image:
     return image
 
 
-def _to_image(fig: object) -> Image.Image:
+def _to_image(fig: object, *, tight: bool = False) -> Image.Image:
     import io
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")  # type: ignore[attr-defined]
+    extra = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
+    fig.savefig(  # type: ignore[attr-defined]
+        buffer,
+        format="png",
+        facecolor=fig.get_facecolor(),
+        **extra,  # type: ignore[attr-defined]
+    )
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")

@@ -249,6 +249,41 @@ def separate_group(session: Session, *, image_id: int, author: str, run_id: int)
     return members
 
 
+def split_off(session: Session, *, image_id: int, author: str, run_id: int) -> list[int]:
+    """A person's verdict that this one image is not a near copy of the rest of its group:
+    it stands alone again, the others stay together (under a new representative when it was
+    theirs), and no dedup puts it back. Returns the images that changed group."""
+    image = session.get(Image, image_id)
+    if image is None:
+        raise UnknownImage(str(image_id))
+    root = _root(session, image_id)
+    group = [
+        root,
+        *session.scalars(select(Image.id).where(Image.duplicate_of == root).order_by(Image.id)),
+    ]
+    others = [i for i in group if i != image_id]
+    if not others:
+        return []
+    known = separated_pairs(session, image_ids=group)
+    for other in others:
+        pair = (min(image_id, other), max(image_id, other))
+        if pair not in known:
+            session.add(Separation(image_id=pair[0], other_id=pair[1], author=author))
+    if image_id != root:
+        change_image(session, image=image, run_id=run_id, status=ACTIVE, duplicate_of=None)
+        session.flush()
+        return [image_id]
+    # The representative leaves: the largest (then oldest) of the rest takes its place.
+    rows = {r.id: r for r in session.scalars(select(Image).where(Image.id.in_(others)))}
+    heir = max(rows.values(), key=lambda r: (r.width * r.height, -r.id))
+    change_image(session, image=heir, run_id=run_id, status=ACTIVE, duplicate_of=None)
+    for other in others:
+        if other != heir.id:
+            change_image(session, image=rows[other], run_id=run_id, duplicate_of=heir.id)
+    session.flush()
+    return [image_id, *others]
+
+
 def load_index(session: Session, *, threshold: int) -> NearIndex:
     """The near-duplicate lookup over every image in the catalog, for checking arrivals.
 

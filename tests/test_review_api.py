@@ -63,6 +63,7 @@ def test_state_lists_classes_keys_and_queues(catalog_home):
         "weak": 6,
         "all": 10,
         "duplicates": 1,
+        "conflicts": 0,
         "uncertain": None,
         "disagree": None,
         "weak-disagree": None,
@@ -86,7 +87,13 @@ def test_queues_page_and_group(catalog_home):
 def test_a_decision_is_a_new_event_and_leaves_the_new_queue(catalog_home):
     c = client(catalog_home)
     result = c.post("/api/label", json={"ids": [1, 2], "label": "unhappy"}).json()
-    assert result["labels"]["1"] == {"label": "unhappy", "origin": "human"}
+    assert result["labels"]["1"] == {
+        "label": "unhappy",
+        "origin": "human",
+        "conflict": False,
+        "own": "unhappy",
+        "own_origin": "human",
+    }
     assert events(catalog_home) == [(1, "unhappy", "human", "ann"), (2, "unhappy", "human", "ann")]
     new_ids = [i["id"] for i in c.get("/api/queue/new").json()["items"]]
     assert 1 not in new_ids and 2 not in new_ids and len(new_ids) == 8
@@ -187,7 +194,8 @@ def test_two_reviewers_and_an_import_at_once(catalog_home, cli, tmp_path):
         t.join()
     assert errors == [] and imported.exit_code == 0
     assert json.loads(imported.stdout)["added"] == 20
-    assert len(events(catalog_home)) == 2 * 15 * 10
+    # Every decision is on record; one about image 7 is about its near copy too.
+    assert len(events(catalog_home)) == 2 * 15 * (10 + 1)
 
 
 def test_a_split_group_stays_split(catalog_home, cli):
@@ -200,3 +208,25 @@ def test_a_split_group_stays_split(catalog_home, cli):
     again = json.loads(cli("dedup", "--json").stdout)
     assert again["to_duplicate"] == 0 and again["groups"] == 0
     assert c.post("/api/separate", json={"id": 999}).status_code == 404
+
+
+def test_one_copy_split_off_stands_alone_and_the_rest_stay_together(catalog_home, cli, tmp_path):
+    picture = f.texture(100, (320, 240))
+    f.jpeg(tmp_path / "more" / "copy2.jpg", picture.resize((160, 120)))
+    assert cli("import", tmp_path / "more").exit_code == 0  # p0's group: p0 and two copies
+    c = client(catalog_home)
+    group = c.get("/api/queue/duplicates").json()["items"][0]
+    rep, first, second = group["id"], *group["duplicates"]
+    assert {m["id"] for m in group["members"]} == {first, second}
+    assert c.post("/api/split-off", json={"id": first}).json()["split"] == [first]
+    after = c.get("/api/queue/duplicates").json()["items"]
+    assert [(i["id"], i["duplicates"]) for i in after] == [(rep, [second])]
+    assert json.loads(cli("dedup", "--json").stdout)["to_duplicate"] == 0  # remembered
+    # The kept image itself can leave: the largest of the rest keeps the group.
+    moved = c.post("/api/split-off", json={"id": rep}).json()["split"]
+    assert moved[0] == rep and second in moved
+    assert rows(f"SELECT status, duplicate_of FROM images WHERE id = {second}") == [
+        ("active", None)
+    ]
+    assert json.loads(cli("dedup", "--json").stdout)["to_duplicate"] == 0
+    assert c.post("/api/split-off", json={"id": 999}).status_code == 404

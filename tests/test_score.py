@@ -471,6 +471,73 @@ def test_review_page_explains_on_the_e_key(scored_home):
         assert img.format == "PNG"
 
 
+def test_the_review_page_names_its_model_and_offers_the_models_suggestion(scored_home):
+    import sqlite3
+    import urllib.request
+
+    from db.catalog import open_catalog
+    from tests.review_server import review_server
+    from tests.test_review_browser import ARGS, CHROMIUM, ensure_chromium
+
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    (model,) = rows(scored_home, "SELECT max(id) FROM models WHERE status = 'done'")[0]
+    catalog = open_catalog(f"sqlite:///{scored_home / 'catalog.db'}")
+    try:
+        with review_server(catalog, scored_home) as base, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            # Before scoring: the default model has scored nothing, and the page says so.
+            tab.goto(f"{base}/?queue=uncertain")
+            tab.locator("body[data-ready='true']").wait_for(timeout=20_000)
+            assert tab.locator("#model").inner_text() == f"model {model}"
+            assert f"model {model}" in tab.locator("#empty").inner_text()
+            assert "curator score" in tab.locator("#empty").inner_text()
+            assert run(scored_home, "score", "--workers", "0").exit_code == 0
+            tab.goto(f"{base}/?queue=uncertain")
+            tab.locator("body[data-ready='true']").wait_for(timeout=20_000)
+            panel = tab.locator("#prediction").inner_text()
+            assert panel.startswith(f"model {model}: ")
+            # Grad-CAM explains the model the panel names.
+            tab.keyboard.press("e")
+            tab.locator("#big[data-explain='true']").wait_for(timeout=30_000)
+            assert f"?model={model}" in (tab.locator("#big").get_attribute("src") or "")
+            tab.keyboard.press("e")
+            tab.keyboard.press("g")
+            tab.locator("#grid:not([hidden]) .tile .guess").first.wait_for()
+            guesses = tab.locator(".tile .guess").all_inner_texts()
+            ids = [int(t) for t in tab.locator(".tile").evaluate_all(
+                "(ts) => ts.slice(0, 3).map((t) => t.dataset.imageId)")]  # fmt: skip
+            assert len(guesses) == len(tab.locator(".tile").all()) and "%" in guesses[0]
+            for _ in range(2):
+                tab.keyboard.press("Shift+ArrowRight")
+            tab.keyboard.press("y")  # the model's suggestion for the three selected
+            tab.locator("body[data-busy='false']").wait_for()
+            browser.close()
+            answer = urllib.request.urlopen(f"{base}/api/explain/{ids[0]}.png?model={model}")
+            png = Image.open(io.BytesIO(answer.read())).convert("RGB")
+    finally:
+        catalog.dispose()
+    with sqlite3.connect(scored_home / "catalog.db") as db:
+        taken = db.execute(
+            "SELECT image_id, label FROM label_events WHERE origin = 'human' ORDER BY image_id"
+        ).fetchall()
+        predicted = dict(
+            db.execute(f"SELECT image_id, predicted FROM predictions WHERE model_id = {model}")
+        )
+    assert sorted(i for i, _ in taken) == sorted(ids)
+    assert all(label == predicted[i] for i, label in taken)
+    # The figure sits on the page's own background, with its colour scale beside it.
+    corners = [png.getpixel(xy) for xy in ((0, 0), (png.width - 1, png.height - 1))]
+    assert all(max(c) < 60 for c in corners), corners
+    right = png.crop((int(png.width * 0.8), 0, png.width, png.height))
+    colours = right.getcolors(maxcolors=1_000_000) or []
+    reds = sum(n for n, (r, g, b) in colours if r > 180 and g < 80 and b < 80)
+    blues = sum(n for n, (r, g, b) in colours if b > 120 and r < 60 and g < 80)
+    assert reds > 50 and blues > 50  # the jet scale, from blue to red
+
+
 def test_a_flood_of_explanations_is_answered_and_leaves_the_page_responsive(scored_home):
     import concurrent.futures
     import urllib.error

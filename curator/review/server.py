@@ -7,7 +7,9 @@
     POST /api/label              {"ids": [...], "label": "happy" | "reject" | null}
     POST /api/undo               {"events": [...]}: undo decisions made here
     POST /api/separate           {"id": ...}: this near-duplicate group holds no duplicates
-    GET  /api/explain/{id}.png   Grad-CAM of the default model's prediction (the e key)
+    POST /api/split-off          {"id": ...}: this one image is not a copy of the rest
+    GET  /api/explain/{id}.png   Grad-CAM of a model's prediction (?model=N, default: the
+                                 default model), the e key
     GET  /thumbs/{sha256}.jpg    a thumbnail (immutable: content-addressed)
     GET  /originals/{sha256}     the stored original
 
@@ -38,7 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from classifier.errors import TrainingError
-from curator.dedup import separate_group
+from curator.dedup import separate_group, split_off
 from curator.errors import CuratorError
 from curator.review.guard import LOOPBACK_NAMES, protect
 from curator.review.payload import BadRequest, cursor, id_list, json_body, path_id, row_id
@@ -46,9 +48,11 @@ from curator.stats import image_details
 from curator.thumbs import ThumbStore
 from db.catalog import Catalog
 from db.errors import CatalogBusy, CatalogError, UnknownClass, UnknownImage
+from db.grouplabels import refresh_touched
 from db.labels import current_labels, label_images, undo_events
-from db.models import Image
+from db.models import Image, Model
 from db.queues import QUEUES, QueueUnavailable, UnknownQueue, queue_counts, review_queue
+from db.registry import UnknownModel, default_model
 from db.settings import REJECT, get_classes
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -72,10 +76,10 @@ EXPLAIN_WAITING = 4
 
 def keys_for(classes: list[str]) -> dict[str, str]:
     """Keyboard shortcuts: 1..9 for the classes in order, and each class's first letter when
-    no other class starts with it and it is not a key of the page (x, s, z, g, f, a, n, e);
-    x rejects."""
+    no other class starts with it and it is not a key of the page (x, s, z, g, f, a, n, e,
+    c, y); x rejects."""
     keys = {str(i + 1): name for i, name in enumerate(classes[:9])}
-    taken = {"x", "s", "z", "g", "f", "a", "n", "e"}
+    taken = {"x", "s", "z", "g", "f", "a", "n", "e", "c", "y"}
     firsts = [name[:1].lower() for name in classes]
     for name, first in zip(classes, firsts, strict=True):
         if first.isalpha() and firsts.count(first) == 1 and first not in taken:
@@ -96,7 +100,7 @@ def endpoint(
             return await run_in_threadpool(handler, request, payload)
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
-        except (UnknownImage, UnknownQueue) as exc:
+        except (UnknownImage, UnknownQueue, UnknownModel) as exc:
             return JSONResponse({"error": str(exc)}, 404)
         except (QueueUnavailable, NoModel, CuratorError, TrainingError) as exc:
             return JSONResponse({"error": str(exc)}, 409)
@@ -172,6 +176,7 @@ def create_app(
         with catalog.reading() as session:
             classes = get_classes(session)
             counts = queue_counts(session)
+            model = default_model(session)
         return JSONResponse(
             {
                 "classes": classes,
@@ -179,6 +184,13 @@ def create_app(
                 "author": author,
                 "queue": queue,
                 "queues": {name: counts.get(name) for name in QUEUES},
+                # The model the uncertain queue, the panel and Grad-CAM go by, when not told.
+                "model": None if model is None else {"id": model.id, "classes": model.classes},
+                "why": {
+                    name: "needs a model's predictions: run curator score"
+                    for name in QUEUES
+                    if counts.get(name) is None
+                },
             }
         )
 
@@ -203,7 +215,7 @@ def create_app(
             raise ValueError("label must be a string or null")
         with catalog.writing() as session:
             events = label_images(session, image_ids=ids, label=value, author=author, run_id=run_id)
-            labels = _labels(session, ids)
+            labels = _labels(session, [e.image_id for e in events])  # members included
         return JSONResponse({"events": [e.id for e in events], "labels": labels})
 
     def undo(request: Request, body: dict[str, Any]) -> Response:
@@ -220,6 +232,12 @@ def create_app(
         with catalog.writing() as session:
             members = separate_group(session, image_id=image_id, author=author, run_id=run_id)
         return JSONResponse({"separated": members})
+
+    def split(request: Request, body: dict[str, Any]) -> Response:
+        image_id = row_id(body.get("id"), "id")
+        with catalog.writing() as session:
+            moved = split_off(session, image_id=image_id, author=author, run_id=run_id)
+        return JSONResponse({"split": moved})
 
     async def thumb(request: Request) -> Response:
         # The hot path of a grid page: one indexed read, on the event loop, no catalog query.
@@ -243,8 +261,11 @@ def create_app(
     explainer = Explainer(catalog, home)
 
     def explanation(request: Request, _body: Any) -> Response:
-        png = explainer.png(path_id(str(request.path_params["image_id"])))
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+        wanted = request.query_params.get("model")
+        model = None if wanted is None else path_id(wanted)
+        png, used = explainer.png(path_id(str(request.path_params["image_id"])), model)
+        headers = {"Cache-Control": "no-cache", "X-Curator-Model": str(used)}
+        return Response(png, media_type="image/png", headers=headers)
 
     routes = [
         Route("/", index),
@@ -255,6 +276,7 @@ def create_app(
         Route("/api/label", endpoint(label, body=True), methods=["POST"]),
         Route("/api/undo", endpoint(undo, body=True), methods=["POST"]),
         Route("/api/separate", endpoint(separate, body=True), methods=["POST"]),
+        Route("/api/split-off", endpoint(split, body=True), methods=["POST"]),
         Route(
             "/api/explain/{image_id:int}.png",
             limited(endpoint(explanation), running=EXPLAIN_RUNNING, waiting=EXPLAIN_WAITING),
@@ -271,49 +293,52 @@ class NoModel(CatalogError):
 
 
 class Explainer:
-    """Grad-CAM of the default model for the page's ``e`` key: the model loaded once (again
-    when a newer one is trained), figures cached under the home by model and image."""
+    """Grad-CAM for the page's ``e`` key: of the model whose prediction the page shows, or
+    the default model; the last model used stays loaded, figures are cached under the home
+    by model and image."""
 
     def __init__(self, catalog: Catalog, home: Path) -> None:
         self.catalog, self.home = catalog, home
         self.lock = threading.Lock()
         self.loaded: Any = None
 
-    def _model(self) -> Any:
+    def _model(self, wanted: int | None) -> Any:
         from curator.scoring import load_registered
-        from db.registry import default_model
 
         with self.catalog.reading() as session:
-            newest = default_model(session)
-        if newest is None:
+            chosen = default_model(session) if wanted is None else session.get(Model, wanted)
+        if chosen is None:
+            if wanted is not None:
+                raise UnknownModel(wanted)
             raise NoModel("no trained model yet: run curator train to see explanations")
-        if self.loaded is None or self.loaded.id != newest.id:
-            self.loaded = load_registered(self.catalog, self.home, newest.id, device="cpu")
+        if self.loaded is None or self.loaded.id != chosen.id:
+            self.loaded = load_registered(self.catalog, self.home, chosen.id, device="cpu")
         return self.loaded
 
-    def png(self, image_id: int) -> bytes:
+    def png(self, image_id: int, wanted: int | None = None) -> tuple[bytes, int]:
+        """The figure, and the id of the model it explains."""
         from classifier.explain import gradcam_figure
         from curator.explaining import explain_picture, open_picture
 
         with self.lock:  # one explanation at a time: each is a forward and backward pass
-            model = self._model()
+            model = self._model(wanted)
             cache = self.home / "cache" / "explain" / str(model.id) / f"{image_id}.png"
             if cache.exists():
-                return cache.read_bytes()
+                return cache.read_bytes(), model.id
             with self.catalog.reading() as session:
                 image = session.get(Image, image_id)
                 if image is None:
                     raise UnknownImage(str(image_id))
                 path = stored_file(self.home, image.path, str(image_id))
             result = explain_picture(model, open_picture(path))
-            figure = gradcam_figure(result, result.predicted)
+            figure = gradcam_figure(result, result.predicted, theme="dark")
             buffer = io.BytesIO()
             figure.save(buffer, format="PNG")
             cache.parent.mkdir(parents=True, exist_ok=True)
             partial = cache.with_suffix(f".{os.getpid()}.tmp")
             partial.write_bytes(buffer.getvalue())
             os.replace(partial, cache)
-            return buffer.getvalue()
+            return buffer.getvalue(), model.id
 
 
 def stored_file(home: Path, relpath: str, name: str) -> Path:
@@ -325,12 +350,30 @@ def stored_file(home: Path, relpath: str, name: str) -> Path:
     return path
 
 
-def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, str | None]]:
-    current = current_labels(session, image_ids=ids)
-    return {
-        str(i): {
-            "label": current[i].label if i in current else None,
-            "origin": current[i].origin if i in current else None,
-        }
-        for i in ids
+def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, Any]]:
+    """What the page shows of each image after a change: its group's label (the one every
+    command goes by), whether people now disagree on the group, and its own label."""
+    refresh_touched(session)  # the group columns, brought up to date in this transaction
+    own = current_labels(session, image_ids=ids)
+    rows = session.execute(select(Image.id, Image.duplicate_of).where(Image.id.in_(ids))).all()
+    rep_of = {image_id: dup or image_id for image_id, dup in rows}
+    groups = {
+        r.id: r
+        for r in session.execute(
+            select(Image.id, Image.label, Image.label_origin, Image.human_conflict).where(
+                Image.id.in_(set(rep_of.values()))
+            )
+        )
     }
+    out: dict[str, dict[str, Any]] = {}
+    for i in ids:
+        group = groups.get(rep_of.get(i, i))
+        mine = own.get(i)
+        out[str(i)] = {
+            "label": group.label if group else None,
+            "origin": group.label_origin if group else None,
+            "conflict": bool(group.human_conflict) if group else False,
+            "own": mine.label if mine else None,
+            "own_origin": mine.origin if mine else None,
+        }
+    return out

@@ -1,6 +1,9 @@
 // curator review: keyboard-first labeling. Plain JavaScript, no build step.
 // Every decision goes to the server at once (POST /api/label) and the page moves on; the
 // queues themselves are computed by the server (db/queues.py), never here.
+//
+// Keys and clicks are actions handled one at a time, in the order they came: twenty presses
+// of a class key, however fast, are twenty decisions about twenty images, in order.
 "use strict";
 
 const PAGE = 200;
@@ -13,10 +16,11 @@ if (token !== null) {
 }
 
 const S = {
-  classes: [], keys: {}, author: "", queues: {},
+  classes: [], keys: {}, author: "", queues: {}, why: {}, model: null,
   queue: params.get("queue") || "new",
-  items: [], next: 0, loading: false,
+  items: [], next: 0, loading: false, reason: "",
   pos: 0,                    // focus view: the image shown
+  member: -1,                // focus view: which of its group's copies is shown (-1: itself)
   view: params.get("view") === "grid" ? "grid" : "focus",
   cursor: 0, selected: new Set(), anchor: null,   // grid view
   undo: [],                  // stack of {events: [...], ids: [...]}
@@ -36,7 +40,11 @@ async function api(path, body) {
   }
   const response = await fetch(path, options);
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const error = new Error(data.error || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
   return data;
 }
 
@@ -48,24 +56,71 @@ function toast(text, error = false) {
   toast.timer = setTimeout(() => { t.className = ""; }, error ? 4000 : 1400);
 }
 
+// -- actions, one at a time ------------------------------------------------------------------
+
+const actions = [];
+let acting = false;
+
+function enqueue(action) {
+  actions.push(action);
+  if (!acting) drain();
+}
+
+async function drain() {
+  acting = true;
+  document.body.dataset.busy = "true";
+  while (actions.length) {
+    const action = actions.shift();
+    try { await action(); } catch (e) { toast(e.message, true); }
+  }
+  acting = false;
+  document.body.dataset.busy = "false";
+}
+
+// -- what an item shows ----------------------------------------------------------------------
+
 const thumb = (item) => `/thumbs/${item.sha256}.jpg`;
 const original = (item) => `/originals/${item.sha256}`;
-const explained = (item) => `/api/explain/${item.id}.png`;
+// Grad-CAM of the model whose prediction is on screen, so the two never disagree.
+const modelOf = (item) => (item.prediction ? item.prediction.model : (S.model && S.model.id));
+const explained = (item) => {
+  const model = modelOf(item);
+  return `/api/explain/${item.id}.png` + (model ? `?model=${model}` : "");
+};
+const percent = (p) => `${Math.round(p * 1000) / 10} %`;
+
+function shownImage(item) {
+  // The picture in the focus view: the item, or the group member picked with c.
+  if (S.member >= 0 && item.members && item.members[S.member]) return item.members[S.member];
+  return item;
+}
+
+function suggestion(item) {
+  const p = item.prediction;
+  if (!p || !S.classes.includes(p.label)) return null;
+  return p.label;
+}
 
 // -- loading ---------------------------------------------------------------------------------
 
 async function loadState() {
   const state = await api("/api/state");
   Object.assign(S, {classes: state.classes, keys: state.keys, author: state.author,
-                    queues: state.queues});
+                    queues: state.queues, why: state.why || {}, model: state.model});
   if (!params.get("queue")) S.queue = state.queue;
   $("who").textContent = `labeling as ${state.author}`;
+  $("model").textContent = state.model ? `model ${state.model.id}` : "no model yet";
+  $("model").title = state.model
+    ? "the default model: the uncertain queue, the panel and Grad-CAM go by it unless a " +
+      "queue ranks by another (the panel names it)"
+    : "train one with curator train";
   renderQueues();
   renderLegend();
 }
 
 async function loadQueue() {
-  S.items = []; S.next = 0; S.pos = 0; S.cursor = 0; S.selected.clear(); S.anchor = null;
+  S.items = []; S.next = 0; S.pos = 0; S.member = -1; S.cursor = 0; S.selected.clear();
+  S.anchor = null; S.reason = "";
   await loadMore();
   render();
 }
@@ -78,7 +133,8 @@ async function loadMore() {
     S.items.push(...page.items);
     S.next = page.next;
   } catch (e) {
-    toast(e.message, true);
+    // A queue that cannot be had yet says why (no predictions, a model not scored yet).
+    if (e.status === 409) S.reason = e.message; else toast(e.message, true);
     S.next = null;
   } finally {
     S.loading = false;
@@ -87,28 +143,47 @@ async function loadMore() {
 
 async function refreshCounts() {
   try {
-    S.queues = (await api("/api/state")).queues;
+    const state = await api("/api/state");
+    S.queues = state.queues; S.why = state.why || {};
     renderQueues();
   } catch (e) { /* counts are a nicety */ }
 }
 
 // -- deciding --------------------------------------------------------------------------------
 
-async function decide(indices, label) {
-  const items = indices.map((i) => S.items[i]).filter(Boolean);
-  if (!items.length) return false;
-  try {
-    const result = await api("/api/label", {ids: items.map((it) => it.id), label});
-    applyLabels(result.labels);
-    S.undo.push({events: result.events, ids: items.map((it) => it.id)});
-    const word = label === null ? "cleared" : label;
-    toast(items.length > 1 ? `${items.length} images: ${word}` : word);
-    refreshCounts();
-    return true;
-  } catch (e) {
-    toast(e.message, true);
-    return false;
+async function decide(targets, label) {
+  // targets: [{index, id}], id being the item's or, in the focus view, a member's.
+  if (!targets.length) return false;
+  const ids = targets.map((t) => t.id);
+  const result = await api("/api/label", {ids, label});
+  applyLabels(result.labels);
+  S.undo.push({events: result.events, ids});
+  const word = label === null ? "cleared" : label;
+  toast(ids.length > 1 ? `${ids.length} images: ${word}` : word);
+  refreshCounts();
+  return true;
+}
+
+async function acceptSuggestions(indices) {
+  // y: the model's suggestion for each chosen image, one request per class suggested.
+  const byLabel = {};
+  for (const i of indices) {
+    const item = S.items[i];
+    const label = item && suggestion(item);
+    if (label) (byLabel[label] ||= []).push(item.id);
   }
+  const labels = Object.keys(byLabel);
+  if (!labels.length) { toast("no suggestion here: the model has not scored these", true); return false; }
+  const events = [], ids = [];
+  for (const label of labels) {
+    const result = await api("/api/label", {ids: byLabel[label], label});
+    applyLabels(result.labels);
+    events.push(...result.events); ids.push(...byLabel[label]);
+  }
+  S.undo.push({events, ids});
+  toast(ids.length > 1 ? `${ids.length} images: the model's suggestions` : `${labels[0]} (the model's)`);
+  refreshCounts();
+  return true;
 }
 
 async function undo() {
@@ -119,45 +194,67 @@ async function undo() {
     applyLabels(result.labels);
     if (result.skipped.length) toast(`${result.skipped.length} changed since: left as they are`, true);
     else toast("undone");
-    const first = S.items.findIndex((it) => it.id === last.ids[0]);
+    const first = S.items.findIndex((it) => last.ids.includes(it.id) ||
+      (it.members || []).some((m) => last.ids.includes(m.id)));
     if (first >= 0) { S.pos = first; S.cursor = first; }
     render();
     refreshCounts();
   } catch (e) {
     S.undo.push(last);
-    toast(e.message, true);
+    throw e;
   }
+}
+
+function armed(what) {
+  // Splitting cannot be undone from this page: the key is pressed twice.
+  const now = Date.now();
+  if (armed.what !== what || now - armed.at > 2500) {
+    armed.what = what; armed.at = now;
+    return false;
+  }
+  armed.what = null;
+  return true;
 }
 
 async function separate(indices) {
-  // Splitting cannot be undone from this page: ask for the key twice.
-  const now = Date.now();
-  if (!separate.armed || now - separate.armed > 2500) {
-    separate.armed = now;
+  if (!armed(`group:${indices}`)) {
     toast("press n again to split: these near copies are different pictures");
     return false;
   }
-  separate.armed = 0;
   const items = indices.map((i) => S.items[i]).filter((it) => it && it.duplicates.length);
-  try {
-    let count = 0;
-    for (const item of items) {
-      count += (await api("/api/separate", {id: item.id})).separated.length;
-      item.duplicates = [];
-    }
-    toast(count ? `${count} images now stand alone` : "nothing to split here");
-    refreshCounts();
-    return true;
-  } catch (e) {
-    toast(e.message, true);
+  let count = 0;
+  for (const item of items) {
+    count += (await api("/api/separate", {id: item.id})).separated.length;
+    item.duplicates = []; item.members = [];
+  }
+  toast(count ? `${count} images now stand alone` : "nothing to split here");
+  refreshCounts();
+  return true;
+}
+
+async function splitOff(item, member) {
+  if (!armed(`member:${member.id}`)) {
+    toast(`press n again: image ${member.id} is not a copy of the others`);
     return false;
   }
+  await api("/api/split-off", {id: member.id});
+  item.members = item.members.filter((m) => m.id !== member.id);
+  item.duplicates = item.duplicates.filter((id) => id !== member.id);
+  S.member = -1;
+  toast(`image ${member.id} stands alone now; the rest stay together`);
+  refreshCounts();
+  return true;
 }
 
 function applyLabels(labels) {
+  // labels: for each image the server touched, its group's label and its own.
   for (const item of S.items) {
-    const now = labels[String(item.id)];
-    if (now) { item.label = now.label; item.origin = now.origin; }
+    for (const m of [item, ...(item.members || [])]) {
+      const now = labels[String(m.id)];
+      if (!now) continue;
+      Object.assign(item, {label: now.label, origin: now.origin, conflict: now.conflict});
+      if (m !== item) { m.label = now.own; m.origin = now.own_origin; }
+    }
   }
 }
 
@@ -169,6 +266,10 @@ function chip(el, item) {
   el.textContent = `${item.label} · ${item.origin}`;
   if (item.origin === "human") el.classList.add("human");
   if (item.label === "reject") el.classList.add("reject");
+  if (item.conflict) {
+    el.classList.add("conflict");
+    el.textContent += " · people disagree";
+  }
 }
 
 function renderQueues() {
@@ -179,9 +280,9 @@ function renderQueues() {
     b.textContent = count === null ? name : `${name} ${count}`;
     b.dataset.queue = name;
     b.disabled = count === null;
-    b.title = count === null ? "needs a model's predictions: run curator score" : "";
+    b.title = count === null ? (S.why[name] || "not available yet") : "";
     b.setAttribute("aria-pressed", String(name === S.queue));
-    b.onclick = () => switchQueue(name);
+    b.onclick = () => enqueue(() => switchQueue(name));
     nav.append(b);
   }
 }
@@ -190,10 +291,12 @@ function renderLegend() {
   const byLabel = {};
   for (const [key, label] of Object.entries(S.keys)) (byLabel[label] ||= []).push(key);
   const lines = Object.entries(byLabel).map(([label, keys]) =>
-    `<li>${keys.map((k) => `<kbd>${k}</kbd>`).join(" ")} ${escapeHtml(label)}</li>`);
-  lines.push("<li><kbd>s</kbd> skip</li><li><kbd>z</kbd> undo</li>",
+    `<li>${keys.map((k) => `<kbd>${escapeHtml(k)}</kbd>`).join(" ")} ${escapeHtml(label)}</li>`);
+  lines.push("<li><kbd>y</kbd> the model's suggestion</li>",
+             "<li><kbd>s</kbd> skip</li><li><kbd>z</kbd> undo</li>",
              "<li><kbd>←</kbd> <kbd>→</kbd> move</li>",
-             "<li><kbd>n</kbd> <kbd>n</kbd> split a near-duplicate group</li>",
+             "<li><kbd>c</kbd> next copy in the group</li>",
+             "<li><kbd>n</kbd> <kbd>n</kbd> split the group (or the copy shown) off</li>",
              "<li><kbd>e</kbd> why the model decided (Grad-CAM)</li>",
              "<li><kbd>?</kbd> all keys</li>");
   $("legend").innerHTML = lines.join("");
@@ -201,8 +304,8 @@ function renderLegend() {
 }
 
 function escapeHtml(text) {
-  return text.replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;",
-                                           '"': "&quot;", "'": "&#39;"}[c]));
+  return String(text).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;",
+                                                   '"': "&quot;", "'": "&#39;"}[c]));
 }
 
 function render() {
@@ -213,29 +316,77 @@ function render() {
   if (S.view === "focus") renderFocus(); else renderGrid();
 }
 
+function emptyText() {
+  if (S.reason) return S.reason;
+  return "Nothing left in this queue.";
+}
+
+function predictionText(item) {
+  const p = item.prediction;
+  if (!p) return "";
+  return `model ${p.model}: ${p.label} (${percent(p.confidence)})` +
+    (p.in_sample ? " · trained on it" : "");
+}
+
 function renderFocus() {
   const item = S.items[S.pos];
   $("empty").hidden = Boolean(item);
+  $("empty").textContent = emptyText();
   $("big").hidden = !item;
   document.body.dataset.imageId = item ? item.id : "";
   if (!item) {
+    document.body.dataset.shownId = "";
     $("image-id").textContent = ""; chip($("current-label"), null);
-    $("strip").replaceChildren(); $("group").textContent = ""; $("prediction").textContent = "";
+    $("strip").replaceChildren(); $("group").replaceChildren(); $("prediction").textContent = "";
     return;
   }
-  $("big").src = S.explain ? explained(item) : original(item);
-  $("big").alt = S.explain ? `Grad-CAM of image ${item.id}` : `image ${item.id}`;
-  $("big").dataset.explain = String(S.explain);
-  $("image-id").textContent = `#${item.id} · ${item.width} × ${item.height} · ${item.split} · ` +
+  const shown = shownImage(item);
+  document.body.dataset.shownId = shown.id;
+  const explaining = S.explain && shown === item;
+  $("big").src = explaining ? explained(item) : original(shown);
+  $("big").alt = explaining ? `Grad-CAM of image ${item.id} by model ${modelOf(item)}` : `image ${shown.id}`;
+  $("big").dataset.explain = String(explaining);
+  $("image-id").textContent = `#${shown.id} · ${shown.width} × ${shown.height} · ${item.split} · ` +
     `${S.pos + 1} of ${S.items.length}${S.next === null ? "" : "+"}`;
   chip($("current-label"), item);
-  $("prediction").textContent = item.prediction
-    ? `model: ${item.prediction.label} (${Math.round(item.prediction.confidence * 100)} %)` : "";
+  $("prediction").textContent = predictionText(item);
+  renderGroup(item);
+  renderStrip();
+  for (let i = 1; i <= 3; i++) {           // the next images are ready before they are needed
+    const next = S.items[S.pos + i];
+    if (next) new Image().src = original(next);
+  }
+}
+
+function renderGroup(item) {
+  // The group's members side by side, each with its own label: the one shown is outlined.
   const group = $("group");
   group.replaceChildren();
-  if (item.duplicates.length) {
-    group.textContent = `${item.duplicates.length} near copies: labeled with it`;
-  }
+  const members = item.members || [];
+  if (!members.length) return;
+  const title = document.createElement("div");
+  title.textContent = `${members.length} near cop${members.length > 1 ? "ies" : "y"}: ` +
+    "labeled with it · c shows each · n n splits the one shown off";
+  group.append(title);
+  const row = document.createElement("div");
+  row.className = "members";
+  [item, ...members].forEach((m, i) => {
+    const card = document.createElement("figure");
+    card.className = "member" + (i - 1 === S.member ? " here" : "");
+    card.dataset.memberId = m.id;
+    const img = document.createElement("img");
+    img.src = thumb(m); img.alt = `image ${m.id}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = `#${m.id} ${i ? "" : "(kept) "}` +
+      (m.label ? `${m.label} · ${m.origin}` : "no label of its own");
+    card.append(img, caption);
+    card.onclick = () => enqueue(async () => { S.member = i - 1; render(); });
+    row.append(card);
+  });
+  group.append(row);
+}
+
+function renderStrip() {
   const strip = $("strip");
   strip.replaceChildren();
   for (let i = Math.max(0, S.pos - 5); i < Math.min(S.items.length, S.pos + 14); i++) {
@@ -243,12 +394,8 @@ function renderFocus() {
     img.src = thumb(S.items[i]);
     img.alt = "";
     img.className = (i === S.pos ? "here " : "") + (S.items[i].origin === "human" ? "labeled" : "");
-    img.onclick = () => { S.pos = i; render(); };
+    img.onclick = () => enqueue(async () => { S.pos = i; S.member = -1; render(); });
     strip.append(img);
-  }
-  for (let i = 1; i <= 3; i++) {           // the next images are ready before they are needed
-    const next = S.items[S.pos + i];
-    if (next) new Image().src = original(next);
   }
 }
 
@@ -267,6 +414,13 @@ function renderGrid() {
     const label = document.createElement("span");
     chip(label, item);
     tile.append(img, label);
+    if (item.prediction) {
+      const guess = document.createElement("span");
+      guess.className = "guess";
+      guess.textContent = `${item.prediction.label} ${percent(item.prediction.confidence)}`;
+      guess.title = `model ${item.prediction.model}'s prediction (y accepts it)`;
+      tile.append(guess);
+    }
     if (item.duplicates.length) {
       const dups = document.createElement("span");
       dups.className = "dups";
@@ -274,22 +428,25 @@ function renderGrid() {
       dups.title = "near copies in this group, labeled with it";
       tile.append(dups);
     }
-    tile.onclick = (event) => clickTile(i, event);
-    tile.ondblclick = () => { S.pos = i; S.view = "focus"; render(); };
+    tile.onclick = (event) => {
+      const mods = {shiftKey: event.shiftKey, ctrlKey: event.ctrlKey || event.metaKey};
+      enqueue(async () => clickTile(i, mods));
+    };
+    tile.ondblclick = () => enqueue(async () => { S.pos = i; S.member = -1; S.view = "focus"; render(); });
     tiles.append(tile);
   });
   const n = S.selected.size;
-  $("grid-status").textContent = n
-    ? `${n} selected: a class key labels them all · Esc clears`
+  $("grid-status").textContent = S.items.length === 0 ? emptyText() : n
+    ? `${n} selected: a class key labels them all, y takes the model's suggestions · Esc clears`
     : `${S.items.length} images${S.next === null ? "" : " (more below)"} · space selects · ` +
       "a class key labels the image under the cursor";
   const current = tiles.children[S.cursor];
   if (current) current.scrollIntoView({block: "nearest"});
 }
 
-function clickTile(i, event) {
-  if (event.shiftKey && S.anchor !== null) selectRange(S.anchor, i);
-  else if (event.ctrlKey || event.metaKey) toggle(i);
+function clickTile(i, mods) {
+  if (mods.shiftKey && S.anchor !== null) selectRange(S.anchor, i);
+  else if (mods.ctrlKey) toggle(i);
   else { S.selected.clear(); S.selected.add(i); S.anchor = i; }
   S.cursor = i;
   renderGrid();
@@ -318,6 +475,7 @@ function columns() {
 
 async function advance() {
   S.pos = Math.min(S.pos + 1, S.items.length);
+  S.member = -1;
   if (S.items.length - S.pos < 20) await loadMore();
   render();
 }
@@ -344,8 +502,9 @@ async function switchQueue(name) {
 
 // -- keys ------------------------------------------------------------------------------------
 
+const SCROLLING = new Set([" ", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "z", "Tab"]);
+
 async function onKey(event) {
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key;
   const help = $("help");
   if (!help.hidden) { if (key === "Escape" || key === "?") help.hidden = true; return; }
@@ -357,8 +516,8 @@ async function onKey(event) {
     return;
   }
   if (key === "g") { S.cursor = Math.min(S.pos, Math.max(0, S.items.length - 1)); S.view = "grid"; render(); return; }
-  if (key === "f" || (key === "Enter" && S.view === "grid")) { S.pos = S.cursor; S.view = "focus"; render(); return; }
-  if (key === "z") { event.preventDefault(); await undo(); return; }
+  if (key === "f" || (key === "Enter" && S.view === "grid")) { S.pos = S.cursor; S.member = -1; S.view = "focus"; render(); return; }
+  if (key === "z") { await undo(); return; }
   const label = Object.prototype.hasOwnProperty.call(S.keys, key.toLowerCase()) ? S.keys[key.toLowerCase()] : undefined;
   if (S.view === "focus") await focusKey(event, key, label);
   else await gridKey(event, key, label);
@@ -377,30 +536,48 @@ async function toggleExplain() {
     }
   }
   S.explain = !S.explain;
-  toast(S.explain ? "Grad-CAM of the model's prediction (e: back to the picture)" : "picture");
+  S.member = -1;
+  toast(S.explain ? `Grad-CAM of model ${modelOf(item)}'s prediction (e: back to the picture)` : "picture");
   render();
 }
 
 async function focusKey(event, key, label) {
+  const item = S.items[S.pos];
   if (key === "e") { await toggleExplain(); return; }
-  if (key === "n") {
-    if (await separate([S.pos])) render();
+  if (key === "c") {
+    if (item && item.members && item.members.length) {
+      S.member = S.member + 1 < item.members.length ? S.member + 1 : -1;
+      S.explain = false;
+      render();
+    }
     return;
   }
-  if (label !== undefined) {
-    if (S.items[S.pos] && await decide([S.pos], label)) await advance();
+  if (key === "n") {
+    if (!item) return;
+    const member = S.member >= 0 ? item.members[S.member] : null;
+    if (member ? await splitOff(item, member) : await separate([S.pos])) render();
+    return;
+  }
+  if (label !== undefined || key === "y") {
+    if (!item) return;
+    const shown = shownImage(item);
+    let done;
+    if (key === "y") done = await acceptSuggestions([S.pos]);
+    else done = await decide([{index: S.pos, id: shown.id}], label);
+    // A copy decided alone stays on screen (its group may need more); the group moves on.
+    if (done && shown === item) await advance(); else if (done) render();
   } else if (key === "s" || key === "ArrowRight" || key === " ") {
-    event.preventDefault(); await advance();
+    await advance();
   } else if (key === "ArrowLeft") {
-    S.pos = Math.max(0, S.pos - 1); render();
+    S.pos = Math.max(0, S.pos - 1); S.member = -1; render();
   }
 }
 
 async function gridKey(event, key, label) {
   const cols = columns();
   const moves = {ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols};
-  if (key in moves) { event.preventDefault(); await moveCursor(moves[key], event.shiftKey); return; }
-  if (key === " ") { event.preventDefault(); toggle(S.cursor); renderGrid(); return; }
+  if (key in moves) { await moveCursor(moves[key], event.shiftKey); return; }
+  if (key === " ") { toggle(S.cursor); renderGrid(); return; }
   if (key === "a") { S.items.forEach((_, i) => S.selected.add(i)); renderGrid(); return; }
   if (key === "Escape") { S.selected.clear(); S.anchor = null; renderGrid(); return; }
   if (key === "n") {
@@ -408,9 +585,12 @@ async function gridKey(event, key, label) {
     if (await separate(chosen)) renderGrid();
     return;
   }
-  if (label !== undefined) {
+  if (label !== undefined || key === "y") {
     const chosen = S.selected.size ? [...S.selected].sort((a, b) => a - b) : [S.cursor];
-    if (await decide(chosen, label)) {
+    const done = key === "y"
+      ? await acceptSuggestions(chosen)
+      : await decide(chosen.filter((i) => S.items[i]).map((i) => ({index: i, id: S.items[i].id})), label);
+    if (done) {
       S.selected.clear(); S.anchor = null;
       S.cursor = Math.min(S.items.length - 1, Math.max(...chosen) + 1);
       renderGrid();
@@ -420,17 +600,19 @@ async function gridKey(event, key, label) {
 
 // -- start -----------------------------------------------------------------------------------
 
-document.addEventListener("keydown", (e) => { onKey(e).catch((err) => toast(err.message, true)); });
-$("view-focus").onclick = () => { S.pos = S.cursor; S.view = "focus"; render(); };
-$("view-grid").onclick = () => { S.cursor = S.pos; S.view = "grid"; render(); };
+document.addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (SCROLLING.has(e.key)) e.preventDefault();
+  // What the handler needs of the event, taken now: it runs after the actions before it.
+  const event = {key: e.key, shiftKey: e.shiftKey};
+  enqueue(() => onKey(event));
+});
+$("view-focus").onclick = () => enqueue(async () => { S.pos = S.cursor; S.member = -1; S.view = "focus"; render(); });
+$("view-grid").onclick = () => enqueue(async () => { S.cursor = S.pos; S.view = "grid"; render(); });
 $("help-button").onclick = () => { $("help").hidden = false; };
 
-(async () => {
-  try {
-    await loadState();
-    await loadQueue();
-    document.body.dataset.ready = "true";
-  } catch (e) {
-    toast(e.message, true);
-  }
-})();
+enqueue(async () => {
+  await loadState();
+  await loadQueue();
+  document.body.dataset.ready = "true";
+});
