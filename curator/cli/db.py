@@ -13,12 +13,15 @@ from db.catalog import display_url, open_catalog
 from db.copy import copy_catalog, tables
 from db.errors import CatalogError
 
+#: The group's help, as written (typer is given it as Markdown, see curator.cli.helptext).
+HELP = (
+    "Move the catalog between databases.\n\nExample:\n\n"
+    "    curator db copy catalog.db postgresql+psycopg://me@dbhost/curator"
+)
+
 db_app = typer.Typer(
     name="db",
-    help=(
-        "Move the catalog between databases.\n\nExample:\n\n"
-        "    curator db copy catalog.db postgresql+psycopg://me@dbhost/curator"
-    ),
+    help=HELP,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
