@@ -313,10 +313,20 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
+def export_format_for(out: Path) -> ExportFormat:
+    """The format an export without --format writes: what OUT's name says."""
+    return ExportFormat.csv if out.suffix.lower() == ".csv" else ExportFormat.imagefolder
+
+
 def export_command(
     ctx: typer.Context,
     out: Path = typer.Argument(..., help="A folder (imagefolder) or a .csv file (csv)."),
-    fmt: ExportFormat = typer.Option(ExportFormat.imagefolder, "--format", "-f"),
+    fmt: ExportFormat | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="imagefolder or csv (default: csv for a name ending in .csv, else imagefolder).",
+    ),
     copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
@@ -326,13 +336,16 @@ def export_command(
     label, loadable by torchvision.datasets.ImageFolder; exporting again into the same folder
     brings it up to date. A folder that is not empty and holds no earlier export, a damaged
     manifest, or split and class folders that are symbolic links are refused, nothing touched.
-    csv writes one row per image with its label, split, hashes and sources.
+    csv writes one row per image with its label, split, hashes and sources. The format follows
+    OUT's name unless --format says otherwise: OUT ending in .csv is a CSV file, anything else
+    a folder (--format imagefolder exports into a folder even when its name ends in .csv).
 
     Example:
 
         curator export ./couples-dataset
-        curator export couples.csv --format csv
+        curator export couples.csv
     """
+    fmt = fmt or export_format_for(out)
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
     with catalog.reading() as session:
