@@ -29,6 +29,7 @@ from curator.importer import ImportProgress, import_paths
 from curator.runs import tracked_run
 from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
+from db.images import changes_of_run
 from db.labels import current_labels
 from db.models import Run
 from db.settings import check_class_names, get_classes, set_classes
@@ -143,7 +144,9 @@ def dedup_command(
 
     Images whose perceptual hashes (or mirrored hashes) lie within the threshold form a group;
     the one with the most pixels (then the oldest) stays active, the others are marked
-    duplicate. Group members share one split. Nothing is deleted, and --undo reverts a run.
+    duplicate. Group members share one split. Nothing is deleted, and --undo reverts a run:
+    the last dedup run, or --run N (an import's grouping, too). A run already undone is said
+    to be so, and nothing changes (exit 0).
 
     Example:
 
@@ -151,6 +154,8 @@ def dedup_command(
         curator dedup --threshold 8
         curator dedup --undo
     """
+    if run_id is not None and not undo:
+        fail(f"--run names the run to undo: curator dedup --undo --run {run_id}")
     catalog = open_settings_catalog(settings_of(ctx))
     if undo:
         _undo_dedup(catalog, run_id, as_json)
@@ -196,8 +201,19 @@ def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
             ).first()
         else:
             run = session.get(Run, run_id)
+        undone_by = None if run is None else _undone_by(session, run.id)
     if run is None:
         fail(f"no run {run_id} to undo" if run_id else "no dedup run to undo")
+    if undone_by is not None:
+        # The same state as undoing it again would leave: not an error (exit 0), nothing done.
+        if as_json:
+            print_json({"undone_run": run.id, "already_undone_by": undone_by, "reverted": 0})
+        else:
+            stdout.print(
+                f"{run.kind} run {run.id} was already undone (by run {undone_by}); "
+                "nothing was changed"
+            )
+        return
     with tracked_run(catalog, kind="dedup-undo", params={"undo_run": run.id}) as undo_run:
         with catalog.writing() as session:
             reverted, conflicts, regrouped = dedup_lib.undo_run(
@@ -213,6 +229,22 @@ def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
         stdout.print(f"{conflicts} images changed again since then were left as they are")
     if regrouped:
         stdout.print(f"{regrouped} images that joined those groups later were regrouped")
+
+
+def _undone_by(session: Any, run_id: int) -> int | None:
+    """The undo run that put back what run ``run_id`` changed, unless that undo was itself
+    undone since (then the run's changes stand again); None when nothing undid it."""
+    undos = session.scalars(
+        select(Run).where(Run.kind == "dedup-undo").order_by(Run.id.desc())
+    ).all()
+    for undo in undos:
+        if (undo.params or {}).get("undo_run") != run_id:
+            continue
+        # Done, or stopped after its one write transaction committed: it changed images.
+        took = undo.status == "done" or bool(changes_of_run(session, run_id=undo.id))
+        if took and _undone_by(session, undo.id) is None:
+            return undo.id
+    return None
 
 
 def stats_command(
