@@ -48,7 +48,25 @@ def _format_counts(counts: dict[str, Any]) -> str:
     )
 
 
-def _print_import_summary(counts: dict[str, Any], seconds: float) -> None:
+#: Failure reasons that a limit of curator import decides, and the option that sets it.
+LIMIT_OPTIONS = {
+    "too-small": ("min_side", "--min-side", "a side under {} pixels", "a lower"),
+    "too-large": ("max_bytes", "--max-bytes", "more than {:,} bytes", "a higher"),
+    "too-many-pixels": ("max_pixels", "--max-pixels", "more than {:,} pixels", "a higher"),
+}
+
+
+def _limit_hints(reasons: dict[str, int], limits: Limits) -> list[str]:
+    """For each failure a limit decided, what the limit was and the option that moves it."""
+    hints = []
+    for reason, (field, option, what, direction) in LIMIT_OPTIONS.items():
+        if reasons.get(reason):
+            limit = what.format(getattr(limits, field))
+            hints.append(f"{reason}: {limit}; to import them, run again with {direction} {option}")
+    return hints
+
+
+def _print_import_summary(counts: dict[str, Any], seconds: float, limits: Limits) -> None:
     total = sum(
         counts.get(k, 0)
         for k in ("added", "exact_duplicate", "near_duplicate", "failed", "unchanged")
@@ -72,6 +90,8 @@ def _print_import_summary(counts: dict[str, Any], seconds: float) -> None:
         rows.append(("ignored", counts["ignored_names"], "names that are not image files"))
     for name, value, note in rows:
         stdout.print(f"  {name:<19}{value:>7}" + (f"   ({note})" if note else ""))
+    for hint in _limit_hints(counts.get("failed_by_reason", {}), limits):
+        stdout.print(f"  {hint}")
 
 
 def import_command(
@@ -125,7 +145,7 @@ def import_command(
     if as_json:
         print_json(counts)
     else:
-        _print_import_summary(counts, time.monotonic() - started)
+        _print_import_summary(counts, time.monotonic() - started, limits)
 
 
 def dedup_command(
