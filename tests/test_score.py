@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -259,6 +260,52 @@ def test_score_a_folder_to_csv_and_jsonl_with_bad_files(trained, tmp_path):
     records = [json.loads(line) for line in lines.stdout.splitlines()]
     assert records[0]["predicted"] == "happy" and set(records[0]["probs"]) == {"happy", "unhappy"}
     assert records[1]["error"] == "zero-byte file" and records[1]["probs"] is None
+
+
+def test_files_are_scored_with_a_read_only_catalog_and_catalog_scoring_says_read_only(
+    trained, tmp_path
+):
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.test_read_only import MESSAGE, as_ordinary_user, fingerprint, set_writable
+
+    base = Path(tempfile.mkdtemp(prefix="curator-ro-"))
+    try:
+        base.chmod(0o777)
+        home = base / "home"
+        shutil.copytree(trained, home)
+        set_writable(home, False)
+        (base / "new").mkdir(mode=0o755)
+        for i in range(4):
+            blob_picture(7100 + i, i % 2 == 0).save(base / "new" / f"{i}.jpg")
+        before = fingerprint(home)
+        env = {k: v for k, v in os.environ.items() if k != "CURATOR_DB_URL"}
+        env["CURATOR_HOME"] = str(home)
+
+        def curator(*args: object) -> subprocess.CompletedProcess[str]:
+            command = as_ordinary_user([sys.executable, "-m", "curator", *map(str, args)])
+            return subprocess.run(
+                command, env=env, cwd=base, capture_output=True, text=True, timeout=300
+            )
+
+        done = curator("score", base / "new", "--workers", "0")
+        assert done.returncode == 0, done.stderr
+        theirs = list(csv.DictReader(io.StringIO(done.stdout)))
+        ours = list(
+            csv.DictReader(
+                io.StringIO(run(trained, "score", base / "new", "--workers", "0").stdout)
+            )
+        )
+        assert len(theirs) == 4 and theirs == ours
+        refused = curator("score", "--workers", "0")
+        assert refused.returncode == 1
+        assert len(refused.stderr.strip().splitlines()) == 1 and MESSAGE in refused.stderr
+        assert fingerprint(home) == before
+    finally:
+        set_writable(base / "home", True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.backends

@@ -288,7 +288,8 @@ def stats_command(
         return
     stats = escape_controls_in(stats)  # class names, reasons: from outside, one line each
     images, labels, sources = stats["images"], stats["labels"], stats["sources"]
-    stdout.print(f"catalog     {escape_controls(display_url(settings.db_url))}")
+    shown = escape_controls(display_url(settings.db_url))
+    stdout.print(f"catalog     {shown}" + (" (read-only)" if catalog.read_only else ""))
     stdout.print(f"classes     {', '.join(stats['classes'])}")
     stdout.print(
         f"images      {images['total']} ({images['active']} active, "

@@ -26,7 +26,7 @@ from curator.display import escape_controls
 from curator.errors import BadRows, CuratorError
 from curator.review.guard import MIN_TOKEN, allowed_hosts, check_token, is_loopback, new_token
 from curator.runs import tracked_run
-from db.catalog import display_url
+from db.catalog import display_url, read_only_error
 from db.errors import CatalogError, UnknownClass
 from db.images import find_image
 from db.labels import check_author, check_label, count_events, current_labels, label_images
@@ -88,13 +88,15 @@ def review_command(
         token = new_token()
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
+    if catalog.read_only:  # every decision is a write: refused before the page is offered
+        raise read_only_error(display_url(settings.db_url))
     sock = serving.bind(host, port)
     actual = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
     query = {"queue": queue, **({"token": token} if token else {})}
     url = f"http://{shown}:{actual}/?{urlencode(query)}"
-    if actual != port:
+    if actual != port and port != 0:
         stdout.print(f"port {port} is taken; using {actual}")
     stdout.print(
         f"reviewing {escape_controls(display_url(settings.db_url))} as {escape_controls(author)}"
