@@ -98,6 +98,22 @@ def test_images_too_small_say_how_to_allow_them_and_stay_failed_on_a_rerun(cli, 
     assert counts["added"] + counts["near_duplicate"] == 200 and counts["failed"] == 0
 
 
+def test_names_skipped_in_folders_are_shown_first_five_then_a_count(cli, home, tmp_path):
+    folder = tmp_path / "mixed"
+    f.jpeg(folder / "photo.jpg", f.picture(60))
+    skipped = ["a.txt", "b.mp4", "c.pdf", "d\x1b[31m.doc", "e.xmp", "f.nfo", "g"]
+    for name in skipped:
+        (folder / name).write_text("not a picture")
+    result = cli("import", folder)
+    assert result.exit_code == 0, result.stderr
+    names = ", ".join(str(folder / n).replace("\x1b", "\\x1b") for n in sorted(skipped)[:5])
+    assert f"(not image names: {names} and 2 more)" in result.stdout
+    assert "\x1b" not in result.stdout
+    counts = import_json(cli, folder)
+    assert counts["ignored_names"] == 7
+    assert counts["ignored_examples"] == [str(folder / n) for n in sorted(skipped)[:5]]
+
+
 def test_same_content_under_another_name_is_an_exact_duplicate(cli, home, tmp_path):
     data = f.jpeg_bytes(f.picture(7))
     (tmp_path / "a.jpg").write_bytes(data)

@@ -25,7 +25,7 @@ from curator.cli.common import (
 from curator.display import escape_controls, escape_controls_in
 from curator.export import export_csv, export_imagefolder
 from curator.imaging import Limits
-from curator.importer import ImportProgress, import_paths
+from curator.importer import ImportProgress, import_paths, some_names
 from curator.runs import tracked_run
 from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
@@ -87,8 +87,10 @@ def _print_import_summary(counts: dict[str, Any], seconds: float, limits: Limits
         ("already in catalog", counts.get("unchanged", 0), ""),
     ]
     if counts.get("ignored_names"):
-        rows.append(("ignored", counts["ignored_names"], "names that are not image files"))
+        names = some_names(counts.get("ignored_examples", []), counts["ignored_names"])
+        rows.append(("ignored", counts["ignored_names"], f"not image names: {names}"))
     for name, value, note in rows:
+        note = escape_controls(note)  # file names among them
         stdout.print(f"  {name:<19}{value:>7}" + (f"   ({note})" if note else ""))
     for hint in _limit_hints(counts.get("failed_by_reason", {}), limits):
         stdout.print(f"  {hint}")
