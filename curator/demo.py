@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 import shutil
 import time
 from collections import Counter
@@ -95,9 +96,16 @@ class DemoResult:
     machine: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def browse(self) -> str:
+        """The command that opens the demo catalog's disagree queue, quoted for a shell: a
+        home with spaces in it works when pasted."""
+        return shlex.join(["curator", "--home", str(self.home), "review", "--queue", "disagree"])
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["home"], data["report"] = str(self.home), str(self.report) if self.report else None
+        data["browse"] = self.browse
         return data
 
 

@@ -29,6 +29,16 @@ class ExportError(CuratorError):
     pass
 
 
+class BadRows(CuratorError):
+    """Rows of one request (a CSV file, a list of ids) that cannot be used, each with what is
+    wrong with it, in the order given; nothing of the request was done."""
+
+    def __init__(self, what: str, problems: list[str], outcome: str) -> None:
+        super().__init__(f"{len(problems)} {what} are wrong; {outcome}")
+        self.problems = problems
+        self.outcome = outcome
+
+
 class DamagedManifest(ExportError):
     """An export folder's manifest that curator did not write as it reads: nothing is touched,
     since a later export deletes what the manifest lists."""

@@ -9,7 +9,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -32,6 +32,10 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
+#: How many of the names skipped in folders are kept to be shown (the rest are counted).
+IGNORED_SHOWN = 5
+
+
 @dataclass(frozen=True)
 class Inputs:
     files: list[str]
@@ -39,12 +43,17 @@ class Inputs:
     ignored: int
     #: Folders that could not be listed: (path, why).
     unreadable: list[tuple[str, str]]
+    #: The first `IGNORED_SHOWN` of the ignored files, in the order found.
+    ignored_examples: list[str] = field(default_factory=list)
+    #: Files in folders with one of the names asked for apart (videos, for scoring).
+    others: list[str] = field(default_factory=list)
 
 
-def collect_inputs(paths: list[str]) -> Inputs:
+def collect_inputs(paths: list[str], *, also: frozenset[str] = frozenset()) -> Inputs:
     """Expand files and folders recursively, sorted; a file reached twice (two spellings of
     one path) is listed once. A folder named on the command line is followed even through a
-    symbolic link; links to folders inside it are not (they could loop).
+    symbolic link; links to folders inside it are not (they could loop). Files in folders
+    whose suffix is in ``also`` are listed apart, in ``others``.
 
     Raises `PathNotFound` before anything is read if an argument does not exist.
     """
@@ -52,33 +61,53 @@ def collect_inputs(paths: list[str]) -> Inputs:
         if not os.path.lexists(path):
             raise PathNotFound(display_path(path))
     files: list[str] = []
-    ignored = 0
+    others: list[str] = []
+    ignored: list[str] = []
+    count_ignored = 0
     unreadable: list[tuple[str, str]] = []
     seen: set[str] = set()
 
-    def add(path: str) -> None:
+    def add(path: str, to: list[str]) -> None:
         key = os.path.normpath(os.path.abspath(path))
         if key not in seen:
             seen.add(key)
-            files.append(path)
+            to.append(path)
 
     def on_error(error: OSError) -> None:
         unreadable.append((str(error.filename), error.strerror or str(error)))
 
     for path in paths:
         if not os.path.isdir(path):
-            add(path)
+            add(path, files)
             continue
         for root, dirs, names in os.walk(path, onerror=on_error):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names):
                 if name.startswith("."):
                     continue
-                if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
-                    ignored += 1
-                    continue
-                add(os.path.join(root, name))
-    return Inputs(files=files, ignored=ignored, unreadable=unreadable)
+                suffix = os.path.splitext(name)[1].lower()
+                if suffix in IMAGE_SUFFIXES:
+                    add(os.path.join(root, name), files)
+                elif suffix in also:
+                    add(os.path.join(root, name), others)
+                else:
+                    count_ignored += 1
+                    if len(ignored) < IGNORED_SHOWN:
+                        ignored.append(os.path.join(root, name))
+    return Inputs(
+        files=files,
+        ignored=count_ignored,
+        unreadable=unreadable,
+        ignored_examples=ignored,
+        others=others,
+    )
+
+
+def some_names(examples: list[str], count: int) -> str:
+    """Names to show (already made displayable) of ``count`` in all: the first few, then how
+    many more."""
+    more = count - len(examples)
+    return ", ".join(examples) + (f" and {more} more" if more > 0 else "")
 
 
 def _unchanged_files(catalog: Catalog, paths: list[str]) -> dict[str, int]:
@@ -211,7 +240,11 @@ def import_paths(
     known = _unchanged_files(catalog, inputs.files)
     progress = ImportProgress(total=len(inputs.files), done=0, counts={})
     with tracked_run(catalog, kind="import", params=params) as run:
-        run.counts = {"ignored_names": inputs.ignored}
+        skipped = {
+            "ignored_names": inputs.ignored,
+            "ignored_examples": [display_path(p) for p in inputs.ignored_examples],
+        }
+        run.counts = dict(skipped)
 
         def recorded(_item: Prepared, _outcome: str) -> None:
             progress.done += 1
@@ -238,7 +271,7 @@ def import_paths(
                 for item in _prepared(inputs.files, store, limits, workers, known):
                     ingestor.add(item)
         finally:
-            run.counts = {**ingestor.tally.as_dict(), "ignored_names": inputs.ignored}
+            run.counts = {**ingestor.tally.as_dict(), **skipped}
             # Also at the end: writers killed just before this run started are gone by now.
             store.sweep_temporary()
     return run.counts

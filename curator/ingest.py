@@ -346,9 +346,11 @@ class Ingestor:
             "info": item.info,
         }
         if item.analysis is None:
+            # Failed again: counted as failed (it is not in the catalog, whatever the rows
+            # say), but the same failure as last time adds no second row.
             earlier = sources_at(session, locator=item.locator)
             if earlier and earlier[-1].outcome == FAILED and earlier[-1].reason == item.reason:
-                return UNCHANGED, None, None
+                return FAILED, None, None
             row = source_row(outcome=FAILED, reason=item.reason, detail=item.detail, **source)
             return FAILED, row, None
         a = item.analysis

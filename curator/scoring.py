@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import random
@@ -264,11 +265,20 @@ class RowWriter:
         # escaped there; in a file or a pipe it is kept exactly. (JSON escapes them anyway.)
         self.text: Callable[[str], str] = escape_controls if _is_terminal(out) else str
         self.csv: Any = None
+        #: Rows written so far (kept ones included).
+        self.rows = 0
         if fmt == "csv":
             self.csv = csv.writer(out, lineterminator="\n")
-            probs = [self.text(f"p_{c}") for c in classes]
-            header = ["path", "predicted", "confidence", *probs, "error"]
-            self.csv.writerow([*header, "image_id"] if with_ids else header)
+            self.csv.writerow([self.text(name) for name in csv_header(classes, with_ids)])
+
+    def write_kept(self, kept: Kept) -> None:
+        """The rows an interrupted run wrote, as it wrote them."""
+        for row in kept.rows:
+            if self.csv is not None:
+                self.csv.writerow(row)
+            else:
+                self.out.write(row + "\n")
+        self.rows += len(kept.rows)
 
     def write(self, path: str, probs: np.ndarray | None, error: str | None, image_id: Any) -> None:
         shown = display_path(path)
@@ -293,9 +303,15 @@ class RowWriter:
             if self.with_ids:
                 record["image_id"] = image_id
             self.out.write(json.dumps(record) + "\n")
+        self.rows += 1
 
     def flush(self) -> None:
         self.out.flush()
+
+
+def csv_header(classes: list[str], with_ids: bool) -> list[str]:
+    header = ["path", "predicted", "confidence", *[f"p_{c}" for c in classes], "error"]
+    return [*header, "image_id"] if with_ids else header
 
 
 def _is_terminal(out: IO[str]) -> bool:
@@ -317,10 +333,70 @@ def output_format(out: Path | None, fmt: str | None) -> str:
     raise CuratorError(f"{out}: name it .csv or .jsonl (or say --format csv|jsonl)")
 
 
+def partial_of(out: Path) -> Path:
+    """Where an interrupted run leaves the rows it wrote to ``out``."""
+    return out.with_name(f"{out.name}.partial")
+
+
+def _made_by_of(out: Path) -> Path:
+    # What wrote FILE.partial (model, format, columns): a rerun continues only the same run.
+    return out.with_name(f".{out.name}.partial.json")
+
+
+@dataclass
+class Kept:
+    """The rows of an interrupted run's ``FILE.partial`` that a rerun keeps instead of
+    scoring their files again: CSV rows as lists of fields, JSON Lines as lines."""
+
+    rows: list[Any] = field(default_factory=list)
+    paths: set[str] = field(default_factory=set)
+    failed: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+
+    def add(self, row: Any, path: str, predicted: str | None) -> None:
+        self.rows.append(row)
+        self.paths.add(path)
+        if predicted:
+            self.by_class[predicted] = self.by_class.get(predicted, 0) + 1
+        else:
+            self.failed += 1
+
+
+def kept_rows(out: Path, made_by: dict[str, Any], wanted: set[str]) -> Kept | None:
+    """The rows of ``FILE.partial`` for the paths in ``wanted`` (as written), if the same
+    model wrote it in the same format; None when there is nothing to continue."""
+    try:
+        if json.loads(_made_by_of(out).read_text(encoding="utf-8")) != made_by:
+            return None
+        text = partial_of(out).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    kept = Kept()
+    if made_by["format"] == "csv":
+        records = list(csv.reader(io.StringIO(text, newline="")))
+        if not records or records[0] != csv_header(made_by["classes"], made_by["with_ids"]):
+            return None
+        complete = records[1:] if text.endswith("\n") else records[1:-1]  # a cut last row
+        for row in complete:
+            if len(row) == len(records[0]) and row[0] in wanted and row[0] not in kept.paths:
+                kept.add(row, row[0], row[1])
+        return kept
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+            path, predicted = record["path"], record["predicted"]
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut short
+        if path in wanted and path not in kept.paths:
+            kept.add(line, path, predicted)
+    return kept
+
+
 @contextmanager
-def open_output(out: Path | None) -> Iterator[IO[str]]:
+def open_output(out: Path | None, made_by: dict[str, Any] | None = None) -> Iterator[IO[str]]:
     """The output file (written beside, renamed into place at the end; an interrupted run
-    leaves its rows in ``FILE.partial``) or standard output."""
+    leaves its rows in ``FILE.partial``, and what wrote them, ``made_by``, beside it) or
+    standard output."""
     if out is None:
         import sys
 
@@ -340,11 +416,14 @@ def open_output(out: Path | None) -> Iterator[IO[str]]:
             yield fh
     except BaseException:
         # Keep what was scored, beside the output (never over an earlier, complete one).
-        kept = out.with_name(f"{out.name}.partial")
         with contextlib.suppress(OSError):
-            os.replace(partial, kept)
+            _made_by_of(out).write_text(json.dumps(made_by or {}), encoding="utf-8")
+            os.replace(partial, partial_of(out))
         raise
     os.replace(partial, out)
+    for done in (partial_of(out), _made_by_of(out)):
+        with contextlib.suppress(FileNotFoundError):
+            done.unlink()
 
 
 def sha256_of(path: str) -> str | None:
@@ -364,18 +443,28 @@ def score_files(
     writer: RowWriter,
     *,
     catalog: Catalog | None = None,
+    kept: Kept | None = None,
     batch_size: int = 32,
     workers: int = 2,
     on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
     """Score files into ``writer``; with ``catalog`` (after an import of the same files), also
-    write each file's prediction to its catalog image."""
+    write each file's prediction to its catalog image. ``kept`` rows (of an interrupted run)
+    are written first, and their files are not scored again."""
     counts: dict[str, Any] = {"files": len(files), "scored": 0, "failed": 0, "by_class": {}}
+    if kept is not None:
+        writer.write_kept(kept)
+        writer.flush()
+        files = [path for path in files if display_path(path) not in kept.paths]
+        counts["kept"] = len(kept.rows)
+        counts["failed"] = kept.failed
+        counts["scored"] = len(kept.rows) - kept.failed
+        counts["by_class"] = dict(kept.by_class)
     trained: set[int] = set()
     if catalog is not None:
         with catalog.reading() as session:
             trained = trained_groups(session, model.train_ids)
-    progress = ScoreProgress(done=0, total=len(files))
+    progress = ScoreProgress(done=counts["files"] - len(files), total=counts["files"])
     on_progress(progress)
     for batch in score_paths(
         model.predictor,
@@ -393,7 +482,6 @@ def score_files(
         for result in batch:
             path = files[result.index]
             image_id = ids.get(path)
-            writer.write(path, result.probs, result.error, image_id)
             if result.probs is None:
                 counts["failed"] += 1
                 continue
@@ -410,11 +498,15 @@ def score_files(
                         in_sample=image_id in trained,
                     )
                 )
-        writer.flush()
         if catalog is not None and rows:
             unique = {r["image_id"]: r for r in rows}  # two identical files: one row
             with catalog.writing() as session:
                 replace_predictions(session, model_id=model.id, rows=list(unique.values()))
+        # The rows only now: a row kept by an interrupted run has its prediction stored.
+        for result in batch:
+            path = files[result.index]
+            writer.write(path, result.probs, result.error, ids.get(path))
+        writer.flush()
         progress.done += len(batch)
         progress.failed = counts["failed"]
         on_progress(progress)

@@ -36,3 +36,11 @@ class BadClassName(CatalogError):
         super().__init__(f"'{name}' cannot be a class name: {why}")
         self.name = name
         self.why = why
+
+
+class CatalogReadOnly(CatalogError):
+    """A catalog this user can read but not write: commands that only read work on it."""
+
+
+class NotACatalog(CatalogError):
+    """A database, or a file, that holds no curator catalog where one must already be."""

@@ -140,6 +140,43 @@ def test_bad_copies_are_one_line_errors(cli, source, tmp_path, args, words):
     assert not (tmp_path / "out.db").exists()
 
 
+def _foreign_sqlite(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        db.execute("INSERT INTO notes (body) VALUES ('mine')")
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p.write_bytes(b""), "is an empty file, not a catalog"),
+        (lambda p: p.write_text("notes, not a database\n"), "is not a SQLite database"),
+        (_foreign_sqlite, "is a SQLite database without curator's tables, not a catalog"),
+        (lambda p: None, "no catalog file at"),
+        (lambda p: p.mkdir(), "is not a file"),
+    ],
+    ids=["empty", "text", "foreign-sqlite", "missing", "folder"],
+)
+def test_a_source_that_is_not_a_catalog_is_refused_and_nothing_is_made(tmp_path, cli, make, words):
+    given = tmp_path / "given.db"
+    make(given)
+    before = given.read_bytes() if given.is_file() else None
+    destination = tmp_path / "copy" / "catalog.db"
+    result = cli("db", "copy", given, destination)
+    assert result.exit_code == 1, result.output
+    assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "verified" not in result.stdout
+    # The source is as it was (no catalog made in it, not even its journal switched to WAL),
+    # and the destination was never opened.
+    assert (given.read_bytes() if given.is_file() else None) == before
+    made = {p.name for p in tmp_path.iterdir()} - {"home"}  # home: the cli fixture's own
+    assert made == ({"given.db"} if given.exists() else set())  # no -wal, -journal, copy/
+    assert not destination.parent.exists()
+
+
 def test_a_copy_killed_half_way_leaves_the_destination_empty_and_runs_again(
     source, server, spawn, tmp_path
 ):

@@ -97,6 +97,46 @@ def test_undo_puts_everything_back(cli, home, tmp_path):
     assert table(home, "SELECT count(*) FROM image_changes")[0][0] >= 16
 
 
+def test_undo_twice_says_already_undone_and_changes_nothing(cli, home, tmp_path):
+    imported(cli, home, tmp_path, families=2, singles=2)
+    before = state(home)
+    assert cli("dedup").exit_code == 0
+    dedup_run = table(home, "SELECT max(id) FROM runs WHERE kind = 'dedup'")[0][0]
+    assert cli("dedup", "--undo").exit_code == 0
+    undo_run = table(home, "SELECT max(id) FROM runs WHERE kind = 'dedup-undo'")[0][0]
+    changes = table(home, "SELECT count(*) FROM image_changes")
+    runs = table(home, "SELECT count(*) FROM runs")
+    for args in (["--undo"], ["--undo", "--run", str(dedup_run)]):
+        again = cli("dedup", *args)
+        assert again.exit_code == 0, again.stderr
+        assert again.stdout.strip() == (
+            f"dedup run {dedup_run} was already undone (by run {undo_run}); nothing was changed"
+        )
+    found = json.loads(cli("dedup", "--undo", "--json").stdout)
+    assert found == {"undone_run": dedup_run, "already_undone_by": undo_run, "reverted": 0}
+    assert state(home) == before
+    assert table(home, "SELECT count(*) FROM image_changes") == changes
+    assert table(home, "SELECT count(*) FROM runs") == runs
+    # Undoing the undo puts the grouping back; then the dedup run can be undone again.
+    assert cli("dedup", "--undo", "--run", str(undo_run)).exit_code == 0
+    assert state(home) != before
+    result = cli("dedup", "--undo", "--run", str(dedup_run))
+    assert result.exit_code == 0 and "put back" in result.stdout
+    assert state(home) == before
+
+
+def test_run_without_undo_is_refused(cli, home, tmp_path):
+    imported(cli, home, tmp_path, families=1, singles=0)
+    before = state(home)
+    result = cli("dedup", "--run", "1")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: --run names the run to undo: curator dedup --undo --run 1"
+    )
+    assert state(home) == before
+    assert table(home, "SELECT count(*) FROM runs WHERE kind = 'dedup'") == [(0,)]
+
+
 def test_a_lower_threshold_releases_what_no_longer_matches(cli, home, tmp_path):
     names = imported(cli, home, tmp_path, families=1, singles=0)
     assert cli("dedup").exit_code == 0

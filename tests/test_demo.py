@@ -4,6 +4,7 @@ crawled, de-duplicated, trained twice around a simulated review, scored and expl
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -11,10 +12,12 @@ from PIL import Image
 
 
 def test_a_reduced_demo_runs_the_whole_job(cli, tmp_path):
-    home = tmp_path / "demo"
+    home = tmp_path / "demo home"  # a space: the browse command is quoted for a shell
     result = cli("demo", "--home", home, "--per-class", "30", "--epochs", "2", "--json")
     assert result.exit_code == 0, result.stderr
     found = json.loads(result.stdout)
+    browse = ["curator", "--home", str(home), "review", "--queue", "disagree"]
+    assert shlex.split(found["browse"]) == browse
     truth = json.loads((home / "web" / "truth.json").read_text())
     planted = found["planted"]
     # The crawl went through the local engine: every planted broken file was rejected, with

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from curator.cli import app
+import curator
+from curator.cli import HELP, app
+from curator.cli import db as db_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +23,63 @@ def command_names() -> list[str]:
     for group in app.registered_groups:
         names += [f"{group.name} {c.name}" for c in group.typer_instance.registered_commands]
     return sorted(names)
+
+
+def written_help(name: str) -> str:
+    """The help of a command, a group ("db") or the app itself (""), as written."""
+    if name == "":
+        return HELP
+    if name == "db":
+        return db_cli.HELP
+    *group, command = name.split()
+    typer_app = app
+    for part in group:
+        typer_app = next(g.typer_instance for g in app.registered_groups if g.name == part)
+    info = next(c for c in typer_app.registered_commands if c.name == command)
+    return inspect.getdoc(info.callback) or ""
+
+
+def example_lines(text: str) -> list[str]:
+    """The lines of the block under "Example:" that run curator."""
+    block = text.split("Example:", 1)[1]
+    return [ln.strip() for ln in block.splitlines() if ln.strip().startswith("curator ")]
+
+
+@pytest.mark.parametrize("name", ["", "db", *command_names()])
+def test_help_shows_placeholders_and_prose_literally_and_each_example_on_its_own_line(
+    name: str,
+) -> None:
+    result = CliRunner().invoke(app, [*name.split(), "--help"])
+    assert result.exit_code == 0
+    rendered = result.stdout
+    shown = [ln.strip() for ln in rendered.splitlines()]
+    written = written_help(name)
+    examples = example_lines(written)
+    assert examples, "the help has examples"
+    for example in examples:
+        assert example in shown, f"{example!r} is not a line of its own in:\n{rendered}"
+    # Every paragraph of prose reads as written (wrapped anew, but no word or character lost
+    # to Markdown: <split>, _, *, and the like).
+    flat = " ".join(rendered.split())
+    for paragraph in written.split("Example:", 1)[0].split("\n\n"):
+        words = " ".join(paragraph.split())
+        if words:
+            assert words in flat, f"{words!r} is not shown as written"
+
+
+def test_the_export_help_names_the_folder_layout_literally() -> None:
+    result = CliRunner().invoke(app, ["export", "--help"])
+    assert "OUT/<split>/<label>/<sha256>.<ext>" in result.stdout
+
+
+def test_version_prints_the_version_of_the_package_and_needs_no_catalog(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = CliRunner().invoke(app, ["--home", str(home), "--version"])
+    assert result.exit_code == 0
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert result.stdout == f"curator {curator.__version__}\n"
+    assert curator.__version__ == project["version"]
+    assert not home.exists()
 
 
 @pytest.mark.parametrize("name", command_names())

@@ -111,6 +111,22 @@ def test_csv_export_has_a_row_per_image(cli, home, tmp_path):
     assert all(len(r["phash"]) == 16 and json.loads(r["sources"]) for r in rows)
 
 
+def test_export_to_a_csv_name_writes_csv_unless_told_otherwise(cli, home, tmp_path):
+    setup_catalog(cli, tmp_path)
+    told = tmp_path / "told.csv"
+    assert cli("export", told, "--format", "csv").exit_code == 0
+    for name in ("inferred.csv", "LOUD.CSV"):
+        result = cli("export", tmp_path / name)
+        assert result.exit_code == 0, result.stderr
+        assert (tmp_path / name).is_file() and "wrote 18 rows" in result.stdout
+        assert (tmp_path / name).read_text() == told.read_text()
+    # Asked for a folder, a folder it is, whatever its name.
+    folder = tmp_path / "looks-like.csv"
+    result = cli("export", folder, "--format", "imagefolder", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert folder.is_dir() and json.loads(result.stdout)["files"] == 16
+
+
 def test_stats(cli, home, tmp_path):
     setup_catalog(cli, tmp_path)
     (tmp_path / "bad").mkdir()

@@ -74,8 +74,44 @@ def test_importing_the_same_thing_twice_adds_nothing(cli, home, tmp_path):
         rows(home, f"SELECT count(*) FROM {t}")[0][0] for t in ("images", "sources", "label_events")
     ]
     assert first["added"] == 4 and first["failed"] == 1
-    assert second["added"] == 0 and second["failed"] == 0 and second["unchanged"] == 5
+    # The bad file is still not in the catalog: failed again, not "already in catalog".
+    assert second["added"] == 0 and second["failed"] == 1 and second["unchanged"] == 4
+    assert second["failed_by_reason"] == first["failed_by_reason"] == {"not-an-image": 1}
     assert before == after
+
+
+def test_images_too_small_say_how_to_allow_them_and_stay_failed_on_a_rerun(cli, home, tmp_path):
+    folder = tmp_path / "tiny"
+    for i in range(200):
+        f.jpeg(folder / f"{i:03d}.jpg", f.texture(i, (24 + i % 5, 20)))
+    for _attempt in range(2):  # the second run: the same, not "already in catalog"
+        result = cli("import", folder)
+        assert result.exit_code == 0, result.stderr
+        lines = [" ".join(ln.split()) for ln in result.stdout.splitlines()]
+        assert "failed 200 (too-small 200)" in lines and "already in catalog 0" in lines
+        assert (
+            "too-small: a side under 32 pixels; to import them, run again with a lower --min-side"
+        ) in lines
+    assert rows(home, "SELECT count(*) FROM images") == [(0,)]
+    assert rows(home, "SELECT count(*) FROM sources") == [(200,)]  # one row each, not two
+    counts = import_json(cli, folder, "--min-side", "16")
+    assert counts["added"] + counts["near_duplicate"] == 200 and counts["failed"] == 0
+
+
+def test_names_skipped_in_folders_are_shown_first_five_then_a_count(cli, home, tmp_path):
+    folder = tmp_path / "mixed"
+    f.jpeg(folder / "photo.jpg", f.picture(60))
+    skipped = ["a.txt", "b.mp4", "c.pdf", "d\x1b[31m.doc", "e.xmp", "f.nfo", "g"]
+    for name in skipped:
+        (folder / name).write_text("not a picture")
+    result = cli("import", folder)
+    assert result.exit_code == 0, result.stderr
+    names = ", ".join(str(folder / n).replace("\x1b", "\\x1b") for n in sorted(skipped)[:5])
+    assert f"(not image names: {names} and 2 more)" in result.stdout
+    assert "\x1b" not in result.stdout
+    counts = import_json(cli, folder)
+    assert counts["ignored_names"] == 7
+    assert counts["ignored_examples"] == [str(folder / n) for n in sorted(skipped)[:5]]
 
 
 def test_same_content_under_another_name_is_an_exact_duplicate(cli, home, tmp_path):

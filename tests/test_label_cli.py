@@ -68,6 +68,64 @@ def test_a_bad_csv_row_records_nothing(cli, labeled, tmp_path, content, words):
     assert human(labeled) == []
 
 
+def test_every_bad_csv_row_is_reported_at_once_in_file_order(cli, labeled, tmp_path):
+    table = tmp_path / "fix.csv"
+    long_author = "x" * 200
+    table.write_text(
+        "image,label,author\n"
+        "1,unhappy,\n"  # good
+        "99,happy,\n"  # unknown image
+        "2,ecstatic,\n"  # unknown class
+        "3,,\n"  # no label
+        f"4,happy,{long_author}\n"  # bad author
+        "5,reject,ann\n"  # good
+        "nope,fuzzy,\n"  # unknown image and unknown class
+    )
+    result = cli("label", "--from-csv", table)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: 5 rows of {table} are wrong; nothing was recorded"
+    assert [ln.split(":", 1)[0].strip() for ln in lines[1:]] == [
+        "line 3",
+        "line 4",
+        "line 5",
+        "line 6",
+        "line 8",
+    ]
+    assert "no image with id or sha256 '99'" in lines[1]
+    assert "'ecstatic' is not one of this catalog's classes" in lines[2]
+    assert "no label for '3'" in lines[3]
+    assert "an author name needs 1 to 128 characters" in lines[4]
+    assert "'nope'" in lines[5] and "'fuzzy' is not one of" in lines[5]
+    assert human(labeled) == []
+
+
+def test_a_large_csv_with_many_bad_rows_shows_the_first_and_counts_the_rest(cli, labeled, tmp_path):
+    table = tmp_path / "big.csv"
+    body = [f"{1 + i % 5},happy" if i % 5 else f"{1000 + i},happy" for i in range(300)]
+    table.write_text("image,label\n" + "\n".join(body) + "\n")
+    result = cli("label", "--from-csv", table)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: 60 rows of {table} are wrong; nothing was recorded"
+    shown = [int(ln.split()[1].rstrip(":")) for ln in lines[1:-1]]
+    assert shown == [2 + 5 * k for k in range(20)]  # file lines of the first 20 bad rows
+    assert lines[-1] == "  and 40 more"
+    assert human(labeled) == []
+
+
+def test_ids_with_a_bad_label_say_it_once(cli, labeled):
+    result = cli("label", "1", "2", "3", "--as", "ecstatic")
+    assert result.exit_code == 1
+    assert result.stderr.count("'ecstatic' is not one of") == 1
+    assert len(result.stderr.splitlines()) == 1
+    result = cli("label", "1", "98", "99", "--as", "happy")
+    assert result.exit_code == 1
+    assert "2 of the images given are wrong" in result.stderr
+    assert "'98'" in result.stderr and "'99'" in result.stderr
+    assert human(labeled) == []
+
+
 def test_label_usage_errors(cli, labeled, tmp_path):
     assert "give image ids" in cli("label").stderr
     assert "--as" in cli("label", "1").stderr

@@ -46,3 +46,13 @@ def test_off_loopback_the_url_carries_a_token_and_nothing_works_without_it(home,
 def test_an_unknown_queue_is_refused_before_starting(home, cli):
     result = cli("review", "--queue", "fancy", "--no-browser")
     assert result.exit_code == 1 and "no queue 'fancy'" in result.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_one_line_and_starts_nothing(home, cli, port):
+    result = cli("review", "--port", port, "--no-browser")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    said = [line for line in result.stderr.splitlines() if "--port" in line]
+    assert len(said) == 1 and "Invalid value for '--port'" in said[0], result.stderr
+    assert ("65535" if port == "99999" else "0") in said[0]
+    assert not home.exists()  # refused before the catalog was opened

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -249,7 +250,8 @@ def test_score_a_folder_to_csv_and_jsonl_with_bad_files(trained, tmp_path):
     assert "HTML" in by_name["page.jpg"]["error"]
     assert "truncated" in by_name["cut.jpg"]["error"]
     assert by_name["cut.jpg"]["predicted"] == ""
-    assert "3 unreadable" in result.stderr and "1 files in folders were not image names" in (
+    assert "3 unreadable" in result.stderr
+    assert f"1 files in folders were neither pictures nor videos, not scored: {new}/notes.txt" in (
         result.stderr
     )
     # Scoring files leaves the catalog alone.
@@ -259,6 +261,52 @@ def test_score_a_folder_to_csv_and_jsonl_with_bad_files(trained, tmp_path):
     records = [json.loads(line) for line in lines.stdout.splitlines()]
     assert records[0]["predicted"] == "happy" and set(records[0]["probs"]) == {"happy", "unhappy"}
     assert records[1]["error"] == "zero-byte file" and records[1]["probs"] is None
+
+
+def test_files_are_scored_with_a_read_only_catalog_and_catalog_scoring_says_read_only(
+    trained, tmp_path
+):
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.test_read_only import MESSAGE, as_ordinary_user, fingerprint, set_writable
+
+    base = Path(tempfile.mkdtemp(prefix="curator-ro-"))
+    try:
+        base.chmod(0o777)
+        home = base / "home"
+        shutil.copytree(trained, home)
+        set_writable(home, False)
+        (base / "new").mkdir(mode=0o755)
+        for i in range(4):
+            blob_picture(7100 + i, i % 2 == 0).save(base / "new" / f"{i}.jpg")
+        before = fingerprint(home)
+        env = {k: v for k, v in os.environ.items() if k != "CURATOR_DB_URL"}
+        env["CURATOR_HOME"] = str(home)
+
+        def curator(*args: object) -> subprocess.CompletedProcess[str]:
+            command = as_ordinary_user([sys.executable, "-m", "curator", *map(str, args)])
+            return subprocess.run(
+                command, env=env, cwd=base, capture_output=True, text=True, timeout=300
+            )
+
+        done = curator("score", base / "new", "--workers", "0")
+        assert done.returncode == 0, done.stderr
+        theirs = list(csv.DictReader(io.StringIO(done.stdout)))
+        ours = list(
+            csv.DictReader(
+                io.StringIO(run(trained, "score", base / "new", "--workers", "0").stdout)
+            )
+        )
+        assert len(theirs) == 4 and theirs == ours
+        refused = curator("score", "--workers", "0")
+        assert refused.returncode == 1
+        assert len(refused.stderr.strip().splitlines()) == 1 and MESSAGE in refused.stderr
+        assert fingerprint(home) == before
+    finally:
+        set_writable(base / "home", True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.backends
@@ -282,6 +330,75 @@ def test_score_add_imports_and_keeps_the_predictions(scored_home, tmp_path):
     # Imported without a label: the uncertain queue now holds them.
     listed = json.loads(run(scored_home, "queue", "uncertain", "--limit", "500", "--json").stdout)
     assert set(ids) <= {item["id"] for item in listed["items"]}
+
+
+def test_videos_in_a_scored_folder_are_scored_and_skipped_names_are_listed(trained, tmp_path):
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    for i in range(2):
+        blob_picture(9400 + i, i == 0, size=(160, 120)).save(stills / f"s{i}.png")
+    pictures = sorted(stills.iterdir())
+    folder = tmp_path / "shoot"
+    (folder / "day1").mkdir(parents=True)
+    (folder / "day2").mkdir()
+    blob_picture(9410, True).save(folder / "photo.jpg")
+    videofiles.make_video(folder / "day1" / "clip.mp4", pictures)
+    videofiles.make_video(folder / "day2" / "clip.MKV", pictures[::-1], seconds_each=1.5)
+    skipped = ["a.txt", "b.doc", "c.pdf", "d.xmp", "e\x1bf.txt", "g.nfo", "h.srt"]
+    for name in skipped:
+        (folder / name).write_text("not a picture")
+    out_dir = tmp_path / "frames"
+    out_dir.mkdir()
+    table = tmp_path / "photos.csv"
+    result = run(
+        trained, "score", folder, "--every", "0.5", "--out-dir", out_dir, "--out", table, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["files"]["files"] == 1 and found["files"]["scored"] == 1
+    assert [r["path"] for r in csv.DictReader(table.open())] == [str(folder / "photo.jpg")]
+    by_path = {Path(v["path"]).relative_to(folder).as_posix(): v for v in found["videos"]}
+    assert set(by_path) == {"day1/clip.mp4", "day2/clip.MKV"}
+    # Each as curator score VIDEO scores it.
+    for name in by_path:
+        alone = run(
+            trained, "score", folder / name, "--every", "0.5", "--out-dir", tmp_path, "--json"
+        )
+        assert alone.exit_code == 0, alone.output
+        expected = json.loads(alone.stdout)["videos"][0]
+        assert {k: v for k, v in by_path[name].items() if k not in ("frames_csv", "timeline")} == {
+            k: v for k, v in expected.items() if k not in ("frames_csv", "timeline")
+        }
+    # Two clips of one name in two folders: two sets of files, neither over the other.
+    assert {Path(v["frames_csv"]).name for v in found["videos"]} == {
+        "clip.frames.csv",
+        "clip-2.frames.csv",
+    }
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "clip-2.frames.csv",
+        "clip-2.timeline.png",
+        "clip.frames.csv",
+        "clip.timeline.png",
+    ]
+    assert found["files"]["ignored_names"] == 7
+    # As text: the skipped names, the first five in the order found, escaped, then a count.
+    text = run(trained, "score", folder, "--every", "0.5", "--out-dir", out_dir)
+    assert text.exit_code == 0, text.output
+    shown = ", ".join(str(folder / n).replace("\x1b", "\\x1b") for n in sorted(skipped)[:5])
+    line = f"7 files in folders were neither pictures nor videos, not scored: {shown} and 2 more"
+    assert line in text.stderr and "\x1b" not in text.stderr
+    assert sum(": happy (" in ln or ": unhappy (" in ln for ln in text.stdout.splitlines()) == 2
+
+
+def test_a_folder_of_videos_alone_writes_no_empty_table(trained, tmp_path):
+    blob_picture(9420, False, size=(160, 120)).save(tmp_path / "s.png")
+    folder = tmp_path / "films"
+    folder.mkdir()
+    videofiles.make_video(folder / "only.webm", [tmp_path / "s.png"], codec="libvpx")
+    result = run(trained, "score", folder, "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{folder / 'only.webm'}: unhappy")
+    assert "path,predicted" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -630,6 +747,81 @@ def test_an_interrupted_output_never_replaces_a_complete_one(tmp_path):
     with open_output(out) as fh:
         fh.write("done\n")
     assert out.read_text() == "done\n"
+
+
+def test_an_interrupted_folder_scoring_continues_from_its_partial(trained, tmp_path, spawn):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(160):
+        blob_picture(20_000 + i, i % 3 == 0, size=(64, 48)).save(folder / f"{i:03d}.jpg")
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    # A named pipe in place of one picture holds the run there (reading it waits for a
+    # writer), so that the interrupt lands half way however fast the machine scores.
+    stuck = folder / "100.jpg"
+    stuck.unlink()
+    os.mkfifo(stuck)
+    out = tmp_path / "preds.csv"
+    hidden = tmp_path / ".preds.csv.partial"
+    env = {**os.environ, "CURATOR_HOME": str(trained)}
+    env.pop("CURATOR_DB_URL", None)
+    command = [sys.executable, "-m", "curator", "score", str(folder), "--out", str(out)]
+    command += ["--batch-size", "4", "--workers", "0"]
+    proc = spawn(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if hidden.exists() and hidden.read_text().count("\n") == 1 + 100:  # 000 to 099
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    kept = list(csv.reader((tmp_path / "preds.csv.partial").open(encoding="utf-8")))
+    header, done = kept[0], kept[1:]
+    assert [Path(r[0]).name for r in done] == [f"{i:03d}.jpg" for i in range(100)]
+    assert not out.exists()
+    assert f"the 100 rows written are kept in {tmp_path / 'preds.csv.partial'}" in err
+    stuck.unlink()
+    blob_picture(20_100, False, size=(64, 48)).save(stuck)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"continuing {tmp_path / 'preds.csv.partial'}: 100 files" in again.stderr
+    assert "scored 160 of 161 files" in again.stderr and "1 unreadable" in again.stderr
+    final = list(csv.reader(out.open(encoding="utf-8")))
+    assert final[0] == header and final[1:101] == done  # kept as they were written
+    # Every file once, as an uninterrupted run scores them.
+    straight = tmp_path / "straight.csv"
+    whole = run(trained, "score", folder, "--out", straight, "--workers", "0")
+    assert whole.exit_code == 0, whole.output
+    expected = list(csv.reader(straight.open(encoding="utf-8")))
+    assert [r[0] for r in final] == [r[0] for r in expected]  # the same files, in one order
+    for ours, theirs in zip(final[1:], expected[1:], strict=True):
+        assert ours[1] == theirs[1] and ours[-1] == theirs[-1]  # predicted, error
+        for a, b in zip(ours[2:-1], theirs[2:-1], strict=True):
+            assert a == b or abs(float(a) - float(b)) < 1e-4
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_a_partial_of_another_model_is_not_continued(trained, tmp_path):
+    from curator.scoring import open_output
+
+    blob_picture(30_001, True).save(tmp_path / "a.jpg")
+    out = tmp_path / "preds.csv"
+    # An interrupted run of model 99 left its rows, with a wrong prediction for a.jpg.
+    with pytest.raises(KeyboardInterrupt), open_output(out, {"model": 99}) as fh:
+        fh.write(f"path,predicted,confidence,p_happy,p_unhappy,error\n{tmp_path}/a.jpg,unhappy\n")
+        raise KeyboardInterrupt
+    result = run(trained, "score", tmp_path / "a.jpg", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "was written by another model or in another format" in result.stderr
+    table = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(table) == 1 and table[0]["predicted"] == "happy"
+    assert not (tmp_path / "preds.csv.partial").exists()
 
 
 def test_add_with_a_bad_out_imports_nothing(trained, tmp_path):

@@ -26,10 +26,11 @@ from curator.cli.common import (
 from curator.display import escape_controls, escape_controls_in
 from curator.export import export_csv, export_imagefolder
 from curator.imaging import Limits
-from curator.importer import ImportProgress, import_paths
+from curator.importer import ImportProgress, import_paths, some_names
 from curator.runs import tracked_run
 from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
+from db.images import changes_of_run
 from db.labels import current_labels
 from db.models import Run
 from db.settings import check_class_names, get_classes, set_classes
@@ -48,7 +49,25 @@ def _format_counts(counts: dict[str, Any]) -> str:
     )
 
 
-def _print_import_summary(counts: dict[str, Any], seconds: float) -> None:
+#: Failure reasons that a limit of curator import decides, and the option that sets it.
+LIMIT_OPTIONS = {
+    "too-small": ("min_side", "--min-side", "a side under {} pixels", "a lower"),
+    "too-large": ("max_bytes", "--max-bytes", "more than {:,} bytes", "a higher"),
+    "too-many-pixels": ("max_pixels", "--max-pixels", "more than {:,} pixels", "a higher"),
+}
+
+
+def _limit_hints(reasons: dict[str, int], limits: Limits) -> list[str]:
+    """For each failure a limit decided, what the limit was and the option that moves it."""
+    hints = []
+    for reason, (field, option, what, direction) in LIMIT_OPTIONS.items():
+        if reasons.get(reason):
+            limit = what.format(getattr(limits, field))
+            hints.append(f"{reason}: {limit}; to import them, run again with {direction} {option}")
+    return hints
+
+
+def _print_import_summary(counts: dict[str, Any], seconds: float, limits: Limits) -> None:
     total = sum(
         counts.get(k, 0)
         for k in ("added", "exact_duplicate", "near_duplicate", "failed", "unchanged")
@@ -69,11 +88,15 @@ def _print_import_summary(counts: dict[str, Any], seconds: float) -> None:
         ("already in catalog", counts.get("unchanged", 0), ""),
     ]
     if counts.get("ignored_names"):
-        rows.append(("ignored", counts["ignored_names"], "names that are not image files"))
+        names = some_names(counts.get("ignored_examples", []), counts["ignored_names"])
+        rows.append(("ignored", counts["ignored_names"], f"not image names: {names}"))
     if counts.get("label_conflicts"):
         rows.append(("label conflicts", counts["label_conflicts"], conflict_note(counts)))
     for name, value, note in rows:
+        note = escape_controls(note)  # file names among them
         stdout.print(f"  {name:<19}{value:>7}" + (f"   ({note})" if note else ""))
+    for hint in _limit_hints(counts.get("failed_by_reason", {}), limits):
+        stdout.print(f"  {hint}")
 
 
 def import_command(
@@ -134,7 +157,7 @@ def import_command(
     if as_json:
         print_json(counts)
     else:
-        _print_import_summary(counts, time.monotonic() - started)
+        _print_import_summary(counts, time.monotonic() - started, limits)
 
 
 def dedup_command(
@@ -153,7 +176,9 @@ def dedup_command(
 
     Images whose perceptual hashes (or mirrored hashes) lie within the threshold form a group;
     the one with the most pixels (then the oldest) stays active, the others are marked
-    duplicate. Group members share one split. Nothing is deleted, and --undo reverts a run.
+    duplicate. Group members share one split. Nothing is deleted, and --undo reverts a run:
+    the last dedup run, or --run N (an import's grouping, too). A run already undone is said
+    to be so, and nothing changes (exit 0).
 
     Example:
 
@@ -161,6 +186,8 @@ def dedup_command(
         curator dedup --threshold 8
         curator dedup --undo
     """
+    if run_id is not None and not undo:
+        fail(f"--run names the run to undo: curator dedup --undo --run {run_id}")
     catalog = open_settings_catalog(settings_of(ctx))
     if undo:
         _undo_dedup(catalog, run_id, as_json)
@@ -206,8 +233,19 @@ def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
             ).first()
         else:
             run = session.get(Run, run_id)
+        undone_by = None if run is None else _undone_by(session, run.id)
     if run is None:
         fail(f"no run {run_id} to undo" if run_id else "no dedup run to undo")
+    if undone_by is not None:
+        # The same state as undoing it again would leave: not an error (exit 0), nothing done.
+        if as_json:
+            print_json({"undone_run": run.id, "already_undone_by": undone_by, "reverted": 0})
+        else:
+            stdout.print(
+                f"{run.kind} run {run.id} was already undone (by run {undone_by}); "
+                "nothing was changed"
+            )
+        return
     with tracked_run(catalog, kind="dedup-undo", params={"undo_run": run.id}) as undo_run:
         with catalog.writing() as session:
             reverted, conflicts, regrouped = dedup_lib.undo_run(
@@ -223,6 +261,22 @@ def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
         stdout.print(f"{conflicts} images changed again since then were left as they are")
     if regrouped:
         stdout.print(f"{regrouped} images that joined those groups later were regrouped")
+
+
+def _undone_by(session: Any, run_id: int) -> int | None:
+    """The undo run that put back what run ``run_id`` changed, unless that undo was itself
+    undone since (then the run's changes stand again); None when nothing undid it."""
+    undos = session.scalars(
+        select(Run).where(Run.kind == "dedup-undo").order_by(Run.id.desc())
+    ).all()
+    for undo in undos:
+        if (undo.params or {}).get("undo_run") != run_id:
+            continue
+        # Done, or stopped after its one write transaction committed: it changed images.
+        took = undo.status == "done" or bool(changes_of_run(session, run_id=undo.id))
+        if took and _undone_by(session, undo.id) is None:
+            return undo.id
+    return None
 
 
 def stats_command(
@@ -246,7 +300,8 @@ def stats_command(
         return
     stats = escape_controls_in(stats)  # class names, reasons: from outside, one line each
     images, labels, sources = stats["images"], stats["labels"], stats["sources"]
-    stdout.print(f"catalog     {escape_controls(display_url(settings.db_url))}")
+    shown = escape_controls(display_url(settings.db_url))
+    stdout.print(f"catalog     {shown}" + (" (read-only)" if catalog.read_only else ""))
     stdout.print(f"classes     {', '.join(stats['classes'])}")
     stdout.print(
         f"images      {images['total']} ({images['active']} active, "
@@ -364,10 +419,20 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
+def export_format_for(out: Path) -> ExportFormat:
+    """The format an export without --format writes: what OUT's name says."""
+    return ExportFormat.csv if out.suffix.lower() == ".csv" else ExportFormat.imagefolder
+
+
 def export_command(
     ctx: typer.Context,
     out: Path = typer.Argument(..., help="A folder (imagefolder) or a .csv file (csv)."),
-    fmt: ExportFormat = typer.Option(ExportFormat.imagefolder, "--format", "-f"),
+    fmt: ExportFormat | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="imagefolder or csv (default: csv for a name ending in .csv, else imagefolder).",
+    ),
     copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
@@ -377,13 +442,16 @@ def export_command(
     label, loadable by torchvision.datasets.ImageFolder; exporting again into the same folder
     brings it up to date. A folder that is not empty and holds no earlier export, a damaged
     manifest, or split and class folders that are symbolic links are refused, nothing touched.
-    csv writes one row per image with its label, split, hashes and sources.
+    csv writes one row per image with its label, split, hashes and sources. The format follows
+    OUT's name unless --format says otherwise: OUT ending in .csv is a CSV file, anything else
+    a folder (--format imagefolder exports into a folder even when its name ends in .csv).
 
     Example:
 
         curator export ./couples-dataset
-        curator export couples.csv --format csv
+        curator export couples.csv
     """
+    fmt = fmt or export_format_for(out)
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
     with catalog.reading() as session:

@@ -28,7 +28,7 @@ from rich.text import Text
 from classifier.errors import TrainingError
 from curator.config import Settings, load_settings
 from curator.display import escape_controls
-from curator.errors import CuratorError
+from curator.errors import BadRows, CuratorError
 from db.catalog import Catalog, open_catalog
 from db.errors import CatalogError
 
@@ -82,6 +82,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: Problems listed one a line under an error, before a count of the rest.
+SHOWN_PROBLEMS = 20
+
+
+def fail_listing(message: str, problems: list[str], code: int = 1) -> NoReturn:
+    """An error line, then the first `SHOWN_PROBLEMS` problems one a line (each escaped, so
+    one line each) and how many more there are; then exit."""
+    stderr.print(Text("error: ", style="red") + Text(escape_controls(message)))
+    for problem in problems[:SHOWN_PROBLEMS]:
+        stderr.print(Text(f"  {escape_controls(problem)}"))
+    if len(problems) > SHOWN_PROBLEMS:
+        stderr.print(Text(f"  and {len(problems) - SHOWN_PROBLEMS} more"))
+    raise typer.Exit(code)
+
+
 def _home_of(ctx: object) -> Path | None:
     if isinstance(ctx, typer.Context) and isinstance(ctx.find_root().obj, Settings):
         return ctx.find_root().obj.home
@@ -109,6 +124,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except BadRows as exc:
+            if len(exc.problems) == 1:
+                fail(f"{exc.problems[0]}; {exc.outcome}")
+            fail_listing(str(exc), exc.problems)
         except (CuratorError, CatalogError, TrainingError) as exc:
             fail(str(exc))
         except KeyboardInterrupt:

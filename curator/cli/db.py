@@ -13,12 +13,15 @@ from db.catalog import display_url, open_catalog
 from db.copy import copy_catalog, tables
 from db.errors import CatalogError
 
+#: The group's help, as written (typer is given it as Markdown, see curator.cli.helptext).
+HELP = (
+    "Move the catalog between databases.\n\nExample:\n\n"
+    "    curator db copy catalog.db postgresql+psycopg://me@dbhost/curator"
+)
+
 db_app = typer.Typer(
     name="db",
-    help=(
-        "Move the catalog between databases.\n\nExample:\n\n"
-        "    curator db copy catalog.db postgresql+psycopg://me@dbhost/curator"
-    ),
+    help=HELP,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -42,8 +45,10 @@ def copy_command(
     destination is left empty, and the command can simply be run again. Before it commits,
     both sides are counted and digested table by table (the label histories included); any
     difference rolls the copy back. The source is read as of one moment; nothing in it
-    changes (a catalog of an older curator is first upgraded, as every command does). Image
-    files stay where they are, under CURATOR_HOME; point CURATOR_DB_URL at the copy.
+    changes (a catalog of an older curator is first upgraded, as every command does), and a
+    source that is not a catalog (missing, empty, not SQLite, or without curator's tables) is
+    refused as it is. Image files stay where they are, under CURATOR_HOME; point
+    CURATOR_DB_URL at the copy.
 
     Example:
 
@@ -53,11 +58,15 @@ def copy_command(
     src_url, dst_url = as_url(src), as_url(dst)
     if src_url == dst_url:
         raise CatalogError("the source and the destination are the same catalog")
-    if src_url.startswith("sqlite") and not Path(src_url.split(":///", 1)[-1]).is_file():
-        raise CatalogError(f"no catalog file at {src_url.split(':///', 1)[-1]}")
     started = time.monotonic()
-    source = open_catalog(src_url)
-    target = open_catalog(dst_url)
+    # Only a catalog already there: an empty or foreign file is refused as it is, and the
+    # destination is not opened (nor made) before the source is known good.
+    source = open_catalog(src_url, create=False)
+    try:
+        target = open_catalog(dst_url)
+    except BaseException:
+        source.dispose()
+        raise
     try:
         with progress_bar("copying", None) as update:
             copied = copy_catalog(

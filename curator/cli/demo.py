@@ -143,9 +143,7 @@ def demo_command(
     total = sum(result.seconds.values())
     stdout.print(f"time           {total / 60:.1f} min")
     stdout.print(f"\nreport:        {escape_controls(result.report)}")
-    stdout.print(
-        f"browse it:     curator --home {escape_controls(result.home)} review --queue disagree"
-    )
+    stdout.print(f"browse it:     {escape_controls(result.browse)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import typer
+from sqlalchemy.orm import Session
 
 from curator.cli.common import (
     default_author,
@@ -22,14 +23,15 @@ from curator.cli.common import (
     stdout,
 )
 from curator.display import escape_controls
-from curator.errors import CuratorError
+from curator.errors import BadRows, CuratorError
 from curator.review.guard import MIN_TOKEN, allowed_hosts, check_token, is_loopback, new_token
 from curator.runs import tracked_run
-from db.catalog import display_url
-from db.errors import CatalogError
+from db.catalog import display_url, read_only_error
+from db.errors import CatalogError, UnknownClass
 from db.images import find_image
-from db.labels import count_events, current_labels, label_images
+from db.labels import check_author, check_label, count_events, current_labels, label_images
 from db.queues import QUEUES, review_queue
+from db.settings import REJECT, get_classes
 
 
 def _open_when_ready(url: str, health: str) -> None:
@@ -86,13 +88,15 @@ def review_command(
         token = new_token()
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
+    if catalog.read_only:  # every decision is a write: refused before the page is offered
+        raise read_only_error(display_url(settings.db_url))
     sock = serving.bind(host, port)
     actual = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
     query = {"queue": queue, **({"token": token} if token else {})}
     url = f"http://{shown}:{actual}/?{urlencode(query)}"
-    if actual != port:
+    if actual != port and port != 0:
         stdout.print(f"port {port} is taken; using {actual}")
     stdout.print(
         f"reviewing {escape_controls(display_url(settings.db_url))} as {escape_controls(author)}"
@@ -149,6 +153,48 @@ def _label_rows(path: Path) -> list[tuple[int, str, str, str | None]]:
         raise CuratorError(f"{path} is not a readable CSV file: {exc}") from None
 
 
+def _row_problems(
+    session: Session, ref: str, label: str, who: str, allowed: list[str]
+) -> tuple[int | None, list[str]]:
+    """The image a row names, and what is wrong with the row (nothing: an empty list)."""
+    problems = []
+    image_id = None
+    try:
+        image_id = find_image(session, ref=ref).id
+    except CatalogError as exc:
+        problems.append(str(exc))
+    if not label:
+        problems.append(f"no label for {ref!r}")
+    elif label not in allowed:
+        problems.append(str(UnknownClass(label, allowed[:-1])))
+    try:
+        check_author(who)
+    except CatalogError as exc:
+        problems.append(str(exc))
+    return image_id, problems
+
+
+def _resolve_label_rows(
+    session: Session, rows: list[tuple[int, str, str, str | None]], author: str, source: str
+) -> list[tuple[int, str, str]]:
+    """(image id, label, author) for each row; raises `BadRows` naming every wrong row, in
+    the order given, so that one run shows all there is to fix."""
+    allowed = [*get_classes(session), REJECT]
+    resolved: list[tuple[int, str, str]] = []
+    problems: list[str] = []
+    for line, ref, label, row_author in rows:
+        who = row_author or author
+        image_id, wrong = _row_problems(session, ref, label, who, allowed)
+        if wrong:
+            problems.append((f"line {line}: " if line else "") + "; ".join(wrong))
+        elif image_id is not None:
+            resolved.append((image_id, label, who))
+    if problems:
+        what = f"rows of {source}" if source else "of the images given"
+        raise BadRows(what, problems, "nothing was recorded")
+    return resolved
+
+
 def label_command(
     ctx: typer.Context,
     refs: list[str] | None = typer.Argument(None, help="Image ids or sha256 prefixes."),
@@ -161,8 +207,9 @@ def label_command(
 ) -> None:
     """Record human labels from the command line or a CSV file.
 
-    All rows are checked before anything is written: one unknown image or label, and
-    nothing is recorded.
+    All rows are checked before anything is written: if any names an unknown image or
+    class, has no label or a bad author, every such row is listed (in file order, the first
+    20 and how many more) and nothing is recorded.
 
     Example:
 
@@ -175,6 +222,10 @@ def label_command(
     if refs and as_label is None:
         fail("say which label with --as CLASS (or --as reject)")
     catalog = open_settings_catalog(settings_of(ctx))
+    if refs:  # one label and one author for all: said once if wrong
+        check_author(author)
+        with catalog.reading() as session:
+            check_label(session, label=as_label or "")
     rows = (
         _label_rows(from_csv)
         if from_csv
@@ -182,21 +233,9 @@ def label_command(
     )
     recorded: list[dict[str, object]] = []
     with catalog.writing() as session:
-        resolved = []
-        for line, ref, label, row_author in rows:
-            where = f"line {line}: " if line else ""
-            if not label:
-                raise CuratorError(f"{where}no label for {ref!r}")
-            try:
-                image = find_image(session, ref=ref)
-            except CatalogError as exc:
-                raise CuratorError(f"{where}{exc}; nothing was recorded") from None
-            resolved.append((image.id, label, row_author or author, where))
-        for image_id, label, who, where in resolved:
-            try:
-                label_images(session, image_ids=[image_id], label=label, author=who)
-            except CatalogError as exc:
-                raise CuratorError(f"{where}{exc}; nothing was recorded") from None
+        resolved = _resolve_label_rows(session, rows, author, str(from_csv or ""))
+        for image_id, label, who in resolved:
+            label_images(session, image_ids=[image_id], label=label, author=who)
             recorded.append({"id": image_id, "label": label, "author": who})
         now = current_labels(session, image_ids=[r[0] for r in resolved])
     if as_json:

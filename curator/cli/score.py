@@ -22,6 +22,7 @@ from curator.cli.common import (
     threshold_option,
 )
 from curator.display import escape_controls
+from curator.ingest import display_path
 
 
 def score_command(
@@ -73,8 +74,9 @@ def score_command(
     With no path, every active image of the catalog gets a prediction (written back, so the
     uncertain and disagree review queues can rank by it); a rerun scores only what is new.
     With paths, writes one row per file (path, predicted class, probabilities, or the reason
-    the file could not be read) as CSV or JSON Lines. A video gets a per-frame CSV, a timeline
-    plot and a verdict.
+    the file could not be read) as CSV or JSON Lines; with --out, an interrupted run leaves
+    its rows in FILE.partial and the same command again continues from them. A video, named
+    or found in a folder, gets a per-frame CSV, a timeline plot and a verdict.
 
     Example:
 
@@ -119,12 +121,16 @@ def score_command(
         fail("--out and --add are for pictures; a video's results go to --out-dir")
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         fail(f"{out} is a folder" if out.is_dir() else f"no such folder: {out.parent}")
+    # Missing paths fail here; videos found in folders are scored as videos.
+    inputs = collect_inputs(pictures, also=VIDEO_SUFFIXES) if pictures else None
+    if inputs is not None:
+        videos += [Path(v) for v in inputs.others]
     if videos and not out_dir.is_dir():
         fail(f"no such folder: {out_dir}")
-    inputs = collect_inputs(pictures) if pictures else None  # missing paths fail here
     model = load_registered(catalog, settings.home, model_ref, device=device)
     summary: dict[str, Any] = {"model": model.id}
-    if inputs is not None:
+    # A folder of videos alone writes no empty table of pictures, unless one was asked for.
+    if inputs is not None and (inputs.files or not inputs.others or out is not None or add):
         summary["files"] = _score_files(
             catalog,
             settings,
@@ -142,9 +148,10 @@ def score_command(
         )
     damaged: list[str] = []
     if videos:
+        stems = _unique_stems(videos)
         summary["videos"] = [
-            _score_video(model, video, every, out_dir, batch_size, as_json, damaged)
-            for video in videos
+            _score_video(model, video, stem, every, out_dir, batch_size, as_json, damaged)
+            for video, stem in zip(videos, stems, strict=True)
         ]
     if as_json:
         print_json(summary)
@@ -154,6 +161,22 @@ def score_command(
             if len(damaged) == 1
             else f"{len(damaged)} videos are damaged: " + "; ".join(damaged)
         )
+
+
+def _unique_stems(videos: list[Path]) -> list[str]:
+    """The name each video's frames CSV and timeline take in --out-dir: its stem, and for a
+    second video of the same stem (another folder's clip.mp4) the stem numbered."""
+    taken: set[str] = set()
+    stems = []
+    for video in videos:
+        stem = base = video.stem or "video"
+        number = 1
+        while stem in taken:
+            number += 1
+            stem = f"{base}-{number}"
+        taken.add(stem)
+        stems.append(stem)
+    return stems
 
 
 def _score_catalog(
@@ -219,8 +242,8 @@ def _score_files(
     workers: int,
     as_json: bool,
 ) -> dict[str, Any]:
-    from curator.importer import import_paths
-    from curator.scoring import RowWriter, ScoreProgress, open_output, score_files
+    from curator.importer import import_paths, some_names
+    from curator.scoring import RowWriter, ScoreProgress, open_output, partial_of, score_files
 
     imported = None
     if add:
@@ -234,22 +257,39 @@ def _score_files(
                 on_progress=lambda p: update(p.done, total=p.total),
             )
     files = inputs.files
-    with open_output(out) as fh, progress_bar(f"scoring with model {model.id}", None) as update:
-        writer = RowWriter(fh, fmt, model.classes, with_ids=add)
+    made_by = {"model": model.id, "format": fmt, "classes": model.classes, "with_ids": add}
+    kept = _continued(out, made_by, files, as_json)
+    writer: RowWriter | None = None
+    try:
+        with (
+            open_output(out, made_by) as fh,
+            progress_bar(f"scoring with model {model.id}", None) as update,
+        ):
+            writer = RowWriter(fh, fmt, model.classes, with_ids=add)
 
-        def progress(p: ScoreProgress) -> None:
-            update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
+            def progress(p: ScoreProgress) -> None:
+                update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
 
-        counts = score_files(
-            model,
-            files,
-            writer,
-            catalog=catalog if add else None,
-            batch_size=batch_size,
-            workers=workers,
-            on_progress=progress,
+            counts = score_files(
+                model,
+                files,
+                writer,
+                catalog=catalog if add else None,
+                kept=kept,
+                batch_size=batch_size,
+                workers=workers,
+                on_progress=progress,
+            )
+    except KeyboardInterrupt:
+        if out is None or writer is None:
+            raise
+        stderr.print(
+            f"interrupted: the {writer.rows} rows written are kept in "
+            f"{escape_controls(partial_of(out))}; the same command again scores only the rest"
         )
+        raise typer.Exit(130) from None
     counts["ignored_names"] = inputs.ignored
+    counts["ignored_examples"] = [display_path(p) for p in inputs.ignored_examples]
     counts["unreadable_folders"] = [f"{p}: {why}" for p, why in inputs.unreadable]
     if imported is not None:
         counts["imported"] = {
@@ -263,8 +303,14 @@ def _score_files(
             f"({escape_controls(by_class) or 'none'}), {counts['failed']} unreadable"
             + escape_controls(where)
         )
+        if counts.get("kept"):
+            stderr.print(f"  {counts['kept']} of them kept from the interrupted run")
         if inputs.ignored:
-            stderr.print(f"  {inputs.ignored} files in folders were not image names")
+            names = some_names(counts["ignored_examples"], inputs.ignored)
+            stderr.print(
+                f"  {inputs.ignored} files in folders were neither pictures nor videos, not "
+                f"scored: {escape_controls(names)}"
+            )
         for line in counts["unreadable_folders"]:
             stderr.print(f"  cannot list {escape_controls(line)}")
         if imported is not None:
@@ -274,9 +320,29 @@ def _score_files(
     return counts
 
 
+def _continued(out: Path | None, made_by: dict[str, Any], files: list[str], as_json: bool) -> Any:
+    """The rows of an interrupted run's ``FILE.partial`` that this run keeps (`Kept`), or
+    None; says which, unless the output is JSON."""
+    from curator.scoring import kept_rows, partial_of
+
+    if out is None or not partial_of(out).exists():
+        return None
+    kept = kept_rows(out, made_by, {display_path(p) for p in files})
+    shown = escape_controls(partial_of(out))
+    if kept is None:
+        note = f"{shown} was written by another model or in another format; every file is "
+        note += "scored again"
+    else:
+        note = f"continuing {shown}: {len(kept.rows)} files scored there are kept"
+    if not as_json:
+        stderr.print(note)
+    return kept
+
+
 def _score_video(
     model: Any,
     video: Path,
+    stem: str,
     every: float,
     out_dir: Path,
     batch_size: int,
@@ -298,7 +364,6 @@ def _score_video(
         except VideoError as exc:  # this one is unreadable: say so at the end, go on
             damaged.append(str(exc))
             return {"path": str(video), "error": str(exc)}
-    stem = video.stem or "video"
     frames_csv, timeline = out_dir / f"{stem}.frames.csv", out_dir / f"{stem}.timeline.png"
     try:
         write_frames_csv(result, frames_csv)

@@ -79,7 +79,7 @@ def train_command(
     Example:
 
         curator train
-        curator train --backbone resnet18 --image-size 128 --weights none --epochs 10
+        curator train --backbone resnet18 --image-size 128 --weights none --epochs 8
         curator train --head gap --include-weak
         curator train --image-size 64 --weights none --augment light
         curator train --weights ~/.local/share/curator/models/3/model.pt --epochs 5
