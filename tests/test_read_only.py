@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from db.catalog import open_catalog
+from db.copy import tables as catalog_tables
 from db.labels import label_images
 from tests import imagefiles as f
 
@@ -184,7 +185,7 @@ def test_a_read_only_catalog_can_be_copied(cli, writable, read_only):
     copy = work / "out" / "copy.db"
     result = curator(read_only, "db", "copy", read_only / "catalog.db", copy, cwd=work)
     assert result.returncode == 0, result.stderr
-    assert "verified: the 9 tables" in result.stdout
+    assert f"verified: the {len(catalog_tables())} tables" in result.stdout
     ours = cli("stats", "--json")
     theirs = cli("--db-url", f"sqlite:///{copy}", "stats", "--json")
     assert json.loads(theirs.stdout) == json.loads(ours.stdout)
