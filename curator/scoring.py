@@ -512,6 +512,7 @@ def cross_fit(
     models trained with the settings of the base model, each on all folds but one."""
     if folds < 2:
         raise CuratorError("--folds needs at least 2 folds")
+    pick_device(device)  # before any fold model is registered
     with catalog.reading() as session:
         base = get_model(session, ref=base_ref)
         if base.status != "done":

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from classifier.data import Examples, catalog_examples
-from classifier.distributed import SINGLE, Group, share
+from classifier.distributed import SINGLE, Group, device_of, share
 from classifier.model import DeepConnection, ModelConfig
 from classifier.report import write_report
 from classifier.train import (
@@ -27,6 +27,7 @@ from classifier.train import (
     check_examples,
     find_checkpoint,
     fit,
+    pick_device,
     starting_weights,
     usable_checkpoint,
 )
@@ -69,6 +70,7 @@ def train_model(
             session, home=home, classes=classes, include_weak=cfg.include_weak
         )
     check_examples(examples, cfg.include_weak)  # before anything is registered
+    pick_device(device_of(group, cfg.device))  # likewise: a device this machine lacks
     model_cfg = ModelConfig.from_dict({**model_cfg.as_dict(), "classes": classes})
     config, training = model_cfg.as_dict(), cfg.as_dict()
     if not group.main:

@@ -63,7 +63,7 @@ def score_command(
     ),
     batch_size: int = typer.Option(32, min=1, help="Pictures per forward pass."),
     workers: int = typer.Option(2, min=0, help="Processes decoding pictures."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     author: str = typer.Option(default_author(), help="With --add: who the import is for."),
     threshold: int = threshold_option(10),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -383,7 +383,7 @@ def explain_command(
         None, "--model", help="Model id (default: the newest trained one)."
     ),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for the PNG files."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Show why the model decided: Grad-CAM per class, and the state of activation.

@@ -38,7 +38,7 @@ def train_command(
         help="Starting weights: imagenet, none, a path to a ResNet state dict, or an earlier "
         "model's model.pt (fine-tuning it after a review round).",
     ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     include_weak: bool = typer.Option(
         False, "--include-weak", help="Also train on query and import labels."
     ),
@@ -87,7 +87,12 @@ def train_command(
     """
     from classifier.distributed import SINGLE, join, leave
     from classifier.errors import TrainingError
+    from classifier.train import pick_device
 
+    try:
+        pick_device(device)  # a device this machine lacks: refused before the catalog is opened
+    except TrainingError as exc:
+        fail(str(exc))
     for value, allowed, option in (
         (backbone, BACKBONES, "--backbone"),
         (head, HEADS, "--head"),
