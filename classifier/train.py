@@ -374,6 +374,10 @@ def check_examples(examples: Examples, include_weak: bool) -> None:
         raise TrainingError(f"the train split has no image of {', '.join(lacking)}")
 
 
+#: What a resumed run's starting weights are called when its checkpoint does not name them
+#: (one written before checkpoints did).
+RESUMED_WEIGHTS = "those of the interrupted run (not recorded in its checkpoint)"
+
 #: The state after the newest epoch, then the one before it: a run resumes from the first of
 #: these that loads.
 CHECKPOINTS = ("last.pt", "previous.pt")
@@ -559,7 +563,9 @@ def fit(
     last, checkpoint = folder / "last.pt", find_checkpoint(folder) if resume else None
     if start is None and checkpoint is None:
         start = starting_weights(model_cfg.backbone, cfg.weights, model_cfg.classes)
-    weights = apply_weights(model, *(start or (None, "the interrupted run")))
+    # Resumed, the weights come from the checkpoint, which names the ones the run started
+    # from (read below).
+    weights = apply_weights(model, *(start or (None, RESUMED_WEIGHTS)))
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -595,6 +601,7 @@ def fit(
             if device.type == "cuda" and state.get("cuda_rng"):
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
         first_epoch = resumed_from = state["epoch"] + 1
+        weights = str(state.get("weights") or RESUMED_WEIGHTS)
     stopped_early = False
     forward = wrap(model, group, device)
     try:
@@ -656,6 +663,7 @@ def fit(
                     "best_model": best_state,
                     "stale": stale,
                     "epoch": epoch,
+                    "weights": weights,  # where the run started, for its report after a resume
                     "rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 },

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bs4 import BeautifulSoup
 from PIL import Image
 
 from classifier import train as train_mod
@@ -159,6 +160,19 @@ def test_an_interrupted_run_resumes(cli, toy, monkeypatch):
     assert report["resumed_from"] == 2 and report["epochs"] == 3
     assert json.loads(cli("models", "--json").stdout)[0]["status"] == "done"
     assert len(json.loads(cli("models", "--json").stdout)) == 1  # the same model, finished
+    # The report and the model file name the weights the run started from, not the
+    # checkpoint it resumed from.
+    folder = Path(report["folder"])
+    assert load_model(folder / "model.pt")[1]["weights"] == "random initialisation"
+    facts = {
+        tr.th.get_text(): tr.td.get_text()
+        for tr in BeautifulSoup((folder / "report.html").read_text(), "html.parser").select(
+            "table tr"
+        )
+        if tr.th is not None and tr.td is not None
+    }
+    assert facts["starting weights"] == "random initialisation"
+    assert facts["resumed"] == "after epoch 1, where a run was interrupted"
     # The resumed model is the model an uninterrupted run trains, bit for bit: data order,
     # augmentation and dropout all go on where they stopped.
     whole = json.loads(cli("train", *FAST, "--restart", "--json").stdout)

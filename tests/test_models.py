@@ -1,0 +1,151 @@
+"""The report of a model, on real models trained on tiny generated pictures (warm blobs:
+happy; cold blobs: unhappy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from bs4 import BeautifulSoup
+from PIL import Image
+from typer.testing import CliRunner
+
+from classifier import train as train_mod
+from classifier.model import DeepConnection
+from curator.cli import app
+from tests.sql import rows as catalog_rows
+from tests.test_train import FAST, blob_picture
+
+PER_CLASS = 48
+#: Model 1: trained. Model 2: trained at a learning rate of 0 (its random weights get about
+#: half of the test split wrong, for the report's gallery). Models 3 and 4: cross-fit folds
+#: of model 2. Model 5 failed, model 6 was interrupted.
+TRAINED, UNTRAINED, FOLDS = 1, 2, (3, 4)
+
+
+def run(home: Path, *args: object):
+    return CliRunner().invoke(app, ["--home", str(home), *[str(a) for a in args]])
+
+
+def url(home: Path) -> str:
+    return f"sqlite:///{home / 'catalog.db'}"
+
+
+def rows(home: Path, sql: str, **params: object) -> list[tuple]:
+    return catalog_rows(sql, url(home), **params)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Path:
+    """A catalog with the six models above, models 1 and 2 having scored every image. The
+    home's name holds characters that mean something in HTML."""
+    base = tmp_path_factory.mktemp("registry")
+    home = base / 'home <b>&"q'
+    for label, warm, seed in (("happy", True, 0), ("unhappy", False, 1000)):
+        for i in range(PER_CLASS):
+            (base / "in" / label).mkdir(parents=True, exist_ok=True)
+            blob_picture(seed + i, warm).save(base / "in" / label / f"{i}.jpg")
+        assert run(home, "import", base / "in" / label, "--label", label).exit_code == 0
+    weak = ["--include-weak", *FAST]
+    assert run(home, "train", *weak, "--epochs", "2").exit_code == 0
+    assert run(home, "train", *weak, "--epochs", "1", "--lr", "0", "--head", "gap").exit_code == 0
+    for model in (TRAINED, UNTRAINED):
+        assert run(home, "score", "--model", model, "--workers", "0").exit_code == 0
+    assert run(home, "score", "--model", UNTRAINED, "--folds", "2").exit_code == 0
+    with pytest.MonkeyPatch.context() as patch:
+
+        def exhausted(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        patch.setattr(DeepConnection, "forward", exhausted)
+        assert run(home, "train", *weak, "--seed", "5").exit_code == 1
+    with pytest.MonkeyPatch.context() as patch:
+        real, calls = train_mod.train_one_epoch, []
+
+        def interrupted_in_epoch_two(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        patch.setattr(train_mod, "train_one_epoch", interrupted_in_epoch_two)
+        assert run(home, "train", *weak, "--seed", "6").exit_code == 130
+    statuses = rows(home, "SELECT id, status FROM models ORDER BY id")
+    assert statuses == [
+        (1, "done"),
+        (2, "done"),
+        (3, "cross-fit"),
+        (4, "cross-fit"),
+        (5, "failed"),
+        (6, "interrupted"),
+    ]
+    return home
+
+
+def test_the_report_tables_the_images_and_shows_the_test_pictures_it_got_wrong(registry):
+    folder = registry / "models" / "2"
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    soup = BeautifulSoup(page, "html.parser")
+    state = torch.load(folder / "model.pt", weights_only=True)
+    labels = dict(rows(registry, "SELECT id, label FROM images"))
+    classes = state["classes"]
+    # The images table: each split's pictures by class, as the model's splits hold them.
+    table = soup.select_one("table.images")
+    header = [th.get_text() for th in table.find("tr").find_all("th")]
+    assert header == ["class", "train", "val", "test", "all"]
+    body = {
+        tr.find(["td", "th"]).get_text(): [int(c.get_text()) for c in tr.find_all(["td", "th"])[1:]]
+        for tr in table.find_all("tr")[1:]
+    }
+    splits = state["splits"]
+    for name in classes:
+        counts = [sum(labels[i] == name for i in splits[s]) for s in ("train", "val", "test")]
+        assert body[name] == [*counts, sum(counts)], name
+    totals = [len(splits[s]) for s in ("train", "val", "test")]
+    assert body["all"] == [*totals, sum(totals)]
+    # The gallery: exactly the test pictures whose most likely class was not their label.
+    figures = soup.select(".gallery figure")
+    confusion = state["metrics"]["test"]["confusion"]
+    wrong = sum(confusion[i][j] for i in range(2) for j in range(2) if i != j)
+    assert wrong > 0 and len(figures) == wrong
+    heading = soup.find("h2", string=lambda s: s and s.startswith("Test pictures it got wrong"))
+    assert heading.get_text() == f"Test pictures it got wrong ({wrong} of {len(splits['test'])})"
+    scored = {
+        image_id: (predicted, confidence, margin)
+        for image_id, predicted, confidence, margin in rows(
+            registry,
+            "SELECT image_id, predicted, confidence, margin FROM predictions WHERE model_id = 2",
+        )
+    }
+    pairs = {}
+    confidences = []
+    for figure in figures:
+        image_id = int(figure["data-image"])
+        truth, predicted = figure["data-true"], figure["data-predicted"]
+        assert image_id in splits["test"] and truth == labels[image_id] != predicted
+        pairs[(truth, predicted)] = pairs.get((truth, predicted), 0) + 1
+        confidence = float(figure["data-confidence"])
+        confidences.append(confidence)
+        assert f"true {truth}" in figure.get_text() and f"predicted {predicted}" in (
+            figure.get_text()
+        )
+        if scored[image_id][2] > 0.05:  # curator score agrees, where the call is not close
+            assert scored[image_id][0] == predicted
+            assert scored[image_id][1] == pytest.approx(confidence, abs=0.02)
+        img = figure.find("img")
+        assert img["src"] == f"mistakes/{image_id}.jpg"
+        assert img["title"] == str(registry / labels_path(registry, image_id))
+        with Image.open(folder / img["src"]) as thumb:
+            assert thumb.format == "JPEG" and max(thumb.size) <= 160
+    assert confidences == sorted(confidences, reverse=True)  # the most confident first
+    for (truth, predicted), n in pairs.items():
+        assert confusion[classes.index(truth)][classes.index(predicted)] == n
+    # Offline, and the home's name escaped wherever it is written.
+    sources = [tag.get("src") or tag.get("href") or "" for tag in soup.find_all(["img", "a"])]
+    assert sources and not any("//" in s or s.startswith("/") for s in sources)
+    assert 'home <b>&"q' not in page and "home &lt;b&gt;&amp;&quot;q" in page
+
+
+def labels_path(home: Path, image_id: int) -> str:
+    return rows(home, "SELECT path FROM images WHERE id = :i", i=image_id)[0][0]
