@@ -48,3 +48,8 @@ class LinkedFolder(ExportError):
             f"{path} is a symbolic link; an export writes only into its own folders, so nothing "
             "was changed (export into an empty folder)"
         )
+
+
+class UnusableModel(CuratorError):
+    """A model that cannot be the default: not a finished model of curator train, its file
+    gone, or trained for other classes than the catalog's."""

@@ -55,12 +55,8 @@ from db.catalog import Catalog
 from db.images import ACTIVE
 from db.models import Image, Model, Prediction
 from db.predictions import prediction_row, replace_predictions
-from db.registry import get_model, update_model
+from db.registry import CROSS_FIT, SCORING, get_model, update_model
 
-#: Status of the models trained by cross-fitting: registered, never the default model.
-CROSS_FIT = "cross-fit"
-#: A cross-fit model trained, scoring its held-out fold.
-SCORING = "scoring"
 #: Rows written per catalog transaction.
 WRITE_EVERY = 256
 

@@ -1,8 +1,10 @@
-"""The report of a model, on real models trained on tiny generated pictures (warm blobs:
-happy; cold blobs: unhappy)."""
+"""curator models --default, and the report of a model, on real models trained on tiny
+generated pictures (warm blobs: happy; cold blobs: unhappy)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from typer.testing import CliRunner
 from classifier import train as train_mod
 from classifier.model import DeepConnection
 from curator.cli import app
+from db.catalog import open_catalog
+from tests.review_server import review_client
 from tests.sql import rows as catalog_rows
 from tests.test_train import FAST, blob_picture
 
@@ -34,6 +38,21 @@ def url(home: Path) -> str:
 
 def rows(home: Path, sql: str, **params: object) -> list[tuple]:
     return catalog_rows(sql, url(home), **params)
+
+
+def ok(home: Path, *args: object) -> dict | list:
+    result = run(home, *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def refused(home: Path, *args: object) -> str:
+    """The one line a refused command printed."""
+    result = run(home, *args)
+    assert result.exit_code == 1, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +100,86 @@ def registry(tmp_path_factory) -> Path:
         (6, "interrupted"),
     ]
     return home
+
+
+@pytest.fixture
+def home(registry, tmp_path) -> Path:
+    """A private copy of the catalog with its models, for a test that changes it."""
+    copy = tmp_path / registry.name
+    shutil.copytree(registry, copy, symlinks=True)
+    return copy
+
+
+def default_of(home: Path) -> tuple[int | None, bool]:
+    """The default model as curator models --json marks it, and whether it was chosen."""
+    marked = [(m["id"], m["chosen"]) for m in ok(home, "models") if m["default"]]
+    assert len(marked) <= 1
+    return marked[0] if marked else (None, False)
+
+
+def uncertain_models(home: Path) -> set[int]:
+    queue = ok(home, "queue", "uncertain", "--limit", "500")
+    assert queue["items"]
+    return {item["prediction"]["model"] for item in queue["items"]}
+
+
+def gradcam_model(home: Path) -> int:
+    """The model whose Grad-CAM the review page shows for image 1 (from its cache)."""
+    catalog = open_catalog(url(home))
+    try:
+        answer = review_client(catalog, home).get("/api/explain/1.png")
+        assert answer.status_code == 200
+    finally:
+        catalog.dispose()
+    (cached,) = [p.parent.name for p in (home / "cache" / "explain").glob("*/1.png")]
+    shutil.rmtree(home / "cache" / "explain")
+    return int(cached)
+
+
+def test_the_default_is_never_unfinished_and_each_refusal_is_one_line(home):
+    # Models 3 to 6 are newer, but none is a finished model of curator train.
+    assert default_of(home) == (UNTRAINED, False)
+    assert "   2* done" in run(home, "models").stdout
+    cases = [
+        ("99", "no model 99 in the catalog"),
+        ("3", "model 3 is a cross-fit fold model of model 2"),
+        ("5", "model 5 failed"),
+        ("6", "model 6 was interrupted"),
+        ("two", "--default 'two': a model id"),
+    ]
+    for ref, message in cases:
+        assert message in refused(home, "models", "--default", ref), ref
+    model_file = home / "models" / "1" / "model.pt"
+    model_file.rename(model_file.with_name("elsewhere.pt"))
+    assert "model 1's file is missing" in refused(home, "models", "--default", "1")
+    model_file.with_name("elsewhere.pt").rename(model_file)
+    assert run(home, "classes", "happy", "unhappy", "neutral").exit_code == 0
+    message = refused(home, "models", "--default", "1")
+    assert "trained for happy, unhappy, and the catalog's classes are now happy, unhappy, " in (
+        message
+    )
+    assert run(home, "classes", "unhappy", "happy").exit_code == 0  # the same classes
+    assert default_of(home) == (UNTRAINED, False)  # every refusal left it as it was
+
+
+def test_the_chosen_default_is_what_scoring_the_queues_and_grad_cam_use(home):
+    assert uncertain_models(home) == {UNTRAINED} and gradcam_model(home) == UNTRAINED
+    assert ok(home, "models", "--default", "1") == {"default": 1, "chosen": True}
+    assert default_of(home) == (TRAINED, True)
+    listing = run(home, "models").stdout
+    assert "   1* done" in listing and "chosen with curator models --default 1" in listing
+    assert uncertain_models(home) == {TRAINED}
+    assert ok(home, "score", "--workers", "0")["model"] == TRAINED
+    assert ok(home, "explain", "1", "--out", home.parent / "why")["model"] == TRAINED
+    assert gradcam_model(home) == TRAINED
+    # A model trained later does not replace the one chosen, and says so.
+    trained = ok(home, "train", "--include-weak", *FAST, "--epochs", "1", "--seed", "7")
+    assert trained["model"] == 7 and trained["default"] == TRAINED
+    assert default_of(home) == (TRAINED, True)
+    # Until the newest is asked for again.
+    assert ok(home, "models", "--default", "newest") == {"default": 7, "chosen": False}
+    assert default_of(home) == (7, False)
+    assert "the newest finished one" in run(home, "models").stdout
 
 
 def test_the_report_tables_the_images_and_shows_the_test_pictures_it_got_wrong(registry):

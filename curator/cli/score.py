@@ -32,7 +32,7 @@ def score_command(
         readable=False,
     ),
     model_ref: int | None = typer.Option(
-        None, "--model", help="Model id (default: the newest trained one; see curator models)."
+        None, "--model", help="Model id (default: the default model; see curator models)."
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Write rows to this .csv or .jsonl file (default: stdout)."
@@ -380,7 +380,7 @@ def explain_command(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="A picture file, or a catalog image id or sha256 prefix."),
     model_ref: int | None = typer.Option(
-        None, "--model", help="Model id (default: the newest trained one)."
+        None, "--model", help="Model id (default: the default model; see curator models)."
     ),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for the PNG files."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),

@@ -272,12 +272,14 @@ class NoModel(CatalogError):
 
 class Explainer:
     """Grad-CAM of the default model for the page's ``e`` key: the model loaded once (again
-    when a newer one is trained), figures cached under the home by model and image."""
+    when the default changes: a newer one trained, or another chosen with curator models
+    --default), figures cached under the home by model and image."""
 
     def __init__(self, catalog: Catalog, home: Path) -> None:
         self.catalog, self.home = catalog, home
         self.lock = threading.Lock()
         self.loaded: Any = None
+        self.key: tuple[int, Any] | None = None
 
     def _model(self) -> Any:
         from curator.scoring import load_registered
@@ -287,8 +289,12 @@ class Explainer:
             newest = default_model(session)
         if newest is None:
             raise NoModel("no trained model yet: run curator train to see explanations")
-        if self.loaded is None or self.loaded.id != newest.id:
+        # The same id can name a new model once the newest one was removed (SQLite gives it
+        # again): the time it was registered tells them apart.
+        key = (newest.id, newest.created_at)
+        if self.loaded is None or self.key != key:
             self.loaded = load_registered(self.catalog, self.home, newest.id, device="cpu")
+            self.key = key
         return self.loaded
 
     def png(self, image_id: int) -> bytes:
