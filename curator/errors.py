@@ -53,3 +53,12 @@ class LinkedFolder(ExportError):
 class UnusableModel(CuratorError):
     """A model that cannot be the default: not a finished model of curator train, its file
     gone, or trained for other classes than the catalog's."""
+
+
+class ModelInUse(CuratorError):
+    """A model that a command running now trains, scores or starts from."""
+
+
+class UnsafeModelFolder(CuratorError):
+    """A model's folder that removing it could reach past: a symbolic link, a folder that is
+    not the model's own under the home's models folder, or one another model's row names."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from db.errors import CatalogError
-from db.models import Model, utcnow
+from db.models import Model, Prediction, utcnow
 from db.settings import get_setting, set_setting
 
 DONE = "done"
@@ -96,6 +96,16 @@ def get_model(session: Session, *, ref: int | None = None) -> Model:
     if model is None:
         raise UnknownModel(ref)
     return model
+
+
+def delete_model(session: Session, *, model_id: int) -> int:
+    """Delete a model's row and its predictions (their only trace in the catalog: no count is
+    kept of them), and un-choose it as the default; return how many predictions went."""
+    gone = session.execute(delete(Prediction).where(Prediction.model_id == model_id)).rowcount
+    session.execute(delete(Model).where(Model.id == model_id))
+    if chosen_default(session) == model_id:
+        choose_default(session, None)
+    return int(gone or 0)
 
 
 #: Training settings that change how fast a model trains, never what it learns.

@@ -1,10 +1,17 @@
-"""curator models --default, and the report of a model, on real models trained on tiny
-generated pictures (warm blobs: happy; cold blobs: unhappy)."""
+"""curator models --default and --remove, and the report of a model, on real models trained
+on tiny generated pictures (warm blobs: happy; cold blobs: unhappy)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +24,7 @@ from classifier import train as train_mod
 from classifier.model import DeepConnection
 from curator.cli import app
 from db.catalog import open_catalog
+from tests.faults.consistency import assert_consistent
 from tests.review_server import review_client
 from tests.sql import rows as catalog_rows
 from tests.test_train import FAST, blob_picture
@@ -160,6 +168,7 @@ def test_the_default_is_never_unfinished_and_each_refusal_is_one_line(home):
     )
     assert run(home, "classes", "unhappy", "happy").exit_code == 0  # the same classes
     assert default_of(home) == (UNTRAINED, False)  # every refusal left it as it was
+    assert "--default and --remove" in refused(home, "models", "--default", "1", "--remove", "2")
 
 
 def test_the_chosen_default_is_what_scoring_the_queues_and_grad_cam_use(home):
@@ -180,6 +189,145 @@ def test_the_chosen_default_is_what_scoring_the_queues_and_grad_cam_use(home):
     assert ok(home, "models", "--default", "newest") == {"default": 7, "chosen": False}
     assert default_of(home) == (7, False)
     assert "the newest finished one" in run(home, "models").stdout
+
+
+def test_remove_deletes_its_own_files_and_predictions_and_nothing_else(home, tmp_path):
+    folder, other = home / "models" / "2", home / "models" / "1"
+    outside = tmp_path / "outside"
+    (outside / "deeper").mkdir(parents=True)
+    (outside / "keep.txt").write_text("not the model's")
+    (outside / "deeper" / "keep.txt").write_text("nor this")
+    (folder / "link-to-a-file").symlink_to(outside / "keep.txt")
+    (folder / "link-to-a-folder").symlink_to(outside)
+    (folder / "link-to-model-1").symlink_to(other)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in other.iterdir()}
+    ok(home, "models", "--default", "2")
+    assert gradcam_model(home) == UNTRAINED and uncertain_models(home) == {UNTRAINED}
+    catalog = open_catalog(url(home))  # leave model 2's Grad-CAM in the cache this time
+    try:
+        assert review_client(catalog, home).get("/api/explain/1.png").status_code == 200
+    finally:
+        catalog.dispose()
+    count = "SELECT count(*) FROM predictions WHERE model_id = :m"
+    predictions = rows(home, count, m=2)[0][0]
+    kept = rows(home, count, m=1)[0][0]
+    assert predictions > 0 and kept > 0
+
+    removed = ok(home, "models", "--remove", "2")
+    assert removed["removed"] == 2 and removed["predictions"] == predictions
+    assert removed["default"] == TRAINED and removed["folds_kept"] == list(FOLDS)
+    assert not os.path.lexists(folder) and not (home / "cache" / "explain" / "2").exists()
+    assert (outside / "keep.txt").read_text() == "not the model's"
+    assert (outside / "deeper" / "keep.txt").read_text() == "nor this"
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in other.iterdir()}
+    assert after == before
+    assert rows(home, count, m=2) == [(0,)] and rows(home, count, m=1) == [(kept,)]
+    assert rows(home, "SELECT id FROM models WHERE id = 2") == []
+    # The chosen default went with it: the newest finished model is the default again.
+    assert default_of(home) == (TRAINED, False)
+    assert uncertain_models(home) == {TRAINED} and gradcam_model(home) == TRAINED
+    assert_consistent(home)
+    assert "no model 2 in the catalog" in refused(home, "models", "--remove", "2")
+    # A fold model is removed by itself; the catalog stays whole.
+    text = run(home, "models", "--remove", "3")
+    assert text.exit_code == 0 and "removed model 3:" in text.stdout
+    assert_consistent(home)
+
+
+@pytest.mark.backends
+def test_choose_and_remove_on_each_engine(registry, tmp_path, backend, new_db_url, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(registry, home)
+    db = url(home)
+    if backend == "postgresql":
+        db = new_db_url(home)
+        copied = run(home, "db", "copy", home / "catalog.db", db)
+        assert copied.exit_code == 0, copied.output
+        monkeypatch.setenv("CURATOR_DB_URL", db)
+    ok(home, "models", "--default", "1")
+    assert default_of(home) == (TRAINED, True) and uncertain_models(home) == {TRAINED}
+    removed = ok(home, "models", "--remove", "1")
+    assert removed["default"] == UNTRAINED and removed["predictions"] > 0
+    assert catalog_rows("SELECT count(*) FROM predictions WHERE model_id = 1", db) == [(0,)]
+    assert default_of(home) == (UNTRAINED, False) and uncertain_models(home) == {UNTRAINED}
+    assert not (home / "models" / "1").exists()
+    assert_consistent(home, db)
+
+
+def test_remove_refuses_a_folder_that_is_not_certainly_its_own(home, tmp_path):
+    predictions = "SELECT count(*) FROM predictions WHERE model_id = 1"
+    before = rows(home, predictions)
+    real = tmp_path / "model-1-elsewhere"
+    (home / "models" / "1").rename(real)
+    (home / "models" / "1").symlink_to(real)
+    assert "is a symbolic link" in refused(home, "models", "--remove", "1")
+    assert (real / "model.pt").is_file() and rows(home, predictions) == before
+    (home / "models" / "1").unlink()
+    real.rename(home / "models" / "1")
+    with sqlite3.connect(home / "catalog.db") as db:  # a catalog edited by hand
+        db.execute("UPDATE models SET path = 'models/1' WHERE id = 6")
+    message = refused(home, "models", "--remove", "1")
+    assert "model 6's row names models/1" in message
+    assert (home / "models" / "1" / "model.pt").is_file() and rows(home, predictions) == before
+    message = refused(home, "models", "--remove", "6")
+    assert "recorded as 'models/1', not models/6" in message
+    assert (home / "models" / "6").is_dir()
+
+
+def test_a_running_model_is_neither_the_default_nor_removable(home, spawn):
+    train = ["train", "--include-weak", *FAST, "--epochs", "500", "--seed", "8"]
+    proc = spawn(
+        [sys.executable, "-m", "curator", "--home", str(home), *train],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    folder = home / "models" / "7"
+    deadline = time.monotonic() + 120
+    while not folder.exists() and time.monotonic() < deadline:  # made as training starts
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    (run_id,) = rows(home, "SELECT run_id FROM models WHERE id = 7")[0]
+    assert "model 7 is still training" in refused(home, "models", "--default", "7")
+    message = refused(home, "models", "--remove", "7")
+    assert f"model 7 is in use by train run {run_id}" in message and "running" in message
+    assert folder.is_dir() and rows(home, "SELECT status FROM models WHERE id = 7") == [
+        ("training",)
+    ]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    # Killed: still no trained model, but no longer in use.
+    assert "model 7 stopped while training (killed)" in refused(home, "models", "--default", "7")
+    removed = ok(home, "models", "--remove", "7")
+    assert removed["removed"] == 7 and not folder.exists()
+    assert default_of(home) == (UNTRAINED, False)
+    assert_consistent(home)
+
+
+def test_a_removal_killed_midway_is_finished_or_undone_by_the_next(home):
+    """A folder set aside by a removal whose process is gone: put back while its model's row
+    remains (the removal never committed), deleted once the row is gone (it did)."""
+    from curator.registry import ASIDE, NOTE
+    from db.models import Model
+
+    catalog = open_catalog(url(home))
+    try:
+        with catalog.reading() as session:
+            stamp = session.get(Model, 6).created_at.isoformat()
+    finally:
+        catalog.dispose()
+    gone = 2**22 + 1  # above the largest pid Linux gives: no process has it
+    aside = home / "models" / f"{ASIDE}6-{gone}"
+    (home / "models" / "6").rename(aside)
+    (aside / NOTE).write_text(json.dumps({"model": 6, "created": stamp}))
+    assert ok(home, "models", "--remove", "5")["removed"] == 5  # any removal finishes it
+    assert (home / "models" / "6" / "last.pt").exists() and not aside.exists()
+    assert not (home / "models" / "6" / NOTE).exists()
+    ok(home, "models", "--remove", "6")
+    shutil.copytree(home / "models" / "1", aside)  # as if killed right after its commit
+    (aside / NOTE).write_text(json.dumps({"model": 6, "created": stamp}))
+    ok(home, "models", "--remove", "4")
+    assert not aside.exists() and (home / "models" / "1" / "model.pt").is_file()
+    assert_consistent(home)
 
 
 def test_the_report_tables_the_images_and_shows_the_test_pictures_it_got_wrong(registry):

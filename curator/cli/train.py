@@ -269,9 +269,16 @@ def models_command(
         help="Make model N the default until another is chosen: a model trained later does "
         "not replace it. newest: the newest finished model again, as each is trained.",
     ),
+    remove: int | None = typer.Option(
+        None,
+        "--remove",
+        metavar="N",
+        help="Remove model N: its row, its predictions and its own folder of files (never "
+        "another model's). Refused while a running command uses it.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the models as JSON."),
 ) -> None:
-    """List the trained models, newest first, and choose the default.
+    """List the trained models, newest first; choose the default, or remove one.
 
     The default (marked *) is the model curator score, curator explain, the uncertain queue and
     the review page's Grad-CAM use when no --model is given: the one chosen with --default N,
@@ -286,9 +293,15 @@ def models_command(
         curator models --json
         curator models --default 3
         curator models --default newest
+        curator models --remove 2
     """
     settings = settings_of(ctx)
+    if default is not None and remove is not None:
+        fail("--default and --remove: one at a time")
     catalog = open_settings_catalog(settings)
+    if remove is not None:
+        _remove(catalog, settings.home, remove, as_json)
+        return
     if default is not None:
         _choose(catalog, settings.home, default, as_json)
         if as_json:
@@ -319,6 +332,38 @@ def _choose(catalog: Any, home: Path, value: str, as_json: bool) -> None:
             f"model {model_id} is the default now; a model trained later does not replace it "
             "(curator models --default newest lets the newest take over again)"
         )
+
+
+def _remove(catalog: Any, home: Path, model_id: int, as_json: bool) -> None:
+    from curator.registry import remove_model
+
+    removal = remove_model(catalog, home, model_id)
+    if as_json:
+        print_json(
+            {
+                "removed": removal.model,
+                "predictions": removal.predictions,
+                "folder": None if removal.folder is None else str(removal.folder),
+                "default": removal.default,
+                "folds_kept": removal.folds,
+                "left": removal.left,
+            }
+        )
+        return
+    files = f"its folder {removal.folder}" if removal.folder else "no folder of files"
+    default = f"model {removal.default}" if removal.default is not None else "none"
+    stdout.print(
+        f"removed model {removal.model}: {removal.predictions} predictions and "
+        f"{escape_controls(files)}; the default is {default}"
+    )
+    if removal.folds:
+        ids = ", ".join(str(i) for i in removal.folds)
+        stdout.print(
+            f"  its cross-fit fold models ({ids}) are kept, with their predictions; "
+            f"curator models --remove {removal.folds[0]} removes one"
+        )
+    for path in removal.left:
+        typer.echo(f"warning: could not delete all of {escape_controls(path)}", err=True)
 
 
 def _list(catalog: Any, as_json: bool) -> None:
