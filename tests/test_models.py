@@ -330,6 +330,30 @@ def test_a_removal_killed_midway_is_finished_or_undone_by_the_next(home):
     assert_consistent(home)
 
 
+def test_scoring_with_a_model_of_other_classes_warns_and_still_scores(home, tmp_path):
+    assert run(home, "classes", "happy", "unhappy", "neutral").exit_code == 0
+    result = run(home, "score", "--rescore", "--workers", "0", "--json")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: model 2 was trained for happy, unhappy, and the catalog's classes are now "
+        "happy, unhappy, neutral: its predictions name only its own classes"
+    ]
+    scored = json.loads(result.stdout)
+    assert scored["scored"] > 0 and scored["class_mismatch"] == {
+        "model": ["happy", "unhappy"],
+        "catalog": ["happy", "unhappy", "neutral"],
+    }
+    assert uncertain_models(home) == {UNTRAINED}  # the queues still rank by it
+    blob_picture(9999, True).save(tmp_path / "new.jpg")
+    result = run(home, "score", tmp_path / "new.jpg", "--json", "--format", "jsonl")
+    assert result.exit_code == 0 and "catalog's classes are now" in result.stderr
+    assert run(home, "classes", "unhappy", "happy").exit_code == 0  # the same names: no warning
+    result = run(home, "score", "--workers", "0", "--json")
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    assert json.loads(result.stdout)["class_mismatch"] is None
+
+
 def test_the_report_tables_the_images_and_shows_the_test_pictures_it_got_wrong(registry):
     folder = registry / "models" / "2"
     page = (folder / "report.html").read_text(encoding="utf-8")

@@ -107,7 +107,10 @@ def score_command(
             )
             return
         model = load_registered(catalog, settings.home, model_ref, device=device)
-        _score_catalog(catalog, settings.home, model, rescore, parts, batch_size, workers, as_json)
+        mismatch = warn_of_classes(catalog, model)
+        _score_catalog(
+            catalog, settings.home, model, rescore, parts, batch_size, workers, as_json, mismatch
+        )
         return
     from curator.importer import collect_inputs
     from curator.video import VIDEO_SUFFIXES
@@ -123,7 +126,7 @@ def score_command(
         fail(f"no such folder: {out_dir}")
     inputs = collect_inputs(pictures) if pictures else None  # missing paths fail here
     model = load_registered(catalog, settings.home, model_ref, device=device)
-    summary: dict[str, Any] = {"model": model.id}
+    summary: dict[str, Any] = {"model": model.id, "class_mismatch": warn_of_classes(catalog, model)}
     if inputs is not None:
         summary["files"] = _score_files(
             catalog,
@@ -165,6 +168,7 @@ def _score_catalog(
     batch_size: int,
     workers: int,
     as_json: bool,
+    mismatch: dict[str, list[str]] | None,
 ) -> None:
     from curator.scoring import ScoreProgress, score_catalog
 
@@ -185,7 +189,7 @@ def _score_catalog(
             on_progress=progress,
         )
     if as_json:
-        print_json(counts)
+        print_json({**counts, "class_mismatch": mismatch})
         return
     seconds = time.monotonic() - started
     rate = counts["scored"] / seconds if seconds else 0.0
@@ -202,6 +206,22 @@ def _score_catalog(
             "those out; curator score --folds 5 gives them unbiased predictions"
         )
     stdout.print("next: curator review --queue disagree (or uncertain)")
+
+
+def warn_of_classes(catalog: Any, model: Any) -> dict[str, list[str]] | None:
+    """One line on stderr when the model was trained for other classes than the catalog's
+    (it still scores: see curator.scoring.class_mismatch); the two lists, for --json."""
+    from curator.scoring import class_mismatch
+
+    mismatch = class_mismatch(catalog, model)
+    if mismatch is not None:
+        stderr.print(
+            f"warning: model {model.id} was trained for "
+            f"{escape_controls(', '.join(mismatch['model']))}, and the catalog's classes are "
+            f"now {escape_controls(', '.join(mismatch['catalog']))}: its predictions name only "
+            "its own classes"
+        )
+    return mismatch
 
 
 def _score_files(
