@@ -34,7 +34,7 @@ from db.registry import (
     default_model,
     delete_model,
 )
-from db.runs import process_alive, run_is_live
+from db.runs import process_alive
 from db.settings import get_classes
 
 #: The file a finished model is loaded from, in its folder.
@@ -78,7 +78,8 @@ def default_refusal(session: Session, home: Path, model: Model) -> str | None:
 
 def _unfinished(session: Session, model: Model) -> str:
     if model.status == "training":
-        live = model.run_id is not None and run_is_live(session, run_id=model.run_id)
+        run = session.get(Run, model.run_id) if model.run_id is not None else None
+        live = run is not None and run.status == "running" and _may_be_running(run)
         return "is still training" if live else "stopped while training (killed)"
     if model.status == "interrupted":
         return "was interrupted (curator train with its settings finishes it)"
