@@ -1,15 +1,30 @@
 """A training report beside the checkpoint: report.html with PNG plots (loss and accuracy
-curves, confusion matrices, ROC curves), readable offline."""
+curves, confusion matrices, ROC curves), the images of each split by class, and a gallery of
+the test pictures the model got wrong, all readable offline (every picture is a file beside
+the report; nothing is fetched)."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageOps
 
+from classifier.data import Example
+from classifier.images import to_rgb
 from classifier.metrics import roc_curve
+
+#: The gallery shows at most this many of the test pictures a model got wrong, the most
+#: confident first (those say most about what it learned wrongly).
+GALLERY_MAX = 60
+#: The longer side of a gallery thumbnail, in pixels.
+THUMB_PX = 160
+#: The gallery's folder, beside report.html.
+GALLERY = "mistakes"
 
 
 def pyplot() -> Any:
@@ -74,6 +89,107 @@ def plot_roc(curves: dict[str, dict[str, list[Any]]], classes: list[str], path: 
     plt.close(fig)
 
 
+@dataclass(frozen=True)
+class Mistake:
+    """A test picture the model got wrong."""
+
+    image_id: int
+    path: str
+    truth: str
+    predicted: str
+    confidence: float  # the probability it gave its (wrong) class
+
+
+def mistakes_of(
+    examples: Sequence[Example], probs: Sequence[Sequence[float]], classes: Sequence[str]
+) -> list[Mistake]:
+    """The examples whose most likely class is not their label, the most confident first.
+    ``probs`` are the model's, in the order of ``examples`` (the test loader keeps it)."""
+    if len(examples) != len(probs):  # not the same pictures: no gallery rather than a wrong one
+        return []
+    wrong = []
+    for example, p in zip(examples, probs, strict=True):
+        best = int(np.argmax(p))
+        if best != example.label:
+            wrong.append(
+                Mistake(
+                    image_id=example.image_id,
+                    path=example.path,
+                    truth=classes[example.label],
+                    predicted=classes[best],
+                    confidence=float(p[best]),
+                )
+            )
+    return sorted(wrong, key=lambda m: (-m.confidence, m.image_id))
+
+
+def write_thumbnail(source: str, target: Path) -> bool:
+    """A small JPEG of a picture; False when its file cannot be read any more."""
+    try:
+        with Image.open(source) as img:
+            img.draft("RGB", (THUMB_PX, THUMB_PX))
+            small = to_rgb(ImageOps.exif_transpose(img))
+            small.thumbnail((THUMB_PX, THUMB_PX))
+            small.save(target, "JPEG", quality=85)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        target.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def gallery_html(folder: Path, mistakes: list[Mistake], tested: int) -> str:
+    """The gallery's section, its thumbnails written to ``folder/mistakes/``."""
+    if not tested:
+        return ""
+    if not mistakes:
+        return f"<h2>Test pictures it got wrong</h2><p>none of {tested}</p>"
+    (folder / GALLERY).mkdir(exist_ok=True)
+    shown = mistakes[:GALLERY_MAX]
+    figures = []
+    for m in shown:
+        name = f"{GALLERY}/{m.image_id}.jpg"
+        caption = (
+            f"image {m.image_id}<br>true {html.escape(m.truth)}<br>predicted "
+            f"{html.escape(m.predicted)} ({m.confidence:.1%})"
+        )
+        picture = (
+            f'<img src="{name}" alt="{html.escape(f"image {m.image_id}", quote=True)}" '
+            f'title="{html.escape(m.path, quote=True)}">'
+            if write_thumbnail(m.path, folder / name)
+            else '<div class="gone">file unreadable</div>'
+        )
+        figures.append(
+            f'<figure data-image="{m.image_id}" data-true="{html.escape(m.truth, quote=True)}"'
+            f' data-predicted="{html.escape(m.predicted, quote=True)}"'
+            f' data-confidence="{m.confidence:.6f}">{picture}<figcaption>{caption}'
+            "</figcaption></figure>"
+        )
+    more = f", the {len(shown)} most confident shown" if len(shown) < len(mistakes) else ""
+    return (
+        f"<h2>Test pictures it got wrong ({len(mistakes)} of {tested}{more})</h2>"
+        f'<div class="gallery">{"".join(figures)}</div>'
+    )
+
+
+def images_html(counts: dict[str, dict[str, int]], classes: list[str], left_out: int) -> str:
+    """The images each split held, by class, as a table."""
+    splits = list(counts)
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in splits)
+    body = "".join(
+        f"<tr><td>{html.escape(c)}</td>"
+        + "".join(f"<td>{counts[s].get(c, 0)}</td>" for s in splits)
+        + f"<td>{sum(counts[s].get(c, 0) for s in splits)}</td></tr>"
+        for c in classes
+    )
+    totals = [sum(counts[s].values()) for s in splits]
+    total_row = "".join(f"<th>{n}</th>" for n in totals) + f"<th>{sum(totals)}</th>"
+    note = f"<p>left out: {left_out} (file missing or unreadable)</p>" if left_out else ""
+    return (
+        f'<h2>Images</h2><table class="images"><tr><th>class</th>{head}<th>all</th></tr>'
+        f"{body}<tr><th>all</th>{total_row}</tr></table>{note}"
+    )
+
+
 def _row(name: str, m: dict[str, Any]) -> str:
     def fmt(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -95,8 +211,13 @@ def write_report(
     metrics: dict[str, dict[str, Any]],
     curves: dict[str, dict[str, list[Any]]],
     facts: dict[str, Any],
+    counts: dict[str, dict[str, int]] | None = None,
+    left_out: int = 0,
+    mistakes: list[Mistake] | None = None,
 ) -> Path:
-    """Write the plots and report.html into ``folder``; return the report's path."""
+    """Write the plots, the gallery's thumbnails and report.html into ``folder``; return the
+    report's path. ``counts``: images per split and class; ``mistakes``: the test pictures
+    the model got wrong (`mistakes_of`)."""
     plot_curves(history, folder / "curves.png")
     for split in metrics:
         if metrics[split].get("n"):
@@ -121,13 +242,17 @@ def write_report(
     page = f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1100px}}
 table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ccc;padding:4px 10px;
-text-align:left}}img{{margin:6px;max-width:100%}}</style>
+text-align:left}}img{{margin:6px;max-width:100%}}.images td+td{{text-align:right}}
+.gallery{{display:flex;flex-wrap:wrap}}figure{{margin:6px;width:{THUMB_PX + 12}px;font-size:12px}}
+figure img{{margin:0}}.gone{{width:{THUMB_PX}px;height:{THUMB_PX // 2}px;background:#eee}}</style>
 <h1>{html.escape(title)}</h1>
 <table>{fact_rows}</table>
 <h2>Metrics (the best epoch; test is evaluated once, here)</h2>
 <table><tr><th>split</th><th>images</th><th>accuracy</th><th>precision</th><th>recall</th>
 <th>F1</th><th>ROC AUC</th><th>ECE</th><th>loss</th></tr>{rows}</table>
 <div>{images}</div>
+{images_html(counts, classes, left_out) if counts else ""}
+{gallery_html(folder, mistakes or [], int(metrics.get("test", {}).get("n") or 0))}
 """
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")

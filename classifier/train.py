@@ -113,20 +113,44 @@ class FitResult:
 # -- devices and precision -----------------------------------------------------------------
 
 
+#: The kinds of device a model trains and scores on.
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def available_devices() -> list[str]:
+    """The devices of this machine, as --device takes them."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
 def pick_device(name: str) -> torch.device:
+    """The device ``name`` (auto: a CUDA GPU when there is one), or a `TrainingError` that
+    says which devices there are. Called before anything is registered or written, so that
+    a device this machine lacks costs nothing."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    here = f"the devices here: {', '.join(available_devices())}"
     try:
         device = torch.device(name)
-    except RuntimeError as exc:
-        raise TrainingError(f"unknown device {name!r}: {exc}") from None
+    except (RuntimeError, ValueError):
+        raise TrainingError(f"--device {name}: unknown device; {here}") from None
+    if device.type not in DEVICE_KINDS:
+        raise TrainingError(f"--device {name}: curator runs on {', '.join(DEVICE_KINDS)}; {here}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
+        raise TrainingError(f"--device {name}: this machine has no CUDA GPU; {here}")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise TrainingError(
             f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-            "numbered from 0"
+            f"numbered from 0; {here}"
         )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"--device {name}: this machine has no Apple GPU (MPS); {here}")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise TrainingError(f"--device {name}: the CPU is one device, cpu; {here}")
     return device
 
 
@@ -350,6 +374,10 @@ def check_examples(examples: Examples, include_weak: bool) -> None:
         raise TrainingError(f"the train split has no image of {', '.join(lacking)}")
 
 
+#: What a resumed run's starting weights are called when its checkpoint does not name them
+#: (one written before checkpoints did).
+RESUMED_WEIGHTS = "those of the interrupted run (not recorded in its checkpoint)"
+
 #: The state after the newest epoch, then the one before it: a run resumes from the first of
 #: these that loads.
 CHECKPOINTS = ("last.pt", "previous.pt")
@@ -535,7 +563,9 @@ def fit(
     last, checkpoint = folder / "last.pt", find_checkpoint(folder) if resume else None
     if start is None and checkpoint is None:
         start = starting_weights(model_cfg.backbone, cfg.weights, model_cfg.classes)
-    weights = apply_weights(model, *(start or (None, "the interrupted run")))
+    # Resumed, the weights come from the checkpoint, which names the ones the run started
+    # from (read below).
+    weights = apply_weights(model, *(start or (None, RESUMED_WEIGHTS)))
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -571,6 +601,7 @@ def fit(
             if device.type == "cuda" and state.get("cuda_rng"):
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
         first_epoch = resumed_from = state["epoch"] + 1
+        weights = str(state.get("weights") or RESUMED_WEIGHTS)
     stopped_early = False
     forward = wrap(model, group, device)
     try:
@@ -632,6 +663,7 @@ def fit(
                     "best_model": best_state,
                     "stale": stale,
                     "epoch": epoch,
+                    "weights": weights,  # where the run started, for its report after a resume
                     "rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 },

@@ -58,3 +58,17 @@ class LinkedFolder(ExportError):
             f"{path} is a symbolic link; an export writes only into its own folders, so nothing "
             "was changed (export into an empty folder)"
         )
+
+
+class UnusableModel(CuratorError):
+    """A model that cannot be the default: not a finished model of curator train, its file
+    gone, or trained for other classes than the catalog's."""
+
+
+class ModelInUse(CuratorError):
+    """A model that a command running now trains, scores or starts from."""
+
+
+class UnsafeModelFolder(CuratorError):
+    """A model's folder that removing it could reach past: a symbolic link, a folder that is
+    not the model's own under the home's models folder, or one another model's row names."""

@@ -50,18 +50,16 @@ from curator.display import escape_controls
 from curator.errors import CuratorError
 from curator.imaging import describe_non_image
 from curator.ingest import display_path
+from curator.registry import classes_differ
 from curator.runs import tracked_run
 from curator.training import mark_unfinished, record_result, register_model
 from db.catalog import Catalog
 from db.images import ACTIVE
 from db.models import Image, Model, Prediction
 from db.predictions import prediction_row, replace_predictions
-from db.registry import get_model, update_model
+from db.registry import CROSS_FIT, SCORING, get_model, update_model
+from db.settings import get_classes
 
-#: Status of the models trained by cross-fitting: registered, never the default model.
-CROSS_FIT = "cross-fit"
-#: A cross-fit model trained, scoring its held-out fold.
-SCORING = "scoring"
 #: Rows written per catalog transaction.
 WRITE_EVERY = 256
 
@@ -109,6 +107,23 @@ def load_registered(
         network=network,
         folder=path.parent,
     )
+
+
+def class_mismatch(catalog: Catalog, model: LoadedModel) -> dict[str, list[str]] | None:
+    """The model's classes and the catalog's, when they are not the same names (the catalog's
+    were changed after it trained); None when they are.
+
+    Its predictions are still written, and the queues still use them: the uncertain queue
+    ranks by the margin between the model's own two likeliest classes, which still marks the
+    pictures it hesitates on, and the disagree queues count a prediction only where the
+    image's label is one of the model's classes (db/queues.py). Leaving them out would empty
+    the queues while the new classes are being labeled, before a model of them can be
+    trained; the caller warns instead."""
+    with catalog.reading() as session:
+        classes = get_classes(session)
+    if not classes_differ(model.classes, classes):
+        return None
+    return {"model": list(model.classes), "catalog": classes}
 
 
 def describe_failure(path: str, exc: BaseException) -> str:
@@ -604,6 +619,7 @@ def cross_fit(
     models trained with the settings of the base model, each on all folds but one."""
     if folds < 2:
         raise CuratorError("--folds needs at least 2 folds")
+    pick_device(device)  # before any fold model is registered
     with catalog.reading() as session:
         base = get_model(session, ref=base_ref)
         if base.status != "done":

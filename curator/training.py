@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from classifier.data import Examples, catalog_examples
-from classifier.distributed import SINGLE, Group, share
+from classifier.distributed import SINGLE, Group, device_of, share
 from classifier.model import DeepConnection, ModelConfig
-from classifier.report import write_report
+from classifier.report import mistakes_of, write_report
 from classifier.train import (
     FitResult,
     Progress,
@@ -27,6 +27,7 @@ from classifier.train import (
     check_examples,
     find_checkpoint,
     fit,
+    pick_device,
     starting_weights,
     usable_checkpoint,
 )
@@ -71,6 +72,7 @@ def train_model(
             session, home=home, classes=classes, include_weak=cfg.include_weak
         )
     check_examples(examples, cfg.include_weak)  # before anything is registered
+    pick_device(device_of(group, cfg.device))  # likewise: a device this machine lacks
     model_cfg = ModelConfig.from_dict({**model_cfg.as_dict(), "classes": classes})
     config, training = model_cfg.as_dict(), cfg.as_dict()
     if not group.main:
@@ -138,10 +140,13 @@ def train_model(
             "head": f"{model_cfg.head} (levels {list(model_cfg.spp_levels)})",
             "image size": f"{model_cfg.image_size} px, fit by {cfg.fit}",
             "starting weights": result.extras["weights"],
+            **(
+                {"resumed": f"after epoch {result.resumed_from - 1}, where a run was interrupted"}
+                if result.resumed_from
+                else {}
+            ),
             "device / precision": f"{result.extras['device']} / {result.extras['precision']}",
             "labels used": "human and weak (query, import)" if cfg.include_weak else "human",
-            "images": {split: sum(c.values()) for split, c in examples.counts().items()},
-            "left out (file missing)": len(examples.missing_files),
             "left out (people disagree)": len(examples.conflicts),
             "best epoch": f"{result.best_epoch} of {len(result.history)}"
             + (" (stopped early)" if result.stopped_early else ""),
@@ -150,6 +155,11 @@ def train_model(
             "batch size": cfg.batch_size,
             "seed": cfg.seed,
         },
+        counts=examples.counts(),
+        left_out=len(examples.missing_files),
+        mistakes=mistakes_of(
+            examples.splits["test"], result.extras["curves"]["test"]["probs"], classes
+        ),
     )
     return TrainOutcome(
         model_id=model_id,

@@ -305,7 +305,9 @@ def _uncertain(
     session: Session, *, limit: int | None, cursor: tuple[float, int] | None
 ) -> list[tuple[int, float]]:
     """The default model's predictions for groups without a human label, smallest margin
-    first, straight from the index on (model, margin, image)."""
+    first, straight from the index on (model, margin, image). A default trained for other
+    classes than the catalog's now still ranks: its margin still marks where it hesitates
+    (curator score warns of the difference; see curator.scoring.class_mismatch)."""
     model = default_model(session)
     if model is None:
         raise QueueUnavailable(_NO_PREDICTIONS.format(name="uncertain"))

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from db.errors import CatalogError
-from db.models import Model, utcnow
+from db.models import Model, Prediction, utcnow
+from db.settings import get_setting, set_setting
 
 DONE = "done"
+#: Status of the models trained by cross-fitting (curator score --folds): registered, never
+#: the default model.
+CROSS_FIT = "cross-fit"
+#: A cross-fit model trained, scoring its held-out fold.
+SCORING = "scoring"
 
 
 class UnknownModel(CatalogError):
@@ -44,24 +50,62 @@ def list_models(session: Session) -> list[Model]:
     return list(session.scalars(select(Model).order_by(Model.id.desc())))
 
 
-def default_model(session: Session) -> Model | None:
-    """The newest finished model, which later commands use unless told otherwise."""
+#: The catalog setting that holds the id of the model chosen with ``curator models
+#: --default``; absent, the newest finished model is the default.
+DEFAULT_SETTING = "default_model"
+
+
+def chosen_default(session: Session) -> int | None:
+    """The id of the model chosen as the default, if one was (it may be gone since)."""
+    value = get_setting(session, key=DEFAULT_SETTING)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def choose_default(session: Session, model_id: int | None) -> None:
+    """Make ``model_id`` the default until another is chosen (None: the newest finished
+    model again, as each one is trained). The caller checks that the model can score."""
+    set_setting(session, key=DEFAULT_SETTING, value=model_id)
+
+
+def newest_finished(session: Session) -> Model | None:
     return session.scalars(
         select(Model).where(Model.status == DONE).order_by(Model.id.desc()).limit(1)
     ).first()
 
 
+def default_model(session: Session) -> Model | None:
+    """The model that scoring, the uncertain queue and Grad-CAM use unless told otherwise.
+
+    The rule: the model chosen with ``curator models --default N``, which a model trained
+    later does not replace; with none chosen (or once the chosen one is removed), the newest
+    finished model, so that each new training run takes over. Only a finished model of
+    ``curator train`` is ever the default: never one that failed, was interrupted or is still
+    training, nor a cross-fit fold model.
+    """
+    chosen = chosen_default(session)
+    if chosen is not None:
+        model = session.get(Model, chosen)
+        if model is not None and model.status == DONE:
+            return model
+    return newest_finished(session)
+
+
 def get_model(session: Session, *, ref: int | None = None) -> Model:
-    """A model by id, or the newest finished one."""
-    if ref is None:
-        model = session.scalars(
-            select(Model).where(Model.status == DONE).order_by(Model.id.desc()).limit(1)
-        ).first()
-    else:
-        model = session.get(Model, ref)
+    """A model by id, or the default one (`default_model`)."""
+    model = default_model(session) if ref is None else session.get(Model, ref)
     if model is None:
         raise UnknownModel(ref)
     return model
+
+
+def delete_model(session: Session, *, model_id: int) -> int:
+    """Delete a model's row and its predictions (their only trace in the catalog: no count is
+    kept of them), and un-choose it as the default; return how many predictions went."""
+    gone = session.execute(delete(Prediction).where(Prediction.model_id == model_id)).rowcount
+    session.execute(delete(Model).where(Model.id == model_id))
+    if chosen_default(session) == model_id:
+        choose_default(session, None)
+    return int(gone or 0)
 
 
 #: Training settings that change how fast a model trains, never what it learns.

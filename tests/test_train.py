@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bs4 import BeautifulSoup
 from PIL import Image
 
 from classifier import train as train_mod
 from classifier.metrics import classification_metrics, expected_calibration_error, roc_auc
 from classifier.model import DeepConnection, ModelConfig
 from classifier.train import load_model
+from tests.sql import rows
 
 FAST = [
     "--backbone",
@@ -158,6 +160,19 @@ def test_an_interrupted_run_resumes(cli, toy, monkeypatch):
     assert report["resumed_from"] == 2 and report["epochs"] == 3
     assert json.loads(cli("models", "--json").stdout)[0]["status"] == "done"
     assert len(json.loads(cli("models", "--json").stdout)) == 1  # the same model, finished
+    # The report and the model file name the weights the run started from, not the
+    # checkpoint it resumed from.
+    folder = Path(report["folder"])
+    assert load_model(folder / "model.pt")[1]["weights"] == "random initialisation"
+    facts = {
+        tr.th.get_text(): tr.td.get_text()
+        for tr in BeautifulSoup((folder / "report.html").read_text(), "html.parser").select(
+            "table tr"
+        )
+        if tr.th is not None and tr.td is not None
+    }
+    assert facts["starting weights"] == "random initialisation"
+    assert facts["resumed"] == "after epoch 1, where a run was interrupted"
     # The resumed model is the model an uninterrupted run trains, bit for bit: data order,
     # augmentation and dropout all go on where they stopped.
     whole = json.loads(cli("train", *FAST, "--restart", "--json").stdout)
@@ -176,6 +191,22 @@ def test_clear_errors(cli, home, tmp_path, monkeypatch):
     assert "a classifier needs at least two classes" in result.stderr
     result = cli("train", *FAST, "--backbone", "vgg")
     assert result.exit_code == 1 and "--backbone 'vgg'" in result.stderr
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(cli, toy):
+    """No CUDA GPU and no Apple GPU here (a machine that has one skips those): refused in one
+    line that names the devices there are, with no model row, folder or run written."""
+    devices = ["cuda:99", "tpu", "cpu:1"]
+    devices += [] if torch.cuda.is_available() else ["cuda", "cuda:3"]
+    devices += [] if torch.backends.mps.is_available() else ["mps"]
+    for device in devices:
+        result = cli("train", *FAST, "--device", device)
+        assert result.exit_code == 1, (device, result.output)
+        assert result.stderr.count("\n") == 1 and f"--device {device}" in result.stderr
+        assert "the devices here: cpu" in result.stderr, result.stderr
+    assert json.loads(cli("models", "--json").stdout) == []
+    assert not (toy / "models").exists()
+    assert rows("SELECT id FROM runs WHERE kind = 'train'") == []
 
 
 def test_too_few_images_for_a_split(cli, home, tmp_path):

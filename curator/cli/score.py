@@ -33,7 +33,7 @@ def score_command(
         readable=False,
     ),
     model_ref: int | None = typer.Option(
-        None, "--model", help="Model id (default: the newest trained one; see curator models)."
+        None, "--model", help="Model id (default: the default model; see curator models)."
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Write rows to this .csv or .jsonl file (default: stdout)."
@@ -64,7 +64,7 @@ def score_command(
     ),
     batch_size: int = typer.Option(32, min=1, help="Pictures per forward pass."),
     workers: int = typer.Option(2, min=0, help="Processes decoding pictures."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     author: str = typer.Option(default_author(), help="With --add: who the import is for."),
     threshold: int = threshold_option(10),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -109,7 +109,10 @@ def score_command(
             )
             return
         model = load_registered(catalog, settings.home, model_ref, device=device)
-        _score_catalog(catalog, settings.home, model, rescore, parts, batch_size, workers, as_json)
+        mismatch = warn_of_classes(catalog, model)
+        _score_catalog(
+            catalog, settings.home, model, rescore, parts, batch_size, workers, as_json, mismatch
+        )
         return
     from curator.importer import collect_inputs
     from curator.video import VIDEO_SUFFIXES
@@ -128,7 +131,7 @@ def score_command(
     if videos and not out_dir.is_dir():
         fail(f"no such folder: {out_dir}")
     model = load_registered(catalog, settings.home, model_ref, device=device)
-    summary: dict[str, Any] = {"model": model.id}
+    summary: dict[str, Any] = {"model": model.id, "class_mismatch": warn_of_classes(catalog, model)}
     # A folder of videos alone writes no empty table of pictures, unless one was asked for.
     if inputs is not None and (inputs.files or not inputs.others or out is not None or add):
         summary["files"] = _score_files(
@@ -188,6 +191,7 @@ def _score_catalog(
     batch_size: int,
     workers: int,
     as_json: bool,
+    mismatch: dict[str, list[str]] | None,
 ) -> None:
     from curator.scoring import ScoreProgress, score_catalog
 
@@ -208,7 +212,7 @@ def _score_catalog(
             on_progress=progress,
         )
     if as_json:
-        print_json(counts)
+        print_json({**counts, "class_mismatch": mismatch})
         return
     seconds = time.monotonic() - started
     rate = counts["scored"] / seconds if seconds else 0.0
@@ -225,6 +229,22 @@ def _score_catalog(
             "those out; curator score --folds 5 gives them unbiased predictions"
         )
     stdout.print("next: curator review --queue disagree (or uncertain)")
+
+
+def warn_of_classes(catalog: Any, model: Any) -> dict[str, list[str]] | None:
+    """One line on stderr when the model was trained for other classes than the catalog's
+    (it still scores: see curator.scoring.class_mismatch); the two lists, for --json."""
+    from curator.scoring import class_mismatch
+
+    mismatch = class_mismatch(catalog, model)
+    if mismatch is not None:
+        stderr.print(
+            f"warning: model {model.id} was trained for "
+            f"{escape_controls(', '.join(mismatch['model']))}, and the catalog's classes are "
+            f"now {escape_controls(', '.join(mismatch['catalog']))}: its predictions name only "
+            "its own classes"
+        )
+    return mismatch
 
 
 def _score_files(
@@ -445,10 +465,10 @@ def explain_command(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="A picture file, or a catalog image id or sha256 prefix."),
     model_ref: int | None = typer.Option(
-        None, "--model", help="Model id (default: the newest trained one)."
+        None, "--model", help="Model id (default: the default model; see curator models)."
     ),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for the PNG files."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Show why the model decided: Grad-CAM per class, and the state of activation.

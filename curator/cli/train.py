@@ -38,7 +38,7 @@ def train_command(
         help="Starting weights: imagenet, none, a path to a ResNet state dict, or an earlier "
         "model's model.pt (fine-tuning it after a review round).",
     ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     include_weak: bool = typer.Option(
         False, "--include-weak", help="Also train on query and import labels."
     ),
@@ -87,7 +87,12 @@ def train_command(
     """
     from classifier.distributed import SINGLE, join, leave
     from classifier.errors import TrainingError
+    from classifier.train import pick_device
 
+    try:
+        pick_device(device)  # a device this machine lacks: refused before the catalog is opened
+    except TrainingError as exc:
+        fail(str(exc))
     for value, allowed, option in (
         (backbone, BACKBONES, "--backbone"),
         (head, HEADS, "--head"),
@@ -200,6 +205,12 @@ def _train(
             fail(str(exc))
     if not group.main:
         return  # rank 0 reports
+    from db.registry import chosen_default, default_model
+
+    with catalog.reading() as session:
+        now = default_model(session)
+        default_id = now.id if now is not None else None
+        chosen = default_id is not None and chosen_default(session) == default_id
     result = outcome.result
     test, val = result.metrics["test"], result.metrics["val"]
     if as_json:
@@ -219,6 +230,7 @@ def _train(
                 "images": outcome.counts,
                 "missing_files": outcome.missing_files,
                 "conflicts": outcome.conflicts,
+                "default": default_id,
             }
         )
         return
@@ -240,27 +252,139 @@ def _train(
             "differently (curator review --queue conflicts)"
         )
     stdout.print(f"report: {escape_controls(outcome.report)}")
+    if default_id != outcome.model_id:  # one chosen, or a newer model finished meanwhile
+        why = "chosen with curator models --default" if chosen else "the newest finished one"
+        stdout.print(
+            f"the default stays model {default_id}, {why}; curator models --default "
+            f"{outcome.model_id} makes it this one"
+        )
+
+
+DEFAULT_HELP = (
+    "the default model of curator score, explain, the uncertain queue and the review page's "
+    "Grad-CAM"
+)
 
 
 def models_command(
     ctx: typer.Context,
+    default: str | None = typer.Option(
+        None,
+        "--default",
+        metavar="N|newest",
+        help="Make model N the default until another is chosen: a model trained later does "
+        "not replace it. newest: the newest finished model again, as each is trained.",
+    ),
+    remove: int | None = typer.Option(
+        None,
+        "--remove",
+        metavar="N",
+        help="Remove model N: its row, its predictions and its own folder of files (never "
+        "another model's). Refused while a running command uses it.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the models as JSON."),
 ) -> None:
-    """List the trained models, newest first; the newest finished one is the default.
+    """List the trained models, newest first; choose the default, or remove one.
+
+    The default (marked *) is the model curator score, curator explain, the uncertain queue and
+    the review page's Grad-CAM use when no --model is given: the one chosen with --default N,
+    which a model trained later does not replace; with none chosen, the newest finished one,
+    so that each new training takes over. A model that failed, was interrupted or is still
+    training is never the default, nor a cross-fit fold model, nor one whose file is missing
+    or whose classes are not the catalog's.
 
     Example:
 
         curator models
         curator models --json
+        curator models --default 3
+        curator models --default newest
+        curator models --remove 2
     """
-    from db.registry import list_models
+    settings = settings_of(ctx)
+    if default is not None and remove is not None:
+        fail("--default and --remove: one at a time")
+    catalog = open_settings_catalog(settings)
+    if remove is not None:
+        _remove(catalog, settings.home, remove, as_json)
+        return
+    if default is not None:
+        _choose(catalog, settings.home, default, as_json)
+        if as_json:
+            return
+    _list(catalog, as_json)
 
-    catalog = open_settings_catalog(settings_of(ctx))
+
+def _choose(catalog: Any, home: Path, value: str, as_json: bool) -> None:
+    from curator.registry import follow_newest, set_default
+
+    if value.strip().lower() == "newest":
+        now = follow_newest(catalog)
+        if as_json:
+            print_json({"default": now, "chosen": False})
+        else:
+            newest = f"model {now}" if now is not None else "none yet"
+            stdout.print(f"the default is the newest finished model again: {newest}")
+        return
+    try:
+        model_id = int(value)
+    except ValueError:
+        fail(f"--default {value!r}: a model id (see curator models), or newest")
+    set_default(catalog, home, model_id)
+    if as_json:
+        print_json({"default": model_id, "chosen": True})
+    else:
+        stdout.print(
+            f"model {model_id} is the default now; a model trained later does not replace it "
+            "(curator models --default newest lets the newest take over again)"
+        )
+
+
+def _remove(catalog: Any, home: Path, model_id: int, as_json: bool) -> None:
+    from curator.registry import remove_model
+
+    removal = remove_model(catalog, home, model_id)
+    if as_json:
+        print_json(
+            {
+                "removed": removal.model,
+                "predictions": removal.predictions,
+                "folder": None if removal.folder is None else str(removal.folder),
+                "default": removal.default,
+                "folds_kept": removal.folds,
+                "left": removal.left,
+            }
+        )
+        return
+    files = f"its folder {removal.folder}" if removal.folder else "no folder of files"
+    default = f"model {removal.default}" if removal.default is not None else "none"
+    stdout.print(
+        f"removed model {removal.model}: {removal.predictions} predictions and "
+        f"{escape_controls(files)}; the default is {default}"
+    )
+    if removal.folds:
+        ids = ", ".join(str(i) for i in removal.folds)
+        stdout.print(
+            f"  its cross-fit fold models ({ids}) are kept, with their predictions; "
+            f"curator models --remove {removal.folds[0]} removes one"
+        )
+    for path in removal.left:
+        typer.echo(f"warning: could not delete all of {escape_controls(path)}", err=True)
+
+
+def _list(catalog: Any, as_json: bool) -> None:
+    from db.registry import chosen_default, default_model, list_models
+
     with catalog.reading() as session:
+        default = default_model(session)
+        default_id = default.id if default is not None else None
+        chosen = chosen_default(session) == default_id and default_id is not None
         rows = [
             {
                 "id": m.id,
                 "status": m.status,
+                "default": m.id == default_id,
+                "chosen": chosen and m.id == default_id,
                 "backbone": m.config.get("backbone"),
                 "head": m.config.get("head"),
                 "image_size": m.config.get("image_size"),
@@ -280,21 +404,30 @@ def models_command(
         stdout.print("no models yet: curator train")
         return
     rows = escape_controls_in(rows)  # a catalog's rows, whoever wrote them
-    default = next((r["id"] for r in rows if r["status"] == "done"), None)
     stdout.print(
         f"{'id':>4}  {'status':<11} {'model':<24} {'epochs':>6} {'val acc':>8} "
         f"{'test acc':>8}  created"
     )
     for r in rows:
-        mark = "*" if r["id"] == default else " "
+        mark = "*" if r["default"] else " "
         model = f"{r['backbone']}/{r['head']}@{r['image_size']}"
         stdout.print(
             f"{r['id']:>4}{mark} {r['status']:<11} {model:<24} {r['epochs']:>6} "
             f"{pct(r['val_accuracy']):>8} {pct(r['test_accuracy']):>8}  "
             f"{r['created']}"
         )
-    if default:
-        stdout.print("* the default model of curator score and explain")
+    if default_id is None:
+        stdout.print("no finished model yet: none is the default")
+    elif chosen:
+        stdout.print(
+            f"* {DEFAULT_HELP}: chosen with curator models --default {default_id}, so a model "
+            "trained later does not replace it (--default newest lets the newest take over)"
+        )
+    else:
+        stdout.print(
+            f"* {DEFAULT_HELP}: the newest finished one, so each model trained takes over "
+            "(curator models --default N keeps one)"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -294,13 +294,14 @@ class NoModel(CatalogError):
 
 class Explainer:
     """Grad-CAM for the page's ``e`` key: of the model whose prediction the page shows, or
-    the default model; the last model used stays loaded, figures are cached under the home
-    by model and image."""
+    the default model (the one curator models marks); the last model used stays loaded,
+    figures are cached under the home by model and image."""
 
     def __init__(self, catalog: Catalog, home: Path) -> None:
         self.catalog, self.home = catalog, home
         self.lock = threading.Lock()
         self.loaded: Any = None
+        self.key: tuple[int, Any] | None = None
 
     def _model(self, wanted: int | None) -> Any:
         from curator.scoring import load_registered
@@ -311,8 +312,12 @@ class Explainer:
             if wanted is not None:
                 raise UnknownModel(wanted)
             raise NoModel("no trained model yet: run curator train to see explanations")
-        if self.loaded is None or self.loaded.id != chosen.id:
+        # The same id can name a new model once the newest one was removed (SQLite gives it
+        # again): the time it was registered tells them apart.
+        key = (chosen.id, chosen.created_at)
+        if self.loaded is None or self.key != key:
             self.loaded = load_registered(self.catalog, self.home, chosen.id, device="cpu")
+            self.key = key
         return self.loaded
 
     def png(self, image_id: int, wanted: int | None = None) -> tuple[bytes, int]:

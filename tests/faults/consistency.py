@@ -9,12 +9,14 @@
 - duplicates point at an image that is in the catalog;
 - no run is left `running` by a process that is gone, once a later command has run;
 - the counts the database keeps (tallies) and the group labels kept on the images' rows are
-  what the rows and the label history give when counted again from scratch.
+  what the rows and the label history give when counted again from scratch;
+- every model folder has its model's row, and a model chosen as the default is in the catalog.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -65,6 +67,21 @@ def assert_consistent(home: Path, url: str | None = None, *, interrupted: bool =
     for (label_image,) in rows("SELECT DISTINCT image_id FROM label_events", url):
         assert label_image in ids
     assert_kept_counts_true(url)
+    assert_models_whole(home, url)
+
+
+def assert_models_whole(home: Path, url: str) -> None:
+    """Every folder under models/ belongs to a model of the catalog (hidden ones are a
+    removal's, set aside until it ends), and the model chosen as the default is one."""
+    ids = {model_id for (model_id,) in rows("SELECT id FROM models", url)}
+    models = home / "models"
+    folders = {p.name for p in models.iterdir() if not p.name.startswith(".")} if (
+        models.is_dir()
+    ) else set()  # fmt: skip
+    assert folders <= {str(i) for i in ids}, f"model folders without a row: {folders}"
+    for (value,) in rows("SELECT value FROM settings WHERE key = 'default_model'", url):
+        chosen = json.loads(value) if isinstance(value, str) else value
+        assert chosen is None or chosen in ids, f"the chosen default {chosen} is gone"
 
 
 def assert_kept_counts_true(url: str) -> None:
