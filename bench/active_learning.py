@@ -36,7 +36,7 @@ from sqlalchemy import select  # noqa: E402
 from classifier.model import ModelConfig  # noqa: E402
 from classifier.train import TrainConfig  # noqa: E402
 from curator.config import load_settings  # noqa: E402
-from curator.importer import import_paths  # noqa: E402
+from curator.ingest.importer import import_paths  # noqa: E402
 from curator.scoring import (  # noqa: E402
     RowWriter,
     cross_fit,

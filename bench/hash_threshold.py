@@ -2,7 +2,7 @@
 
 For each photo in a folder (scaled to about 1 MP, as web images are), makes the copies that
 crawls bring back (re-encoded, resized, cropped, brightened, mirrored...), hashes everything
-through curator's own pipeline (curator.imaging.analyze), and prints:
+through curator's own pipeline (curator.ingest.imaging.analyze), and prints:
 
 * per kind of copy: the largest and 95th-percentile Hamming distance to its original, and the
   share caught at each candidate threshold (the smaller of plain and mirror distance, as
@@ -37,7 +37,7 @@ from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curator.imaging import analyze
+from curator.ingest.imaging import analyze
 from curator.synthetic import draw_couple, random_size
 
 CANDIDATES = (4, 6, 8, 10, 12, 14)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 OURS = """
 import sys, time
 from curator.config import load_settings
-from curator.importer import import_paths
+from curator.ingest.importer import import_paths
 from db.catalog import open_catalog
 home, folder, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 settings = load_settings(home=home)

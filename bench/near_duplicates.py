@@ -4,7 +4,7 @@
 
 Makes N random 64-bit hashes plus 1 % planted near copies (1 to `radius` bits flipped), then:
 
-* all pairs within `radius` bits (`curator.hashindex.near_pairs`): time, the process's peak
+* all pairs within `radius` bits (`curator.ingest.hashindex.near_pairs`): time, the process's peak
   memory, and a check that every planted pair was found; beside it, a bare NumPy brute-force
   scan timed on a slice of the rows in the same run and scaled to all pairs;
 * the same with mirror hashes (2N hashes, as `curator dedup` runs);
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curator.hashindex import NearIndex, near_pairs, popcount
+from curator.ingest.hashindex import NearIndex, near_pairs, popcount
 
 
 def peak_rss_mb() -> float:

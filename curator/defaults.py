@@ -5,7 +5,7 @@ from __future__ import annotations
 
 #: Near-duplicate distance in bits of 64; measured by bench/hash_threshold.py (README).
 DEFAULT_THRESHOLD = 10
-#: What an input may be (curator.imaging.Limits).
+#: What an input may be (curator.ingest.imaging.Limits).
 LIMITS = {"max_bytes": 64 * 1024 * 1024, "max_pixels": 80_000_000, "min_side": 32}
 #: The crawl engines (curator.crawl.engines.ENGINES).
 ENGINE_NAMES = ("bing", "google", "baidu", "flickr", "greedy", "urls")

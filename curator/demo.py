@@ -165,7 +165,7 @@ def run_demo(
     progress: ProgressFn = lambda *_a: None,
 ) -> DemoResult:
     from curator.crawl.runner import CrawlOptions, crawl
-    from curator.dedup import DEFAULT_THRESHOLD, apply_plan, plan_dedup
+    from curator.ingest.dedup import DEFAULT_THRESHOLD, apply_plan, plan_dedup
     from curator.localsearch import LocalSearch
     from curator.runs import tracked_run
     from db.catalog import open_catalog
@@ -446,7 +446,7 @@ def _metrics(catalog: Any, model_id: int, ids: list[int], truth: dict[int, Item]
 
 
 def _score_new_photos(home: Path, model: Any, config: DemoConfig) -> dict[str, Any]:
-    from curator.importer import collect_inputs
+    from curator.ingest.importer import collect_inputs
     from curator.scoring import RowWriter, score_files
 
     files = collect_inputs([str(home / "new-photos")]).files

@@ -48,8 +48,8 @@ from classifier.train import (
 from curator import __version__
 from curator.display import escape_controls
 from curator.errors import CuratorError
-from curator.imaging import describe_non_image
-from curator.ingest import display_path
+from curator.ingest.door import display_path
+from curator.ingest.imaging import describe_non_image
 from curator.registry import classes_differ
 from curator.runs import tracked_run
 from curator.training import mark_unfinished, record_result, register_model

@@ -304,7 +304,7 @@ def test_help_defaults_match_the_code_that_uses_them():
 
     from curator import defaults
     from curator.crawl.engines import ENGINES
-    from curator.imaging import Limits
+    from curator.ingest.imaging import Limits
 
     assert asdict(Limits()) == defaults.LIMITS
     assert tuple(ENGINES) == defaults.ENGINE_NAMES

@@ -14,7 +14,7 @@ from curator.config import load_settings
 from curator.crawl import runner
 from curator.crawl.http import FetchPolicy
 from curator.crawl.runner import CrawlOptions, NoNetwork, crawl
-from curator.imaging import Limits
+from curator.ingest.imaging import Limits
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg, hostile_catalogue, page_of
 
 FAST = FetchPolicy(

@@ -23,7 +23,7 @@ from curator.crawl import runner
 from curator.crawl.addresses import AddressGuard, PrivateAddress, why_not_public
 from curator.crawl.http import Fetcher, FetchError, FetchPolicy, new_session
 from curator.crawl.runner import CrawlOptions, crawl
-from curator.imaging import Limits
+from curator.ingest.imaging import Limits
 from curator.localsearch import LocalSearch
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg
 

@@ -24,7 +24,7 @@ from curator.crawl.encoding import (
 )
 from curator.crawl.http import FetchPolicy
 from curator.crawl.runner import CrawlOptions, crawl
-from curator.imaging import Limits
+from curator.ingest.imaging import Limits
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg
 
 CAP = 2_000_000

@@ -11,9 +11,9 @@ import pytest
 
 from curator.config import load_settings
 from curator.display import escape_controls
-from curator.imaging import Limits
-from curator.ingest import Ingestor, prepare_bytes
-from curator.storage import Store
+from curator.ingest.door import Ingestor, prepare_bytes
+from curator.ingest.imaging import Limits
+from curator.ingest.storage import Store
 from db.catalog import open_catalog
 from db.runs import start_run
 from db.settings import set_setting

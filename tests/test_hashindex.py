@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curator.hashindex import NearIndex, near_pairs, near_pairs_cross, popcount
+from curator.ingest.hashindex import NearIndex, near_pairs, near_pairs_cross, popcount
 
 
 def planted(n: int, pairs: int, radius: int, seed: int = 0):

@@ -1,4 +1,4 @@
-"""curator.imaging on real files of every awkward kind."""
+"""curator.ingest.imaging on real files of every awkward kind."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from curator.errors import InvalidImage
-from curator.imaging import HASH_VERSION, Limits, analyze
+from curator.ingest.imaging import HASH_VERSION, Limits, analyze
 from tests import imagefiles as f
 
 
@@ -131,7 +131,7 @@ def test_perceptual_hashes_are_bit_for_bit_imagehash() -> None:
     reference definition."""
     import imagehash
 
-    from curator.imaging import perceptual_hashes
+    from curator.ingest.imaging import perceptual_hashes
 
     def reference(img: Image.Image) -> int:
         grey = img.convert("L").resize((32, 32), Image.Resampling.LANCZOS)

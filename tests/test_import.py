@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from curator.config import load_settings
-from curator.thumbs import ThumbStore
+from curator.ingest.thumbs import ThumbStore
 from tests import imagefiles as f
 from tests.sql import rows as catalog_rows
 

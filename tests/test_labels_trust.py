@@ -13,7 +13,7 @@ import pytest
 from classifier.data import catalog_examples
 from curator.config import load_settings
 from curator.crawl.runner import CrawlOptions, crawl
-from curator.imaging import Limits
+from curator.ingest.imaging import Limits
 from db.catalog import open_catalog
 from tests import imagefiles as f
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from curator.config import load_settings
-from curator.thumbs import ThumbStore
+from curator.ingest.thumbs import ThumbStore
 from db.catalog import open_catalog
 from tests import imagefiles as f
 from tests.review_server import review_client

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import text
 
 from curator.config import load_settings
-from curator.dedup import DEFAULT_THRESHOLD, apply_plan, plan_dedup
-from curator.imaging import Limits
-from curator.importer import import_paths
-from curator.ingest import Ingestor, prepare_file
-from curator.storage import Store
+from curator.ingest.dedup import DEFAULT_THRESHOLD, apply_plan, plan_dedup
+from curator.ingest.door import Ingestor, prepare_file
+from curator.ingest.imaging import Limits
+from curator.ingest.importer import import_paths
+from curator.ingest.storage import Store
 from db.catalog import open_catalog
 from tests import imagefiles as f
 from tests.sql import rows as catalog_rows

@@ -10,7 +10,6 @@ from typing import Any
 import typer
 from sqlalchemy import select
 
-from curator import dedup as dedup_lib
 from curator.cli.common import (
     conflict_note,
     default_author,
@@ -25,8 +24,9 @@ from curator.cli.common import (
 )
 from curator.display import escape_controls, escape_controls_in
 from curator.export import export_csv, export_imagefolder
-from curator.imaging import Limits
-from curator.importer import ImportProgress, import_paths, some_names
+from curator.ingest import dedup as dedup_lib
+from curator.ingest.imaging import Limits
+from curator.ingest.importer import ImportProgress, import_paths, some_names
 from curator.runs import tracked_run
 from curator.stats import catalog_stats, image_details
 from db.catalog import display_url

@@ -119,7 +119,7 @@ def crawl_command(
     """
     from curator.crawl.http import FetchPolicy
     from curator.crawl.runner import CrawlOptions, crawl
-    from curator.imaging import Limits
+    from curator.ingest.imaging import Limits
 
     settings = settings_of(ctx)
     options = CrawlOptions(

@@ -22,7 +22,7 @@ from curator.cli.common import (
     threshold_option,
 )
 from curator.display import escape_controls
-from curator.ingest import display_path
+from curator.ingest.door import display_path
 
 
 def score_command(
@@ -114,7 +114,7 @@ def score_command(
             catalog, settings.home, model, rescore, parts, batch_size, workers, as_json, mismatch
         )
         return
-    from curator.importer import collect_inputs
+    from curator.ingest.importer import collect_inputs
     from curator.video import VIDEO_SUFFIXES
 
     fmt = output_format(out, fmt)
@@ -262,7 +262,7 @@ def _score_files(
     workers: int,
     as_json: bool,
 ) -> dict[str, Any]:
-    from curator.importer import import_paths, some_names
+    from curator.ingest.importer import import_paths, some_names
     from curator.scoring import RowWriter, ScoreProgress, open_output, partial_of, score_files
 
     imported = None

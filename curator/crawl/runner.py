@@ -45,12 +45,12 @@ from icrawler.utils import CachedQueue
 from curator.config import Settings
 from curator.crawl.engines import ENGINES, Engine
 from curator.crawl.http import TRANSIENT, Fetcher, FetchError, FetchPolicy, new_session
-from curator.dedup import DEFAULT_THRESHOLD
 from curator.errors import CuratorError
-from curator.imaging import Limits
-from curator.ingest import ADDED, Ingestor, Prepared, StorageError, failure, prepare_bytes
+from curator.ingest.dedup import DEFAULT_THRESHOLD
+from curator.ingest.door import ADDED, Ingestor, Prepared, StorageError, failure, prepare_bytes
+from curator.ingest.imaging import Limits
+from curator.ingest.storage import Store
 from curator.runs import tracked_run
-from curator.storage import Store
 from db.catalog import Catalog, open_catalog
 from db.images import count_added, locator_key, settled_url_keys
 from db.labels import check_author, check_label

@@ -40,12 +40,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from classifier.errors import TrainingError
-from curator.dedup import separate_group, split_off
 from curator.errors import CuratorError
+from curator.ingest.dedup import separate_group, split_off
+from curator.ingest.thumbs import ThumbStore
 from curator.review.guard import LOOPBACK_NAMES, protect
 from curator.review.payload import BadRequest, cursor, id_list, json_body, path_id, row_id
 from curator.stats import image_details
-from curator.thumbs import ThumbStore
 from db.catalog import Catalog
 from db.errors import CatalogBusy, CatalogError, UnknownClass, UnknownImage
 from db.grouplabels import refresh_touched

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from curator.storage import Store
+from curator.ingest.storage import Store
 from tests import imagefiles as f
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg
 from tests.faults.consistency import assert_consistent, assert_no_run_left_running

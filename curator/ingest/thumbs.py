@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from curator.imaging import encode_jpeg, make_thumbnail, to_rgb
+from curator.ingest.imaging import encode_jpeg, make_thumbnail, to_rgb
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS thumbs (sha256 TEXT PRIMARY KEY, jpeg BLOB NOT NULL)"
 

@@ -28,11 +28,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from curator.dedup import load_index, merge_group, near_matches
 from curator.errors import CuratorError, InvalidImage
-from curator.imaging import HASH_VERSION, Analysis, Limits, analyze
-from curator.storage import Store
-from curator.thumbs import ThumbStore
+from curator.ingest.dedup import load_index, merge_group, near_matches
+from curator.ingest.imaging import HASH_VERSION, Analysis, Limits, analyze
+from curator.ingest.storage import Store
+from curator.ingest.thumbs import ThumbStore
 from db.catalog import Catalog
 from db.images import (
     ACTIVE,
@@ -52,7 +52,7 @@ from db.images import (
 from db.labels import add_label_events, held_label, label_recorded, record_conflict
 from db.models import Image, utcnow
 
-log = logging.getLogger("curator.ingest")
+log = logging.getLogger("curator.ingest.door")
 
 #: Not an outcome stored in a row: the input was already in the catalog exactly like this.
 UNCHANGED = "unchanged"

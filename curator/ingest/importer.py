@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from curator.config import Settings
 from curator.errors import PathNotFound
-from curator.imaging import Limits, warm_up
-from curator.ingest import Ingestor, Prepared, display_path, failure, prepare_file
+from curator.ingest.door import Ingestor, Prepared, display_path, failure, prepare_file
+from curator.ingest.imaging import Limits, warm_up
+from curator.ingest.storage import Store
 from curator.runs import tracked_run
-from curator.storage import Store
 from db.catalog import Catalog
 from db.images import FAILED, locator_key
 from db.labels import check_author, check_label

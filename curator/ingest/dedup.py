@@ -20,8 +20,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, aliased
 
 from curator import defaults
-from curator.hashindex import NearIndex, as_u64, near_pairs
-from curator.imaging import HASH_VERSION
+from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
+from curator.ingest.imaging import HASH_VERSION
 from db.errors import UnknownImage
 from db.images import ACTIVE, DUPLICATE, HashRow, change_image, hash_rows, undo_changes
 from db.models import Image, Separation
