@@ -3,7 +3,7 @@
     python bench/score_throughput.py [--photos DIR] [--images 256] [--backbone resnet34]
                                      [--size 224] [--batch 32] [--workers 2] [--repeat 3]
 
-1. Pipeline: `curator.scoring.score_files`, what `curator score FOLDER --out FILE.csv` runs:
+1. Pipeline: `curator.learn.scoring.score_files`, what `curator score FOLDER --out FILE.csv` runs:
    JPEG files decoded, oriented and fitted in DataLoader worker processes, normalised and
    made channels-last in batches, the model's forward pass (bf16 autocast on a CPU that has
    it), a CSV row per file written and flushed per batch.
@@ -36,7 +36,9 @@ from classifier import images  # noqa: E402
 from classifier.model import DeepConnection, ModelConfig  # noqa: E402
 from classifier.score import Predictor  # noqa: E402
 from classifier.train import pick_device  # noqa: E402
-from curator.scoring import LoadedModel, RowWriter, score_files  # noqa: E402
+from curator.learn.models import LoadedModel  # noqa: E402
+from curator.learn.outputs import RowWriter  # noqa: E402
+from curator.learn.scoring import score_files  # noqa: E402
 
 
 def photos(folder: Path | None, count: int) -> list[str]:

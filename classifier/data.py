@@ -1,10 +1,7 @@
-"""From the catalog to tensors: which images train a model, and how they are shown to it.
+"""From examples to tensors: how the pictures of a split are shown to a model.
 
-Examples are read straight from the catalog: one per near-duplicate group (its active
-representative), labeled with the group's label (see `db.labels.group_labels`): human labels
-only by default, query and import labels too with ``include_weak``; rejected images are left
-out. Each example keeps the catalog's split, assigned per group, so no picture and no near copy
-of it is on both sides of a boundary.
+An example is an image file, its class index and an id; the examples of each split come from
+whoever has them (curator's catalog: `curator.learn.examples`). Nothing here knows a catalog.
 
 Augmentation follows the reference's imgaug pipeline, in torchvision.transforms.v2, applied in
 a random order: flips, crops of up to 10 %, Gaussian blur (sigma up to 0.5, half the time),
@@ -14,27 +11,22 @@ Gaussian noise (up to 0.05 of the range), brightness 0.8-1.2, affine (scale 0.8-
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from classifier import images
-from db.images import ACTIVE, SPLITS
-from db.labels import group_labels
-from db.models import Image
-from db.settings import REJECT
 
+#: The label origins a model learns from: people's only, or weak labels too.
 HUMAN_ONLY = frozenset({"human"})
 WITH_WEAK = frozenset({"human", "import", "query"})
+#: The splits an example can be in.
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -63,40 +55,6 @@ class Examples:
 
     def ids(self) -> dict[str, list[int]]:
         return {split: [e.image_id for e in ex] for split, ex in self.splits.items()}
-
-
-def catalog_examples(
-    session: Session, *, home: Path, classes: list[str], include_weak: bool = False
-) -> Examples:
-    """Every labeled, active image of the catalog as an example of its split."""
-    origins = WITH_WEAK if include_weak else HUMAN_ONLY
-    index = {name: i for i, name in enumerate(classes)}
-    labels = group_labels(session)
-    splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
-    missing: list[int] = []
-    conflicts: list[int] = []
-    rows = session.execute(
-        select(Image.id, Image.path, Image.split, Image.human_conflict)
-        .where(Image.status == ACTIVE)
-        .order_by(Image.id)
-    )
-    for image_id, relpath, split, disputed in rows:
-        label = labels.get(image_id)
-        if label is None or label.origin not in origins or label.label == REJECT:
-            continue
-        if label.label not in index:
-            continue
-        if disputed:  # a label people disagree on teaches nothing until they settle it
-            conflicts.append(image_id)
-            continue
-        path = home / relpath
-        if not os.path.isfile(path):
-            missing.append(image_id)
-            continue
-        splits[split].append(Example(image_id, str(path), index[label.label]))
-    return Examples(
-        classes=list(classes), splits=splits, missing_files=missing, conflicts=conflicts
-    )
 
 
 def normalize() -> v2.Transform:

@@ -274,7 +274,7 @@ def _train(
 ) -> int:
     from classifier.model import ModelConfig
     from classifier.train import Progress, TrainConfig
-    from curator.training import train_model
+    from curator.learn.training import train_model
 
     def on_progress(p: Progress) -> None:
         if p.kind == "step":
@@ -312,7 +312,9 @@ def _pipeline(
     step: Step,
     progress: ProgressFn,
 ) -> None:
-    from curator.scoring import cross_fit, load_registered, score_catalog
+    from curator.learn.crossfit import cross_fit
+    from curator.learn.models import load_registered
+    from curator.learn.scoring import score_catalog
     from db.images import ACTIVE
     from db.labels import group_labels, label_images
     from db.models import Image
@@ -447,7 +449,8 @@ def _metrics(catalog: Any, model_id: int, ids: list[int], truth: dict[int, Item]
 
 def _score_new_photos(home: Path, model: Any, config: DemoConfig) -> dict[str, Any]:
     from curator.ingest.importer import collect_inputs
-    from curator.scoring import RowWriter, score_files
+    from curator.learn.outputs import RowWriter
+    from curator.learn.scoring import score_files
 
     files = collect_inputs([str(home / "new-photos")]).files
     out = home / "new-photos.csv"
@@ -469,7 +472,7 @@ def _score_new_photos(home: Path, model: Any, config: DemoConfig) -> dict[str, A
 def _explain(
     home: Path, model: Any, ids: list[int], truth: dict[int, Item], count: int
 ) -> list[str]:
-    from curator.explaining import write_explanation
+    from curator.learn.explaining import write_explanation
     from db.catalog import open_catalog
     from db.models import Image
 

@@ -307,7 +307,7 @@ def _uncertain(
     """The default model's predictions for groups without a human label, smallest margin
     first, straight from the index on (model, margin, image). A default trained for other
     classes than the catalog's now still ranks: its margin still marks where it hesitates
-    (curator score warns of the difference; see curator.scoring.class_mismatch)."""
+    (curator score warns of the difference; see curator.learn.models.class_mismatch)."""
     model = default_model(session)
     if model is None:
         raise QueueUnavailable(_NO_PREDICTIONS.format(name="uncertain"))

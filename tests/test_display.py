@@ -144,7 +144,7 @@ def test_a_bad_class_name_is_one_line_naming_the_character(cli, home):
 
 
 def test_score_rows_on_a_terminal_are_escaped_and_exact_elsewhere():
-    from curator.scoring import RowWriter
+    from curator.learn.outputs import RowWriter
 
     primary, secondary = os.openpty()
     with open(secondary, "w", encoding="utf-8", closefd=True) as terminal:

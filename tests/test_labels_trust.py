@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from classifier.data import catalog_examples
 from curator.config import load_settings
 from curator.crawl.runner import CrawlOptions, crawl
 from curator.ingest.imaging import Limits
+from curator.learn.examples import catalog_examples
 from db.catalog import open_catalog
 from tests import imagefiles as f
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg

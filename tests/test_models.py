@@ -306,7 +306,7 @@ def test_a_running_model_is_neither_the_default_nor_removable(home, spawn):
 def test_a_removal_killed_midway_is_finished_or_undone_by_the_next(home):
     """A folder set aside by a removal whose process is gone: put back while its model's row
     remains (the removal never committed), deleted once the row is gone (it did)."""
-    from curator.registry import ASIDE, NOTE
+    from curator.learn.registry import ASIDE, NOTE
     from db.models import Model
 
     catalog = open_catalog(url(home))

@@ -735,7 +735,7 @@ def test_ranked_queue_pages_skip_nothing_while_images_are_labeled(scored_home):
 
 
 def test_an_interrupted_output_never_replaces_a_complete_one(tmp_path):
-    from curator.scoring import open_output
+    from curator.learn.outputs import open_output
 
     out = tmp_path / "preds.csv"
     out.write_text("path,predicted\na.jpg,happy\n")
@@ -808,7 +808,7 @@ def test_an_interrupted_folder_scoring_continues_from_its_partial(trained, tmp_p
 
 
 def test_a_partial_of_another_model_is_not_continued(trained, tmp_path):
-    from curator.scoring import open_output
+    from curator.learn.outputs import open_output
 
     blob_picture(30_001, True).save(tmp_path / "a.jpg")
     out = tmp_path / "preds.csv"

@@ -283,7 +283,7 @@ def test_an_earlier_model_is_fine_tuned(cli, toy):
     )
     # Cross-fitting from the fine-tuned model starts its folds where the line started
     # (random weights, the first model's schedule), never from weights that saw a fold.
-    from curator.scoring import root_training
+    from curator.learn.crossfit import root_training
 
     fine_tuned = load_model(Path(second["folder"]) / "model.pt")[1]["training"]
     assert fine_tuned["weights"] == str(earlier) and fine_tuned["lr"] == 0
@@ -309,7 +309,7 @@ def test_a_missing_file_is_left_out_and_reported(cli, toy):
 
 
 def test_a_file_damaged_since_its_import_is_left_out_and_reported(cli, toy):
-    from classifier.data import catalog_examples
+    from curator.learn.examples import catalog_examples
     from db.catalog import open_catalog
 
     catalog = open_catalog(f"sqlite:///{toy / 'catalog.db'}")
@@ -360,8 +360,8 @@ def test_decoded_once_or_on_every_epoch_in_any_worker_the_same_model(cli, toy):
 
 def test_pictures_are_decoded_once_when_they_fit(toy, monkeypatch):
     from classifier import images
-    from classifier.data import catalog_examples
     from classifier.train import TrainConfig, fit
+    from curator.learn.examples import catalog_examples
     from db.catalog import open_catalog
 
     catalog = open_catalog(f"sqlite:///{toy / 'catalog.db'}")

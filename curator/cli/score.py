@@ -87,7 +87,9 @@ def score_command(
         curator score ~/new-photos --add --out predictions.jsonl
         curator score wedding.mp4 --every 2
     """
-    from curator.scoring import load_registered, output_format, parse_shard
+    from curator.learn.models import load_registered
+    from curator.learn.outputs import output_format
+    from curator.learn.scoring import parse_shard
 
     parts = parse_shard(shard) if shard is not None else None
     if parts is not None and (paths or folds):
@@ -115,7 +117,7 @@ def score_command(
         )
         return
     from curator.ingest.importer import collect_inputs
-    from curator.video import VIDEO_SUFFIXES
+    from curator.learn.video import VIDEO_SUFFIXES
 
     fmt = output_format(out, fmt)
     videos = [p for p in paths if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
@@ -193,7 +195,7 @@ def _score_catalog(
     as_json: bool,
     mismatch: dict[str, list[str]] | None,
 ) -> None:
-    from curator.scoring import ScoreProgress, score_catalog
+    from curator.learn.scoring import ScoreProgress, score_catalog
 
     started = time.monotonic()
     with progress_bar(f"scoring with model {model.id}", None) as update:
@@ -233,8 +235,8 @@ def _score_catalog(
 
 def warn_of_classes(catalog: Any, model: Any) -> dict[str, list[str]] | None:
     """One line on stderr when the model was trained for other classes than the catalog's
-    (it still scores: see curator.scoring.class_mismatch); the two lists, for --json."""
-    from curator.scoring import class_mismatch
+    (it still scores: see curator.learn.scoring.class_mismatch); the two lists, for --json."""
+    from curator.learn.models import class_mismatch
 
     mismatch = class_mismatch(catalog, model)
     if mismatch is not None:
@@ -263,7 +265,8 @@ def _score_files(
     as_json: bool,
 ) -> dict[str, Any]:
     from curator.ingest.importer import import_paths, some_names
-    from curator.scoring import RowWriter, ScoreProgress, open_output, partial_of, score_files
+    from curator.learn.outputs import RowWriter, open_output, partial_of
+    from curator.learn.scoring import ScoreProgress, score_files
 
     imported = None
     if add:
@@ -343,7 +346,7 @@ def _score_files(
 def _continued(out: Path | None, made_by: dict[str, Any], files: list[str], as_json: bool) -> Any:
     """The rows of an interrupted run's ``FILE.partial`` that this run keeps (`Kept`), or
     None; says which, unless the output is JSON."""
-    from curator.scoring import kept_rows, partial_of
+    from curator.learn.outputs import kept_rows, partial_of
 
     if out is None or not partial_of(out).exists():
         return None
@@ -369,8 +372,8 @@ def _score_video(
     as_json: bool,
     damaged: list[str],
 ) -> dict[str, Any]:
-    from curator.scoring import ScoreProgress
-    from curator.video import VideoError, score_video, write_frames_csv, write_timeline
+    from curator.learn.scoring import ScoreProgress
+    from curator.learn.video import VideoError, score_video, write_frames_csv, write_timeline
 
     with progress_bar(f"scoring {video.name}", None) as update:
 
@@ -419,7 +422,7 @@ def _cross_fit(
     workers: int,
     as_json: bool,
 ) -> None:
-    from curator.scoring import FoldProgress, cross_fit
+    from curator.learn.crossfit import FoldProgress, cross_fit
 
     with progress_bar("cross-fitting", None) as update:
 
@@ -483,8 +486,8 @@ def explain_command(
         curator explain photo.jpg --out explanations/
         curator explain 3fa9c1 --model 2
     """
-    from curator.explaining import resolve, write_explanation
-    from curator.scoring import load_registered
+    from curator.learn.explaining import resolve, write_explanation
+    from curator.learn.models import load_registered
 
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)

@@ -157,7 +157,7 @@ def _train(
     from classifier.errors import TrainingError
     from classifier.model import ModelConfig
     from classifier.train import Progress, TrainConfig
-    from curator.training import train_model
+    from curator.learn.training import train_model
 
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
@@ -316,7 +316,7 @@ def models_command(
 
 
 def _choose(catalog: Any, home: Path, value: str, as_json: bool) -> None:
-    from curator.registry import follow_newest, set_default
+    from curator.learn.registry import follow_newest, set_default
 
     if value.strip().lower() == "newest":
         now = follow_newest(catalog)
@@ -341,7 +341,7 @@ def _choose(catalog: Any, home: Path, value: str, as_json: bool) -> None:
 
 
 def _remove(catalog: Any, home: Path, model_id: int, as_json: bool) -> None:
-    from curator.registry import remove_model
+    from curator.learn.registry import remove_model
 
     removal = remove_model(catalog, home, model_id)
     if as_json:

@@ -241,3 +241,25 @@ def analyze(data: bytes, limits: Limits | None = None) -> Analysis:
         frames=frames,
         thumbnail=encode_jpeg(thumb),
     )
+
+
+def describe_failure(path: str, exc: BaseException) -> str:
+    """Why a file given to score or explain could not be decoded, in a few words."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too many pixels: {exc}"
+    if isinstance(exc, UnidentifiedImageError):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4096)
+        except OSError as err:
+            return f"unreadable: {err.strerror or err}"
+        return "zero-byte file" if not head else describe_non_image(head)
+    if isinstance(exc, OSError) and "truncated" in str(exc):
+        return "truncated or damaged image"
+    return f"cannot decode: {type(exc).__name__}: {exc}"

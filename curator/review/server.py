@@ -304,7 +304,7 @@ class Explainer:
         self.key: tuple[int, Any] | None = None
 
     def _model(self, wanted: int | None) -> Any:
-        from curator.scoring import load_registered
+        from curator.learn.models import load_registered
 
         with self.catalog.reading() as session:
             chosen = default_model(session) if wanted is None else session.get(Model, wanted)
@@ -323,7 +323,7 @@ class Explainer:
     def png(self, image_id: int, wanted: int | None = None) -> tuple[bytes, int]:
         """The figure, and the id of the model it explains."""
         from classifier.explain import gradcam_figure
-        from curator.explaining import explain_picture, open_picture
+        from curator.learn.explaining import explain_picture, open_picture
 
         with self.lock:  # one explanation at a time: each is a forward and backward pass
             model = self._model(wanted)

@@ -11,7 +11,8 @@ from PIL import ImageOps
 
 from classifier.explain import Explanation, activation_figure, explain, gradcam_figure
 from curator.errors import CuratorError
-from curator.scoring import LoadedModel, describe_failure
+from curator.ingest.imaging import describe_failure
+from curator.learn.models import LoadedModel
 from db.catalog import Catalog
 from db.errors import CatalogError
 from db.images import find_image

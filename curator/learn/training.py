@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from classifier.data import Examples, catalog_examples
+from classifier.data import Examples
 from classifier.distributed import SINGLE, Group, device_of, share
 from classifier.model import DeepConnection, ModelConfig
 from classifier.report import mistakes_of, write_report
@@ -32,6 +32,7 @@ from classifier.train import (
     usable_checkpoint,
 )
 from curator import __version__
+from curator.learn.examples import catalog_examples
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.registry import DONE, create_model, resumable_model, update_model
@@ -62,19 +63,30 @@ def train_model(
     on_note: Callable[[str], None] = lambda _n: None,
     restart: bool = False,
     group: Group = SINGLE,
+    examples: Examples | None = None,
+    recorded: dict[str, Any] | None = None,
+    status: str = DONE,
+    report: bool = True,
 ) -> TrainOutcome:
     """Train on the catalog's labels; register the model and write its report. With several
     processes (``group``, under torchrun), every rank trains and rank 0 alone writes the
-    catalog, the model's files and the report."""
+    catalog, the model's files and the report.
+
+    Cross-fitting trains its fold models through here too: with ``examples`` of its own (the
+    folds), ``recorded`` settings stored beside the recipe (which fold of which model), the
+    ``status`` the finished model takes, and no report."""
     with catalog.reading() as session:
         classes = get_classes(session)
-        examples = catalog_examples(
-            session, home=home, classes=classes, include_weak=cfg.include_weak
-        )
+        if examples is None:
+            examples = catalog_examples(
+                session, home=home, classes=classes, include_weak=cfg.include_weak
+            )
+        else:
+            classes = list(examples.classes)
     check_examples(examples, cfg.include_weak)  # before anything is registered
     pick_device(device_of(group, cfg.device))  # likewise: a device this machine lacks
     model_cfg = ModelConfig.from_dict({**model_cfg.as_dict(), "classes": classes})
-    config, training = model_cfg.as_dict(), cfg.as_dict()
+    config, training = model_cfg.as_dict(), {**cfg.as_dict(), **(recorded or {})}
     if not group.main:
         return _train_beside(catalog, home, model_cfg, cfg, examples, restart, group)
     with catalog.reading() as session:
@@ -122,13 +134,37 @@ def train_model(
         except BaseException as exc:
             mark_unfinished(catalog, model_id, exc)
             raise
-        summary = record_result(catalog, model_id, result, status=DONE)
+        summary = record_result(catalog, model_id, result, status=status)
         run.counts = {
             "model": model_id,
             "best_epoch": result.best_epoch,
             "test_accuracy": summary["test"].get("accuracy"),
         }
-    report = write_report(
+    if not report:
+        return TrainOutcome(model_id, folder, folder / "report.html", result, examples.counts(), 0)
+    written = _write_report(folder, model_id, model_cfg, cfg, result, examples)
+    return TrainOutcome(
+        model_id=model_id,
+        folder=folder,
+        report=written,
+        result=result,
+        counts=examples.counts(),
+        missing_files=len(examples.missing_files),
+        conflicts=len(examples.conflicts),
+    )
+
+
+def _write_report(
+    folder: Path,
+    model_id: int,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    result: FitResult,
+    examples: Examples,
+) -> Path:
+    """The model's report.html: its curves, metrics, facts, images and mistakes."""
+    classes = list(examples.classes)
+    return write_report(
         folder,
         title=f"curator model {model_id}: {model_cfg.backbone} / {model_cfg.head}",
         classes=classes,
@@ -160,15 +196,6 @@ def train_model(
         mistakes=mistakes_of(
             examples.splits["test"], result.extras["curves"]["test"]["probs"], classes
         ),
-    )
-    return TrainOutcome(
-        model_id=model_id,
-        folder=folder,
-        report=report,
-        result=result,
-        counts=examples.counts(),
-        missing_files=len(examples.missing_files),
-        conflicts=len(examples.conflicts),
     )
 
 

@@ -20,7 +20,8 @@ from torchvision.transforms import v2
 
 from classifier import images
 from curator.errors import CuratorError
-from curator.scoring import LoadedModel, ScoreProgress
+from curator.learn.models import LoadedModel
+from curator.learn.scoring import ScoreProgress
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
