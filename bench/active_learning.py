@@ -36,13 +36,13 @@ from sqlalchemy import select  # noqa: E402
 from classifier.model import ModelConfig  # noqa: E402
 from classifier.train import TrainConfig  # noqa: E402
 from curator.config import load_settings  # noqa: E402
+from curator.demo.synthetic import CLASSES, clean_collection, make_collection  # noqa: E402
 from curator.ingest.importer import import_paths  # noqa: E402
 from curator.learn.crossfit import cross_fit  # noqa: E402
 from curator.learn.models import load_registered  # noqa: E402
 from curator.learn.outputs import RowWriter  # noqa: E402
 from curator.learn.scoring import score_catalog, score_files  # noqa: E402
 from curator.learn.training import train_model  # noqa: E402
-from curator.synthetic import CLASSES, clean_collection, make_collection  # noqa: E402
 from db.catalog import Catalog, open_catalog  # noqa: E402
 from db.labels import label_images  # noqa: E402
 from db.models import Source  # noqa: E402

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from classifier.data import Example, Examples  # noqa: E402
 from classifier.model import ModelConfig  # noqa: E402
 from classifier.train import TrainConfig, fit  # noqa: E402
-from curator.synthetic import draw_couple, jpeg_bytes, random_size  # noqa: E402
+from curator.demo.synthetic import draw_couple, jpeg_bytes, random_size  # noqa: E402
 
 
 def make(folder: Path, n: int, seed: int) -> list[Example]:

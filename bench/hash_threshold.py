@@ -19,7 +19,7 @@ palette, the hardest negatives):
     for f in *.deb; do dpkg -x "$f" x; done
     python bench/hash_threshold.py --photos x/usr/share/backgrounds --quadrants
 
-Also run with ``--synthetic N``: N generated couple pictures (curator.synthetic), whose drawn
+Also run with ``--synthetic N``: N generated couple pictures (curator.demo.synthetic), whose drawn
 scenes resemble each other far more than photos do.
 """
 
@@ -37,8 +37,8 @@ from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from curator.demo.synthetic import draw_couple, random_size
 from curator.ingest.imaging import analyze
-from curator.synthetic import draw_couple, random_size
 
 CANDIDATES = (4, 6, 8, 10, 12, 14)
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}

@@ -61,7 +61,7 @@ print(time.perf_counter() - t, len(encodings))
 
 
 def _make(args: tuple[Path, int]) -> None:
-    from curator.synthetic import draw_couple
+    from curator.demo.synthetic import draw_couple
 
     path, seed = args
     rng = random.Random(seed)

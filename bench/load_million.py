@@ -44,12 +44,12 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from curator.config import load_settings  # noqa: E402
+from curator.demo.synthetic import draw_couple  # noqa: E402
 from curator.ingest.dedup import near_matches  # noqa: E402
 from curator.ingest.door import Ingestor, prepare_file  # noqa: E402
 from curator.ingest.imaging import Limits  # noqa: E402
 from curator.ingest.storage import Store  # noqa: E402
 from curator.stats import catalog_stats  # noqa: E402
-from curator.synthetic import draw_couple  # noqa: E402
 from db.catalog import open_catalog  # noqa: E402
 from db.grouplabels import rebuild as rebuild_group_labels  # noqa: E402
 from db.images import split_for  # noqa: E402

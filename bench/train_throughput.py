@@ -199,7 +199,7 @@ def photo_examples(count: int) -> list[Example]:
 
 
 def couple_examples(folder: Path, per_class: int) -> tuple[list[Example], list[Example]]:
-    from curator.synthetic import draw_couple, jpeg_bytes, random_size
+    from curator.demo.synthetic import draw_couple, jpeg_bytes, random_size
 
     rng = random.Random(7)
     examples = []

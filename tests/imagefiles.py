@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from curator.synthetic import draw_couple
+from curator.demo.synthetic import draw_couple
 
 
 def picture(seed: int, size: tuple[int, int] = (320, 240), happy: bool = True) -> Image.Image:

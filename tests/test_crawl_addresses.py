@@ -23,8 +23,8 @@ from curator.crawl import runner
 from curator.crawl.addresses import AddressGuard, PrivateAddress, why_not_public
 from curator.crawl.http import Fetcher, FetchError, FetchPolicy, new_session
 from curator.crawl.runner import CrawlOptions, crawl
+from curator.demo.localsearch import LocalSearch
 from curator.ingest.imaging import Limits
-from curator.localsearch import LocalSearch
 from tests.crawl_server import Behaviour, EngineServer, good_jpeg
 
 POLICY = FetchPolicy(read_timeout=3, deadline=5, retries=1, backoff=0.05, max_bytes=2_000_000)

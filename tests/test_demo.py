@@ -119,7 +119,7 @@ def test_the_local_engine_answers_bad_requests_without_breaking(tmp_path):
     import urllib.error
     import urllib.request
 
-    from curator.localsearch import LocalSearch
+    from curator.demo.localsearch import LocalSearch
 
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "a.jpg").write_bytes(b"\xff\xd8 not much of a picture")

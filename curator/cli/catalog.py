@@ -192,21 +192,7 @@ def dedup_command(
     if undo:
         _undo_dedup(catalog, run_id, as_json)
         return
-    with catalog.reading() as session:
-        plan = dedup_lib.plan_dedup(session, threshold=threshold)
-    summary = {"threshold": threshold, **plan.summary(), "dry_run": dry_run}
-    if not dry_run and plan.changes:
-        with tracked_run(catalog, kind="dedup", params={"threshold": threshold}) as run:
-            ids = sorted(plan.changes)
-            skipped = 0
-            for start in range(0, len(ids), 1000):  # short transactions: imports go on
-                with catalog.writing() as session:
-                    skipped += dedup_lib.apply_plan(
-                        session, plan=plan, image_ids=ids[start : start + 1000], run_id=run.id
-                    )[1]
-            summary["changed_meanwhile"] = skipped
-            run.counts = summary
-            summary["run"] = run.id
+    plan, summary = dedup_lib.run_dedup(catalog, threshold=threshold, dry_run=dry_run)
     if as_json:
         print_json({**summary, "groups_list": plan.groups})
         return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sqlalchemy import or_, select
@@ -22,6 +23,8 @@ from sqlalchemy.orm import Session, aliased
 from curator import defaults
 from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
 from curator.ingest.imaging import HASH_VERSION
+from curator.runs import tracked_run
+from db.catalog import Catalog
 from db.errors import UnknownImage
 from db.images import ACTIVE, DUPLICATE, HashRow, change_image, hash_rows, undo_changes
 from db.models import Image, Separation
@@ -282,6 +285,35 @@ def split_off(session: Session, *, image_id: int, author: str, run_id: int) -> l
             change_image(session, image=rows[other], run_id=run_id, duplicate_of=heir.id)
     session.flush()
     return [image_id, *others]
+
+
+#: Images changed per write transaction: short, so that imports and reviews go on meanwhile.
+APPLY_BATCH = 1000
+
+
+def run_dedup(
+    catalog: Catalog, *, threshold: int = DEFAULT_THRESHOLD, dry_run: bool = False
+) -> tuple[DedupPlan, dict[str, Any]]:
+    """Group the whole catalog's near duplicates and mark them (``curator dedup``): the plan
+    is made from one read, then applied in short transactions as a tracked run; an image
+    that changed meanwhile is left as it is. Returns the plan and its summary (with the run's
+    id, and what changed meanwhile, when something was applied)."""
+    with catalog.reading() as session:
+        plan = plan_dedup(session, threshold=threshold)
+    summary: dict[str, Any] = {"threshold": threshold, **plan.summary(), "dry_run": dry_run}
+    if dry_run or not plan.changes:
+        return plan, summary
+    with tracked_run(catalog, kind="dedup", params={"threshold": threshold}) as run:
+        ids = sorted(plan.changes)
+        skipped = 0
+        for start in range(0, len(ids), APPLY_BATCH):
+            with catalog.writing() as session:
+                chunk = ids[start : start + APPLY_BATCH]
+                skipped += apply_plan(session, plan=plan, image_ids=chunk, run_id=run.id)[1]
+        summary["changed_meanwhile"] = skipped
+        run.counts = dict(summary)
+        summary["run"] = run.id
+    return plan, summary
 
 
 def load_index(session: Session, *, threshold: int) -> NearIndex:

@@ -1,0 +1,442 @@
+"""``curator demo``: the whole job, end to end, on a machine without internet.
+
+1. A generated web: pictures of couples, happy or unhappy, with what crawls bring (exact and
+   near copies, broken files, off-topic pictures, a query's label wrong about one time in ten),
+   and the truth about each, seeded.
+2. A local search engine on 127.0.0.1 (`curator.demo.localsearch`) answering in Bing's format.
+3. The pipeline, through the code a user's commands run: crawl "happy couple" and "unhappy
+   couple" -> dedup -> train round 1 on the weak labels -> score the catalog, cross-fit ->
+   a simulated reviewer (who knows the truth) relabels the top of `disagree`, then of
+   `uncertain`, within a budget -> train round 2 -> score a folder of new photos -> Grad-CAM.
+4. A report: one HTML file with PNG plots, beside the demo catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+from sqlalchemy import select
+
+from curator.config import Settings, load_settings
+from curator.demo.report import write_demo_report
+from curator.demo.setup import (
+    QUERIES,
+    DemoConfig,
+    DemoResult,
+    ProgressFn,
+    Step,
+    check_config,
+    machine_of,
+    prepare_home,
+)
+from curator.demo.synthetic import CLASSES, Item, clean_collection, make_collection
+
+
+class _Clock:
+    def __init__(self, result: DemoResult) -> None:
+        self.result, self.began, self.name = result, time.perf_counter(), ""
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.name:
+            self.result.seconds[self.name] = round(now - self.began, 1)
+        self.name, self.began = name, now
+
+
+def run_demo(
+    home: Path,
+    config: DemoConfig | None = None,
+    *,
+    step: Step = lambda _m: None,
+    progress: ProgressFn = lambda *_a: None,
+) -> DemoResult:
+    from curator.ingest.dedup import run_dedup
+    from db.catalog import open_catalog
+
+    config = config or DemoConfig()
+    check_config(config)
+    prepare_home(home)
+    settings: Settings = load_settings(home=home, db_url=f"sqlite:///{home / 'catalog.db'}")
+    result = DemoResult(home=home, config=asdict(config), machine=machine_of(config.device))
+    clock = _Clock(result)
+    clock.lap("generate")
+    items, results = _generate(home, config, result, step)
+    clock.lap("crawl")
+    _crawl_web(settings, home / "web", results, result, step, progress)
+    catalog = open_catalog(settings.db_url)
+    try:
+        clock.lap("dedup")
+        step("grouping near duplicates over the whole catalog")
+        plan, _summary = run_dedup(catalog)
+        result.dedup = plan.summary()
+        truth = _truth_by_image(catalog, {i.file: i for i in items})
+        _pipeline(catalog, home, config, result, truth, clock, step, progress)
+    finally:
+        catalog.dispose()
+    clock.lap("")
+    result.report = write_demo_report(home, result)
+    return result
+
+
+def _generate(
+    home: Path, config: DemoConfig, result: DemoResult, step: Step
+) -> tuple[list[Item], dict[str, list[str]]]:
+    """The web (and the new photos scored at the end); returns its items and what the search
+    engine lists for each query, in a shuffled order."""
+    web, new_photos = home / "web", home / "new-photos"
+    step(
+        f"generating a web of {config.per_class} couple pictures per search, with copies, "
+        "broken files and wrong labels"
+    )
+    items = make_collection(web, per_class=config.per_class, seed=config.seed, base_size=240)
+    clean_collection(
+        new_photos, per_class=config.new_photos, seed=config.seed + 7919, base_size=240
+    )
+    (new_photos / "truth.json").rename(home / "new-photos-truth.json")
+    kinds = Counter(i.kind.split("-")[0] if i.kind != "exact-duplicate" else "exact" for i in items)
+    result.planted = {
+        "pictures": sum(1 for i in items if i.kind == "original"),
+        "exact": kinds["exact"],
+        "near": kinds["near"],
+        "broken": kinds["broken"],
+        "off_topic": kinds["off"],
+        "wrong_labels": sum(1 for i in items if i.truth and i.truth != i.query),
+    }
+    rng = np.random.default_rng(config.seed)
+    results = {
+        QUERIES[label]: [
+            i.file
+            for i in rng.permutation(np.array([i for i in items if i.query == label], dtype=object))
+        ]
+        for label in CLASSES
+    }
+    return items, results
+
+
+def _crawl_web(
+    settings: Settings,
+    web: Path,
+    results: dict[str, list[str]],
+    result: DemoResult,
+    step: Step,
+    progress: ProgressFn,
+) -> None:
+    """Both searches crawled through curator's own crawl, from the local engine."""
+    from curator.crawl.runner import CrawlOptions, crawl
+    from curator.demo.localsearch import LocalSearch
+
+    with LocalSearch(web, results) as engine:
+        for label in CLASSES:
+            query = QUERIES[label]
+            step(f"crawling {query!r} from a local search engine at {engine.base} (Bing's format)")
+            options = CrawlOptions(
+                engine="bing",
+                max_images=len(results[query]),
+                label=label,
+                author="demo",
+                routes=engine.routes,
+            )
+            counts = crawl(
+                settings,
+                [query],
+                options,
+                on_progress=lambda p, q=query: progress(f"crawling {q!r}", p.added, p.target, ""),
+            )
+            result.crawl[query] = counts[query]
+
+
+def _truth_by_image(catalog: Any, by_file: dict[str, Item]) -> dict[int, Item]:
+    """image id -> the generated item it came from (the first source that added it)."""
+    from db.models import Source
+
+    out: dict[int, Item] = {}
+    with catalog.reading() as session:
+        for image_id, locator in session.execute(
+            select(Source.image_id, Source.locator)
+            .where(Source.image_id.is_not(None))
+            .order_by(Source.id)
+        ):
+            path = unquote(urlsplit(locator).path)
+            if path.startswith("/img/") and image_id not in out:
+                item = by_file.get(path[len("/img/") :])
+                if item is not None:
+                    out[image_id] = item
+    return out
+
+
+def _train(
+    catalog: Any,
+    home: Path,
+    config: DemoConfig,
+    name: str,
+    progress: ProgressFn,
+    start: Path | None = None,
+) -> int:
+    from classifier.model import ModelConfig
+    from classifier.train import Progress, TrainConfig
+    from curator.learn.training import train_model
+
+    def on_progress(p: Progress) -> None:
+        if p.kind == "step":
+            progress(name, p.step, p.steps, f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.3f}")
+
+    outcome = train_model(
+        catalog,
+        home,
+        model_cfg=ModelConfig(backbone=config.backbone, image_size=config.image_size),
+        cfg=TrainConfig(
+            epochs=config.finetune_epochs if start else config.epochs,
+            batch_size=config.batch_size,
+            lr=config.finetune_lr if start else config.lr,
+            patience=config.epochs,  # from scratch, a model can plateau before it learns
+            seed=config.seed,
+            augment="light" if config.weights == "none" else "reference",
+            include_weak=True,
+            weights=str(start) if start else config.weights,
+            device=config.device,
+            workers=config.workers,
+        ),
+        on_progress=on_progress,
+        restart=True,
+    )
+    return outcome.model_id
+
+
+def _pipeline(
+    catalog: Any,
+    home: Path,
+    config: DemoConfig,
+    result: DemoResult,
+    truth: dict[int, Item],
+    clock: _Clock,
+    step: Step,
+    progress: ProgressFn,
+) -> None:
+    from curator.learn.models import load_registered
+    from curator.learn.scoring import score_catalog
+
+    groups, wrong = _noise(catalog, truth, result)
+    clock.lap("round 1")
+    step(
+        f"round 1: training {config.backbone} at {config.image_size} px on the crawl's weak "
+        f"labels ({len(groups)} groups, {len(wrong)} of them wrongly labeled)"
+    )
+    first = _train(catalog, home, config, "training round 1", progress)
+    clock.lap("score and cross-fit")
+    step(f"scoring the catalog with model {first}, then cross-fitting {config.folds} folds")
+    model = load_registered(catalog, home, first, device=config.device)
+    disagree, uncertain = _rank(catalog, home, config, model, progress)
+    _found(result, disagree, wrong)
+    clock.lap("review")
+    chosen = _review(catalog, config, result, truth, len(groups), disagree, uncertain, step)
+    result.review["wrong_labels_fixed"] = len(set(chosen) & wrong)
+    result.review["wrong_labels_left"] = len(wrong - set(chosen))
+
+    clock.lap("round 2")
+    step(f"round 2: fine-tuning model {first} on the corrected labels")
+    second = _train(
+        catalog, home, config, "training round 2", progress, start=model.folder / "model.pt"
+    )
+    model2 = load_registered(catalog, home, second, device=config.device)
+    score_catalog(catalog, home, model2, workers=config.workers)
+    test_ids = [
+        i for i, split in groups.items() if split == "test" and i in truth and truth[i].truth
+    ]
+    for name, model_id in (("round 1", first), ("round 2", second)):
+        result.rounds[name] = {"model": model_id, **_metrics(catalog, model_id, test_ids, truth)}
+
+    clock.lap("new photos")
+    step(f"scoring {2 * config.new_photos} new photos in bulk with model {second}")
+    result.new_photos = _score_new_photos(home, model2, config)
+
+    clock.lap("explain")
+    step(f"Grad-CAM for {config.explain} test images")
+    result.explained = _explain(home, model2, test_ids, truth, config.explain)
+
+
+def _noise(
+    catalog: Any, truth: dict[int, Item], result: DemoResult
+) -> tuple[dict[int, str], set[int]]:
+    """Each group's split, and the groups whose weak label the truth says is wrong."""
+    from db.images import ACTIVE
+    from db.labels import group_labels
+    from db.models import Image
+
+    with catalog.reading() as session:
+        groups = {
+            i: split
+            for i, split in session.execute(
+                select(Image.id, Image.split).where(Image.status == ACTIVE)
+            )
+        }
+        labels = group_labels(session)
+    wrong = {
+        i
+        for i in groups
+        if i in truth and i in labels and labels[i].label != (truth[i].truth or "reject")
+    }
+    result.noise = {"groups": len(groups), "wrong_weak_labels": len(wrong)}
+    return groups, wrong
+
+
+def _rank(
+    catalog: Any, home: Path, config: DemoConfig, model: Any, progress: ProgressFn
+) -> tuple[list[int], list[int]]:
+    """Round 1's predictions, and the folds' out-of-sample ones: the disagree and uncertain
+    queues in their order."""
+    from curator.learn.crossfit import cross_fit
+    from curator.learn.scoring import score_catalog
+    from db.queues import ranking
+
+    score_catalog(
+        catalog,
+        home,
+        model,
+        workers=config.workers,
+        on_progress=lambda p: progress("scoring", p.done, p.total, ""),
+    )
+    cross_fit(
+        catalog,
+        home,
+        base_ref=model.id,
+        folds=config.folds,
+        device=config.device,
+        workers=config.workers,
+        on_progress=lambda p: (
+            progress(f"fold {p.fold + 1}/{p.folds}", p.training.step, p.training.steps, "")
+            if p.training is not None and p.training.kind == "step"
+            else None
+        ),
+    )
+    with catalog.reading() as session:
+        disagree = [i for i, _s in ranking(session, "disagree")]
+        uncertain = [i for i, _s in ranking(session, "uncertain")]
+    return disagree, uncertain
+
+
+def _found(result: DemoResult, disagree: list[int], wrong: set[int]) -> None:
+    """How many of the wrong labels the disagree queue ranks first."""
+    top = disagree[: max(1, round(len(disagree) * 0.1))]
+    result.noise.update(
+        {
+            "ranked_by_disagree": len(disagree),
+            "wrong_in_ranking": len(set(disagree) & wrong),
+            # wrong labels found after each image of the queue, for the report's curve
+            "found_along_queue": np.cumsum([i in wrong for i in disagree]).tolist(),
+            "wrong_in_top_10pct": len(set(top) & wrong),
+            "top_10pct": len(top),
+            "recall_at_10pct": len(set(top) & wrong) / max(len(wrong), 1),
+        }
+    )
+
+
+def _review(
+    catalog: Any,
+    config: DemoConfig,
+    result: DemoResult,
+    truth: dict[int, Item],
+    groups: int,
+    disagree: list[int],
+    uncertain: list[int],
+    step: Step,
+) -> list[int]:
+    """A reviewer who knows the truth decides about the top of disagree, then of uncertain,
+    within the budget; returns the images looked at."""
+    from db.labels import label_images
+
+    budget = round(groups * config.budget)
+    chosen = disagree[: round(budget * config.disagree_share)]
+    from_disagree = len(chosen)
+    seen = set(chosen)
+    for image_id in uncertain:
+        if len(chosen) >= budget:
+            break
+        if image_id not in seen:
+            chosen.append(image_id)
+            seen.add(image_id)
+    step(
+        f"a simulated reviewer who knows the truth looks at {len(chosen)} images: the top of "
+        "the disagree queue, then of uncertain"
+    )
+    decisions: dict[str, list[int]] = {}
+    for image_id in chosen:
+        item = truth.get(image_id)
+        decisions.setdefault(item.truth if item and item.truth else "reject", []).append(image_id)
+    with catalog.writing() as session:
+        for label, ids in decisions.items():
+            label_images(session, image_ids=ids, label=label, author="demo reviewer")
+    result.review = {
+        "budget": budget,
+        "looked_at": len(chosen),
+        "from_disagree": from_disagree,
+        "decisions": {k: len(v) for k, v in decisions.items()},
+    }
+    return chosen
+
+
+def _metrics(catalog: Any, model_id: int, ids: list[int], truth: dict[int, Item]) -> dict[str, Any]:
+    from classifier.metrics import classification_metrics
+    from db.predictions import latest_predictions
+
+    with catalog.reading() as session:
+        found = latest_predictions(session, image_ids=ids, model_id=model_id)
+    ids = [i for i in ids if i in found]
+    probs = np.array([[found[i].probs[c] for c in CLASSES] for i in ids])
+    target = np.array([CLASSES.index(truth[i].truth or "") for i in ids])
+    metrics = classification_metrics(probs, target, list(CLASSES))
+    metrics.pop("per_class", None)
+    return metrics
+
+
+def _score_new_photos(home: Path, model: Any, config: DemoConfig) -> dict[str, Any]:
+    from curator.ingest.importer import collect_inputs
+    from curator.learn.outputs import RowWriter
+    from curator.learn.scoring import score_files
+
+    files = collect_inputs([str(home / "new-photos")]).files
+    out = home / "new-photos.csv"
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        counts = score_files(
+            model, files, RowWriter(fh, "csv", model.classes, False), workers=config.workers
+        )
+    truth = {
+        str(home / "new-photos" / row["file"]): row["truth"]
+        for row in json.loads((home / "new-photos-truth.json").read_text())
+    }
+    import csv
+
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    right = sum(1 for r in rows if r["predicted"] == truth.get(r["path"]))
+    return {**counts, "csv": str(out), "accuracy": right / max(len(rows), 1)}
+
+
+def _explain(
+    home: Path, model: Any, ids: list[int], truth: dict[int, Item], count: int
+) -> list[str]:
+    from curator.learn.explaining import write_explanation
+    from db.catalog import open_catalog
+    from db.models import Image
+
+    out = home / "report"
+    by_class = [[i for i in ids if truth[i].truth == label] for label in CLASSES]
+    picked: list[int] = []
+    for rank in range(max(map(len, by_class), default=0)):  # the classes in turn
+        picked += [group[rank] for group in by_class if rank < len(group)]
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    files: list[str] = []
+    try:
+        with catalog.reading() as session:
+            paths = {i: home / session.get(Image, i).path for i in picked}  # type: ignore[union-attr]
+    finally:
+        catalog.dispose()
+    for image_id in picked[:count]:
+        done = write_explanation(model, f"image-{image_id}", paths[image_id], out)
+        files.append(str(done.files[done.explanation.predicted].relative_to(out)))
+    return files
