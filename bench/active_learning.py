@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import select  # noqa: E402
 
+from classifier.config import Machine, TrainConfig  # noqa: E402
 from classifier.model import ModelConfig  # noqa: E402
-from classifier.train import TrainConfig  # noqa: E402
 from curator.config import load_settings  # noqa: E402
 from curator.demo.synthetic import CLASSES, clean_collection, make_collection  # noqa: E402
 from curator.ingest.importer import import_paths  # noqa: E402
@@ -87,8 +87,8 @@ def train(catalog: Catalog, home: Path, args: argparse.Namespace, start: Path | 
             augment="light",
             include_weak=True,
             weights=str(start) if start else "none",
-            workers=2,
         ),
+        machine=Machine(workers=2),
     )
     return outcome.model_id
 

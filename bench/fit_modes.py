@@ -21,9 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from classifier.config import TrainConfig  # noqa: E402
 from classifier.data import Example, Examples  # noqa: E402
 from classifier.model import ModelConfig  # noqa: E402
-from classifier.train import TrainConfig, fit  # noqa: E402
+from classifier.train import fit  # noqa: E402
 from curator.demo.synthetic import draw_couple, jpeg_bytes, random_size  # noqa: E402
 
 
@@ -59,14 +60,13 @@ def main() -> None:
             for seed in range(args.seeds):
                 with tempfile.TemporaryDirectory() as out:
                     r = fit(
-                        model_cfg=ModelConfig(backbone="resnet18", image_size=args.size),
+                        model_cfg=ModelConfig(backbone="resnet18", image_size=args.size, fit=how),
                         cfg=TrainConfig(
                             epochs=args.epochs,
                             batch_size=16,  # from scratch, steps decide: 32 at 3e-3
                             lr=2e-3,  # sat on the plateau for one seed of pad in 8 epochs
                             weights="none",
                             augment="light",
-                            fit=how,
                             seed=seed,
                             patience=args.epochs,
                             warmup_epochs=0.5,

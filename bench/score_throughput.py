@@ -33,9 +33,9 @@ import torch  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from classifier import images  # noqa: E402
+from classifier.device import pick_device  # noqa: E402
 from classifier.model import DeepConnection, ModelConfig  # noqa: E402
 from classifier.score import Predictor  # noqa: E402
-from classifier.train import pick_device  # noqa: E402
 from curator.learn.models import LoadedModel  # noqa: E402
 from curator.learn.outputs import RowWriter  # noqa: E402
 from curator.learn.scoring import score_files  # noqa: E402

@@ -39,6 +39,7 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
+from classifier.config import Machine, TrainConfig  # noqa: E402
 from classifier.data import (  # noqa: E402
     CatalogDataset,
     Example,
@@ -47,14 +48,9 @@ from classifier.data import (  # noqa: E402
     normalize,
     normalize_batch,
 )
+from classifier.device import autocast_dtype, pick_device  # noqa: E402
 from classifier.model import DeepConnection, ModelConfig  # noqa: E402
-from classifier.train import (  # noqa: E402
-    TrainConfig,
-    autocast_dtype,
-    fit,
-    make_optimizer,
-    pick_device,
-)
+from classifier.train import fit, make_optimizer  # noqa: E402
 
 BATCH = 16
 
@@ -166,9 +162,8 @@ def accuracy(name: str, train, val, epochs, device, workers) -> float:
                     weights="none",
                     augment="light",
                     patience=epochs,
-                    workers=workers,
-                    device=str(device),
                 ),
+                machine=Machine(workers=workers, device=str(device)),
                 examples=Examples(["happy", "unhappy"], {"train": train, "val": val, "test": val}),
                 folder=Path(out),
                 resume=False,

@@ -11,6 +11,7 @@ Gaussian noise (up to 0.05 of the range), brightness 0.8-1.2, affine (scale 0.8-
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from classifier import images
+from classifier.config import Machine, Progress, TrainConfig
+from classifier.distributed import SINGLE, Group
+from classifier.errors import TrainingError
+from classifier.model import ModelConfig
 
 #: The label origins a model learns from: people's only, or weak labels too.
 HUMAN_ONLY = frozenset({"human"})
@@ -304,3 +309,146 @@ def seed_worker(worker_id: int) -> None:
 
 def describe(examples: Examples) -> dict[str, Any]:
     return {"counts": examples.counts(), "missing_files": len(examples.missing_files)}
+
+
+# -- the sets and loaders of a training run ---------------------------------------------------
+
+
+def check_examples(examples: Examples, include_weak: bool) -> None:
+    """Refuse data that cannot train a model, in one sentence that says what to do."""
+    counts = examples.counts()
+    total = sum(sum(c.values()) for c in counts.values())
+    where = "labeled images" + ("" if include_weak else " (with a human label)")
+    if total == 0:
+        hint = "" if include_weak else ", or add --include-weak to use query and import labels"
+        raise TrainingError(f"no {where} to train on: label some with curator review{hint}")
+    present = [name for name in examples.classes if any(c[name] for c in counts.values())]
+    if len(present) < 2:
+        raise TrainingError(
+            f"all {total} {where} are {present[0]!r}: a classifier needs at least two classes"
+        )
+    for split in ("train", "val", "test"):
+        if sum(counts[split].values()) == 0:
+            raise TrainingError(
+                f"the {split} split has no {where} ({total} in all, split 80/10/10 by "
+                "near-duplicate group): label more images"
+            )
+    lacking = [name for name in examples.classes if counts["train"][name] == 0]
+    if lacking:
+        raise TrainingError(f"the train split has no image of {', '.join(lacking)}")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux's MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def cache_budget(machine: Machine) -> int:
+    """Bytes the decoded pictures may take: ``machine.cache_mb``, and never more than half of
+    the memory the system has free."""
+    budget = machine.cache_mb * 2**20
+    free = available_memory()
+    return budget if free is None else min(budget, free // 2)
+
+
+def training_sets(
+    examples: Examples,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    machine: Machine,
+    on_progress: Callable[[Progress], None],
+) -> tuple[CatalogDataset, CatalogDataset, CatalogDataset]:
+    """The train, val and test sets. Train and val, read on every epoch, are decoded once
+    into memory when they fit the cache budget (an epoch then costs only the augmentation);
+    a picture that cannot be decoded is left out and counted with the missing files."""
+    size, fit = model_cfg.image_size, model_cfg.fit
+    names = ("train", "val")
+    cached = [e for name in names for e in examples.splits[name]]
+    pixels: dict[str, torch.Tensor] = {}
+    if cached and pixel_bytes(len(cached), size) <= cache_budget(machine):
+        try:
+            decoded, failed = decode_examples(
+                cached,
+                size=size,
+                fit=fit,
+                workers=machine.workers,
+                on_step=lambda done, total: on_progress(
+                    Progress("decode", 0, cfg.epochs, done, total)
+                ),
+            )
+        except (MemoryError, RuntimeError) as exc:
+            if "memory" not in str(exc).lower() and not isinstance(exc, MemoryError):
+                raise
+            decoded, failed = None, {}  # decode on every epoch instead
+        if decoded is not None:
+            if failed:
+                keep = [i for i in range(len(cached)) if i not in failed]
+                decoded = decoded[keep]
+                examples.missing_files += [cached[i].image_id for i in failed]
+                gone = {cached[i].image_id for i in failed}
+                for name in names:
+                    examples.splits[name] = [
+                        e for e in examples.splits[name] if e.image_id not in gone
+                    ]
+                check_examples(examples, cfg.include_weak)
+            sizes = [len(examples.splits[name]) for name in names]
+            pixels = dict(zip(names, torch.split(decoded, sizes), strict=True))
+    augment = augmentation(cfg.augment)
+    return tuple(  # type: ignore[return-value]
+        CatalogDataset(
+            examples.splits[name],
+            size=size,
+            fit=fit,
+            augment=augment if name == "train" else None,
+            seed=cfg.seed,
+            pixels=pixels.get(name),
+        )
+        for name in ("train", "val", "test")
+    )
+
+
+def loader_for(
+    dataset: CatalogDataset,
+    cfg: TrainConfig,
+    machine: Machine,
+    shuffle: bool,
+    persistent: bool = True,
+    group: Group = SINGLE,
+) -> DataLoader:
+    """A loader that lives for the whole run: its sampler is told the epoch, so worker
+    processes are started once, not once per pass. Pictures already in memory and not
+    augmented need no workers at all. With several processes (``group``), each gets its
+    share of the batches, of ``batch_size / world`` pictures each."""
+    in_memory = dataset.pixels is not None and dataset.augment is None
+    workers = 0 if in_memory else max(0, machine.workers)
+    batch = cfg.batch_size // group.world
+    sampler = EpochSampler(
+        len(dataset), seed=cfg.seed, shuffle=shuffle, rank=group.rank, world=group.world
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        drop_last=shuffle and len(sampler) > batch,
+        num_workers=workers,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=persistent and workers > 0,
+        pin_memory=False,
+    )
+
+
+def at_epoch(loader: DataLoader, epoch: int) -> DataLoader:
+    assert isinstance(loader.sampler, EpochSampler)
+    loader.sampler.set_epoch(epoch)
+    return loader

@@ -17,50 +17,13 @@ dropout as published); in evaluation dropout is off and one pass is the answer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
-HEADS = ("gap", "spp", "spp-pmt")
+from classifier.config import BACKBONES, HEADS, ModelConfig
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    backbone: str = "resnet34"
-    head: str = "spp-pmt"
-    spp_levels: tuple[int, ...] = (8, 4, 2, 1)
-    hidden: int = 100
-    dropout: float = 0.5
-    dropout_samples: int = 8
-    classes: tuple[str, ...] = ("happy", "unhappy")
-    image_size: int = 512
-
-    def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}")
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}")
-        if len(self.classes) < 2:
-            raise ValueError("a classifier needs at least two classes")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain values only, so a checkpoint loads with ``weights_only=True``."""
-        data = asdict(self)
-        data["spp_levels"] = list(self.spp_levels)
-        data["classes"] = list(self.classes)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
-        values["spp_levels"] = tuple(values.get("spp_levels", (8, 4, 2, 1)))
-        values["classes"] = tuple(values.get("classes", ()))
-        return cls(**values)
+__all__ = ["BACKBONES", "HEADS", "DeepConnection", "ModelConfig", "load_backbone_weights"]
 
 
 def _trunk(backbone: str) -> tuple[nn.Module, int]:

@@ -17,8 +17,8 @@ from torchvision.transforms import v2
 
 from classifier import images
 from classifier.data import normalize_batch
+from classifier.device import autocast_dtype
 from classifier.model import DeepConnection
-from classifier.train import autocast_dtype
 
 #: Turns a decoding exception into a few words for the user.
 Describe = Callable[[str, BaseException], str]

@@ -214,7 +214,7 @@ class Model(Base):
     status: Mapped[str] = mapped_column(String(16), default="training", index=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # classifier.model.ModelConfig
-    training: Mapped[dict[str, Any]] = mapped_column(JSON)  # classifier.train.TrainConfig
+    training: Mapped[dict[str, Any]] = mapped_column(JSON)  # classifier.config.TrainConfig
     classes: Mapped[list[str]] = mapped_column(JSON)
     path: Mapped[str] = mapped_column(String(255))  # its folder, relative to the home
     epochs: Mapped[int] = mapped_column(Integer, default=0)

@@ -108,20 +108,15 @@ def delete_model(session: Session, *, model_id: int) -> int:
     return int(gone or 0)
 
 
-#: Training settings that change how fast a model trains, never what it learns.
-SPEED_ONLY = frozenset({"workers", "cache_mb"})
-
-
 def resumable_model(
     session: Session, *, config: dict[str, Any], training: dict[str, Any]
 ) -> Model | None:
-    """The newest unfinished model trained with these settings, if any; settings that change
-    only the speed (`SPEED_ONLY`) may differ."""
+    """The newest unfinished model trained with this config and recipe, if any. Where the
+    run trains and how fast (devices, workers, caches) is no part of the recipe, so it may
+    differ; so may settings a model of an older version stored beside its recipe."""
 
     def same(stored: dict[str, Any]) -> bool:
-        return {k: v for k, v in stored.items() if k not in SPEED_ONLY} == {
-            k: v for k, v in training.items() if k not in SPEED_ONLY
-        }
+        return {k: stored.get(k) for k in training} == training
 
     for model in session.scalars(
         select(Model).where(Model.status.in_(("training", "interrupted"))).order_by(Model.id.desc())

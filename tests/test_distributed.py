@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from classifier.train import load_model
+from classifier.checkpoint import load_model
 from tests.test_train import FAST, toy  # noqa: F401  (the fixture)
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
@@ -43,7 +43,7 @@ def test_two_processes_train_what_one_trains(cli, toy, spawn):  # noqa: F811
     folder = Path(two["folder"])
     assert (folder / "model.pt").is_file() and not (folder / "last.pt").exists()
     meta = load_model(folder / "model.pt")[1]
-    assert meta["training"]["world_size"] == 2 and meta["training"]["batch_size"] == 16
+    assert meta["machine"]["world_size"] == 2 and meta["training"]["batch_size"] == 16
     # Each process saw half of every epoch's batches, 8 pictures at a time: the same global
     # batch and number of steps, so the same learning, within what per-process BatchNorm
     # statistics and dropout change.

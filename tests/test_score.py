@@ -512,8 +512,8 @@ def test_gradcam_follows_its_definition(trained):
     import torch.nn.functional as F
 
     from classifier import images
+    from classifier.checkpoint import load_model
     from classifier.explain import content_box, explain
-    from classifier.train import load_model
 
     model, _state = load_model(trained / "models" / "1" / "model.pt")
     size = 96  # any size works (pyramid pooling); at 96 px the last block is 3 x 3

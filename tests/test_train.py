@@ -14,9 +14,9 @@ from bs4 import BeautifulSoup
 from PIL import Image
 
 from classifier import train as train_mod
+from classifier.checkpoint import load_model
 from classifier.metrics import classification_metrics, expected_calibration_error, roc_auc
 from classifier.model import DeepConnection, ModelConfig
-from classifier.train import load_model
 from tests.sql import rows
 
 FAST = [
@@ -360,7 +360,8 @@ def test_decoded_once_or_on_every_epoch_in_any_worker_the_same_model(cli, toy):
 
 def test_pictures_are_decoded_once_when_they_fit(toy, monkeypatch):
     from classifier import images
-    from classifier.train import TrainConfig, fit
+    from classifier.config import Machine, TrainConfig
+    from classifier.train import fit
     from curator.learn.examples import catalog_examples
     from db.catalog import open_catalog
 
@@ -377,7 +378,8 @@ def test_pictures_are_decoded_once_when_they_fit(toy, monkeypatch):
         opened.clear()
         fit(
             model_cfg=ModelConfig(backbone="resnet18", image_size=48),
-            cfg=TrainConfig(epochs=2, batch_size=16, weights="none", workers=0, cache_mb=cache_mb),
+            cfg=TrainConfig(epochs=2, batch_size=16, weights="none"),
+            machine=Machine(workers=0, cache_mb=cache_mb),
             examples=examples,
             folder=toy / f"fit-{cache_mb}",
             resume=False,

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from classifier.config import BACKBONES, FITS, HEADS, Machine, ModelConfig, TrainConfig
 from curator.cli.common import (
     fail,
     handle_errors,
@@ -19,43 +20,53 @@ from curator.cli.common import (
 )
 from curator.display import escape_controls, escape_controls_in
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
-HEADS = ("gap", "spp", "spp-pmt")
-FITS = ("pad", "crop", "stretch")
+#: The defaults every option shows and falls back to: the settings' own (classifier.config).
+MODEL, RECIPE, MACHINE = ModelConfig(), TrainConfig(), Machine()
+AUGMENTS = ("reference", "light", "none")
 
 
 def train_command(
     ctx: typer.Context,
-    epochs: int = typer.Option(15, min=1, help="Epochs at most (early stopping may end sooner)."),
-    batch_size: int = typer.Option(48, min=1, help="Images per step."),
-    lr: float = typer.Option(3e-4, min=0.0, help="Peak learning rate (AdamW)."),
-    weight_decay: float = typer.Option(0.05, min=0.0, help="Decoupled weight decay."),
-    image_size: int = typer.Option(512, min=32, help="Pictures are fitted to this square."),
-    backbone: str = typer.Option("resnet34", help=f"One of: {', '.join(BACKBONES)}."),
-    head: str = typer.Option("spp-pmt", help=f"One of: {', '.join(HEADS)} (the ablation)."),
+    epochs: int = typer.Option(
+        RECIPE.epochs, min=1, help="Epochs at most (early stopping may end sooner)."
+    ),
+    batch_size: int = typer.Option(RECIPE.batch_size, min=1, help="Images per step."),
+    lr: float = typer.Option(RECIPE.lr, min=0.0, help="Peak learning rate (AdamW)."),
+    weight_decay: float = typer.Option(
+        RECIPE.weight_decay, min=0.0, help="Decoupled weight decay."
+    ),
+    image_size: int = typer.Option(
+        MODEL.image_size, min=32, help="Pictures are fitted to this square."
+    ),
+    backbone: str = typer.Option(MODEL.backbone, help=f"One of: {', '.join(BACKBONES)}."),
+    head: str = typer.Option(MODEL.head, help=f"One of: {', '.join(HEADS)} (the ablation)."),
     weights: str = typer.Option(
-        "imagenet",
+        RECIPE.weights,
         help="Starting weights: imagenet, none, a path to a ResNet state dict, or an earlier "
         "model's model.pt (fine-tuning it after a review round).",
     ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option(MACHINE.device, help="auto, cpu, cuda, cuda:N or mps."),
     include_weak: bool = typer.Option(
-        False, "--include-weak", help="Also train on query and import labels."
+        RECIPE.include_weak, "--include-weak", help="Also train on query and import labels."
     ),
     fit_mode: str = typer.Option(
-        "pad", "--fit", help=f"How a picture becomes a square: {', '.join(FITS)}."
+        MODEL.fit, "--fit", help=f"How a picture becomes a square: {', '.join(FITS)}."
     ),
-    patience: int = typer.Option(3, min=1, help="Epochs without a better val loss to stop."),
-    seed: int = typer.Option(0, help="Seed of weights, data order and augmentation."),
-    workers: int = typer.Option(2, min=0, help="DataLoader processes decoding images."),
+    patience: int = typer.Option(
+        RECIPE.patience, min=1, help="Epochs without a better val loss to stop."
+    ),
+    seed: int = typer.Option(RECIPE.seed, help="Seed of weights, data order and augmentation."),
+    workers: int = typer.Option(
+        MACHINE.workers, min=0, help="DataLoader processes decoding images."
+    ),
     cache_mb: int = typer.Option(
-        2048,
+        MACHINE.cache_mb,
         min=0,
         help="Decode the pictures once and keep them in memory when they fit in this many "
         "MiB (0: decode them on every epoch).",
     ),
     augment: str = typer.Option(
-        "reference", help="Augmentation: reference (the paper's), light, or none."
+        RECIPE.augment, help="Augmentation: reference (the paper's), light, or none."
     ),
     no_amp: bool = typer.Option(False, "--no-amp", help="Train in fp32 (no mixed precision)."),
     restart: bool = typer.Option(
@@ -85,9 +96,9 @@ def train_command(
         curator train --weights ~/.local/share/curator/models/3/model.pt --epochs 5
         torchrun --standalone --nproc-per-node 4 -m curator train --distributed
     """
+    from classifier.device import pick_device
     from classifier.distributed import SINGLE, join, leave
     from classifier.errors import TrainingError
-    from classifier.train import pick_device
 
     try:
         pick_device(device)  # a device this machine lacks: refused before the catalog is opened
@@ -97,7 +108,7 @@ def train_command(
         (backbone, BACKBONES, "--backbone"),
         (head, HEADS, "--head"),
         (fit_mode, FITS, "--fit"),
-        (augment, ("reference", "light", "none"), "--augment"),
+        (augment, AUGMENTS, "--augment"),
     ):
         if value not in allowed:
             fail(f"{option} {value!r}: one of {', '.join(allowed)}")
@@ -112,33 +123,22 @@ def train_command(
         if batch_size % group.world:
             leave()
             fail(f"--batch-size {batch_size} does not split into {group.world} processes")
+    model_cfg = ModelConfig(backbone=backbone, head=head, image_size=image_size, fit=fit_mode)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        patience=patience,
+        seed=seed,
+        augment=augment,
+        include_weak=include_weak,
+        weights=weights,
+        amp=not no_amp,
+    )
+    machine = Machine(device=device, workers=workers, cache_mb=cache_mb)
     try:
-        _train(
-            ctx,
-            group,
-            backbone,
-            head,
-            image_size,
-            weights,
-            as_json,
-            restart,
-            {
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "lr": lr,
-                "weight_decay": weight_decay,
-                "patience": patience,
-                "seed": seed,
-                "fit": fit_mode,
-                "augment": augment,
-                "include_weak": include_weak,
-                "device": device,
-                "workers": workers,
-                "cache_mb": cache_mb,
-                "amp": not no_amp,
-                "world_size": group.world,
-            },
-        )
+        _train(ctx, group, model_cfg, cfg, machine, as_json, restart)
     finally:
         leave()
 
@@ -146,32 +146,25 @@ def train_command(
 def _train(
     ctx: typer.Context,
     group: Any,
-    backbone: str,
-    head: str,
-    image_size: int,
-    weights: str,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    machine: Machine,
     as_json: bool,
     restart: bool,
-    options: dict[str, Any],
 ) -> None:
+    from classifier.config import Progress
     from classifier.errors import TrainingError
-    from classifier.model import ModelConfig
-    from classifier.train import Progress, TrainConfig
     from curator.learn.training import train_model
 
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
-    model_cfg = ModelConfig(backbone=backbone, head=head, image_size=image_size)
-    cfg = TrainConfig(weights=weights, **options)
 
     def started(model_id: int, resumed: int | None, counts: dict) -> None:
         sizes = ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items())
-        what = (
-            f"resuming model {model_id} after epoch {resumed}"
-            if resumed
-            else (f"training model {model_id}")
-        )
-        (typer.echo(f"{what}: {sizes} images", err=True))
+        what = f"resuming model {model_id} after epoch {resumed}" if resumed else (
+            f"training model {model_id}"
+        )  # fmt: skip
+        typer.echo(f"{what}: {sizes} images", err=True)
 
     with progress_bar("training", None) as update:
 
@@ -195,6 +188,7 @@ def _train(
                 settings.home,
                 model_cfg=model_cfg,
                 cfg=cfg,
+                machine=machine,
                 on_progress=progress,
                 on_start=started,
                 on_note=lambda note: typer.echo(f"warning: {escape_controls(note)}", err=True),
@@ -203,8 +197,11 @@ def _train(
             )
         except TrainingError as exc:
             fail(str(exc))
-    if not group.main:
-        return  # rank 0 reports
+    if group.main:  # rank 0 reports
+        _report(catalog, outcome, as_json)
+
+
+def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
     from db.registry import chosen_default, default_model
 
     with catalog.reading() as session:

@@ -179,8 +179,8 @@ def _train(
     progress: ProgressFn,
     start: Path | None = None,
 ) -> int:
+    from classifier.config import Machine, Progress, TrainConfig
     from classifier.model import ModelConfig
-    from classifier.train import Progress, TrainConfig
     from curator.learn.training import train_model
 
     def on_progress(p: Progress) -> None:
@@ -200,9 +200,8 @@ def _train(
             augment="light" if config.weights == "none" else "reference",
             include_weak=True,
             weights=str(start) if start else config.weights,
-            device=config.device,
-            workers=config.workers,
         ),
+        machine=Machine(device=config.device, workers=config.workers),
         on_progress=on_progress,
         restart=True,
     )

@@ -107,7 +107,7 @@ def machine_of(device: str) -> str:
 
     import torch
 
-    from classifier.train import pick_device
+    from classifier.device import pick_device
 
     chosen = pick_device(device)
     if chosen.type == "cuda":
@@ -117,8 +117,9 @@ def machine_of(device: str) -> str:
 
 def check_config(config: DemoConfig) -> None:
     """The device and the starting weights, checked before anything is generated."""
+    from classifier.checkpoint import apply_weights, starting_weights
+    from classifier.device import pick_device
     from classifier.model import DeepConnection, ModelConfig
-    from classifier.train import apply_weights, pick_device, starting_weights
 
     pick_device(config.device)  # each raises a TrainingError that says what to do
     model_cfg = ModelConfig(backbone=config.backbone, image_size=config.image_size, classes=CLASSES)

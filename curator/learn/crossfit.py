@@ -15,10 +15,12 @@ from typing import Any
 import torch
 from sqlalchemy import select
 
-from classifier.data import Example, Examples
+from classifier.checkpoint import FORMAT
+from classifier.config import Machine, Progress, TrainConfig
+from classifier.data import Example, Examples, check_examples
+from classifier.device import pick_device
 from classifier.errors import TrainingError
 from classifier.model import ModelConfig
-from classifier.train import Progress, TrainConfig, check_examples, pick_device
 from curator.errors import CuratorError
 from curator.learn.examples import catalog_examples
 from curator.learn.models import LoadedModel, load_registered
@@ -64,7 +66,7 @@ def root_training(training: dict[str, Any]) -> dict[str, Any]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             break
-        if not isinstance(state, dict) or state.get("format") != "curator-deepconnection-1":
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
             break
         training = dict(state.get("training") or {})
     return training
@@ -109,13 +111,13 @@ def cross_fit(
     training = root_training(training)
     seed = int(training.get("seed", 0))
     outcome = CrossFitOutcome(base=base_id)
-    model_cfg = ModelConfig.from_dict({**config, "classes": classes})
+    model_cfg = ModelConfig.from_dict({**config, "classes": classes}, fit=training.get("fit"))
     plans = _plan_folds(labeled, classes, folds, seed, skip=set(finished))
     for k in range(folds):
         model_id, loaded, held = _fold_model(
             catalog, home, k, folds, seed, labeled, finished.get(k), plans.get(k),
             model_cfg=model_cfg,
-            training={**training, "cross_fit_of": base_id, "device": device},
+            training={**training, "cross_fit_of": base_id},
             device=device,
             on_progress=on_progress,
         )  # fmt: skip
@@ -181,7 +183,10 @@ def _fold_model(
         "fold": k,
         "folds": folds,
     }
-    model_id = _train_fold(catalog, home, model_cfg, fold_training, plan, k, folds, on_progress)
+    model_id = _train_fold(
+        catalog, home, model_cfg, fold_training, plan, k, folds, Machine(device=device),
+        on_progress,
+    )  # fmt: skip
     return model_id, load_registered(catalog, home, model_id, device=device), plan.splits["test"]
 
 
@@ -211,6 +216,10 @@ def _plan_folds(
     return plans
 
 
+#: What a fold model's record says of it besides its recipe: whose fold of how many.
+FOLD_KEYS = ("cross_fit_of", "fold", "folds")
+
+
 def _train_fold(
     catalog: Catalog,
     home: Path,
@@ -219,19 +228,19 @@ def _train_fold(
     examples: Examples,
     k: int,
     folds: int,
+    machine: Machine,
     on_progress: Callable[[FoldProgress], None],
 ) -> int:
     """Fold k's model, through the same steps as `curator train` (register, fit, record,
     mark an interrupted one): its recipe, the fold's examples, which fold it is on record."""
-    known = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{key: v for key, v in training.items() if key in known})
     outcome = train_model(
         catalog,
         home,
         model_cfg=model_cfg,
-        cfg=cfg,
+        cfg=TrainConfig.from_dict(training),
+        machine=machine,
         examples=examples,
-        recorded={key: v for key, v in training.items() if key not in known},
+        recorded={key: training[key] for key in FOLD_KEYS},
         status=SCORING,
         report=False,
         restart=True,

@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from classifier.checkpoint import load_model
+from classifier.device import pick_device
 from classifier.errors import TrainingError
 from classifier.model import DeepConnection
 from classifier.score import Predictor
-from classifier.train import load_model, pick_device
 from curator.errors import CuratorError
 from curator.learn.registry import classes_differ
 from db.catalog import Catalog
@@ -57,7 +58,7 @@ def load_registered(
         id=model_id,
         classes=list(state["classes"]),
         size=int(state["config"]["image_size"]),
-        fit=str(state["training"].get("fit", "pad")),
+        fit=network.config.fit,
         train_ids=frozenset(int(i) for i in state.get("splits", {}).get("train", [])),
         val_ids=frozenset(int(i) for i in state.get("splits", {}).get("val", [])),
         predictor=Predictor(network, target, amp=amp),

@@ -15,22 +15,19 @@ from typing import Any
 
 import torch
 
-from classifier.data import Examples
-from classifier.distributed import SINGLE, Group, device_of, share
-from classifier.model import DeepConnection, ModelConfig
-from classifier.report import mistakes_of, write_report
-from classifier.train import (
-    FitResult,
-    Progress,
-    TrainConfig,
+from classifier.checkpoint import (
     apply_weights,
-    check_examples,
     find_checkpoint,
-    fit,
-    pick_device,
     starting_weights,
     usable_checkpoint,
 )
+from classifier.config import FitResult, Machine, Progress, TrainConfig
+from classifier.data import Examples, check_examples
+from classifier.device import pick_device
+from classifier.distributed import SINGLE, Group, device_of, share
+from classifier.model import DeepConnection, ModelConfig
+from classifier.report import mistakes_of, write_report
+from classifier.train import fit
 from curator import __version__
 from curator.learn.examples import catalog_examples
 from curator.runs import tracked_run
@@ -58,6 +55,7 @@ def train_model(
     *,
     model_cfg: ModelConfig,
     cfg: TrainConfig,
+    machine: Machine | None = None,
     on_progress: Callable[[Progress], None] = lambda _p: None,
     on_start: Callable[[int, int | None, dict[str, Any]], None] = lambda *_a: None,
     on_note: Callable[[str], None] = lambda _n: None,
@@ -75,47 +73,25 @@ def train_model(
     Cross-fitting trains its fold models through here too: with ``examples`` of its own (the
     folds), ``recorded`` settings stored beside the recipe (which fold of which model), the
     ``status`` the finished model takes, and no report."""
-    with catalog.reading() as session:
-        classes = get_classes(session)
-        if examples is None:
+    machine = machine or Machine()
+    if examples is None:
+        with catalog.reading() as session:
+            classes = get_classes(session)
             examples = catalog_examples(
                 session, home=home, classes=classes, include_weak=cfg.include_weak
             )
-        else:
-            classes = list(examples.classes)
     check_examples(examples, cfg.include_weak)  # before anything is registered
-    pick_device(device_of(group, cfg.device))  # likewise: a device this machine lacks
-    model_cfg = ModelConfig.from_dict({**model_cfg.as_dict(), "classes": classes})
-    config, training = model_cfg.as_dict(), {**cfg.as_dict(), **(recorded or {})}
+    pick_device(device_of(group, machine.device))  # likewise: a device this machine lacks
+    model_cfg = ModelConfig.from_dict({**model_cfg.as_dict(), "classes": examples.classes})
+    training = {**cfg.as_dict(), **(recorded or {})}
     if not group.main:
-        return _train_beside(catalog, home, model_cfg, cfg, examples, restart, group)
-    with catalog.reading() as session:
-        earlier = None if restart else resumable_model(session, config=config, training=training)
-        if earlier is not None and earlier.run_id and run_is_live(session, run_id=earlier.run_id):
-            earlier = None  # being trained right now by another process: leave it be
-    # The epoch the run resumes after; a damaged checkpoint is set aside before anything
-    # trusts it.
-    resumed_after = None
-    if earlier is not None:
-        resumed_after, notes = usable_checkpoint(home / earlier.path)
-        for note in notes:
-            on_note(note)
-    start = None
-    if resumed_after is None:
-        # a missing or unfitting weights file fails here, before anything is registered
-        start = starting_weights(model_cfg.backbone, cfg.weights, classes)
-        apply_weights(DeepConnection(model_cfg), *start)
-    with catalog.writing() as session:
-        if earlier is not None:
-            model_id, folder = earlier.id, home / earlier.path
-            update_model(session, model_id=model_id, status="training")
-        else:
-            model_id, folder = register_model(
-                session, home, config=config, training=training, classes=classes
-            )
+        return _train_beside(model_cfg, cfg, machine, examples, restart, group)
+    model_id, folder, resumed_after, start = _register(
+        catalog, home, model_cfg, cfg, training, restart, on_note
+    )
     share(group, (model_id, str(folder)))  # the other ranks wait for this
     on_start(model_id, resumed_after, examples.counts())
-    params = {"model": model_id, "config": config, "training": training}
+    params = {"model": model_id, "config": model_cfg.as_dict(), "training": training}
     with tracked_run(catalog, kind="train", params=params) as run:
         with catalog.writing() as session:
             update_model(session, model_id=model_id, run_id=run.id)
@@ -123,6 +99,7 @@ def train_model(
             result = fit(
                 model_cfg=model_cfg,
                 cfg=cfg,
+                machine=machine,
                 examples=examples,
                 folder=folder,
                 on_progress=lambda p: _progress(catalog, model_id, p, on_progress),
@@ -140,9 +117,9 @@ def train_model(
             "best_epoch": result.best_epoch,
             "test_accuracy": summary["test"].get("accuracy"),
         }
-    if not report:
-        return TrainOutcome(model_id, folder, folder / "report.html", result, examples.counts(), 0)
-    written = _write_report(folder, model_id, model_cfg, cfg, result, examples)
+    written = folder / "report.html"
+    if report:
+        written = _write_report(folder, model_id, model_cfg, cfg, result, examples)
     return TrainOutcome(
         model_id=model_id,
         folder=folder,
@@ -152,6 +129,45 @@ def train_model(
         missing_files=len(examples.missing_files),
         conflicts=len(examples.conflicts),
     )
+
+
+def _register(
+    catalog: Catalog,
+    home: Path,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    training: dict[str, Any],
+    restart: bool,
+    on_note: Callable[[str], None],
+) -> tuple[int, Path, int | None, Any]:
+    """The model to train: the unfinished one trained with the same settings (unless
+    ``restart``), or a new one. Returns its id and folder, the epoch a resumed run goes on
+    after, and the starting weights of a new run (checked before it is registered)."""
+    config = model_cfg.as_dict()
+    with catalog.reading() as session:
+        earlier = None if restart else resumable_model(session, config=config, training=training)
+        if earlier is not None and earlier.run_id and run_is_live(session, run_id=earlier.run_id):
+            earlier = None  # being trained right now by another process: leave it be
+    # The epoch the run resumes after; a damaged checkpoint is set aside before anything
+    # trusts it.
+    resumed_after = None
+    if earlier is not None:
+        resumed_after, notes = usable_checkpoint(home / earlier.path)
+        for note in notes:
+            on_note(note)
+    start = None
+    if resumed_after is None:
+        # a missing or unfitting weights file fails here, before anything is registered
+        start = starting_weights(model_cfg.backbone, cfg.weights, model_cfg.classes)
+        apply_weights(DeepConnection(model_cfg), *start)
+    with catalog.writing() as session:
+        if earlier is not None:
+            update_model(session, model_id=earlier.id, status="training")
+            return earlier.id, home / earlier.path, resumed_after, start
+        model_id, folder = register_model(
+            session, home, config=config, training=training, classes=list(model_cfg.classes)
+        )
+    return model_id, folder, resumed_after, start
 
 
 def _write_report(
@@ -174,7 +190,7 @@ def _write_report(
         facts={
             "backbone": model_cfg.backbone,
             "head": f"{model_cfg.head} (levels {list(model_cfg.spp_levels)})",
-            "image size": f"{model_cfg.image_size} px, fit by {cfg.fit}",
+            "image size": f"{model_cfg.image_size} px, fit by {model_cfg.fit}",
             "starting weights": result.extras["weights"],
             **(
                 {"resumed": f"after epoch {result.resumed_from - 1}, where a run was interrupted"}
@@ -200,10 +216,9 @@ def _write_report(
 
 
 def _train_beside(
-    catalog: Catalog,
-    home: Path,
     model_cfg: ModelConfig,
     cfg: TrainConfig,
+    machine: Machine,
     examples: Examples,
     restart: bool,
     group: Group,
@@ -215,6 +230,7 @@ def _train_beside(
     result = fit(
         model_cfg=model_cfg,
         cfg=cfg,
+        machine=machine,
         examples=examples,
         folder=folder,
         resume=not restart,

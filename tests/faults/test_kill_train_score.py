@@ -16,7 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from classifier.train import load_model
+from classifier.checkpoint import load_model
 from curator.cli import app
 from tests.faults.consistency import assert_consistent, assert_no_run_left_running
 from tests.sql import rows

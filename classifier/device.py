@@ -1,0 +1,56 @@
+"""Where a model runs, and in which precision: the devices of this machine, as ``--device``
+takes them, checked before anything is registered or written."""
+
+from __future__ import annotations
+
+import torch
+
+from classifier.errors import TrainingError
+
+#: The kinds of device a model trains and scores on.
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def available_devices() -> list[str]:
+    """The devices of this machine, as --device takes them."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def pick_device(name: str) -> torch.device:
+    """The device ``name`` (auto: a CUDA GPU when there is one), or a `TrainingError` that
+    says which devices there are. Called before anything is registered or written, so that
+    a device this machine lacks costs nothing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    here = f"the devices here: {', '.join(available_devices())}"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TrainingError(f"--device {name}: unknown device; {here}") from None
+    if device.type not in DEVICE_KINDS:
+        raise TrainingError(f"--device {name}: curator runs on {', '.join(DEVICE_KINDS)}; {here}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: this machine has no CUDA GPU; {here}")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise TrainingError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            f"numbered from 0; {here}"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"--device {name}: this machine has no Apple GPU (MPS); {here}")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise TrainingError(f"--device {name}: the CPU is one device, cpu; {here}")
+    return device
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" else None
