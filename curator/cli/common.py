@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from classifier.errors import TrainingError
-from curator.config import Settings, load_settings
+from curator.config import Layout, Settings, load_settings
 from curator.display import escape_controls
 from curator.errors import BadRows, CuratorError
 from db.catalog import Catalog, open_catalog
@@ -105,7 +105,7 @@ def _home_of(ctx: object) -> Path | None:
 
 def _log_unexpected(exc: BaseException, home: Path | None) -> Path | None:
     try:
-        log = (home or load_settings().home) / "logs" / "errors.log"
+        log = Layout(home or load_settings().home).logs / "errors.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"--- {datetime.now(UTC).isoformat()} curator {' '.join(sys.argv[1:])}\n")

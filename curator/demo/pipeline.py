@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from sqlalchemy import select
 
-from curator.config import Settings, load_settings
+from curator.config import Layout, Settings, load_settings
 from curator.demo.report import write_demo_report
 from curator.demo.setup import (
     QUERIES,
@@ -63,7 +63,7 @@ def run_demo(
     config = config or DemoConfig()
     check_config(config)
     prepare_home(home)
-    settings: Settings = load_settings(home=home, db_url=f"sqlite:///{home / 'catalog.db'}")
+    settings: Settings = load_settings(home=home, db_url=f"sqlite:///{Layout(home).catalog}")
     result = DemoResult(home=home, config=asdict(config), machine=machine_of(config.device))
     clock = _Clock(result)
     clock.lap("generate")
@@ -428,7 +428,7 @@ def _explain(
     picked: list[int] = []
     for rank in range(max(map(len, by_class), default=0)):  # the classes in turn
         picked += [group[rank] for group in by_class if rank < len(group)]
-    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    catalog = open_catalog(f"sqlite:///{Layout(home).catalog}")
     files: list[str] = []
     try:
         with catalog.reading() as session:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from curator.config import Layout
 from db.runs import process_alive
 
 _TEMP = re.compile(r"^\.tmp-(\d+)-[0-9a-f]+$")
@@ -44,14 +45,10 @@ _syncfs = _load_syncfs()
 class Store:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.temp_dir = home / "tmp"
+        self.temp_dir = Layout(home).tmp
         self._dirs: set[Path] = set()
 
-    @staticmethod
-    def image_relpath(sha256: str, ext: str) -> str:
-        # One level of 256 folders, as git does: 4,000 files a folder at a million images,
-        # and far fewer folders to create than two levels for the catalogs most people have.
-        return f"images/{sha256[:2]}/{sha256}.{ext}"
+    image_relpath = staticmethod(Layout.image_relpath)
 
     def path(self, relpath: str) -> Path:
         return self.home / relpath

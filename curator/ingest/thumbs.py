@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from curator.config import Layout
 from curator.ingest.imaging import encode_jpeg, make_thumbnail, to_rgb
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS thumbs (sha256 TEXT PRIMARY KEY, jpeg BLOB NOT NULL)"
@@ -23,7 +24,7 @@ class ThumbStore:
     """Thumbnails by sha256 in ``<home>/thumbs.db``; safe to share between threads."""
 
     def __init__(self, home: Path) -> None:
-        self.path = home / "thumbs.db"
+        self.path = Layout(home).thumbs
         self._local = threading.local()
 
     def _db(self) -> sqlite3.Connection:

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from curator.config import Layout
 from curator.errors import ModelInUse, UnsafeModelFolder, UnusableModel
 from db.catalog import Catalog
 from db.models import Model, Run
@@ -40,7 +41,6 @@ from db.settings import get_classes
 #: The file a finished model is loaded from, in its folder.
 MODEL_FILE = "model.pt"
 #: Where the review page caches each model's Grad-CAM figures, under the home.
-EXPLAIN_CACHE = Path("cache") / "explain"
 #: The name a folder being removed takes first, followed by ``<id>-<pid>``.
 ASIDE = ".removed-"
 #: The note inside a folder set aside: which model's folder it was.
@@ -146,7 +146,7 @@ def remove_model(catalog: Catalog, home: Path, model_id: int) -> Removal:
             ]
             note = {"model": model_id, "created": model.created_at.isoformat()}
             predictions = delete_model(session, model_id=model_id)
-            for path in (folder, home / EXPLAIN_CACHE / str(model_id)):
+            for path in (folder, Layout(home).explain_cache / str(model_id)):
                 if path is not None and os.path.lexists(path):
                     moved.append((path, _set_aside(path, note)))
             default = default_model(session)
@@ -165,10 +165,10 @@ def own_folder(session: Session, home: Path, model: Model) -> Path | None:
     """The model's folder, once it is certain that deleting it deletes this model's files and
     nothing else: ``models/<id>`` under the home, not a symbolic link, and no other model's
     row naming it or a folder in or around it. None when it has no folder."""
-    models = home / "models"
+    models = Layout(home).models
     folder = models / str(model.id)
     where = f"model {model.id}'s folder"
-    if model.path != f"models/{model.id}":
+    if model.path != Layout.model_relpath(model.id):
         raise UnsafeModelFolder(
             f"{where} is recorded as {model.path!r}, not models/{model.id} under the home; "
             "nothing was removed"
@@ -246,7 +246,7 @@ def _delete(path: Path) -> bool:
 def recover_removals(catalog: Catalog, home: Path) -> None:
     """Finish what a removal killed midway left: a folder set aside whose model's row is
     still there goes back (the removal never committed); any other is deleted."""
-    for base in (home / "models", home / EXPLAIN_CACHE):
+    for base in (Layout(home).models, Layout(home).explain_cache):
         for aside in sorted(base.glob(f"{ASIDE}*")) if base.is_dir() else []:
             name, _, pid = aside.name[len(ASIDE) :].rpartition("-")
             if not pid.isdigit() or process_alive(int(pid)):

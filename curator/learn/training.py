@@ -29,6 +29,7 @@ from classifier.model import DeepConnection, ModelConfig
 from classifier.report import mistakes_of, write_report
 from classifier.train import fit
 from curator import __version__
+from curator.config import Layout
 from curator.learn.examples import catalog_examples
 from curator.runs import tracked_run
 from db.catalog import Catalog
@@ -278,7 +279,7 @@ def register_model(
         torch_version=str(torch.__version__),
         curator_version=__version__,
     )
-    row.path = f"models/{row.id}"
+    row.path = Layout.model_relpath(row.id)
     return row.id, home / row.path
 
 

@@ -40,6 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from classifier.errors import TrainingError
+from curator.config import Layout
 from curator.errors import CuratorError
 from curator.ingest.dedup import separate_group, split_off
 from curator.ingest.thumbs import ThumbStore
@@ -327,7 +328,7 @@ class Explainer:
 
         with self.lock:  # one explanation at a time: each is a forward and backward pass
             model = self._model(wanted)
-            cache = self.home / "cache" / "explain" / str(model.id) / f"{image_id}.png"
+            cache = Layout(self.home).explain_cache / str(model.id) / f"{image_id}.png"
             if cache.exists():
                 return cache.read_bytes(), model.id
             with self.catalog.reading() as session:
@@ -350,7 +351,7 @@ def stored_file(home: Path, relpath: str, name: str) -> Path:
     """A stored original's real path, refused when it leads out of the home's images/ (a
     symlink planted there must not serve, or render, any other file)."""
     path = (home / relpath).resolve()
-    if not path.is_relative_to((home / "images").resolve()):
+    if not path.is_relative_to(Layout(home).images.resolve()):
         raise UnknownImage(name)
     return path
 
