@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.errors import AmbiguousImage, UnknownImage
 from db.models import Image, ImageChange, Source, utcnow
@@ -282,3 +282,40 @@ def undo_changes(session: Session, *, run_id: int, undo_run_id: int) -> tuple[in
         )
         reverted += 1
     return reverted, conflicts
+
+
+def image_rows(
+    session: Session,
+    *,
+    split: str | None = None,
+    label: str | None = None,
+    status: str | None = ACTIVE,
+) -> list[Any]:
+    """Images in id order with their group's label (a member carries its representative's),
+    filtered by split, group label and status (None: any)."""
+    rep = aliased(Image)
+    group_label = func.coalesce(rep.label, Image.label)
+    group_origin = func.coalesce(rep.label_origin, Image.label_origin)
+    query = (
+        select(
+            Image.id,
+            Image.sha256,
+            Image.path,
+            Image.split,
+            Image.status,
+            Image.duplicate_of,
+            Image.width,
+            Image.height,
+            group_label.label("label"),
+            group_origin.label("label_origin"),
+        )
+        .outerjoin(rep, rep.id == Image.duplicate_of)
+        .order_by(Image.id)
+    )
+    if split is not None:
+        query = query.where(Image.split == split)
+    if status is not None:
+        query = query.where(Image.status == status)
+    if label is not None:
+        query = query.where(group_label == label)
+    return list(session.execute(query))

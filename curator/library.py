@@ -1,0 +1,285 @@
+"""curator from Python: what the commands do, for a notebook or a script.
+
+    import curator
+
+    catalog = curator.open("~/couples")               # a home folder (CURATOR_HOME if none)
+    catalog.import_paths(["~/Pictures/happy"], label="happy")
+    catalog.dedup()
+    rows = catalog.images(split="train")              # with labels, splits, predictions
+    model = catalog.train(backbone="resnet18", image_size=128, weights="none", epochs=8)
+    catalog.score()                                   # predictions for the review queues
+    catalog.queue("uncertain", limit=20)
+    catalog.close()
+
+Each method is the command of the same name, through the same code: the same checks, the
+same runs on record, the same one-sentence errors (`curator.errors.CuratorError` and
+`db.errors.CatalogError`). Heavy parts (torch, the crawler) load only when a method needs
+them, so ``import curator`` stays quick.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from curator.config import Layout, Settings, load_settings
+from db.catalog import Catalog as Database
+from db.catalog import open_catalog
+
+if TYPE_CHECKING:
+    from curator.learn.training import TrainOutcome
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One image as the catalog knows it. ``label`` is its group's (the one every command
+    goes by); ``predicted``/``confidence`` are the default model's, when it scored it."""
+
+    id: int
+    sha256: str
+    path: Path
+    split: str
+    status: str
+    duplicate_of: int | None
+    width: int
+    height: int
+    label: str | None
+    label_origin: str | None
+    predicted: str | None = None
+    confidence: float | None = None
+
+
+def _author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class Catalog:
+    """A catalog and its home folder (images, thumbnails, models). Use as a context manager,
+    or call `close` when done."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.layout = Layout(settings.home)
+        self.db: Database = open_catalog(settings.db_url)
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __repr__(self) -> str:
+        return f"curator.Catalog({str(self.home)!r})"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def classes(self) -> list[str]:
+        from db.settings import get_classes
+
+        with self.db.reading() as session:
+            return get_classes(session)
+
+    def stats(self) -> dict[str, Any]:
+        """What `curator stats --json` prints."""
+        from curator.stats import catalog_stats
+
+        with self.db.reading() as session:
+            return catalog_stats(session)
+
+    def images(
+        self,
+        *,
+        split: str | None = None,
+        label: str | None = None,
+        status: str | None = "active",
+        model: int | None = None,
+    ) -> list[ImageRow]:
+        """The images (active ones by default; ``status=None`` for duplicates too), with
+        their group's label and the default model's (or ``model``'s) prediction."""
+        from db.images import image_rows
+        from db.predictions import latest_predictions
+        from db.registry import default_model
+
+        with self.db.reading() as session:
+            rows = image_rows(session, split=split, label=label, status=status)
+            chosen = model if model is not None else getattr(default_model(session), "id", None)
+            scored = (
+                latest_predictions(session, image_ids=[r.id for r in rows], model_id=chosen)
+                if chosen is not None and rows
+                else {}
+            )
+        out = []
+        for r in rows:
+            p = scored.get(r.id)
+            out.append(
+                ImageRow(
+                    id=r.id,
+                    sha256=r.sha256,
+                    path=self.home / r.path,
+                    split=r.split,
+                    status=r.status,
+                    duplicate_of=r.duplicate_of,
+                    width=r.width,
+                    height=r.height,
+                    label=r.label,
+                    label_origin=r.label_origin,
+                    predicted=p.predicted if p else None,
+                    confidence=p.confidence if p else None,
+                )
+            )
+        return out
+
+    def show(self, ref: int | str) -> dict[str, Any]:
+        """Everything about one image, as `curator show --json` prints it."""
+        from curator.stats import image_details
+
+        with self.db.reading() as session:
+            return image_details(session, ref=str(ref), home=str(self.home))
+
+    def queue(self, name: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The first images of a review queue, as `curator queue NAME --json` lists them."""
+        from db.queues import review_queue
+
+        with self.db.reading() as session:
+            page = review_queue(session, name=name, limit=limit)
+        return [item.as_dict() for item in page.items]
+
+    def models(self) -> list[dict[str, Any]]:
+        """The registered models, newest first, as `curator models --json` lists them."""
+        from db.registry import default_model, list_models
+
+        with self.db.reading() as session:
+            default = getattr(default_model(session), "id", None)
+            return [
+                {
+                    "id": m.id,
+                    "status": m.status,
+                    "classes": list(m.classes),
+                    "metrics": dict(m.metrics or {}),
+                    "default": m.id == default,
+                    "folder": str(self.home / m.path),
+                }
+                for m in list_models(session)
+            ]
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def import_paths(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        label: str | None = None,
+        relabel: bool = False,
+        author: str | None = None,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """`curator import`: files and folders into the catalog; returns the run's counts."""
+        from curator.ingest.dedup import DEFAULT_THRESHOLD
+        from curator.ingest.importer import import_paths
+
+        return import_paths(
+            self.db,
+            self.settings,
+            [str(Path(p).expanduser()) for p in paths],
+            label=label,
+            relabel=relabel,
+            author=author or _author(),
+            threshold=DEFAULT_THRESHOLD,
+            workers=workers,
+        )
+
+    def crawl(self, queries: Sequence[str], **options: Any) -> dict[str, Any]:
+        """`curator crawl`: ``options`` are `curator.crawl.runner.CrawlOptions` fields
+        (engine, max_images, label, threads, policy...); returns counts per query."""
+        from curator.crawl.runner import CrawlOptions, crawl
+
+        options.setdefault("author", _author())
+        return crawl(self.settings, list(queries), CrawlOptions(**options))
+
+    def dedup(self, *, threshold: int | None = None) -> dict[str, Any]:
+        """`curator dedup`: near-duplicate groups over the whole catalog; returns its summary."""
+        from curator.ingest.dedup import DEFAULT_THRESHOLD, run_dedup
+
+        _plan, summary = run_dedup(self.db, threshold=threshold or DEFAULT_THRESHOLD)
+        return summary
+
+    def label(
+        self, image_ids: Sequence[int], label: str | None, *, author: str | None = None
+    ) -> int:
+        """`curator label`: a person's decision for these images (None withdraws it);
+        returns the number of label events written (a group's members included)."""
+        from db.labels import label_images
+
+        with self.db.writing() as session:
+            events = label_images(
+                session, image_ids=list(image_ids), label=label, author=author or _author()
+            )
+        return len(events)
+
+    # -- models -------------------------------------------------------------------------------
+
+    def train(
+        self,
+        *,
+        restart: bool = True,
+        on_progress: Callable[[Any], None] | None = None,
+        **settings: Any,
+    ) -> TrainOutcome:
+        """`curator train`: ``settings`` are fields of `classifier.config.ModelConfig`
+        (backbone, head, image_size, fit), `TrainConfig` (epochs, batch_size, lr, weights,
+        include_weak, augment...) and `Machine` (device, workers, cache_mb), each in its
+        place. Returns the outcome: the model's id, folder, report and metrics."""
+        from classifier.config import Machine, ModelConfig, TrainConfig
+        from curator.learn.training import train_model
+
+        parts: dict[type, dict[str, Any]] = {ModelConfig: {}, TrainConfig: {}, Machine: {}}
+        for key, value in settings.items():
+            owner = next((c for c in parts if key in c.__dataclass_fields__), None)
+            if owner is None:
+                raise TypeError(f"train() got an unknown setting {key!r}")
+            parts[owner][key] = value
+        return train_model(
+            self.db,
+            self.home,
+            model_cfg=ModelConfig(**parts[ModelConfig]),
+            cfg=TrainConfig(**parts[TrainConfig]),
+            machine=Machine(**parts[Machine]),
+            restart=restart,
+            on_progress=on_progress or (lambda _p: None),
+        )
+
+    def score(
+        self, *, model: int | None = None, rescore: bool = False, **options: Any
+    ) -> dict[str, Any]:
+        """`curator score`: the model's (the default one's) predictions for every active
+        image, written back for the review queues; returns the counts."""
+        from curator.learn.models import load_registered
+        from curator.learn.scoring import score_catalog
+
+        device = options.pop("device", "auto")
+        loaded = load_registered(self.db, self.home, model, device=device)
+        return score_catalog(self.db, self.home, loaded, rescore=rescore, **options)
+
+    def cross_fit(self, *, folds: int, model: int | None = None, **options: Any) -> Any:
+        """`curator score --folds K`: out-of-sample predictions for every labeled group, for
+        the disagree queues; returns the folds' models and counts."""
+        from curator.learn.crossfit import cross_fit
+
+        return cross_fit(self.db, self.home, base_ref=model, folds=folds, **options)
+
+
+def open(home: str | Path | None = None, *, db_url: str | None = None) -> Catalog:
+    """The catalog of ``home`` (else CURATOR_HOME, else the user's data folder), made and
+    brought up to date on first use; ``db_url`` points it at another database."""
+    settings = load_settings(home=Path(home).expanduser() if home else None, db_url=db_url)
+    return Catalog(settings)

@@ -1,0 +1,65 @@
+"""curator from Python, as a notebook uses it: open a home, import, look, train, score."""
+
+from __future__ import annotations
+
+import pytest
+
+import curator
+from curator.errors import CuratorError
+from db.errors import CatalogError
+from tests import imagefiles as f
+from tests.test_train import blob_picture
+
+
+def test_a_notebook_imports_trains_and_scores_through_the_library(tmp_path, monkeypatch):
+    monkeypatch.delenv("CURATOR_DB_URL", raising=False)
+    for truth, warm, seed in (("happy", True, 0), ("unhappy", False, 500)):
+        for i in range(24):
+            folder = tmp_path / "pictures" / truth
+            folder.mkdir(parents=True, exist_ok=True)
+            blob_picture(seed + i, warm).save(folder / f"{i}.jpg")
+    with curator.open(tmp_path / "home") as catalog:
+        assert catalog.classes() == ["happy", "unhappy"]
+        added = 0
+        for truth in ("happy", "unhappy"):
+            counts = catalog.import_paths([tmp_path / "pictures" / truth], label=truth)
+            assert counts["added"] + counts["near_duplicate"] == 24
+            added += counts["added"]
+        assert catalog.dedup()["changed"] == 0
+        rows = catalog.images()
+        assert len(rows) == added and {r.label for r in rows} == {"happy", "unhappy"}
+        assert len(catalog.images(status=None)) == 48
+        assert all(r.path.is_file() and r.predicted is None for r in rows)
+        train = catalog.images(split="train", label="happy")
+        assert train and all(r.split == "train" and r.label == "happy" for r in train)
+        assert catalog.stats()["images"]["active"] == added
+        outcome = catalog.train(
+            backbone="resnet18", image_size=48, weights="none", epochs=2, batch_size=16,
+            include_weak=True, augment="light", workers=0,
+        )  # fmt: skip
+        assert outcome.report.is_file() and outcome.result.best_epoch >= 1
+        assert [m["id"] for m in catalog.models()] == [outcome.model_id]
+        scored = catalog.score(workers=0)
+        assert scored["scored"] == added
+        rows = catalog.images()
+        assert all(r.predicted in ("happy", "unhappy") and 0.5 <= r.confidence <= 1 for r in rows)
+        assert len(catalog.queue("uncertain", limit=5)) == 5
+        first = rows[0].id
+        assert catalog.label([first], "unhappy") == 1
+        assert catalog.show(first)["label"] == "unhappy"
+    # What the library wrote is the catalog the commands read.
+    home = tmp_path / "home"
+    assert (home / "catalog.db").is_file() and (home / "models" / str(outcome.model_id)).is_dir()
+
+
+def test_the_library_says_what_is_wrong_as_the_commands_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("CURATOR_DB_URL", raising=False)
+    with curator.open(tmp_path / "home") as catalog:
+        f.jpeg(tmp_path / "a.jpg", f.texture(1))
+        with pytest.raises(CatalogError, match="not one of this catalog's classes"):
+            catalog.import_paths([tmp_path / "a.jpg"], label="ecstatic")
+        with pytest.raises((CuratorError, CatalogError), match="no trained model yet"):
+            catalog.score()
+        with pytest.raises(TypeError, match="unknown setting 'epoch'"):
+            catalog.train(epoch=3)
+    assert repr(catalog).startswith("curator.Catalog(")
