@@ -1,5 +1,5 @@
-"""One crawl: icrawler's components, wired to the catalog's ingest door, with none of the
-defects listed in CRAWLING.md.
+"""One crawl: icrawler's components, wired to the catalog's ingest door, with none of its
+defects (docs/crawling.md lists them).
 
 For each query a new icrawler ``Crawler`` is built (its caches make a second ``crawl()`` on one
 object a silent no-op), with the engine's own feeder and parser classes and a downloader that
