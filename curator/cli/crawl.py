@@ -77,9 +77,19 @@ def crawl_command(
     threads: int = typer.Option(8, min=1, max=64, help="Download threads."),
     per_host: int = typer.Option(4, min=1, help="Requests at once to one host."),
     delay: float = typer.Option(0.0, min=0.0, help="Seconds between requests to one host."),
-    timeout: float = typer.Option(15.0, min=1.0, help="Seconds to wait for a silent server."),
-    deadline: float = typer.Option(60.0, min=1.0, help="Seconds one download may take."),
-    retries: int = typer.Option(3, min=0, help="Retries on 429, 5xx and connection errors."),
+    timeout: float = typer.Option(
+        15.0, min=1.0, help="Seconds to wait for a silent server (within --deadline)."
+    ),
+    deadline: float = typer.Option(
+        60.0,
+        min=1.0,
+        help="Seconds one URL may cost in all: its redirects, retries and waits between them "
+        "included. A download still arriving then fails as too-slow and is not retried; a host "
+        "that let a request time out or dripped gets one request at a time from then on.",
+    ),
+    retries: int = typer.Option(
+        3, min=0, help="Retries on 429, 5xx, timeouts and connection errors, within --deadline."
+    ),
     max_pages: int = typer.Option(200, min=1, help="Result (or site) pages per query."),
     max_bytes: int = typer.Option(LIMITS["max_bytes"], help="Refuse larger downloads."),
     max_pixels: int = typer.Option(LIMITS["max_pixels"], help="Refuse images with more pixels."),

@@ -44,7 +44,7 @@ from icrawler.utils import CachedQueue
 
 from curator.config import Settings
 from curator.crawl.engines import ENGINES, Engine
-from curator.crawl.http import TRANSIENT, Fetcher, FetchError, FetchPolicy, new_session
+from curator.crawl.http import TRANSIENT, Fetcher, FetchError, FetchPolicy, HostGate, new_session
 from curator.dedup import DEFAULT_THRESHOLD
 from curator.errors import CuratorError
 from curator.imaging import Limits
@@ -155,13 +155,14 @@ class QueryCrawl:
         query: str,
         options: CrawlOptions,
         session: requests.Session,
+        gate: HostGate | None = None,
     ) -> None:
         self.engine = engine
         self.query = query
         self.options = options
         self.stop = threading.Event()
         self.parsing_done = threading.Event()
-        self.fetcher = Fetcher(session, options.policy, self.stop)
+        self.fetcher = Fetcher(session, options.policy, self.stop, gate)
         self.results: queue.Queue[tuple[int, Prepared | None]] = queue.Queue()
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
@@ -476,11 +477,9 @@ class QueryCrawl:
         self._release(added=outcome == ADDED)
 
     def _join(self, threads: list[threading.Thread]) -> None:
-        deadline = (
-            time.monotonic()
-            + self.options.policy.connect_timeout
-            + (self.options.policy.read_timeout + 5)
-        )
+        policy = self.options.policy
+        wait = min(policy.deadline, policy.connect_timeout + policy.read_timeout) + 5
+        deadline = time.monotonic() + wait
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in threads if t.is_alive()]
@@ -552,7 +551,11 @@ def _crawl(
     session: requests.Session,
     on_progress: Callable[[CrawlProgress], None] | None,
 ) -> dict[str, Any]:
-    jobs = [QueryCrawl(engine=engine, query=q, options=options, session=session) for q in queries]
+    gate = HostGate(options.policy.per_host, options.policy.delay)  # hosts slowed stay so
+    jobs = [
+        QueryCrawl(engine=engine, query=q, options=options, session=session, gate=gate)
+        for q in queries
+    ]
     jobs[0].feed_and_check()
     catalog = open_catalog(settings.db_url)
     try:
@@ -569,6 +572,7 @@ def _crawl(
             "max": options.max_images,
             "threads": options.threads,
             "delay": options.policy.delay,
+            "deadline": options.policy.deadline,
             "per_host": options.policy.per_host,
             "respect_noai": options.policy.respect_noai,
             "allow_private": options.policy.allow_private,
