@@ -6,6 +6,7 @@ import itertools
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,40 @@ def test_slow_downloads_that_fill_the_download_queue_lose_no_image(tmp_path, ser
     result = run(home, server, ["q"], max_images=30, threads=1)
     assert result["q"]["added"] == 30, result["q"]
     assert rows(home, "SELECT count(*) FROM images") == [(30,)]
+
+
+def added_rows(home: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{home / 'catalog.db'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM sources WHERE outcome = 'added'").fetchone()[0]
+    except sqlite3.Error:  # not made yet
+        return 0
+
+
+def test_results_are_recorded_as_they_finish_not_in_list_order(tmp_path, server):
+    # A drip first in the list, eight good images after it: they are in the catalog while the
+    # drip is still being served (in list order, they waited for it to end).
+    drip = Behaviour(good_jpeg(800), drip=0.05)
+    server.results["q"] = [(server.add_image("drip.jpg", drip), None)] + [
+        (server.add_image(f"g{i}.jpg", Behaviour(good_jpeg(810 + i))), None) for i in range(8)
+    ]
+    home = tmp_path / "home"
+    policy = FetchPolicy(read_timeout=5, deadline=5, retries=0)
+    done: dict = {}
+    crawling = threading.Thread(target=lambda: done.update(run(home, server, ["q"], policy=policy)))
+    crawling.start()
+    try:
+        assert drip.started.wait(30)
+        for _ in range(600):  # until the eight are recorded or the drip ends, 30 s at most
+            if added_rows(home) == 8 or drip.ended.is_set():
+                break
+            time.sleep(0.05)
+        recorded, dripping = added_rows(home), not drip.ended.is_set()
+    finally:
+        server.closing.set()  # the drip ends now, cut off
+        crawling.join(60)
+    assert (recorded, dripping) == (8, True)
+    assert done["q"]["added"] == 8 and done["q"]["failed"] == 1
 
 
 def test_no_thread_is_left_running(tmp_path, server):
