@@ -427,6 +427,15 @@ def near_copy(seed: int) -> bytes:
     return f.jpeg_bytes(img, quality=70)
 
 
+#: Copies in `hostile_catalogue`, each beside its original. Results are recorded as their
+#: downloads finish: which of the two is recorded first, and so ``added``, depends on that.
+COPY_PAIRS = (
+    ("good-1.jpg", "copy-of-1.jpg"),
+    ("good-2.png", "near-of-2.jpg"),
+    ("hop.jpg", "good-4.jpg"),
+)
+
+
 def hostile_catalogue(server: EngineServer) -> dict[str, tuple[str, str | None]]:
     """Every kind of image answer, by name -> (expected outcome, expected reason)."""
     truncated = good_jpeg(901, (800, 600))
