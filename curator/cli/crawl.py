@@ -4,31 +4,140 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.live import Live
+from rich.text import Text
 
 from curator.cli.common import (
     conflict_note,
     default_author,
     handle_errors,
     print_json,
-    progress_bar,
     settings_of,
+    stderr,
     stdout,
     threshold_option,
 )
 from curator.defaults import DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS
 from curator.display import escape_controls, escape_controls_in
 
+#: Seconds between two progress lines when stderr is not a terminal (a log file, a pipe).
+PLAIN_EVERY = 5.0
 
-def _status(p: Any) -> str:
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def plain_status(p: Any, seconds: float) -> str:
+    """One line for a log: ``crawling 'q' (bing): added 16/100, failed 3, 0:12``."""
     c = p.counts
-    return (
-        f"added {p.added}/{p.target} · dup {c.get('exact_duplicate', 0)} · "
-        f"near {c.get('near_duplicate', 0)} · failed {c.get('failed', 0)} · "
-        f"known {c.get('known', 0)}"
-    )
+    parts = [f"added {p.added}/{p.target}", f"failed {c.get('failed', 0)}"]
+    for key, name in (
+        ("exact_duplicate", "duplicates"),
+        ("near_duplicate", "near duplicates"),
+        ("known", "known"),
+    ):
+        if c.get(key):
+            parts.append(f"{name} {c[key]}")
+    engine = f" ({p.engine})" if p.engine else ""
+    return f"crawling '{escape_controls(p.query)}'{engine}: {', '.join(parts)}, {_clock(seconds)}"
+
+
+def fitted_status(p: Any, seconds: float, width: int) -> Text:
+    """The terminal's status line within ``width`` columns: whole parts are left out, the least
+    telling first, rather than every column cut into an ellipsis (``2…``)."""
+    c = p.counts
+    extras = [
+        f"failed {c.get('failed', 0)}",
+        *(f"{name} {c[key]}" for key, name in _EXTRAS if c.get(key)),
+    ]
+    query = f"'{escape_controls(p.query)}'"
+    bar = 24
+    while True:
+        head = " ".join(x for x in ("crawling", query) if x)
+        numbers = " · ".join([f"added {p.added}/{p.target}", *extras])
+        used = len(head) + 1 + len(numbers) + 1 + len(_clock(seconds))
+        if used + (bar + 1 if bar else 0) <= width:
+            break
+        if bar > 10:
+            bar = max(10, width - used - 1)
+        elif bar:
+            bar = 0
+        elif extras:
+            extras.pop()
+        elif query:
+            query = ""
+        else:
+            break  # narrower than "crawling added N/M 0:00": the terminal crops it
+    line = Text(head + " ")
+    if bar:
+        done = bar * p.added // p.target if p.target else bar
+        line.append("━" * done, style="bar.finished" if done == bar else "bar.complete")
+        line.append("━" * (bar - done), style="bar.back")
+        line.append(" ")
+    return line.append(f"{numbers} {_clock(seconds)}")
+
+
+_EXTRAS = (("exact_duplicate", "dup"), ("near_duplicate", "near"), ("known", "known"))
+
+
+class _LiveStatus:
+    """What a terminal shows while a crawl runs: one line, drawn again to the width it has."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.progress: Any = None
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.progress is not None:
+            seconds = time.monotonic() - self.started
+            yield fitted_status(self.progress, seconds, options.max_width)
+
+
+@contextmanager
+def crawl_progress(console: Console) -> Iterator[Callable[[Any], None]]:
+    """Progress on ``console`` (stderr), from the first update on: in a terminal, a live line
+    fitted to its width; elsewhere (a log file, a pipe), a plain line every `PLAIN_EVERY`
+    seconds and one at the end, with no bar or cursor movement, and none at all for a crawl
+    that ends sooner or stops on an error (so that the error stays its only line)."""
+    started = time.monotonic()
+    if console.is_terminal:
+        status = _LiveStatus()
+        live = Live(status, console=console, refresh_per_second=4, transient=False)
+
+        def draw(p: Any) -> None:
+            if status.progress is None:
+                live.start()
+            status.progress = p
+
+        try:
+            yield draw
+        finally:
+            if status.progress is not None:
+                live.stop()
+        return
+    shown: dict[str, Any] = {"next": started + PLAIN_EVERY, "last": None, "printed": None}
+
+    def write(p: Any) -> None:
+        last = shown["last"]
+        if last is not None and last.query != p.query and shown["printed"] == last.query:
+            console.print(Text(plain_status(last, time.monotonic() - started)))
+        shown["last"] = p
+        if time.monotonic() >= shown["next"]:
+            console.print(Text(plain_status(p, time.monotonic() - started)))
+            shown["next"] = time.monotonic() + PLAIN_EVERY
+            shown["printed"] = p.query
+
+    yield write
+    if shown["printed"] is not None and shown["last"] is not None:
+        console.print(Text(plain_status(shown["last"], time.monotonic() - started)))
 
 
 def _print_summary(engine: str, results: dict[str, Any], seconds: float) -> None:
@@ -156,13 +265,8 @@ def crawl_command(
         trust_env=use_proxy_env,
     )
     started = time.monotonic()
-    with progress_bar("crawling", None) as update:
-        results = crawl(
-            settings,
-            queries,
-            options,
-            on_progress=lambda p: update(p.added, _status(p), total=p.target),
-        )
+    with crawl_progress(stderr) as update:
+        results = crawl(settings, queries, options, on_progress=update)
     if as_json:
         print_json({"engine": engine, "queries": results})
     else:
