@@ -140,11 +140,12 @@ def crawl_progress(console: Console) -> Iterator[Callable[[Any], None]]:
         console.print(Text(plain_status(shown["last"], time.monotonic() - started)))
 
 
-def _print_summary(engine: str, results: dict[str, Any], seconds: float) -> None:
-    engine = escape_controls(engine)
+def _print_summary(results: dict[str, Any], seconds: float) -> None:
     for query, r in escape_controls_in(results).items():  # queries, reasons: from outside
         earlier = f", {r['already']} from earlier runs" if r["already"] else ""
-        stdout.print(f"'{query}' ({engine}): added {r['added']} (target {r['target']}{earlier})")
+        stdout.print(
+            f"'{query}' ({r['engine']}): added {r['added']} (target {r['target']}{earlier})"
+        )
         reasons = ", ".join(f"{k} {v}" for k, v in r["failed_by_reason"].items())
         rows = [
             ("exact duplicates", r["exact_duplicate"], ""),
@@ -155,12 +156,25 @@ def _print_summary(engine: str, results: dict[str, Any], seconds: float) -> None
         if r.get("label_conflicts"):
             rows.append(("label conflicts", r["label_conflicts"], conflict_note(r)))
         if r["pages"] or r["pages_failed"]:
-            page_reasons = ", ".join(f"{k} {v}" for k, v in r["pages_failed_by_reason"].items())
-            failed = f"{r['pages_failed']} failed: {page_reasons}" if r["pages_failed"] else ""
-            rows.append(("result pages", r["pages"], failed))
+            rows.append(("result pages", r["pages"], _pages_note(r)))
+        if r.get("hosts_slowed"):
+            note = "a request timed out or dripped: one request at a time from then on"
+            rows.append(("hosts slowed", r["hosts_slowed"], note))
         for name, value, note in rows:
             stdout.print(f"  {name:<18}{value:>6}" + (f"   ({note})" if note else ""))
+        for engine, why in r.get("engines_skipped", {}).items():
+            stdout.print(f"  skipped {engine}: {why}")
     stdout.print(f"done in {seconds:.1f} s")
+
+
+def _pages_note(r: dict[str, Any]) -> str:
+    notes = []
+    if r.get("pages_without_images"):
+        notes.append(f"{r['pages_without_images']} without images")
+    if r["pages_failed"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in r["pages_failed_by_reason"].items())
+        notes.append(f"{r['pages_failed']} failed: {reasons}")
+    return "; ".join(notes)
 
 
 def crawl_command(
@@ -169,7 +183,12 @@ def crawl_command(
         ..., help="Search queries (sites for --engine greedy, a URL-list file for urls)."
     ),
     engine: str = typer.Option(
-        "bing", "--engine", "-e", help=f"One of: {', '.join(ENGINE_NAMES)}."
+        "bing",
+        "--engine",
+        "-e",
+        help=f"One of: {', '.join(ENGINE_NAMES)}; or search engines separated by commas "
+        "(bing,google), each tried in turn when the one before cannot be reached or its result "
+        "pages can no longer be read.",
     ),
     label: str | None = typer.Option(
         None, "--label", "-l", help="A weak label for every image found (origin: query)."
@@ -270,7 +289,7 @@ def crawl_command(
     if as_json:
         print_json({"engine": engine, "queries": results})
     else:
-        _print_summary(engine, results, time.monotonic() - started)
+        _print_summary(results, time.monotonic() - started)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,8 @@ feeds the catalog. curator drives them itself instead of ``Crawler.crawl()``:
   queue, so it can never block; the first page is fetched before anything is written, and a
   machine without network gets one clear sentence instead of an empty run;
 * one parser thread fetches pages in order (through `Fetcher`) and calls the engine's
-  ``parse`` (`pages.PageReader`); any exception there is counted, never fatal to the thread;
+  ``parse`` (`pages.PageReader`); any exception there is counted, never fatal to the thread,
+  and first pages that show results the parser cannot read stop the crawl (`BrokenEngine`);
 * a page's image URLs wait for room in the download queue without icrawler's cache, which
   drops an item whose first put timed out as a duplicate of itself (a crawl of a slow site
   otherwise stalls, then ends short);
@@ -34,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -160,11 +162,14 @@ class QueryCrawl:
         query: str,
         options: CrawlOptions,
         session: requests.Session,
+        search: tuple[str, ...] = (),
         gate: HostGate | None = None,
     ) -> None:
         self.engine = engine
         self.query = query
         self.options = options
+        #: The engines whose earlier runs of this query count as this search's (--max).
+        self.search = search or (engine.name,)
         self.stop = threading.Event()
         self.parsing_done = threading.Event()
         self.fetcher = Fetcher(session, options.policy, self.stop, gate)
@@ -181,6 +186,7 @@ class QueryCrawl:
         self.reasons: Counter[str] = Counter()
         self.page_reasons: Counter[str] = Counter()
         self.fatal: BaseException | None = None
+        self.home: Path | None = None
         self._seen: set[str] = set()
         self._prefetched: dict[str, requests.Response | FetchError] = {}
         self._known: set[str] = set()
@@ -249,8 +255,11 @@ class QueryCrawl:
         """Where results go, and what the catalog already holds of this search."""
         self.catalog = catalog
         self.store = self.downloads.store = store
+        self.home = store.home
         with catalog.reading() as session:
-            self.already = count_added(session, engine=self.engine.name, query=self.query)
+            self.already = sum(
+                count_added(session, engine=name, query=self.query) for name in self.search
+            )
             self._known = settled_url_keys(session, transient=self._retried())
         self.slots.target = max(0, self.options.max_images - self.already)
 
@@ -270,7 +279,7 @@ class QueryCrawl:
                     self._offer({"file_url": parser.in_queue.get_nowait()})
             else:
                 self._reader().read(parser, kwargs)
-        except Exception as exc:  # a defect here: the crawl stops on it
+        except Exception as exc:  # a broken engine, or a defect here: the crawl stops on it
             self.fatal = exc
             self.stop.set()
         finally:
@@ -286,6 +295,7 @@ class QueryCrawl:
             max_pages=self.options.max_pages,
             offer=self._offer,
             prefetched=self._prefetched,
+            home=self.home,
         )
 
     def _offer(self, task: dict[str, Any]) -> bool:
@@ -427,6 +437,7 @@ class QueryCrawl:
             "pages": c["pages"],
             "pages_failed": c["pages_failed"],
             "pages_failed_by_reason": dict(sorted(self.page_reasons.items())),
+            "pages_without_images": c["pages_without_images"],
             "hosts_slowed": len(self.fetcher.gate.slowed),
         }
         for key in ("label_conflicts", "label_conflicts_by_outcome", "label_conflict_examples"):

@@ -1,5 +1,11 @@
-"""A crawl: its queries in turn, into one run of the catalog (the crawl of one query is
-`query.QueryCrawl`)."""
+"""A crawl: its queries in turn, each by the first engine of ``--engine`` that serves it, into
+one run of the catalog (the crawl of one query is `query.QueryCrawl`).
+
+``--engine bing,google``: an engine that cannot be reached, or whose parser is broken, is left
+for the rest of the crawl and the next one serves (`_EngineChain`). The first result page is
+fetched before the catalog is even opened: without network the crawl ends in `NoNetwork`
+having written nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,108 @@ from typing import Any
 import requests
 
 from curator.config import Settings
-from curator.crawl.engines import ENGINES, Engine
+from curator.crawl.engines import Engine, engines_named
 from curator.crawl.http import HostGate, new_session
+from curator.crawl.pages import BrokenEngine
 from curator.crawl.query import CrawlOptions, CrawlProgress, NoNetwork, QueryCrawl
 from curator.errors import CuratorError
 from curator.runs import tracked_run
 from curator.storage import Store
-from db.catalog import open_catalog
+from db.catalog import Catalog, open_catalog
 from db.labels import check_author, check_label
 
 log = logging.getLogger("curator.crawl")
 
-__all__ = ["CrawlOptions", "CrawlProgress", "NoNetwork", "QueryCrawl", "crawl"]
+__all__ = [
+    "BrokenEngine",
+    "CrawlOptions",
+    "CrawlProgress",
+    "NoEngineServed",
+    "NoNetwork",
+    "QueryCrawl",
+    "crawl",
+]
+
+
+class NoEngineServed(CuratorError):
+    """Every engine of ``--engine a,b`` was unreachable or broken."""
+
+    def __init__(self, failures: dict[str, CuratorError], *, tail: str) -> None:
+        parts = [e.what if isinstance(e, NoNetwork) else str(e) for e in failures.values()]
+        offline = all(isinstance(e, NoNetwork) for e in failures.values())
+        super().__init__(
+            "; ".join(parts) + (f"; is this machine offline? {tail}" if offline else "")
+        )
+        self.failures = failures
+
+
+class _EngineChain:
+    """The engines of ``--engine a,b`` in order. One that cannot be reached (`NoNetwork`) or
+    whose parser is broken (`BrokenEngine`) is left for the rest of the crawl, and the next
+    serves; with none left, the crawl stops with their reasons."""
+
+    def __init__(
+        self, engines: list[Engine], options: CrawlOptions, session: requests.Session
+    ) -> None:
+        self.usable = list(engines)
+        self.names = tuple(e.name for e in engines)
+        self.options = options
+        self.session = session
+        self.failed: dict[str, CuratorError] = {}
+        # One for the whole crawl: a host slowed down in one query stays so in the next.
+        self.gate = HostGate(options.policy.per_host, options.policy.delay)
+        self.opened = False  # whether the catalog was opened (so something may be written)
+
+    def job(self, query: str) -> QueryCrawl:
+        """A crawl of ``query`` by the first engine that can be reached."""
+        while self.usable:
+            job = QueryCrawl(
+                engine=self.usable[0],
+                query=query,
+                options=self.options,
+                session=self.session,
+                search=self.names,
+                gate=self.gate,
+            )
+            try:
+                job.feed_and_check()
+                return job
+            except NoNetwork as exc:
+                self._drop(job.engine, exc)
+        raise self._none_left()
+
+    def serve(
+        self,
+        job: QueryCrawl,
+        catalog: Catalog,
+        store: Store,
+        run_id: int,
+        on_progress: Callable[[CrawlProgress], None] | None,
+    ) -> dict[str, Any]:
+        while True:
+            job.attach(catalog, store)
+            try:
+                summary = job.run(run_id, on_progress)
+            except BrokenEngine as exc:
+                self._drop(job.engine, exc)
+                job = self.job(job.query)
+                continue
+            summary["engines_skipped"] = {name: str(e) for name, e in self.failed.items()}
+            return summary
+
+    def _drop(self, engine: Engine, exc: CuratorError) -> None:
+        log.info("%s", exc)  # the summary says it (a warning would reach stderr unescaped)
+        self.failed[engine.name] = exc
+        self.usable = [e for e in self.usable if e.name != engine.name]
+        if not self.usable:
+            raise self._none_left()
+
+    def _none_left(self) -> CuratorError:
+        tail = "what was crawled before is kept" if self.opened else "nothing was changed"
+        if len(self.failed) == 1:
+            only = next(iter(self.failed.values()))
+            return NoNetwork(only.what, tail=tail) if isinstance(only, NoNetwork) else only
+        return NoEngineServed(dict(self.failed), tail=tail)
 
 
 def crawl(
@@ -36,10 +132,8 @@ def crawl(
     The first result page is fetched before the catalog is even opened: without network the
     crawl ends in `NoNetwork` having written nothing.
     """
-    engine = ENGINES.get(options.engine)
-    if engine is None:
-        raise CuratorError(f"unknown engine {options.engine!r}; one of {', '.join(ENGINES)}")
-    if engine.name == "flickr" and not options.flickr_key:
+    engines = engines_named(options.engine)
+    if any(e.name == "flickr" for e in engines) and not options.flickr_key:
         raise CuratorError("the flickr engine needs an API key: --flickr-key or FLICKR_API_KEY")
     if not queries:
         raise CuratorError("give at least one query")
@@ -51,26 +145,21 @@ def crawl(
         trust_env=options.trust_env,
     )
     try:
-        return _crawl(settings, engine, queries, options, session, on_progress)
+        return _crawl(settings, _EngineChain(engines, options, session), queries, on_progress)
     finally:
         session.close()
 
 
 def _crawl(
     settings: Settings,
-    engine: Engine,
+    chain: _EngineChain,
     queries: list[str],
-    options: CrawlOptions,
-    session: requests.Session,
     on_progress: Callable[[CrawlProgress], None] | None,
 ) -> dict[str, Any]:
-    gate = HostGate(options.policy.per_host, options.policy.delay)  # hosts slowed stay so
-    jobs = [
-        QueryCrawl(engine=engine, query=q, options=options, session=session, gate=gate)
-        for q in queries
-    ]
-    jobs[0].feed_and_check()
+    options = chain.options
+    first = chain.job(queries[0])
     catalog = open_catalog(settings.db_url)
+    chain.opened = True
     try:
         if options.label is not None:
             with catalog.reading() as db:
@@ -78,7 +167,7 @@ def _crawl(
         store = Store(settings.home)
         store.sweep_temporary()
         params = {
-            "engine": engine.name,
+            "engine": options.engine,
             "queries": queries,
             "label": options.label,
             "relabel": options.relabel,
@@ -93,11 +182,9 @@ def _crawl(
         results: dict[str, Any] = {}
         with tracked_run(catalog, kind="crawl", params=params) as run:
             try:
-                for index, job in enumerate(jobs):
-                    if index:
-                        job.feed_and_check()
-                    job.attach(catalog, store)
-                    results[job.query] = job.run(run.id, on_progress)
+                for index, query in enumerate(queries):
+                    job = first if index == 0 else chain.job(query)
+                    results[query] = chain.serve(job, catalog, store, run.id, on_progress)
             finally:
                 run.counts = {"queries": results}
         return results
