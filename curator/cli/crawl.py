@@ -153,6 +153,9 @@ def _print_summary(results: dict[str, Any], seconds: float) -> None:
             ("failed", r["failed"], reasons),
             ("already known", r["known"], "URLs fetched by an earlier crawl, not fetched again"),
         ]
+        if "to_retry" in r:
+            note = "URLs of earlier runs that failed for a passing reason"
+            rows.append(("to retry", r["to_retry"], note))
         if r.get("label_conflicts"):
             rows.append(("label conflicts", r["label_conflicts"], conflict_note(r)))
         if r["pages"] or r["pages_failed"]:
@@ -238,6 +241,13 @@ def crawl_command(
         "own intranet or a local mirror (refused by default: a public page must not make "
         "curator fetch from inside your network).",
     ),
+    retry_failed: bool = typer.Option(
+        False,
+        "--retry-failed",
+        help="Fetch again only the URLs that earlier runs of the same searches could not fetch "
+        "for a passing reason (a timeout, too-slow, a connection error, 429 or 5xx), within "
+        "--max; no result page is fetched, nothing else is.",
+    ),
     author: str = typer.Option(default_author(), help="Who the label events are recorded for."),
     threshold: int = threshold_option(DEFAULT_THRESHOLD),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -246,14 +256,17 @@ def crawl_command(
 
     Every image goes through the same validation, hashing, duplicate checks and storage as
     curator import; every URL tried, failed ones included, is recorded with its page, engine
-    and query. URLs seen by an earlier crawl are not fetched again, and --max counts images
-    added over all runs of the same search: run an interrupted crawl again to continue it.
+    and query. URLs seen by an earlier crawl are not fetched again (those that failed for a
+    passing reason are, when the results list them again; --retry-failed fetches only those),
+    and --max counts images added over all runs of the same search: run an interrupted crawl
+    again to continue it.
 
     Example:
 
         curator crawl "happy couple" "smiling couple" --label happy --max 500
         curator crawl urls.txt --engine urls --label unhappy
         curator crawl example.com --engine greedy --max 50
+        curator crawl "happy couple" --retry-failed
     """
     from curator.crawl.http import FetchPolicy
     from curator.crawl.runner import CrawlOptions, crawl
@@ -282,6 +295,7 @@ def crawl_command(
         flickr_key=flickr_key or os.environ.get("FLICKR_API_KEY"),
         max_pages=max_pages,
         trust_env=use_proxy_env,
+        retry_failed=retry_failed,
     )
     started = time.monotonic()
     with crawl_progress(stderr) as update:

@@ -54,7 +54,7 @@ from curator.imaging import Limits
 from curator.ingest import ADDED, Ingestor, Prepared
 from curator.storage import Store
 from db.catalog import Catalog
-from db.images import count_added, locator_key, settled_url_keys
+from db.images import count_added, failed_urls, locator_key, settled_url_keys
 
 log = logging.getLogger("curator.crawl")
 
@@ -84,6 +84,9 @@ class CrawlOptions:
     max_pages: int = 200  # result pages (or site pages, for greedy) per query
     routes: dict[str, str] = field(default_factory=dict)
     trust_env: bool = False
+    #: Fetch again only the URLs of earlier runs of each search that failed for a passing
+    #: reason (`TRANSIENT`); no result page is fetched.
+    retry_failed: bool = False
 
 
 @dataclass
@@ -170,6 +173,7 @@ class QueryCrawl:
         self.options = options
         #: The engines whose earlier runs of this query count as this search's (--max).
         self.search = search or (engine.name,)
+        self.retry = options.retry_failed
         self.stop = threading.Event()
         self.parsing_done = threading.Event()
         self.fetcher = Fetcher(session, options.policy, self.stop, gate)
@@ -190,6 +194,7 @@ class QueryCrawl:
         self._seen: set[str] = set()
         self._prefetched: dict[str, requests.Response | FetchError] = {}
         self._known: set[str] = set()
+        self._again: list[tuple[str, str | None, str | None]] = []
         self.already = 0
         self.conflicts: dict[str, Any] = {}
         parser_cls: type[Parser] = type(
@@ -220,7 +225,9 @@ class QueryCrawl:
 
     def feed_and_check(self) -> None:
         """List the result pages and fetch the first: raise `NoNetwork` if it cannot be
-        reached at all. Writes nothing."""
+        reached at all. Writes nothing. (A retry of failed URLs lists no page.)"""
+        if self.retry:
+            return
         self.crawler.feeder.feed(**self.engine.feed_kwargs(self.query, self.options.flickr_key))
         pages = list(self.crawler.parser.in_queue.queue)
         if not pages:
@@ -261,7 +268,13 @@ class QueryCrawl:
                 count_added(session, engine=name, query=self.query) for name in self.search
             )
             self._known = settled_url_keys(session, transient=self._retried())
+            if self.retry:
+                self._again = failed_urls(
+                    session, engines=self.search, query=self.query, reasons=self._retried()
+                )
         self.slots.target = max(0, self.options.max_images - self.already)
+        if self.retry and self.slots.target:
+            self._check_hosts([url for url, _page, _engine in self._again])
 
     def _retried(self) -> frozenset[str]:
         """Failure reasons after which a URL is fetched again by this crawl: passing ones, and
@@ -274,7 +287,12 @@ class QueryCrawl:
 
     def parse_pages(self, parser: Parser, kwargs: dict[str, Any]) -> None:
         try:
-            if self.engine.parser is None:
+            if self.retry:
+                for url, page, engine in self._again:
+                    if self.stop.is_set():
+                        break
+                    self._offer({"file_url": url, "page_url": page, "engine": engine})
+            elif self.engine.parser is None:
                 while not self.stop.is_set() and not parser.in_queue.empty():
                     self._offer({"file_url": parser.in_queue.get_nowait()})
             else:
@@ -440,6 +458,8 @@ class QueryCrawl:
             "pages_without_images": c["pages_without_images"],
             "hosts_slowed": len(self.fetcher.gate.slowed),
         }
+        if self.retry:
+            counts["to_retry"] = len(self._again)
         for key in ("label_conflicts", "label_conflicts_by_outcome", "label_conflict_examples"):
             counts[key] = self.conflicts.get(key, 0 if key == "label_conflicts" else {})
         return counts

@@ -178,6 +178,7 @@ def _crawl(
             "per_host": options.policy.per_host,
             "respect_noai": options.policy.respect_noai,
             "allow_private": options.policy.allow_private,
+            "retry_failed": options.retry_failed,
         }
         results: dict[str, Any] = {}
         with tracked_run(catalog, kind="crawl", params=params) as run:
