@@ -140,3 +140,24 @@ def test_a_host_that_did_not_misbehave_keeps_its_connections(tmp_path, server):
     run(tmp_path / "home", server, ["second"], policy=policy, threads=8)
     host = server.image_requests("s0.jpg")[0].host
     assert server.max_active[host] > 1
+
+
+def test_a_straggler_does_not_take_a_download_thread(tmp_path):
+    # Two threads, a drip on one host and twelve slow good images on another: once the drip
+    # counts as a straggler a spare thread takes its place, and two good images are fetched
+    # at once (one, where the drip kept its thread).
+    server = EngineServer().start(ports=2)
+    try:
+        server.images["drip.jpg"] = Behaviour(good_jpeg(1), drip=0.1)
+        server.results["q"] = [(server.image_url("drip.jpg", port_index=1), None)] + [
+            (server.add_image(f"g{i}.jpg", Behaviour(good_jpeg(30 + i), delay=0.3)), None)
+            for i in range(12)
+        ]
+        # The second port is another host of 127.0.0.1: private addresses allowed.
+        policy = FetchPolicy(read_timeout=5, deadline=5, retries=0, per_host=4, allow_private=True)
+        summary = run(tmp_path / "home", server, ["q"], policy=policy, threads=2)["q"]
+        host = server.image_requests("g0.jpg")[0].host
+        assert summary["added"] == 12 and summary["failed_by_reason"] == {"too-slow": 1}
+        assert server.max_active[host] == 2
+    finally:
+        server.stop()

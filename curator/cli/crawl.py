@@ -205,7 +205,13 @@ def crawl_command(
     max_images: int = typer.Option(
         100, "--max", min=1, help="Images to add per query, counting earlier runs of it."
     ),
-    threads: int = typer.Option(8, min=1, max=64, help="Download threads."),
+    threads: int = typer.Option(
+        8,
+        min=1,
+        max=64,
+        help="Download threads; a download running far longer than the others gives its place "
+        "to a spare thread, up to as many spares as threads.",
+    ),
     per_host: int = typer.Option(4, min=1, help="Requests at once to one host."),
     delay: float = typer.Option(0.0, min=0.0, help="Seconds between requests to one host."),
     timeout: float = typer.Option(

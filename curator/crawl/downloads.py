@@ -4,18 +4,33 @@ Each downloader thread takes an image URL, fetches it through `Fetcher` (within 
 budget), validates and stores it through `prepare_bytes`, and puts the result on a queue the
 crawl's own thread records as soon as it arrives: a result waits for nothing but its own
 download and the ingest lock, never for a slower one listed before it.
+
+Nor do stragglers take the crawl's threads: a download that has run `STRAGGLER_FACTOR` times
+as long as the median download so far (and at least `STRAGGLER_MIN` seconds) no longer counts
+against ``--threads``, and a spare thread takes its place, up to as many spares as threads; a
+thread leaves once more than ``--threads`` downloads are at work without it. (Four drips among
+eight threads otherwise halve the crawl's pace for their whole budget; per-host limits still
+hold.)
 """
 
 from __future__ import annotations
 
 import queue
+import statistics
 import threading
+import time
+from collections import deque
 from typing import Any
 
 from curator.crawl.http import Fetcher, FetchError
 from curator.imaging import Limits
 from curator.ingest import Prepared, StorageError, failure, prepare_bytes
 from curator.storage import Store
+
+#: A download running this many times as long as the median one so far is a straggler...
+STRAGGLER_FACTOR = 3.0
+#: ...once it has run this long at least (and before any download has finished, twice that).
+STRAGGLER_MIN = 0.5
 
 
 class Slots:
@@ -63,7 +78,9 @@ class Downloads:
         engine: str,
         query: str,
         limits: Limits,
+        threads: int,
     ) -> None:
+        self.threads = threads
         self.fetcher = fetcher
         self.slots = slots
         self.stop = slots.stop
@@ -75,27 +92,70 @@ class Downloads:
         self.store: Store | None = None
         #: An error that stops the whole crawl (the disk, not a URL).
         self.fatal: BaseException | None = None
+        self._lock = threading.Lock()
+        self._workers = 0
+        self._running: dict[int, float] = {}  # thread id -> when its download began
+        self._took: deque[float] = deque(maxlen=64)  # the last downloads' durations
 
     def loop(self, tasks: queue.Queue[dict[str, Any]]) -> None:
-        while self.slots.reserve():
-            try:
-                task = tasks.get(timeout=0.2)
-            except queue.Empty:
-                self.slots.release()
-                if self.parsing_done.is_set() and tasks.empty():
-                    return
-                continue
-            item: Prepared | None = None
-            try:
-                item = self.fetch(task)
-            except StorageError as exc:  # the disk, not the URL: stop the whole crawl
-                self.fatal = exc
-                self.stop.set()
-            except BaseException as exc:  # never let a worker die silently
-                detail = f"{type(exc).__name__}: {exc}"
-                item = failure(task["file_url"], "url", "error", detail, **self.source(task))
-            finally:
-                self.results.put(item)
+        with self._lock:
+            self._workers += 1
+        try:
+            while not self._retire() and self.slots.reserve():
+                try:
+                    task = tasks.get(timeout=0.2)
+                except queue.Empty:
+                    self.slots.release()
+                    if self.parsing_done.is_set() and tasks.empty():
+                        return
+                    continue
+                self._download(task)
+        finally:
+            with self._lock:
+                self._workers -= 1
+
+    def _download(self, task: dict[str, Any]) -> None:
+        me = threading.get_ident()
+        began = time.monotonic()
+        with self._lock:
+            self._running[me] = began
+        item: Prepared | None = None
+        try:
+            item = self.fetch(task)
+        except StorageError as exc:  # the disk, not the URL: stop the whole crawl
+            self.fatal = exc
+            self.stop.set()
+        except BaseException as exc:  # never let a worker die silently
+            detail = f"{type(exc).__name__}: {exc}"
+            item = failure(task["file_url"], "url", "error", detail, **self.source(task))
+        finally:
+            with self._lock:
+                del self._running[me]
+                self._took.append(time.monotonic() - began)
+            self.results.put(item)
+
+    def _straggling(self) -> int:
+        """Downloads under way that are stragglers (the lock held)."""
+        if self._took:
+            after = max(STRAGGLER_MIN, STRAGGLER_FACTOR * statistics.median(self._took))
+        else:
+            after = 2 * STRAGGLER_MIN
+        now = time.monotonic()
+        return sum(1 for began in self._running.values() if now - began > after)
+
+    def _retire(self) -> bool:
+        """Whether this thread leaves: more than ``threads`` are at work without it."""
+        with self._lock:
+            return self._workers - 1 - self._straggling() >= self.threads
+
+    def spares_wanted(self) -> int:
+        """Threads to start so that ``threads`` downloads go on beside the stragglers."""
+        with self._lock:
+            straggling = self._straggling()
+            if not straggling:
+                return 0
+            short = self.threads - (self._workers - straggling)
+            return max(0, min(short, 2 * self.threads - self._workers))
 
     def source(self, task: dict[str, Any]) -> dict[str, Any]:
         return {

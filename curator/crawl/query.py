@@ -185,6 +185,7 @@ class QueryCrawl:
             engine=engine.name,
             query=query,
             limits=options.limits,
+            threads=options.threads,
         )
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
@@ -401,6 +402,7 @@ class QueryCrawl:
             except queue.Empty:
                 pass
             ingestor.flush_if_due()
+            self._spare(threads)
             if on_progress:
                 on_progress(self.progress())
             fatal = self.fatal or self.downloads.fatal
@@ -408,6 +410,20 @@ class QueryCrawl:
                 raise fatal
             if not any(t.is_alive() for t in threads) and results.empty():
                 return
+
+    def _spare(self, threads: list[threading.Thread]) -> None:
+        """Start downloader threads in the place of stragglers (`downloads`)."""
+        if self.stop.is_set() or self.tasks.empty():
+            return
+        for _ in range(self.downloads.spares_wanted()):
+            spare = threading.Thread(
+                target=self.downloads.loop,
+                args=(self.tasks,),
+                name=f"downloader-spare-{len(threads)}",
+                daemon=True,
+            )
+            spare.start()
+            threads.append(spare)
 
     def _hand_over(self, item: Prepared | None, ingestor: Ingestor) -> None:
         if item is None:

@@ -139,7 +139,7 @@ def crawl(
         raise CuratorError("give at least one query")
     check_author(options.author)
     session = new_session(
-        pool=options.threads + 4,
+        pool=2 * options.threads + 4,  # the threads, spares in the place of stragglers too
         policy=options.policy,
         routes=options.routes,
         trust_env=options.trust_env,
