@@ -126,6 +126,8 @@ def test_a_host_that_dripped_gets_one_request_at_a_time_for_the_rest_of_the_craw
     result = run(tmp_path / "home", server, ["first", "second"], policy=policy, threads=8)
     assert result["first"]["failed_by_reason"] == {"too-slow": 1}
     assert result["second"]["added"] == 12
+    # Counted where it happened: the first query slowed the host, the second found it so.
+    assert (result["first"]["hosts_slowed"], result["second"]["hosts_slowed"]) == (1, 0)
     host = server.image_requests("s0.jpg")[0].host
     assert server.max_active[host] == 1
 

@@ -177,6 +177,7 @@ class QueryCrawl:
         self.stop = threading.Event()
         self.parsing_done = threading.Event()
         self.fetcher = Fetcher(session, options.policy, self.stop, gate)
+        self._slowed_before = self.fetcher.gate.slowed  # hosts slowed by earlier queries
         self.slots = Slots(options.max_images, self.stop)
         self.downloads = Downloads(
             fetcher=self.fetcher,
@@ -472,7 +473,7 @@ class QueryCrawl:
             "pages_failed": c["pages_failed"],
             "pages_failed_by_reason": dict(sorted(self.page_reasons.items())),
             "pages_without_images": c["pages_without_images"],
-            "hosts_slowed": len(self.fetcher.gate.slowed),
+            "hosts_slowed": len(self.fetcher.gate.slowed - self._slowed_before),
         }
         if self.retry:
             counts["to_retry"] = len(self._again)
