@@ -46,7 +46,8 @@ from icrawler.utils import CachedQueue
 
 from curator.crawl.downloads import Downloads, Slots
 from curator.crawl.engines import Engine
-from curator.crawl.http import TRANSIENT, Fetcher, FetchError, FetchPolicy, HostGate
+from curator.crawl.http import TRANSIENT, Fetcher, FetchError, FetchPolicy
+from curator.crawl.pacing import HostGate
 from curator.crawl.pages import PageReader
 from curator.dedup import DEFAULT_THRESHOLD
 from curator.errors import CuratorError

@@ -17,7 +17,8 @@ import requests
 
 from curator.config import Settings
 from curator.crawl.engines import Engine, engines_named
-from curator.crawl.http import HostGate, new_session
+from curator.crawl.http import new_session
+from curator.crawl.pacing import HostGate
 from curator.crawl.pages import BrokenEngine
 from curator.crawl.query import CrawlOptions, CrawlProgress, NoNetwork, QueryCrawl
 from curator.errors import CuratorError
