@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +175,37 @@ def settled_url_keys(session: Session, *, transient: frozenset[str]) -> set[str]
         select(Source.locator_key, Source.outcome, Source.reason).where(Source.kind == "url")
     )
     return {key for key, outcome, reason in rows if outcome != FAILED or reason not in transient}
+
+
+def failed_urls(
+    session: Session, *, engines: Sequence[str], query: str, reasons: frozenset[str]
+) -> list[tuple[str, str | None, str | None]]:
+    """URLs a search (``query`` on one of ``engines``) tried whose latest attempt, by whatever
+    search, failed for one of ``reasons``: (URL, page it was found on, engine), in the order of
+    those failures."""
+    mine = (Source.kind == "url", Source.engine.in_(list(engines)), Source.query == query)
+    keys = select(Source.locator_key).where(*mine)
+    latest = (
+        select(func.max(Source.id)).where(Source.locator_key.in_(keys)).group_by(Source.locator_key)
+    )
+    failed = session.execute(
+        select(Source.locator_key, Source.locator)
+        .where(
+            Source.id.in_(latest),
+            Source.outcome == FAILED,
+            Source.reason.in_(sorted(reasons)),
+        )
+        .order_by(Source.id)
+    ).all()
+    found = {  # the page and engine of this search's latest row for each URL
+        key: (page, engine)
+        for key, page, engine in session.execute(
+            select(Source.locator_key, Source.page_url, Source.engine)
+            .where(*mine)
+            .order_by(Source.id)
+        )
+    }
+    return [(url, *found[key]) for key, url in failed]
 
 
 def sources_of(session: Session, *, image_id: int) -> list[Source]:
