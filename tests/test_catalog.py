@@ -308,3 +308,32 @@ def test_help_defaults_match_the_code_that_uses_them():
 
     assert asdict(Limits()) == defaults.LIMITS
     assert tuple(ENGINES) == defaults.ENGINE_NAMES
+    # And the commands offer them: each option's default is the settings' own.
+    from typer.main import get_command
+
+    from curator.cli import app
+    from curator.crawl.http import FetchPolicy
+    from curator.crawl.query import CrawlOptions
+
+    command = get_command(app)
+    crawl = {p.name: p.default for p in command.commands["crawl"].params}
+    policy, options = FetchPolicy(), CrawlOptions()
+    assert (crawl["max_images"], crawl["threads"], crawl["max_pages"]) == (
+        options.max_images, options.threads, options.max_pages,
+    )  # fmt: skip
+    assert (crawl["per_host"], crawl["delay"], crawl["timeout"], crawl["deadline"]) == (
+        policy.per_host, policy.delay, policy.read_timeout, policy.deadline,
+    )  # fmt: skip
+    assert crawl["retries"] == policy.retries
+    score = {p.name: p.default for p in command.commands["score"].params}
+    assert (score["batch_size"], score["workers"]) == tuple(defaults.SCORE.values())
+    train = {p.name: p.default for p in command.commands["train"].params}
+    from classifier.config import Machine, ModelConfig, TrainConfig
+
+    recipe, machine, model = TrainConfig(), Machine(), ModelConfig()
+    assert (train["epochs"], train["lr"], train["batch_size"], train["patience"]) == (
+        recipe.epochs, recipe.lr, recipe.batch_size, recipe.patience,
+    )  # fmt: skip
+    assert (train["workers"], train["cache_mb"], train["image_size"]) == (
+        machine.workers, machine.cache_mb, model.image_size,
+    )  # fmt: skip

@@ -23,7 +23,7 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
-from curator.defaults import DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS
+from curator.defaults import CRAWL, DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS
 from curator.display import escape_controls, escape_controls_in
 
 #: Seconds between two progress lines when stderr is not a terminal (a log file, a pipe).
@@ -203,31 +203,42 @@ def crawl_command(
         "(never a person's); without it the label is kept and the conflict reported.",
     ),
     max_images: int = typer.Option(
-        100, "--max", min=1, help="Images to add per query, counting earlier runs of it."
+        CRAWL["max_images"],
+        "--max",
+        min=1,
+        help="Images to add per query, counting earlier runs of it.",
     ),
     threads: int = typer.Option(
-        8,
+        CRAWL["threads"],
         min=1,
         max=64,
         help="Download threads; a download running far longer than the others gives its place "
         "to a spare thread, up to as many spares as threads.",
     ),
-    per_host: int = typer.Option(4, min=1, help="Requests at once to one host."),
-    delay: float = typer.Option(0.0, min=0.0, help="Seconds between requests to one host."),
+    per_host: int = typer.Option(CRAWL["per_host"], min=1, help="Requests at once to one host."),
+    delay: float = typer.Option(
+        CRAWL["delay"], min=0.0, help="Seconds between requests to one host."
+    ),
     timeout: float = typer.Option(
-        15.0, min=1.0, help="Seconds to wait for a silent server (within --deadline)."
+        CRAWL["read_timeout"],
+        min=1.0,
+        help="Seconds to wait for a silent server (within --deadline).",
     ),
     deadline: float = typer.Option(
-        60.0,
+        CRAWL["deadline"],
         min=1.0,
         help="Seconds one URL may cost in all: its redirects, retries and waits between them "
         "included. A download still arriving then fails as too-slow and is not retried; a host "
         "that let a request time out or dripped gets one request at a time from then on.",
     ),
     retries: int = typer.Option(
-        3, min=0, help="Retries on 429, 5xx, timeouts and connection errors, within --deadline."
+        CRAWL["retries"],
+        min=0,
+        help="Retries on 429, 5xx, timeouts and connection errors, within --deadline.",
     ),
-    max_pages: int = typer.Option(200, min=1, help="Result (or site) pages per query."),
+    max_pages: int = typer.Option(
+        CRAWL["max_pages"], min=1, help="Result (or site) pages per query."
+    ),
     max_bytes: int = typer.Option(LIMITS["max_bytes"], help="Refuse larger downloads."),
     max_pixels: int = typer.Option(LIMITS["max_pixels"], help="Refuse images with more pixels."),
     min_side: int = typer.Option(LIMITS["min_side"], help="Refuse images with a shorter side."),

@@ -21,6 +21,7 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
+from curator.defaults import SCORE
 from curator.display import escape_controls
 from curator.ingest.door import display_path
 
@@ -62,8 +63,8 @@ def score_command(
         help="Catalog: score only shard I of N (by a stable hash of the image id), so that N "
         "processes or machines share the work, such as --shard 1/4 ... --shard 4/4.",
     ),
-    batch_size: int = typer.Option(32, min=1, help="Pictures per forward pass."),
-    workers: int = typer.Option(2, min=0, help="Processes decoding pictures."),
+    batch_size: int = typer.Option(SCORE["batch_size"], min=1, help="Pictures per forward pass."),
+    workers: int = typer.Option(SCORE["workers"], min=0, help="Processes decoding pictures."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     author: str = typer.Option(default_author(), help="With --add: who the import is for."),
     threshold: int = threshold_option(10),

@@ -45,6 +45,7 @@ from curator import __version__
 from curator.crawl.addresses import AddressGuard, CheckedPoolManager, PrivateAddress, endpoints_of
 from curator.crawl.encoding import ACCEPT_ENCODING, Decoder, EncodingError, decoder_for
 from curator.crawl.pacing import Budget, HostGate
+from curator.defaults import CRAWL
 
 USER_AGENT = (
     f"curator/{__version__} (image data set builder; +https://pypi.org/project/curator/) "
@@ -90,18 +91,18 @@ class FetchPolicy:
     """How patient and how polite to be. Times in seconds, sizes in bytes."""
 
     connect_timeout: float = 10.0
-    read_timeout: float = 15.0
+    read_timeout: float = CRAWL["read_timeout"]
     #: Everything one URL may cost: its redirects, attempts and back-off waits, however the
     #: bytes trickle in.
-    deadline: float = 60.0
+    deadline: float = CRAWL["deadline"]
     max_bytes: int = 64 * 1024 * 1024
     max_page_bytes: int = 16 * 1024 * 1024
     max_redirects: int = 5
-    retries: int = 3
+    retries: int = CRAWL["retries"]
     backoff: float = 0.5
     max_retry_after: float = 60.0
-    per_host: int = 4
-    delay: float = 0.0  # between the starts of two requests to one host
+    per_host: int = CRAWL["per_host"]
+    delay: float = CRAWL["delay"]  # between the starts of two requests to one host
     respect_noai: bool = True
     allow_private: bool = False  # loopback, private, link-local... addresses too
 

@@ -49,6 +49,7 @@ from curator.crawl.engines import Engine
 from curator.crawl.http import TRANSIENT, Fetcher, FetchError, FetchPolicy
 from curator.crawl.pacing import HostGate
 from curator.crawl.pages import PageReader
+from curator.defaults import CRAWL
 from curator.errors import CuratorError
 from curator.ingest.dedup import DEFAULT_THRESHOLD
 from curator.ingest.door import ADDED, Ingestor, Prepared
@@ -72,8 +73,8 @@ class NoNetwork(CuratorError):
 class CrawlOptions:
     #: One engine, or several separated by commas, tried in that order (`_EngineChain`).
     engine: str = "bing"
-    max_images: int = 100
-    threads: int = 8
+    max_images: int = CRAWL["max_images"]
+    threads: int = CRAWL["threads"]
     label: str | None = None
     #: Replace a group's different weak label with this crawl's (see `Ingestor`).
     relabel: bool = False
@@ -82,7 +83,7 @@ class CrawlOptions:
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     limits: Limits = field(default_factory=Limits)
     flickr_key: str | None = None
-    max_pages: int = 200  # result pages (or site pages, for greedy) per query
+    max_pages: int = CRAWL["max_pages"]  # result pages (or site pages, for greedy) per query
     routes: dict[str, str] = field(default_factory=dict)
     trust_env: bool = False
     #: Fetch again only the URLs of earlier runs of each search that failed for a passing

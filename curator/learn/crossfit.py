@@ -21,6 +21,7 @@ from classifier.data import Example, Examples, check_examples
 from classifier.device import pick_device
 from classifier.errors import TrainingError
 from classifier.model import ModelConfig
+from curator.defaults import SCORE
 from curator.errors import CuratorError
 from curator.learn.examples import catalog_examples
 from curator.learn.models import LoadedModel, load_registered
@@ -79,8 +80,8 @@ def cross_fit(
     base_ref: int | None,
     folds: int,
     device: str = "auto",
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int = SCORE["batch_size"],
+    workers: int = SCORE["workers"],
     on_progress: Callable[[FoldProgress], None] = lambda _p: None,
 ) -> CrossFitOutcome:
     """Out-of-sample predictions for every labeled group (human and weak labels), by K

@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import select
 
 from classifier.score import score_paths
+from curator.defaults import SCORE
 from curator.errors import CuratorError
 from curator.ingest.door import display_path
 from curator.ingest.imaging import describe_failure
@@ -57,8 +58,8 @@ def score_catalog(
     rescore: bool = False,
     image_ids: list[int] | None = None,
     shard: tuple[int, int] | None = None,
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int = SCORE["batch_size"],
+    workers: int = SCORE["workers"],
     on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
     """Predictions of ``model`` for the catalog's active images (or ``image_ids``); with
@@ -162,8 +163,8 @@ def score_files(
     *,
     catalog: Catalog | None = None,
     kept: Kept | None = None,
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int = SCORE["batch_size"],
+    workers: int = SCORE["workers"],
     on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
     """Score files into ``writer``; with ``catalog`` (after an import of the same files), also
