@@ -4,7 +4,7 @@ and what stragglers cost a crawl.
     python bench/crawl_throughput.py [--images 500] [--latency 0.05] [--threads 8] [--repeat 3]
                                      [--stragglers 4] [--straggler-images 200] [--deadline 60]
 
-A loopback server (tests/crawl_server.py) plays Bing: result pages in Bing's format listing
+A loopback server (tests/helpers/crawl_server.py) plays Bing: result pages in Bing's format listing
 `--images` distinct JPEGs (480 x 360), each answered after `--latency` seconds. The images are
 spread over ten ports of 127.0.0.1, ten hosts to a crawler, as search results spread over many
 hosts; `--hosts 1` puts them all on one.
@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg  # noqa: E402
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg  # noqa: E402
 
 OURS = """
 import json, sys, time

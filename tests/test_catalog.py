@@ -278,7 +278,7 @@ def test_catalog_folder_that_cannot_be_created(tmp_path):
 def test_the_catalog_url_comes_from_flag_then_environment_then_home(
     cli, home, tmp_path, monkeypatch
 ):
-    from tests import imagefiles as f
+    from tests.helpers import imagefiles as f
 
     f.jpeg(tmp_path / "a.jpg", f.texture(1))
     elsewhere = tmp_path / "elsewhere.db"

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from curator.config import load_settings
-from curator.crawl import runner
 from curator.crawl.http import FetchPolicy
 from curator.crawl.runner import CrawlOptions, NoNetwork, crawl
 from curator.ingest.imaging import Limits
-from tests.crawl_server import (
+from tests.helpers.crawl_server import (
     COPY_PAIRS,
     Behaviour,
     EngineServer,
@@ -24,16 +23,7 @@ from tests.crawl_server import (
     hostile_catalogue,
     page_of,
 )
-
-FAST = FetchPolicy(
-    read_timeout=3,
-    deadline=2,
-    retries=2,
-    backoff=0.05,
-    max_retry_after=2,
-    max_bytes=2_000_000,
-    per_host=8,
-)
+from tests.helpers.crawling import FAST, route_to
 
 
 @pytest.fixture
@@ -47,12 +37,6 @@ def options(server: EngineServer, **kw) -> CrawlOptions:
     base = dict(routes=server.routes, policy=FAST, threads=4, limits=Limits(max_bytes=2_000_000))
     base.update(kw)
     return CrawlOptions(**base)
-
-
-def route_to(monkeypatch: pytest.MonkeyPatch, routes: dict[str, str]) -> None:
-    """Send the CLI's engine traffic to loopback: the one patch, at the network's edge."""
-    real = runner.new_session
-    monkeypatch.setattr(runner, "new_session", lambda **kw: real(**{**kw, "routes": routes}))
 
 
 def rows(home: Path, sql: str, *args) -> list[tuple]:

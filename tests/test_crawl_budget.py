@@ -13,7 +13,7 @@ from curator.config import load_settings
 from curator.crawl.http import FetchPolicy
 from curator.crawl.runner import CrawlOptions, crawl
 from curator.ingest.imaging import Limits
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
 
 #: A budget of 2 s for each URL, a silent server waited for 3 s: the budget decides.
 BUDGET = FetchPolicy(

@@ -14,8 +14,8 @@ from curator.config import load_settings
 from curator.crawl.pages import BrokenEngine
 from curator.crawl.runner import CrawlOptions, NoEngineServed, crawl
 from curator.ingest.imaging import Limits
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
-from tests.test_crawl import FAST, route_to
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawling import FAST, route_to
 
 ERROR = (
     "error: bing answered but no image was found on its page; its format may have changed "

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from curator.cli.crawl import fitted_status
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = re.compile(
@@ -42,7 +42,7 @@ def command(server: EngineServer, deadline: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tests.crawl_cli",
+        "tests.helpers.crawl_cli",
         json.dumps(server.routes),
         "crawl",
         "happy couple",

@@ -12,8 +12,8 @@ import pytest
 from curator.config import load_settings
 from curator.crawl.runner import CrawlOptions, crawl
 from curator.ingest.imaging import Limits
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
-from tests.test_crawl import FAST, route_to
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawling import FAST, route_to
 
 
 @pytest.fixture

@@ -14,11 +14,25 @@ import html
 import json
 import mimetypes
 import threading
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 PAGE = 20
+
+
+def bing_results_page(tiles: Iterable[tuple[str, str | None, str]]) -> bytes:
+    """A page of Bing's async image results, as icrawler's Bing parser reads it: one tile a
+    result, its (image URL, page URL, title) in the ``m`` attribute's JSON."""
+    html_tiles = []
+    for murl, purl, title in tiles:
+        meta = json.dumps({"murl": murl, "purl": purl, "t": title}, separators=(",", ":"))
+        html_tiles.append(
+            f'<div class="imgpt"><a class="iusc" m="{html.escape(meta, quote=True)}" '
+            f'href="/images/search?view=detail"><img src="/th?id=x"></a></div>'
+        )
+    return f"<html><body><div id='mmComponent'>{''.join(html_tiles)}</div></body></html>".encode()
 
 
 class LocalSearch:
@@ -50,19 +64,10 @@ class LocalSearch:
         self.thread.join(10)
 
     def page(self, query: str, first: int) -> bytes:
-        tiles = []
-        for name in self.results.get(query, [])[first : first + PAGE]:
-            meta = {
-                "murl": f"{self.base}/img/{quote(name)}",
-                "purl": f"{self.base}/pages/{quote(name)}.html",
-                "t": query,
-            }
-            attr = html.escape(json.dumps(meta, separators=(",", ":")), quote=True)
-            tiles.append(
-                f'<div class="imgpt"><a class="iusc" m="{attr}" '
-                f'href="/images/search?view=detail"><img src="/th?id=x"></a></div>'
-            )
-        return f"<html><body><div id='mmComponent'>{''.join(tiles)}</div></body></html>".encode()
+        return bing_results_page(
+            (f"{self.base}/img/{quote(name)}", f"{self.base}/pages/{quote(name)}.html", query)
+            for name in self.results.get(query, [])[first : first + PAGE]
+        )
 
     def picture(self, name: str) -> tuple[bytes, str] | None:
         path = (self.root / name).resolve()

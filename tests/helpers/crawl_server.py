@@ -22,7 +22,6 @@ images.
 from __future__ import annotations
 
 import gzip
-import html
 import io
 import json
 import random
@@ -36,7 +35,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from PIL import Image
 
-from tests import imagefiles as f
+from curator.demo.localsearch import PAGE, bing_results_page
+from tests.helpers import imagefiles as f
 
 
 @dataclass
@@ -171,14 +171,9 @@ class EngineServer:
         return self.results.get(query, [])[start : start + count]
 
     def bing(self, q: dict[str, str]) -> bytes:
-        tiles = []
-        for url, page in self._results(q.get("q", ""), int(q.get("first", 0)), 20):
-            meta = json.dumps({"murl": url, "purl": page, "t": "a couple"}, separators=(",", ":"))
-            tiles.append(
-                f'<div class="imgpt"><a class="iusc" m="{html.escape(meta, quote=True)}" '
-                f'href="/images/search?view=detail"><img src="/th?id=x"></a></div>'
-            )
-        return f"<html><body><div id='mmComponent'>{''.join(tiles)}</div></body></html>".encode()
+        # The shipped loopback engine's page, whose results here may be hostile.
+        found = self._results(q.get("q", ""), int(q.get("first", 0)), PAGE)
+        return bing_results_page((url, page, "a couple") for url, page in found)
 
     def google(self, q: dict[str, str]) -> bytes:
         found = self._results(q.get("q", ""), int(q.get("start", 0)), 100)
