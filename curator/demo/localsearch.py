@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 PAGE = 20
 
@@ -77,25 +77,38 @@ class LocalSearch:
         return path.read_bytes(), kind
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive HTTP/1.1 handler that logs nothing, and answers a body whole."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def parsed(self) -> tuple[str, dict[str, str]]:
+        """The request's path and its query's first values."""
+        parts = urlsplit(self.path)
+        return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def _handler(engine: LocalSearch) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            path, query = self.parsed()
             try:
-                if parts.path == "/bing/images/async":
+                if path == "/bing/images/async":
                     text = query.get("first", "0")
                     first = int(text) if text.isdigit() else 0
                     self._send(200, engine.page(query.get("q", ""), first), "text/html")
-                elif parts.path.startswith("/img/"):
-                    from urllib.parse import unquote
-
-                    found = engine.picture(unquote(parts.path[len("/img/") :]))
+                elif path.startswith("/img/"):
+                    found = engine.picture(unquote(path[len("/img/") :]))
                     if found is None:
                         self._send(404, b"not found", "text/plain")
                     else:
@@ -106,12 +119,5 @@ def _handler(engine: LocalSearch) -> type[BaseHTTPRequestHandler]:
                 pass
             except (ValueError, OSError):  # a name no file can have (a NUL byte, say)
                 self._send(404, b"not found", "text/plain")
-
-        def _send(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
     return Handler

@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from PIL import Image
 
-from curator.demo.localsearch import PAGE, bing_results_page
+from curator.demo.localsearch import PAGE, QuietHandler, bing_results_page
 from tests.helpers import imagefiles as f
 
 
@@ -268,15 +268,10 @@ def baidu_encode(url: str) -> str:
 
 
 def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(QuietHandler):  # the shipped loopback engine's, made hostile
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            query = self.parsed()[1]
             host = self.headers.get("Host", "")
             # Result pages reach this server through routes; count image hosts on their own.
             slot = host if parts.path.startswith("/img/") else f"pages via {host}"
