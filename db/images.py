@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,22 @@ def max_image_id(session: Session) -> int:
 
 def image_by_sha(session: Session, *, sha256: str) -> Image | None:
     return session.scalars(select(Image).where(Image.sha256 == sha256)).first()
+
+
+def image_by_id(session: Session, *, image_id: int) -> Image | None:
+    return session.get(Image, image_id)
+
+
+def images_by_id(session: Session, *, image_ids: Iterable[int]) -> dict[int, Image]:
+    """The rows of these images (those in the catalog), by id, read in one query."""
+    ids = list(image_ids)
+    return {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(ids)))}
+
+
+def ids_by_sha(session: Session, *, sha256s: Iterable[str]) -> dict[str, int]:
+    """sha256 -> image id, for those of these contents the catalog holds (one query)."""
+    rows = session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(sha256s))))
+    return {sha256: image_id for sha256, image_id in rows}
 
 
 def add_image(session: Session, **fields: Any) -> Image:
@@ -176,6 +193,27 @@ def settled_url_keys(session: Session, *, transient: frozenset[str]) -> set[str]
     return {key for key, outcome, reason in rows if outcome != FAILED or reason not in transient}
 
 
+#: Locator keys per query of `recorded_files`.
+_KEYS_PER_QUERY = 500
+
+
+def recorded_files(
+    session: Session, *, locator_keys: list[str]
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(locator key, image id, info) of every file source at these keys that holds an image
+    (not a failure), read a few hundred keys at a time."""
+    for start in range(0, len(locator_keys), _KEYS_PER_QUERY):
+        rows = session.execute(
+            select(Source.locator_key, Source.image_id, Source.info).where(
+                Source.locator_key.in_(locator_keys[start : start + _KEYS_PER_QUERY]),
+                Source.kind == "file",
+                Source.outcome != FAILED,
+                Source.image_id.is_not(None),
+            )
+        )
+        yield from ((key, image_id, info) for key, image_id, info in rows)
+
+
 def sources_of(session: Session, *, image_id: int) -> list[Source]:
     return list(
         session.scalars(select(Source).where(Source.image_id == image_id).order_by(Source.id))
@@ -193,22 +231,48 @@ class HashRow:
     split: str
 
 
+#: The columns of a `HashRow`, in its order.
+HASH_COLUMNS = (
+    Image.id,
+    Image.phash,
+    Image.phash_mirror,
+    Image.width * Image.height,
+    Image.status,
+    Image.duplicate_of,
+    Image.split,
+)
+
+
 def hash_rows(session: Session, *, hash_version: str) -> list[HashRow]:
     """Every image hashed with this version, in id order: what the near-duplicate index needs."""
     rows = session.execute(
-        select(
-            Image.id,
-            Image.phash,
-            Image.phash_mirror,
-            Image.width * Image.height,
-            Image.status,
-            Image.duplicate_of,
-            Image.split,
-        )
-        .where(Image.hash_version == hash_version)
-        .order_by(Image.id)
+        select(*HASH_COLUMNS).where(Image.hash_version == hash_version).order_by(Image.id)
     )
     return [HashRow(*row) for row in rows]
+
+
+def id_phash_pairs(session: Session, *, hash_version: str) -> Sequence[tuple[int, int]]:
+    """(id, signed phash) of every image hashed with this version, as the driver's own
+    tuples: read through its cursor, since row objects cost ten times more at a million
+    images, and ready to hand to NumPy in one piece."""
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    result = session.connection().exec_driver_sql(
+        f"SELECT id, phash FROM images WHERE hash_version = {mark}", (hash_version,)
+    )
+    return result.cursor.fetchall() if result.cursor else []
+
+
+def phashes_after(session: Session, *, image_id: int, hash_version: str) -> list[tuple[int, int]]:
+    """(id, signed phash) of the images after ``image_id`` hashed with this version, in id
+    order: what other writers committed since an index was read."""
+    return [
+        (i, phash)
+        for i, phash in session.execute(
+            select(Image.id, Image.phash)
+            .where(Image.id > image_id, Image.hash_version == hash_version)
+            .order_by(Image.id)
+        )
+    ]
 
 
 def change_image(
