@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -96,6 +96,35 @@ def ids_by_sha(session: Session, *, sha256s: Iterable[str]) -> dict[str, int]:
     """sha256 -> image id, for those of these contents the catalog holds (one query)."""
     rows = session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(sha256s))))
     return {sha256: image_id for sha256, image_id in rows}
+
+
+def active_paths(
+    session: Session, *, image_ids: Iterable[int] | None = None
+) -> list[tuple[int, str]]:
+    """(id, stored path) of the active images (of these only, if given), in id order."""
+    query = select(Image.id, Image.path).where(Image.status == ACTIVE).order_by(Image.id)
+    if image_ids is not None:
+        query = query.where(Image.id.in_(list(image_ids)))
+    return [(image_id, path) for image_id, path in session.execute(query)]
+
+
+class ActiveRow(NamedTuple):
+    id: int
+    path: str
+    split: str
+    #: Whether people gave the group's members different labels.
+    human_conflict: bool
+
+
+def active_rows(session: Session) -> Iterator[ActiveRow]:
+    """Every active image's path, split and whether its group's human labels disagree, in
+    id order: what choosing training examples reads of each."""
+    rows = session.execute(
+        select(Image.id, Image.path, Image.split, Image.human_conflict)
+        .where(Image.status == ACTIVE)
+        .order_by(Image.id)
+    )
+    return (ActiveRow(*row) for row in rows)
 
 
 def add_image(session: Session, **fields: Any) -> Image:

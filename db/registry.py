@@ -50,6 +50,21 @@ def list_models(session: Session) -> list[Model]:
     return list(session.scalars(select(Model).order_by(Model.id.desc())))
 
 
+def model_by_id(session: Session, *, model_id: int) -> Model | None:
+    return session.get(Model, model_id)
+
+
+def other_models(session: Session, *, model_id: int) -> list[Model]:
+    """Every model but this one."""
+    return list(session.scalars(select(Model).where(Model.id != model_id)))
+
+
+def fold_models_of(session: Session, *, model_id: int) -> list[Model]:
+    """The cross-fit fold models trained from this model, oldest first."""
+    folds = select(Model).where(Model.status.in_((CROSS_FIT, SCORING))).order_by(Model.id)
+    return [m for m in session.scalars(folds) if m.training.get("cross_fit_of") == model_id]
+
+
 #: The catalog setting that holds the id of the model chosen with ``curator models
 #: --default``; absent, the newest finished model is the default.
 DEFAULT_SETTING = "default_model"

@@ -43,6 +43,15 @@ def finish_run(
     run.ended_at = utcnow()
 
 
+def run_by_id(session: Session, *, run_id: int) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def running_runs(session: Session) -> list[Run]:
+    """The runs marked running (on any host; some may be dead), oldest first."""
+    return list(session.scalars(select(Run).where(Run.status == "running").order_by(Run.id)))
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process of this host with that id still runs (a zombie does not)."""
     if pid == os.getpid():
