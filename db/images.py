@@ -98,6 +98,22 @@ def ids_by_sha(session: Session, *, sha256s: Iterable[str]) -> dict[str, int]:
     return {sha256: image_id for sha256, image_id in rows}
 
 
+def path_and_format(session: Session, *, sha256: str) -> tuple[str, str] | None:
+    """The stored file (relative to the home) and format of the image with this content."""
+    row = session.execute(select(Image.path, Image.format).where(Image.sha256 == sha256)).first()
+    return None if row is None else (row.path, row.format)
+
+
+def active_images(session: Session) -> Iterator[Image]:
+    """Every active image (each group's representative), in id order."""
+    return iter(session.scalars(select(Image).where(Image.status == ACTIVE).order_by(Image.id)))
+
+
+def all_images(session: Session) -> Iterator[Image]:
+    """Every image, duplicates included, in id order."""
+    return iter(session.scalars(select(Image).order_by(Image.id)))
+
+
 def active_paths(
     session: Session, *, image_ids: Iterable[int] | None = None
 ) -> list[tuple[int, str]]:
@@ -106,6 +122,12 @@ def active_paths(
     if image_ids is not None:
         query = query.where(Image.id.in_(list(image_ids)))
     return [(image_id, path) for image_id, path in session.execute(query)]
+
+
+def active_splits(session: Session) -> dict[int, str]:
+    """Each active image's split."""
+    query = select(Image.id, Image.split).where(Image.status == ACTIVE)
+    return {image_id: split for image_id, split in session.execute(query)}
 
 
 class ActiveRow(NamedTuple):
@@ -241,6 +263,16 @@ def recorded_files(
             )
         )
         yield from ((key, image_id, info) for key, image_id, info in rows)
+
+
+def image_locators(session: Session) -> Iterator[tuple[int, str]]:
+    """(image id, locator) of every source that holds an image, in the order they came."""
+    rows = session.execute(
+        select(Source.image_id, Source.locator)
+        .where(Source.image_id.is_not(None))
+        .order_by(Source.id)
+    )
+    return ((image_id, locator) for image_id, locator in rows if image_id is not None)
 
 
 def sources_of(session: Session, *, image_id: int) -> list[Source]:

@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -49,11 +48,12 @@ from curator.review.payload import BadRequest, cursor, id_list, json_body, path_
 from curator.stats import image_details
 from db.catalog import Catalog
 from db.errors import CatalogBusy, CatalogError, UnknownClass, UnknownImage
-from db.grouplabels import refresh_touched
+from db.grouplabels import kept_labels, refresh_touched
+from db.groups import representatives_of
+from db.images import image_by_id, path_and_format
 from db.labels import current_labels, label_images, undo_events
-from db.models import Image, Model
 from db.queues import QUEUES, QueueUnavailable, UnknownQueue, queue_counts, review_queue
-from db.registry import UnknownModel, default_model
+from db.registry import UnknownModel, default_model, model_by_id
 from db.settings import REJECT, get_classes
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -160,12 +160,11 @@ def create_app(
         if not _SHA.match(sha):
             raise UnknownImage(sha[:80])
         with catalog.reading() as session:
-            row = session.execute(
-                select(Image.path, Image.format).where(Image.sha256 == sha)
-            ).first()
+            row = path_and_format(session, sha256=sha)
         if row is None:
             raise UnknownImage(sha)
-        return str(stored_file(home, row.path, sha)), row.format
+        relpath, fmt = row
+        return str(stored_file(home, relpath, sha)), fmt
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -308,7 +307,9 @@ class Explainer:
         from curator.learn.models import load_registered
 
         with self.catalog.reading() as session:
-            chosen = default_model(session) if wanted is None else session.get(Model, wanted)
+            chosen = (
+                default_model(session) if wanted is None else model_by_id(session, model_id=wanted)
+            )
         if chosen is None:
             if wanted is not None:
                 raise UnknownModel(wanted)
@@ -332,7 +333,7 @@ class Explainer:
             if cache.exists():
                 return cache.read_bytes(), model.id
             with self.catalog.reading() as session:
-                image = session.get(Image, image_id)
+                image = image_by_id(session, image_id=image_id)
                 if image is None:
                     raise UnknownImage(str(image_id))
                 path = stored_file(self.home, image.path, str(image_id))
@@ -361,24 +362,16 @@ def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, Any]]:
     command goes by), whether people now disagree on the group, and its own label."""
     refresh_touched(session)  # the group columns, brought up to date in this transaction
     own = current_labels(session, image_ids=ids)
-    rows = session.execute(select(Image.id, Image.duplicate_of).where(Image.id.in_(ids))).all()
-    rep_of = {image_id: dup or image_id for image_id, dup in rows}
-    groups = {
-        r.id: r
-        for r in session.execute(
-            select(Image.id, Image.label, Image.label_origin, Image.human_conflict).where(
-                Image.id.in_(set(rep_of.values()))
-            )
-        )
-    }
+    rep_of = representatives_of(session, image_ids=ids)
+    groups = kept_labels(session, image_ids=rep_of.values())
     out: dict[str, dict[str, Any]] = {}
     for i in ids:
         group = groups.get(rep_of.get(i, i))
         mine = own.get(i)
         out[str(i)] = {
             "label": group.label if group else None,
-            "origin": group.label_origin if group else None,
-            "conflict": bool(group.human_conflict) if group else False,
+            "origin": group.origin if group else None,
+            "conflict": group.conflict if group else False,
             "own": mine.label if mine else None,
             "own_origin": mine.origin if mine else None,
         }
