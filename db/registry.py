@@ -20,12 +20,18 @@ SCORING = "scoring"
 
 
 class UnknownModel(CatalogError):
-    def __init__(self, ref: str | int | None) -> None:
-        super().__init__(
-            f"no model {ref} in the catalog; see curator models"
-            if ref is not None
-            else "no trained model yet: run curator train first"
-        )
+    """A model id the catalog has no row for."""
+
+    def __init__(self, ref: int) -> None:
+        super().__init__(f"no model {ref} in the catalog")
+        self.ref = ref
+
+
+class NoModel(CatalogError):
+    """The default model was asked for, and there is none: no model has finished training."""
+
+    def __init__(self) -> None:
+        super().__init__("no trained model yet")
 
 
 def create_model(session: Session, **fields: Any) -> Model:
@@ -106,8 +112,14 @@ def default_model(session: Session) -> Model | None:
 
 
 def get_model(session: Session, *, ref: int | None = None) -> Model:
-    """A model by id, or the default one (`default_model`)."""
-    model = default_model(session) if ref is None else session.get(Model, ref)
+    """A model by id, or the default one (`default_model`); raises `UnknownModel` for an id
+    without a row, `NoModel` when there is no default."""
+    if ref is None:
+        model = default_model(session)
+        if model is None:
+            raise NoModel()
+        return model
+    model = session.get(Model, ref)
     if model is None:
         raise UnknownModel(ref)
     return model

@@ -41,6 +41,7 @@ from starlette.staticfiles import StaticFiles
 from classifier.errors import TrainingError
 from curator.config import Layout
 from curator.errors import CuratorError
+from curator.hints import REVIEW_PAGE, with_hint
 from curator.ingest.dedup import separate_group, split_off
 from curator.ingest.thumbs import ThumbStore
 from curator.review.guard import LOOPBACK_NAMES, protect
@@ -53,7 +54,7 @@ from db.groups import representatives_of
 from db.images import image_by_id, path_and_format
 from db.labels import current_labels, label_images, undo_events
 from db.queues import QUEUES, QueueUnavailable, UnknownQueue, queue_counts, review_queue
-from db.registry import UnknownModel, default_model, model_by_id
+from db.registry import NoModel, UnknownModel, default_model, model_by_id
 from db.settings import REJECT, get_classes
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -93,7 +94,8 @@ def endpoint(
     handler: Callable[[Request, Any], Response], *, body: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
     """Run a handler in the thread pool (the catalog is synchronous), with its JSON body,
-    and turn the catalog's errors into JSON answers with the right status."""
+    and turn the catalog's errors into JSON answers with the right status, worded with what
+    to do next where curator.hints has it (the page shows the message as it is)."""
 
     async def wrapped(request: Request) -> Response:
         try:
@@ -102,9 +104,9 @@ def endpoint(
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
         except (UnknownImage, UnknownQueue, UnknownModel) as exc:
-            return JSONResponse({"error": str(exc)}, 404)
+            return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 404)
         except (QueueUnavailable, NoModel, CuratorError, TrainingError) as exc:
-            return JSONResponse({"error": str(exc)}, 409)
+            return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 409)
         except CatalogBusy as exc:
             return JSONResponse({"error": str(exc)}, 503)
         except (UnknownClass, CatalogError, ValueError, TypeError, KeyError) as exc:
@@ -288,10 +290,6 @@ def create_app(
     return protect(Starlette(routes=routes), hosts=hosts, token=token, port=port)
 
 
-class NoModel(CatalogError):
-    pass
-
-
 class Explainer:
     """Grad-CAM for the page's ``e`` key: of the model whose prediction the page shows, or
     the default model (the one curator models marks); the last model used stays loaded,
@@ -313,7 +311,7 @@ class Explainer:
         if chosen is None:
             if wanted is not None:
                 raise UnknownModel(wanted)
-            raise NoModel("no trained model yet: run curator train to see explanations")
+            raise NoModel()
         # The same id can name a new model once the newest one was removed (SQLite gives it
         # again): the time it was registered tells them apart.
         key = (chosen.id, chosen.created_at)
