@@ -83,6 +83,7 @@ def image_by_sha(session: Session, *, sha256: str) -> Image | None:
 
 
 def image_by_id(session: Session, *, image_id: int) -> Image | None:
+    """The image with this id, if there is one."""
     return session.get(Image, image_id)
 
 

@@ -57,6 +57,7 @@ def list_models(session: Session) -> list[Model]:
 
 
 def model_by_id(session: Session, *, model_id: int) -> Model | None:
+    """The model with this id, if there is one (`get_model` raises instead)."""
     return session.get(Model, model_id)
 
 

@@ -44,6 +44,7 @@ def finish_run(
 
 
 def run_by_id(session: Session, *, run_id: int) -> Run | None:
+    """The run with this id, if there is one."""
     return session.get(Run, run_id)
 
 
