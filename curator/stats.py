@@ -5,20 +5,22 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.grouplabels import recount_conflicts
-from db.images import changes_of_image, find_image, members_of, sources_of, to_unsigned64
+from db.images import (
+    changes_of_image,
+    find_image,
+    image_by_id,
+    members_of,
+    sources_of,
+    to_unsigned64,
+)
 from db.labels import conflicts_of, current_labels, label_history
-from db.models import Image, Run
 from db.queues import count_conflicts
+from db.runs import run_counts
 from db.settings import get_classes
 from db.tallies import recount, tallies
-
-
-def _pairs(result: Any) -> dict[Any, int]:
-    return {key: int(value) for key, value in result}
 
 
 def catalog_stats(session: Session) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def _with(prefix: str, tally: dict[str, int]) -> dict[str, int]:
 def _stats(session: Session, tally: dict[str, int], conflicts: int) -> dict[str, Any]:
     by_status, by_split = _with("status:", tally), _with("split:", tally)
     by_label, outcomes = _with("label:", tally), _with("outcome:", tally)
-    runs = _pairs(session.execute(select(Run.kind, func.count()).group_by(Run.kind)))
+    runs = run_counts(session)
     return {
         "classes": get_classes(session),
         "images": {
@@ -82,7 +84,7 @@ def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
     each with its own label), the label conflicts met, and status changes. ``label`` is the
     group's label, the one every command goes by; ``own_label`` the image's own."""
     image = find_image(session, ref=ref)
-    rep = session.get(Image, image.duplicate_of) if image.duplicate_of else image
+    rep = image_by_id(session, image_id=image.duplicate_of) if image.duplicate_of else image
     assert rep is not None
     members = [rep, *members_of(session, image_id=rep.id)]
     own = current_labels(session, image_ids=[m.id for m in members])

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy import select
 
 from classifier.checkpoint import FORMAT
 from classifier.config import Machine, Progress, TrainConfig
@@ -28,8 +27,7 @@ from curator.learn.models import LoadedModel, load_registered
 from curator.learn.scoring import ScoreProgress, score_catalog
 from curator.learn.training import train_model
 from db.catalog import Catalog
-from db.models import Model
-from db.registry import CROSS_FIT, SCORING, get_model, update_model
+from db.registry import CROSS_FIT, SCORING, fold_models_of, get_model, update_model
 
 
 @dataclass
@@ -98,10 +96,8 @@ def cross_fit(
         examples = catalog_examples(session, home=home, classes=classes, include_weak=True)
         finished = {
             int(m.training.get("fold", -1)): m.id
-            for m in session.scalars(
-                select(Model).where(Model.status.in_((CROSS_FIT, SCORING))).order_by(Model.id)
-            )
-            if m.training.get("cross_fit_of") == base_id and m.training.get("folds") == folds
+            for m in fold_models_of(session, model_id=base_id)
+            if m.training.get("folds") == folds
         }
     labeled = [e for split in examples.splits.values() for e in split]
     if len(labeled) < folds * 4:

@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -42,6 +41,7 @@ from starlette.staticfiles import StaticFiles
 from classifier.errors import TrainingError
 from curator.config import Layout
 from curator.errors import CuratorError
+from curator.hints import REVIEW_PAGE, with_hint
 from curator.ingest.dedup import separate_group, split_off
 from curator.ingest.thumbs import ThumbStore
 from curator.review.guard import LOOPBACK_NAMES, protect
@@ -49,11 +49,12 @@ from curator.review.payload import BadRequest, cursor, id_list, json_body, path_
 from curator.stats import image_details
 from db.catalog import Catalog
 from db.errors import CatalogBusy, CatalogError, UnknownClass, UnknownImage
-from db.grouplabels import refresh_touched
+from db.grouplabels import kept_labels, refresh_touched
+from db.groups import representatives_of
+from db.images import image_by_id, path_and_format
 from db.labels import current_labels, label_images, undo_events
-from db.models import Image, Model
 from db.queues import QUEUES, QueueUnavailable, UnknownQueue, queue_counts, review_queue
-from db.registry import UnknownModel, default_model
+from db.registry import NoModel, UnknownModel, default_model, model_by_id
 from db.settings import REJECT, get_classes
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -93,7 +94,8 @@ def endpoint(
     handler: Callable[[Request, Any], Response], *, body: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
     """Run a handler in the thread pool (the catalog is synchronous), with its JSON body,
-    and turn the catalog's errors into JSON answers with the right status."""
+    and turn the catalog's errors into JSON answers with the right status, worded with what
+    to do next where curator.hints has it (the page shows the message as it is)."""
 
     async def wrapped(request: Request) -> Response:
         try:
@@ -102,9 +104,9 @@ def endpoint(
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
         except (UnknownImage, UnknownQueue, UnknownModel) as exc:
-            return JSONResponse({"error": str(exc)}, 404)
+            return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 404)
         except (QueueUnavailable, NoModel, CuratorError, TrainingError) as exc:
-            return JSONResponse({"error": str(exc)}, 409)
+            return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 409)
         except CatalogBusy as exc:
             return JSONResponse({"error": str(exc)}, 503)
         except (UnknownClass, CatalogError, ValueError, TypeError, KeyError) as exc:
@@ -160,12 +162,11 @@ def create_app(
         if not _SHA.match(sha):
             raise UnknownImage(sha[:80])
         with catalog.reading() as session:
-            row = session.execute(
-                select(Image.path, Image.format).where(Image.sha256 == sha)
-            ).first()
+            row = path_and_format(session, sha256=sha)
         if row is None:
             raise UnknownImage(sha)
-        return str(stored_file(home, row.path, sha)), row.format
+        relpath, fmt = row
+        return str(stored_file(home, relpath, sha)), fmt
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -289,10 +290,6 @@ def create_app(
     return protect(Starlette(routes=routes), hosts=hosts, token=token, port=port)
 
 
-class NoModel(CatalogError):
-    pass
-
-
 class Explainer:
     """Grad-CAM for the page's ``e`` key: of the model whose prediction the page shows, or
     the default model (the one curator models marks); the last model used stays loaded,
@@ -308,11 +305,13 @@ class Explainer:
         from curator.learn.models import load_registered
 
         with self.catalog.reading() as session:
-            chosen = default_model(session) if wanted is None else session.get(Model, wanted)
+            chosen = (
+                default_model(session) if wanted is None else model_by_id(session, model_id=wanted)
+            )
         if chosen is None:
             if wanted is not None:
                 raise UnknownModel(wanted)
-            raise NoModel("no trained model yet: run curator train to see explanations")
+            raise NoModel()
         # The same id can name a new model once the newest one was removed (SQLite gives it
         # again): the time it was registered tells them apart.
         key = (chosen.id, chosen.created_at)
@@ -332,7 +331,7 @@ class Explainer:
             if cache.exists():
                 return cache.read_bytes(), model.id
             with self.catalog.reading() as session:
-                image = session.get(Image, image_id)
+                image = image_by_id(session, image_id=image_id)
                 if image is None:
                     raise UnknownImage(str(image_id))
                 path = stored_file(self.home, image.path, str(image_id))
@@ -361,24 +360,16 @@ def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, Any]]:
     command goes by), whether people now disagree on the group, and its own label."""
     refresh_touched(session)  # the group columns, brought up to date in this transaction
     own = current_labels(session, image_ids=ids)
-    rows = session.execute(select(Image.id, Image.duplicate_of).where(Image.id.in_(ids))).all()
-    rep_of = {image_id: dup or image_id for image_id, dup in rows}
-    groups = {
-        r.id: r
-        for r in session.execute(
-            select(Image.id, Image.label, Image.label_origin, Image.human_conflict).where(
-                Image.id.in_(set(rep_of.values()))
-            )
-        )
-    }
+    rep_of = representatives_of(session, image_ids=ids)
+    groups = kept_labels(session, image_ids=rep_of.values())
     out: dict[str, dict[str, Any]] = {}
     for i in ids:
         group = groups.get(rep_of.get(i, i))
         mine = own.get(i)
         out[str(i)] = {
             "label": group.label if group else None,
-            "origin": group.label_origin if group else None,
-            "conflict": bool(group.human_conflict) if group else False,
+            "origin": group.origin if group else None,
+            "conflict": group.conflict if group else False,
             "own": mine.label if mine else None,
             "own_origin": mine.origin if mine else None,
         }
