@@ -90,6 +90,23 @@ def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
     own = current_labels(session, image_ids=[m.id for m in members])
     mine = own.get(image.id)
     return {
+        **_image_row(image, home),
+        "label": rep.label,
+        "label_origin": rep.label_origin,
+        "own_label": mine.label if mine else None,
+        "own_label_origin": mine.origin if mine else None,
+        "group": _group(rep, members, own) if len(members) > 1 else None,
+        "label_conflicts": [
+            _conflict(c) for c in conflicts_of(session, image_ids=[m.id for m in members])
+        ],
+        "sources": [_source(s) for s in sources_of(session, image_id=image.id)],
+        "labels": [_event(e) for e in label_history(session, image_id=image.id)],
+        "changes": [_change(c) for c in changes_of_image(session, image_id=image.id)],
+    }
+
+
+def _image_row(image: Any, home: str) -> dict[str, Any]:
+    return {
         "id": image.id,
         "sha256": image.sha256,
         "path": f"{home}/{image.path}",
@@ -104,73 +121,70 @@ def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
         "duplicate_of": image.duplicate_of,
         "split": image.split,
         "added": _time(image.created_at),
-        "label": rep.label,
-        "label_origin": rep.label_origin,
-        "own_label": mine.label if mine else None,
-        "own_label_origin": mine.origin if mine else None,
-        "group": {
-            "representative": rep.id,
-            "human_conflict": bool(rep.human_conflict),
-            "members": [
-                {
-                    "id": m.id,
-                    "sha256": m.sha256,
-                    "width": m.width,
-                    "height": m.height,
-                    "split": m.split,
-                    "status": m.status,
-                    "label": own[m.id].label if m.id in own else None,
-                    "origin": own[m.id].origin if m.id in own else None,
-                }
-                for m in members
-            ],
-        }
-        if len(members) > 1
-        else None,
-        "label_conflicts": [
+    }
+
+
+def _group(rep: Any, members: list[Any], own: dict[int, Any]) -> dict[str, Any]:
+    return {
+        "representative": rep.id,
+        "human_conflict": bool(rep.human_conflict),
+        "members": [
             {
-                "image": c.image_id,
-                "label": c.label,
-                "origin": c.origin,
-                "held": c.held,
-                "held_origin": c.held_origin,
-                "outcome": c.outcome,
-                "run": c.run_id,
-                "author": c.author,
-                "time": _time(c.created_at),
+                "id": m.id,
+                "sha256": m.sha256,
+                "width": m.width,
+                "height": m.height,
+                "split": m.split,
+                "status": m.status,
+                "label": own[m.id].label if m.id in own else None,
+                "origin": own[m.id].origin if m.id in own else None,
             }
-            for c in conflicts_of(session, image_ids=[m.id for m in members])
+            for m in members
         ],
-        "sources": [
-            {
-                "locator": s.locator,
-                "outcome": s.outcome,
-                "page_url": s.page_url,
-                "engine": s.engine,
-                "query": s.query,
-                "run": s.run_id,
-                "time": _time(s.created_at),
-            }
-            for s in sources_of(session, image_id=image.id)
-        ],
-        "labels": [
-            {
-                "label": e.label,
-                "origin": e.origin,
-                "author": e.author,
-                "run": e.run_id,
-                "time": _time(e.created_at),
-            }
-            for e in label_history(session, image_id=image.id)
-        ],
-        "changes": [
-            {
-                "run": c.run_id,
-                "status": [c.status_before, c.status_after],
-                "duplicate_of": [c.duplicate_of_before, c.duplicate_of_after],
-                "split": [c.split_before, c.split_after],
-                "time": _time(c.created_at),
-            }
-            for c in changes_of_image(session, image_id=image.id)
-        ],
+    }
+
+
+def _conflict(c: Any) -> dict[str, Any]:
+    return {
+        "image": c.image_id,
+        "label": c.label,
+        "origin": c.origin,
+        "held": c.held,
+        "held_origin": c.held_origin,
+        "outcome": c.outcome,
+        "run": c.run_id,
+        "author": c.author,
+        "time": _time(c.created_at),
+    }
+
+
+def _source(s: Any) -> dict[str, Any]:
+    return {
+        "locator": s.locator,
+        "outcome": s.outcome,
+        "page_url": s.page_url,
+        "engine": s.engine,
+        "query": s.query,
+        "run": s.run_id,
+        "time": _time(s.created_at),
+    }
+
+
+def _event(e: Any) -> dict[str, Any]:
+    return {
+        "label": e.label,
+        "origin": e.origin,
+        "author": e.author,
+        "run": e.run_id,
+        "time": _time(e.created_at),
+    }
+
+
+def _change(c: Any) -> dict[str, Any]:
+    return {
+        "run": c.run_id,
+        "status": [c.status_before, c.status_after],
+        "duplicate_of": [c.duplicate_of_before, c.duplicate_of_after],
+        "split": [c.split_before, c.split_after],
+        "time": _time(c.created_at),
     }

@@ -156,26 +156,55 @@ def create_app(
     ``run_id`` the review run they belong to (an undo withdraws only decisions of this run).
     ``hosts`` are the names it answers to (`curator.review.guard.allowed_hosts`); with a
     ``token``, every request needs it (``port`` names its cookie)."""
-    thumbs = ThumbStore(home)
+    api = Handlers(catalog=catalog, home=home, author=author, run_id=run_id, queue=queue)
+    explain = limited(endpoint(api.explanation), running=EXPLAIN_RUNNING, waiting=EXPLAIN_WAITING)
+    routes = [
+        Route("/", api.index),
+        Route("/api/health", endpoint(api.health)),
+        Route("/api/state", endpoint(api.state)),
+        Route("/api/queue/{name}", endpoint(api.queue_page)),
+        Route("/api/images/{image_id:int}", endpoint(api.image)),
+        Route("/api/label", endpoint(api.label, body=True), methods=["POST"]),
+        Route("/api/undo", endpoint(api.undo, body=True), methods=["POST"]),
+        Route("/api/separate", endpoint(api.separate, body=True), methods=["POST"]),
+        Route("/api/split-off", endpoint(api.split, body=True), methods=["POST"]),
+        Route("/api/explain/{image_id:int}.png", explain),
+        Route("/thumbs/{sha}.jpg", api.thumb),
+        Route("/originals/{sha}", endpoint(api.original)),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return protect(Starlette(routes=routes), hosts=hosts, token=token, port=port)
 
-    def sha_row(sha: str) -> tuple[str, str]:
+
+class Handlers:
+    """The answers of the review app's routes, over one catalog, for one reviewer and run."""
+
+    def __init__(
+        self, *, catalog: Catalog, home: Path, author: str, run_id: int, queue: str
+    ) -> None:
+        self.catalog, self.home = catalog, home
+        self.author, self.run_id, self.queue = author, run_id, queue
+        self.thumbs = ThumbStore(home)
+        self.explainer = Explainer(catalog, home)
+
+    def sha_row(self, sha: str) -> tuple[str, str]:
         if not _SHA.match(sha):
             raise UnknownImage(sha[:80])
-        with catalog.reading() as session:
+        with self.catalog.reading() as session:
             row = path_and_format(session, sha256=sha)
         if row is None:
             raise UnknownImage(sha)
         relpath, fmt = row
-        return str(stored_file(home, relpath, sha)), fmt
+        return str(stored_file(self.home, relpath, sha)), fmt
 
-    async def index(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    def health(request: Request, _body: Any) -> Response:
+    def health(self, request: Request, _body: Any) -> Response:
         return JSONResponse({"ok": True})
 
-    def state(request: Request, _body: Any) -> Response:
-        with catalog.reading() as session:
+    def state(self, request: Request, _body: Any) -> Response:
+        with self.catalog.reading() as session:
             classes = get_classes(session)
             counts = queue_counts(session)
             model = default_model(session)
@@ -183,8 +212,8 @@ def create_app(
             {
                 "classes": classes,
                 "keys": keys_for(classes),
-                "author": author,
-                "queue": queue,
+                "author": self.author,
+                "queue": self.queue,
                 "queues": {name: counts.get(name) for name in QUEUES},
                 # The model the uncertain queue, the panel and Grad-CAM go by, when not told.
                 "model": None if model is None else {"id": model.id, "classes": model.classes},
@@ -196,98 +225,81 @@ def create_app(
             }
         )
 
-    def queue_page(request: Request, _body: Any) -> Response:
+    def queue_page(self, request: Request, _body: Any) -> Response:
         limit = min(max(int(request.query_params.get("limit", 200)), 1), 500)
         after = cursor(request.query_params.get("after", "0"))
-        with catalog.reading() as session:
-            page = review_queue(session, name=request.path_params["name"], limit=limit, after=after)
+        name = request.path_params["name"]
+        with self.catalog.reading() as session:
+            page = review_queue(session, name=name, limit=limit, after=after)
         return JSONResponse({"items": [i.as_dict() for i in page.items], "next": page.next})
 
-    def image(request: Request, _body: Any) -> Response:
-        with catalog.reading() as session:
+    def image(self, request: Request, _body: Any) -> Response:
+        with self.catalog.reading() as session:
             ref = str(path_id(str(request.path_params["image_id"])))
-            info = image_details(session, ref=ref, home=str(home))
+            info = image_details(session, ref=ref, home=str(self.home))
         info.pop("path", None)
         return JSONResponse(info)
 
-    def label(request: Request, body: dict[str, Any]) -> Response:
+    def label(self, request: Request, body: dict[str, Any]) -> Response:
         ids = id_list(body, "ids")
         value = body.get("label")
         if value is not None and not isinstance(value, str):
             raise ValueError("label must be a string or null")
-        with catalog.writing() as session:
-            events = label_images(session, image_ids=ids, label=value, author=author, run_id=run_id)
+        with self.catalog.writing() as session:
+            events = label_images(
+                session, image_ids=ids, label=value, author=self.author, run_id=self.run_id
+            )
             labels = _labels(session, [e.image_id for e in events])  # members included
         return JSONResponse({"events": [e.id for e in events], "labels": labels})
 
-    def undo(request: Request, body: dict[str, Any]) -> Response:
+    def undo(self, request: Request, body: dict[str, Any]) -> Response:
         event_ids = id_list(body, "events")
-        with catalog.writing() as session:
+        with self.catalog.writing() as session:
             restored, skipped = undo_events(
-                session, event_ids=event_ids, author=author, run_id=run_id
+                session, event_ids=event_ids, author=self.author, run_id=self.run_id
             )
             labels = _labels(session, [e.image_id for e in restored])
         return JSONResponse({"undone": len(restored), "skipped": skipped, "labels": labels})
 
-    def separate(request: Request, body: dict[str, Any]) -> Response:
+    def separate(self, request: Request, body: dict[str, Any]) -> Response:
         image_id = row_id(body.get("id"), "id")
-        with catalog.writing() as session:
-            members = separate_group(session, image_id=image_id, author=author, run_id=run_id)
+        with self.catalog.writing() as session:
+            members = separate_group(
+                session, image_id=image_id, author=self.author, run_id=self.run_id
+            )
         return JSONResponse({"separated": members})
 
-    def split(request: Request, body: dict[str, Any]) -> Response:
+    def split(self, request: Request, body: dict[str, Any]) -> Response:
         image_id = row_id(body.get("id"), "id")
-        with catalog.writing() as session:
-            moved = split_off(session, image_id=image_id, author=author, run_id=run_id)
+        with self.catalog.writing() as session:
+            moved = split_off(session, image_id=image_id, author=self.author, run_id=self.run_id)
         return JSONResponse({"split": moved})
 
-    async def thumb(request: Request) -> Response:
+    async def thumb(self, request: Request) -> Response:
         # The hot path of a grid page: one indexed read, on the event loop, no catalog query.
         # A thumbnail that is missing (made on another machine) is made in the thread pool.
         sha = request.path_params["sha"]
-        blob = thumbs.get(sha) if _SHA.match(sha) else None
+        blob = self.thumbs.get(sha) if _SHA.match(sha) else None
         if blob is None:
             try:
-                path, _fmt = await run_in_threadpool(sha_row, sha)
+                path, _fmt = await run_in_threadpool(self.sha_row, sha)
             except UnknownImage as exc:
                 return JSONResponse({"error": str(exc)}, 404)
-            blob = await run_in_threadpool(thumbs.get_or_make, sha, Path(path))
+            blob = await run_in_threadpool(self.thumbs.get_or_make, sha, Path(path))
         return Response(blob, media_type="image/jpeg", headers=_IMMUTABLE)
 
-    def original(request: Request, _body: Any) -> Response:
-        path, fmt = sha_row(request.path_params["sha"])
+    def original(self, request: Request, _body: Any) -> Response:
+        path, fmt = self.sha_row(request.path_params["sha"])
         return FileResponse(
             path, media_type=_MEDIA.get(fmt, "application/octet-stream"), headers=_IMMUTABLE
         )
 
-    explainer = Explainer(catalog, home)
-
-    def explanation(request: Request, _body: Any) -> Response:
+    def explanation(self, request: Request, _body: Any) -> Response:
         wanted = request.query_params.get("model")
         model = None if wanted is None else path_id(wanted)
-        png, used = explainer.png(path_id(str(request.path_params["image_id"])), model)
+        png, used = self.explainer.png(path_id(str(request.path_params["image_id"])), model)
         headers = {"Cache-Control": "no-cache", "X-Curator-Model": str(used)}
         return Response(png, media_type="image/png", headers=headers)
-
-    routes = [
-        Route("/", index),
-        Route("/api/health", endpoint(health)),
-        Route("/api/state", endpoint(state)),
-        Route("/api/queue/{name}", endpoint(queue_page)),
-        Route("/api/images/{image_id:int}", endpoint(image)),
-        Route("/api/label", endpoint(label, body=True), methods=["POST"]),
-        Route("/api/undo", endpoint(undo, body=True), methods=["POST"]),
-        Route("/api/separate", endpoint(separate, body=True), methods=["POST"]),
-        Route("/api/split-off", endpoint(split, body=True), methods=["POST"]),
-        Route(
-            "/api/explain/{image_id:int}.png",
-            limited(endpoint(explanation), running=EXPLAIN_RUNNING, waiting=EXPLAIN_WAITING),
-        ),
-        Route("/thumbs/{sha}.jpg", thumb),
-        Route("/originals/{sha}", endpoint(original)),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
-    return protect(Starlette(routes=routes), hosts=hosts, token=token, port=port)
 
 
 class Explainer:
