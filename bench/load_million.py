@@ -62,6 +62,8 @@ from db.catalog import open_catalog  # noqa: E402
 from db.grouplabels import rebuild as rebuild_group_labels  # noqa: E402
 from db.models import utcnow  # noqa: E402
 from db.queues import queue_counts, review_queue  # noqa: E402
+from db.rankings import ranked_page  # noqa: E402
+from db.rankings import rebuild as rebuild_rankings  # noqa: E402
 
 BENCH = ROOT / ".bench"
 
@@ -122,20 +124,20 @@ def build(home: Path, n: int) -> None:
     db.execute("ANALYZE")
     db.close()
     # Rows written straight into SQLite: the tallies were kept by the triggers, the group
-    # labels curator's write functions keep are filled here, once.
+    # labels and rankings curator's write functions keep are made here, once.
     catalog = open_catalog(load_settings(home=home).db_url)
     with catalog.writing() as session:
         rebuild_group_labels(session)
+    with catalog.writing() as session:
+        rebuild_rankings(session)
     catalog.dispose()
     mark_built(home, n)
 
 
 def uncertain_cursor(catalog: object, *, pages: int) -> str:
     """The cursor `pages` pages of 200 into the uncertain queue."""
-    from db.queues import _uncertain
-
     with catalog.reading() as session:  # type: ignore[attr-defined]
-        ranked = _uncertain(session, limit=pages * 200, cursor=None)
+        ranked = ranked_page(session, name="uncertain", limit=pages * 200, cursor=None)
     image_id, score = ranked[-1]
     return f"{score!r}:{image_id}"
 
@@ -255,7 +257,11 @@ def main() -> None:
         median_ms(bare_page(deep), args.repeat),
     )
     rows["review page: disagree, start"] = (
-        median_ms(page("disagree", 0), 3),
+        median_ms(page("disagree", 0), args.repeat),
+        median_ms(bare_page(0), args.repeat),
+    )
+    rows["review page: weak-disagree, start"] = (
+        median_ms(page("weak-disagree", 0), args.repeat),
         median_ms(bare_page(0), args.repeat),
     )
 
@@ -263,7 +269,7 @@ def main() -> None:
         with catalog.reading() as session:
             return queue_counts(session)
 
-    rows["review page state (every queue's count)"] = (median_ms(counts, 3), None)
+    rows["review page state (every queue's count)"] = (median_ms(counts, args.repeat), None)
 
     # curator stats.
     def stats() -> object:

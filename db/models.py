@@ -246,3 +246,17 @@ class Prediction(Base):
     #: True when the model trained on this image: its opinion of that label is not independent.
     in_sample: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Ranked(Base):
+    """An image's place in a ranked review queue (``uncertain``, ``disagree``, ...), kept by
+    db/rankings.py in the transaction of each write that changes it, so a page walks the
+    index on (queue, score, image) instead of ranking a million predictions per request.
+    Its count per queue is a tally (alembic 0010)."""
+
+    __tablename__ = "rankings"
+    __table_args__ = (Index("ix_rankings_queue_score", "queue", "score", "image_id"),)
+
+    queue: Mapped[str] = mapped_column(String(32), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)

@@ -18,8 +18,10 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
 
 Every item is a group's representative (an active image) with its duplicates listed, so a
 decision about it is a decision about the whole group (see `db.labels.group_labels`). A
-group's label is read from its representative's row (db/grouplabels.py keeps it), so a page
-costs the same on a catalog of a thousand images or a million.
+group's label is read from its representative's row (db/grouplabels.py keeps it), and a ranked
+queue's order and every queue's count from rows the writes keep (db/rankings.py, the
+tallies), so a page and the counts cost the same on a catalog of a thousand images or a
+million.
 """
 
 from __future__ import annotations
@@ -27,19 +29,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, false, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import CatalogError
 from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
-from db.models import Image, Model, Prediction
-from db.predictions import has_predictions, latest_predictions
+from db.models import Image
+from db.predictions import latest_predictions
+from db.rankings import KEPT, ranked_page
 from db.registry import default_model
 from db.tallies import tallies
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
-RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
+#: The ranked queues: kept in the rankings table (add one to db/rankings.py KEPT).
+RANKED_QUEUES = tuple(name for name, kept in KEPT.items() if kept.ranked)
 QUEUES = (*ID_QUEUES, *RANKED_QUEUES)
 
 
@@ -230,67 +234,25 @@ def _item(row: Any, label: CurrentLabel | None, members: list[dict[str, Any]]) -
 
 def ranking(session: Session, name: str) -> list[tuple[int, float]]:
     """(image id, score) of a ranked queue, first to review first."""
-    if name == "uncertain":
-        return _uncertain(session, limit=None, cursor=None)
-    return _self_confidence(session, name)
+    if name not in RANKED_QUEUES:
+        raise UnknownQueue(name)
+    ranked = ranked_page(session, name=name, limit=None, cursor=None)
+    if not ranked:
+        _why_empty(session, name)
+    return ranked
 
 
-def _independent_latest() -> Any:
-    """Per image, the newest prediction of a model that did not train on it."""
-    return (
-        select(func.max(Prediction.id))
-        .where(Prediction.in_sample.is_(False))
-        .group_by(Prediction.image_id)
-        .scalar_subquery()
-    )
-
-
-def _has_independent(session: Session) -> bool:
-    """Whether any prediction comes from a model that did not train on its image."""
-    first = select(Prediction.id).where(Prediction.in_sample.is_(False)).limit(1)
-    return session.scalar(first) is not None
-
-
-def _model_classes(session: Session) -> dict[int, list[str]]:
-    return {m.id: list(m.classes) for m in session.scalars(select(Model))}
-
-
-def _self_confidence_rows(name: str, *columns: Any) -> Any:
-    """The newest independent prediction of each active group whose label is weak (for
-    weak-disagree: from a search query)."""
-    origins = ("query",) if name == "weak-disagree" else WEAK_ORIGINS
-    return (
-        select(*columns)
-        .select_from(Prediction)
-        .join(Image, Image.id == Prediction.image_id)
-        .where(
-            Prediction.id.in_(_independent_latest()),
-            Image.status == ACTIVE,
-            Image.label_origin.in_(origins),
-        )
-    )
-
-
-def _self_confidence(session: Session, name: str) -> list[tuple[int, float]]:
-    """Those groups ranked by the probability that prediction gives their label, least
-    first (self-confidence). A model trained for other classes has no opinion of a label:
-    left out here, in Python (in the query, the filter makes SQLite walk every prediction of
-    the model by its index: five times slower)."""
-    classes = _model_classes(session)
-    columns = (Prediction.image_id, Prediction.model_id, Prediction.probs, Image.label)
-    scored = [
-        (image_id, float(probs[classes[model_id].index(label)]))
-        for image_id, model_id, probs, label in session.execute(
-            _self_confidence_rows(name, *columns)
-        )
-        if label in classes.get(model_id, ())
-    ]
-    if not scored and not _has_independent(session):
-        if not has_predictions(session):
-            raise NoPredictions(name)
+def _why_empty(session: Session, name: str) -> None:
+    """Raise what a ranked queue lacks, when it is empty for want of predictions."""
+    tally = tallies(session)
+    model = default_model(session) if name == "uncertain" else None
+    if not tally.get("predictions") or (name == "uncertain" and model is None):
+        raise NoPredictions(name)
+    if name == "uncertain" and model is not None:
+        if not tally.get(f"predictions:model:{model.id}"):
+            raise DefaultModelUnscored(name, model.id)
+    elif name != "uncertain" and not tally.get("predictions:independent"):
         raise NoIndependentPredictions(name)
-    scored.sort(key=lambda pair: (pair[1], pair[0]))
-    return scored
 
 
 def _cursor(after: int | str) -> tuple[float, int] | None:
@@ -306,59 +268,13 @@ def _cursor(after: int | str) -> tuple[float, int] | None:
         ) from None
 
 
-def _uncertain_rows(model_id: int, *columns: Any) -> Any:
-    """The model's predictions for active groups without a human label."""
-    return (
-        select(*columns)
-        .select_from(Prediction)
-        .join(Image, Image.id == Prediction.image_id)
-        .where(Prediction.model_id == model_id, Image.status == ACTIVE, _no_human_label())
-    )
-
-
-def _has_scored(session: Session, model_id: int) -> bool:
-    first = select(Prediction.id).where(Prediction.model_id == model_id).limit(1)
-    return session.scalar(first) is not None
-
-
-def _uncertain(
-    session: Session, *, limit: int | None, cursor: tuple[float, int] | None
-) -> list[tuple[int, float]]:
-    """The default model's predictions for groups without a human label, smallest margin
-    first, straight from the index on (model, margin, image). A default trained for other
-    classes than the catalog's now still ranks: its margin still marks where it hesitates
-    (curator score warns of the difference; see curator.learn.models.class_mismatch)."""
-    model = default_model(session)
-    if model is None:
-        raise NoPredictions("uncertain")
-    query = _uncertain_rows(model.id, Prediction.image_id, Prediction.margin).order_by(
-        Prediction.margin, Prediction.image_id
-    )
-    if cursor is not None:
-        score, image_id = cursor
-        query = query.where(
-            or_(
-                Prediction.margin > score,
-                and_(Prediction.margin == score, Prediction.image_id > image_id),
-            )
-        )
-    if limit is not None:
-        query = query.limit(limit)
-    ranked = [(image_id, float(margin)) for image_id, margin in session.execute(query)]
-    if not ranked and cursor is None and not _has_scored(session, model.id):
-        raise DefaultModelUnscored("uncertain", model.id)
-    return ranked
-
-
 def _ranked_page(
     session: Session, name: str, limit: int, cursor: tuple[float, int] | None
 ) -> QueuePage:
-    if name == "uncertain":
-        ranked = _uncertain(session, limit=limit + 1, cursor=cursor)
-    else:
-        ranked = ranking(session, name)
-        if cursor is not None:
-            ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
+    """A page of a kept ranking (db/rankings.py): a walk of its index."""
+    ranked = ranked_page(session, name=name, limit=limit + 1, cursor=cursor)
+    if not ranked and cursor is None:
+        _why_empty(session, name)
     chosen = [image_id for image_id, _score in ranked[:limit]]
     rows = {r.id: r for r in session.execute(select(*_COLUMNS).where(Image.id.in_(chosen)))}
     groups = _duplicates_of(session, chosen)
@@ -395,32 +311,19 @@ def queue_counts(session: Session) -> dict[str, int | None]:
     """How many groups each queue holds (None: not available yet)."""
     tally = tallies(session)
     groups = tally.get("status:active", 0)
-    groups_with_members = select(Image.duplicate_of).where(Image.duplicate_of.is_not(None))
     counts: dict[str, int | None] = {
         "new": groups - tally.get("origin:human", 0),
         "weak": sum(tally.get(f"origin:{origin}", 0) for origin in WEAK_ORIGINS),
         "all": groups,
-        "duplicates": int(
-            session.scalar(
-                select(func.count()).where(
-                    Image.status == ACTIVE, Image.id.in_(groups_with_members)
-                )
-            )
-            or 0
-        ),
+        "duplicates": tally.get("queue:duplicates", 0),
         "conflicts": count_conflicts(session),
     }
-    if not has_predictions(session):
+    if not tally.get("predictions"):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}
     model = default_model(session)
-    counts["uncertain"] = (
-        session.scalar(_uncertain_rows(model.id, func.count()))
-        if model is not None and _has_scored(session, model.id)
-        else None
-    )
-    classes, independent = _model_classes(session), _has_independent(session)
-    fits = [and_(Prediction.model_id == m, Image.label.in_(c)) for m, c in classes.items()]
-    for name in ("disagree", "weak-disagree"):
-        rows = _self_confidence_rows(name, func.count()).where(or_(false(), *fits))
-        counts[name] = session.scalar(rows) if independent else None
+    scored = model is not None and tally.get(f"predictions:model:{model.id}")
+    independent = bool(tally.get("predictions:independent"))
+    for name in RANKED_QUEUES:
+        available = scored if name == "uncertain" else independent
+        counts[name] = tally.get(f"queue:{name}", 0) if available else None
     return counts

@@ -204,10 +204,12 @@ def test_a_copy_killed_half_way_leaves_the_destination_empty_and_runs_again(
     proc = spawn(command, stdout=-1, stderr=-1, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        # Wait until the copy is writing (its transaction holds the catalog's write lock).
+        # Wait until the copy is writing (its transaction holds the catalog's write lock),
+        # past the migrations that make the destination's tables (they hold it too).
         held = rows(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND to_regclass('images') IS NOT NULL",
             pg,
         )[0][0]
         if held:
