@@ -19,6 +19,7 @@ from classifier import images
 from classifier.data import normalize_batch
 from classifier.device import autocast_dtype
 from classifier.model import DeepConnection
+from classifier.pixelcache import PixelCache
 
 #: Turns a decoding exception into a few words for the user.
 Describe = Callable[[str, BaseException], str]
@@ -38,11 +39,20 @@ class Scored:
 class PictureDataset(Dataset[tuple[torch.Tensor, int, str]]):
     """(uint8 CHW tensor, index, error) per path; a failed picture is zeros and a reason."""
 
-    def __init__(self, paths: Sequence[str], *, size: int, fit: str, describe: Describe) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        size: int,
+        fit: str,
+        describe: Describe,
+        cache: str | None = None,
+    ) -> None:
         self.paths = paths
         self.size = size
         self.fit = fit
         self.describe = describe
+        self.cache = PixelCache(cache, size=size, fit=fit) if cache else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -50,6 +60,8 @@ class PictureDataset(Dataset[tuple[torch.Tensor, int, str]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
         path = self.paths[index]
         try:
+            if self.cache is not None:  # read once, kept at this size
+                return torch.from_numpy(self.cache.load(path).copy()), index, ""
             picture = images.load(path, self.size, self.fit)
             return v2.functional.pil_to_tensor(picture), index, ""
         except Exception as exc:  # a bad file is the file's fault: say why, go on
@@ -91,9 +103,11 @@ def score_paths(
     batch_size: int = 32,
     workers: int = 2,
     describe: Describe = plain_reason,
+    cache: str | None = None,
 ) -> Iterator[list[Scored]]:
-    """Yield the results batch by batch, in input order."""
-    dataset = PictureDataset(paths, size=size, fit=fit, describe=describe)
+    """Yield the results batch by batch, in input order (pictures kept in the ``cache``
+    folder at this size when one is named: see classifier/pixelcache.py)."""
+    dataset = PictureDataset(paths, size=size, fit=fit, describe=describe, cache=cache)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -23,6 +23,7 @@ class Layout:
     models/<id>/                      a model's files: model.pt, report.html, checkpoints
     cache/explain/<model>/<id>.png    Grad-CAM figures the review page made
     cache/near-index-r<radius>.bin    the near-duplicate index, checked against the catalog
+    cache/pixels/<size>-<fit>/        pictures decoded at a model's size (classifier/pixelcache.py)
     logs/                             errors.log: the tracebacks of unexpected errors
     tmp/                              files being written, renamed into place when whole
     """
@@ -52,6 +53,10 @@ class Layout:
     @property
     def explain_cache(self) -> Path:
         return self.home / self.EXPLAIN
+
+    @property
+    def pixel_cache(self) -> Path:
+        return self.home / "cache" / "pixels"
 
     def near_index(self, radius: int) -> Path:
         """The near-duplicate index file for this radius (curator/ingest/nearfile.py)."""

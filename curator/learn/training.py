@@ -30,7 +30,7 @@ from classifier.report import mistakes_of, write_report
 from classifier.train import fit
 from curator import __version__
 from curator.config import Layout
-from curator.learn.examples import catalog_examples
+from curator.learn.examples import catalog_examples, pixel_cached
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.registry import DONE, create_model, resumable_model, update_model
@@ -74,7 +74,7 @@ def train_model(
     Cross-fitting trains its fold models through here too: with ``examples`` of its own (the
     folds), ``recorded`` settings stored beside the recipe (which fold of which model), the
     ``status`` the finished model takes, and no report."""
-    machine = machine or Machine()
+    machine = pixel_cached(machine or Machine(), home)
     if examples is None:
         with catalog.reading() as session:
             classes = get_classes(session)
