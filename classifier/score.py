@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 from classifier import images
 from classifier.data import normalize_batch
 from classifier.device import autocast_dtype
+from classifier.gpudecode import JpegBytes, collate_bytes, decode_batch, decode_on_device
 from classifier.model import DeepConnection
 from classifier.pixelcache import PixelCache
 
@@ -106,7 +107,11 @@ def score_paths(
     cache: str | None = None,
 ) -> Iterator[list[Scored]]:
     """Yield the results batch by batch, in input order (pictures kept in the ``cache``
-    folder at this size when one is named: see classifier/pixelcache.py)."""
+    folder at this size when one is named: see classifier/pixelcache.py), or, on a CUDA
+    device, with JPEGs decoded there in batches (classifier/gpudecode.py)."""
+    if decode_on_device(predictor.device):  # nvJPEG outruns reading the cache's files
+        yield from _score_on_device(predictor, paths, size, fit, batch_size, workers, describe)
+        return
     dataset = PictureDataset(paths, size=size, fit=fit, describe=describe, cache=cache)
     loader = DataLoader(
         dataset,
@@ -127,3 +132,36 @@ def score_paths(
             if error:
                 results[position] = Scored(int(indices[position]), None, error)
         yield [results[p] for p in range(len(errors))]
+
+
+def _score_on_device(
+    predictor: Predictor,
+    paths: Sequence[str],
+    size: int,
+    fit: str,
+    batch_size: int,
+    workers: int,
+    describe: Describe,
+) -> Iterator[list[Scored]]:
+    """`score_paths` with the workers reading bytes and the device decoding them."""
+    loader = DataLoader(
+        JpegBytes(paths),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=max(0, workers),
+        collate_fn=collate_bytes,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    for data, indices, read_errors in loader:
+        batch, errors = decode_batch(
+            data, [paths[i] for i in indices], size=size, fit=fit, device=predictor.device,
+            describe=describe,
+        )  # fmt: skip
+        errors = [r or e for r, e in zip(read_errors, errors, strict=True)]
+        ok = [i for i, e in enumerate(errors) if not e]
+        probs = predictor.probabilities(predictor.prepare(batch[ok])) if ok else None
+        row = {position: r for r, position in enumerate(ok)}
+        yield [
+            Scored(indices[p], None, e) if e else Scored(indices[p], probs[row[p]].numpy())  # type: ignore[index]
+            for p, e in enumerate(errors)
+        ]
