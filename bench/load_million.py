@@ -11,7 +11,9 @@ run:
 * import of one more image: a real JPEG through curator's one door (decode, validate, hash,
   store, thumbnail, near-duplicate check against the million, rows committed), with the
   importer already open; bare: one INSERT of an image row and its COMMIT;
-* opening an importer (loading the near-duplicate index of the million), once per command;
+* opening an importer (the near-duplicate index of the million read from its file beside
+  the catalog, checked against it), once per command; and once without the file (the index
+  made from the catalog's hashes and written: what the first import after an upgrade pays);
 * a near-duplicate lookup (`NearIndex.query` of a hash and its mirror); bare: a vectorised
   NumPy scan of the million hashes;
 * a review-queue page of 200: `new` at the start and deep in the queue, `uncertain` (ranked
@@ -21,7 +23,7 @@ run:
 * the review page's state (every queue's count);
 * `curator stats` (`catalog_stats`); bare: images counted by status.
 
-Goal: each under 100 ms on SQLite on this machine.
+Goal: each under 100 ms on SQLite on this machine, one more image under 20 ms.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from _common import (  # noqa: E402
     new_catalog,
 )
 
-from curator.config import load_settings  # noqa: E402
+from curator.config import Layout, load_settings  # noqa: E402
 from curator.demo.synthetic import draw_couple  # noqa: E402
 from curator.ingest.dedup import near_matches  # noqa: E402
 from curator.ingest.door import Ingestor, prepare_file  # noqa: E402
@@ -66,6 +68,11 @@ from db.rankings import ranked_page  # noqa: E402
 from db.rankings import rebuild as rebuild_rankings  # noqa: E402
 
 BENCH = ROOT / ".bench"
+#: Each row's goal in milliseconds (100 unless named; None: paid once, no goal).
+GOALS: dict[str, int | None] = {
+    "import one more image (importer open)": 20,
+    "open an importer, no file yet (index made, file written)": None,
+}
 
 
 def build(home: Path, n: int) -> None:
@@ -134,10 +141,10 @@ def build(home: Path, n: int) -> None:
     mark_built(home, n)
 
 
-def uncertain_cursor(catalog: object, *, pages: int) -> str:
-    """The cursor `pages` pages of 200 into the uncertain queue."""
+def cursor_into(catalog: object, name: str, *, pages: int) -> str:
+    """The cursor `pages` pages of 200 into a ranked queue."""
     with catalog.reading() as session:  # type: ignore[attr-defined]
-        ranked = ranked_page(session, name="uncertain", limit=pages * 200, cursor=None)
+        ranked = ranked_page(session, name=name, limit=pages * 200, cursor=None)
     image_id, score = ranked[-1]
     return f"{score!r}:{image_id}"
 
@@ -166,11 +173,20 @@ def main() -> None:
     catalog = open_catalog(settings.db_url)
     rows: dict[str, tuple[float, float | None]] = {}
 
-    # Import of one more image, through the one door, with the importer open.
-    began = time.perf_counter()
+    # Opening an importer: once without the index's file (made from the catalog, and
+    # written), then as every later command opens it (read from the file).
     store = Store(home)
-    ingestor = Ingestor(catalog, store=store, run_id=1, threshold=10, label="happy")
-    opening = (time.perf_counter() - began) * 1000
+    Layout(home).near_index(10).unlink(missing_ok=True)
+    began = time.perf_counter()
+    Ingestor(catalog, store=store, run_id=1, threshold=10, label="happy")
+    first_opening = (time.perf_counter() - began) * 1000
+    openings = []
+    for _ in range(args.repeat):
+        began = time.perf_counter()
+        ingestor = Ingestor(catalog, store=store, run_id=1, threshold=10, label="happy")
+        openings.append((time.perf_counter() - began) * 1000)
+    opening = statistics.median(openings)
+    # Import of one more image, through the one door, with the importer open.
     pictures = tempfile.TemporaryDirectory()
     first = random.SystemRandom().getrandbits(40)  # pictures new to the catalog on every run
     files = []
@@ -200,7 +216,8 @@ def main() -> None:
         median_ms(one_import, args.repeat),
         median_ms(bare_insert, args.repeat),
     )
-    rows["open an importer (load the near-duplicate index)"] = (opening, None)
+    rows["open an importer (near-duplicate index from its file)"] = (opening, None)
+    rows["open an importer, no file yet (index made, file written)"] = (first_opening, None)
     assert ingestor.tally.as_dict().get("added", 0) >= args.repeat, ingestor.tally.as_dict()
 
     # A near-duplicate lookup against the million.
@@ -251,7 +268,7 @@ def main() -> None:
         median_ms(page("uncertain", 0), args.repeat),
         median_ms(bare_page(0), args.repeat),
     )
-    middle = uncertain_cursor(catalog, pages=2500)
+    middle = cursor_into(catalog, "uncertain", pages=2500)
     rows["review page: uncertain, 500,000 in"] = (
         median_ms(page("uncertain", middle), args.repeat),
         median_ms(bare_page(deep), args.repeat),
@@ -259,6 +276,10 @@ def main() -> None:
     rows["review page: disagree, start"] = (
         median_ms(page("disagree", 0), args.repeat),
         median_ms(bare_page(0), args.repeat),
+    )
+    rows["review page: disagree, 200,000 in"] = (
+        median_ms(page("disagree", cursor_into(catalog, "disagree", pages=1000)), args.repeat),
+        median_ms(bare_page(deep), args.repeat),
     )
     rows["review page: weak-disagree, start"] = (
         median_ms(page("weak-disagree", 0), args.repeat),
@@ -297,7 +318,8 @@ def main() -> None:
         return
     print(f"catalog of {args.images:,} image rows (SQLite), median of {args.repeat}:")
     for name, (ms, bare) in rows.items():
-        goal = "ok" if ms < 100 else "over the 100 ms goal"
+        limit = GOALS.get(name, 100)
+        goal = "once" if limit is None else "ok" if ms < limit else f"over the {limit} ms goal"
         beside = f"   bare {bare:8.2f} ms ({ms / bare:6.1f}x)" if bare else ""
         print(f"  {name:<50} {ms:9.2f} ms  {goal:<21}{beside}")
 

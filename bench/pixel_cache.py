@@ -89,6 +89,16 @@ def score_pass(examples: list[Example], size: int, cache: str | None) -> None:
         pass
 
 
+class Rows(dict[str, tuple[float, float]]):
+    """Each row printed as soon as it is measured."""
+
+    def __setitem__(self, name: str, value: tuple[float, float]) -> None:
+        super().__setitem__(name, value)
+        plain, cached = value
+        line = f"{plain:7.2f} s   cached {cached:7.2f} s   ({plain / cached:5.2f}x)"
+        print(f"  {name:<58} {line}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,7 +115,8 @@ def main() -> None:
         examples = pictures(folder / "pics", args.pictures, (w, h))
         cache = str(folder / "cache")
         size = args.size
-        rows: dict[str, tuple[float, float]] = {}
+        rows = Rows()
+        print(f"{args.pictures} JPEGs of {w}x{h}, read at {size} px, on the CPU:", flush=True)
         cross_fit_data(examples[:1], size, cache)  # warm the imports, not the cache
         rows["5-fold cross-fit, data path (first fold fills the cache)"] = (
             timed(lambda: cross_fit_data(examples, size, None), 1),
@@ -125,9 +136,6 @@ def main() -> None:
                     1,
                 ),
             )
-    print(f"{args.pictures} JPEGs of {w}x{h}, read at {size} px, on the CPU:")
-    for name, (plain, cached) in rows.items():
-        print(f"  {name:<58} {plain:7.2f} s   cached {cached:7.2f} s   ({plain / cached:5.2f}x)")
 
 
 if __name__ == "__main__":
