@@ -245,13 +245,16 @@ def ranking(session: Session, name: str) -> list[tuple[int, float]]:
 def _why_empty(session: Session, name: str) -> None:
     """Raise what a ranked queue lacks, when it is empty for want of predictions."""
     tally = tallies(session)
-    model = default_model(session) if name == "uncertain" else None
-    if not tally.get("predictions") or (name == "uncertain" and model is None):
-        raise NoPredictions(name)
-    if name == "uncertain" and model is not None:
+    if name == "uncertain":
+        model = default_model(session)
+        if model is None:
+            raise NoPredictions(name)
         if not tally.get(f"predictions:model:{model.id}"):
             raise DefaultModelUnscored(name, model.id)
-    elif name != "uncertain" and not tally.get("predictions:independent"):
+        return
+    if not tally.get("predictions"):
+        raise NoPredictions(name)
+    if not tally.get("predictions:independent"):
         raise NoIndependentPredictions(name)
 
 
