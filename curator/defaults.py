@@ -6,6 +6,8 @@ own are `classifier.config`'s, which is as light."""
 
 from __future__ import annotations
 
+from typing import Any
+
 #: Near-duplicate distance in bits of 64; measured by bench/hash_threshold.py (docs/catalog.md).
 DEFAULT_THRESHOLD = 10
 #: What an input may be (curator.ingest.imaging.Limits).
@@ -16,7 +18,7 @@ ENGINE_NAMES = ("bing", "google", "baidu", "flickr", "greedy", "urls")
 #: download threads, result pages per query; requests at once to one host and seconds
 #: between two; seconds to wait for a silent server and for everything one URL may cost;
 #: retries on passing failures.
-CRAWL = {
+CRAWL: dict[str, Any] = {
     "max_images": 100,
     "threads": 8,
     "max_pages": 200,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,7 +244,7 @@ class Catalog:
 
         parts: dict[type, dict[str, Any]] = {ModelConfig: {}, TrainConfig: {}, Machine: {}}
         for key, value in settings.items():
-            owner = next((c for c in parts if key in c.__dataclass_fields__), None)
+            owner = next((c for c in parts if key in {f.name for f in fields(c)}), None)
             if owner is None:
                 raise TypeError(f"train() got an unknown setting {key!r}")
             parts[owner][key] = value

@@ -368,7 +368,7 @@ def open_catalog(url: str, *, create: bool = True) -> Catalog:
         engine.dispose()
         error = translate(exc, timeout_ms)
         if error is exc:
-            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else str(exc)
             error = CatalogError(f"cannot open the catalog at {parsed!r}: {reason}")
         raise error from exc
     return Catalog(engine=engine, url=url, timeout_ms=timeout_ms, read_only=read_only)

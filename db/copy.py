@@ -108,7 +108,7 @@ def _copy_table(
     # A row may point at a later row of its own table (an image's duplicate_of): those links
     # are written once every row is in.
     selfrefs = _self_references(table)
-    (key,) = table.primary_key.columns if selfrefs else (None,)
+    key: Any = next(iter(table.primary_key.columns)) if selfrefs else None
     links: list[dict[str, Any]] = []
     done = 0
     for batch in _batches(src, table, BATCH):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select
@@ -374,12 +375,12 @@ def change_image(
     image: Image,
     run_id: int,
     status: str | None = None,
-    duplicate_of: int | type[Ellipsis] | None = ...,
+    duplicate_of: int | EllipsisType | None = ...,
     split: str | None = None,
 ) -> ImageChange | None:
     """Set an image's status, duplicate_of and split, keeping the old values for an undo."""
     new_status = image.status if status is None else status
-    new_dup = image.duplicate_of if duplicate_of is ... else duplicate_of
+    new_dup = image.duplicate_of if isinstance(duplicate_of, EllipsisType) else duplicate_of
     new_split = image.split if split is None else split
     if (new_status, new_dup, new_split) == (image.status, image.duplicate_of, image.split):
         return None
@@ -394,7 +395,7 @@ def change_image(
         split_after=new_split,
     )
     touch(session, [image.id, image.duplicate_of, new_dup])  # the old group and the new
-    image.status, image.duplicate_of, image.split = new_status, new_dup, new_split  # type: ignore[assignment]
+    image.status, image.duplicate_of, image.split = new_status, new_dup, new_split
     session.add(change)
     return change
 

@@ -227,7 +227,7 @@ def label_command(
         check_author(author)
         with catalog.reading() as session:
             check_label(session, label=as_label or "")
-    rows = (
+    rows: list[tuple[int, str, str, str | None]] = (
         _label_rows(from_csv)
         if from_csv
         else [(0, ref, as_label or "", None) for ref in refs or []]
@@ -243,7 +243,7 @@ def label_command(
         print_json({"recorded": recorded})
         return
     for entry in recorded:
-        current = now.get(int(entry["id"]))  # type: ignore[arg-type]
+        current = now.get(int(str(entry["id"])))
         stdout.print(
             f"image {entry['id']}: {escape_controls(entry['label'])} (by "
             f"{escape_controls(entry['author'])}); now "

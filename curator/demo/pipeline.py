@@ -17,6 +17,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -146,9 +147,13 @@ def _crawl_web(
                 settings,
                 [query],
                 options,
-                on_progress=lambda p, q=query: progress(f"crawling {q!r}", p.added, p.target, ""),
+                on_progress=partial(_crawl_bar, progress, query),
             )
             result.crawl[query] = counts[query]
+
+
+def _crawl_bar(progress: ProgressFn, query: str, p: Any) -> None:
+    progress(f"crawling {query!r}", p.added, p.target, "")
 
 
 def _truth_by_image(catalog: Any, by_file: dict[str, Item]) -> dict[int, Item]:

@@ -296,22 +296,24 @@ class Ingestor:
         inserted = set(ids)
         outcomes = []
         recorded: set[str] = set()  # locators already given a row in this batch
+        row: dict[str, Any] | None
+        image: int | None
         for item in batch:
             if item.locator in recorded:  # the same file twice in one batch
-                outcome, row, image_id = UNCHANGED, None, None
+                outcome, row, image = UNCHANGED, None, None
             else:
-                outcome, row, image_id = self._decide(session, item, known, firsts, near)
+                outcome, row, image = self._decide(session, item, known, firsts, near)
                 recorded.add(item.locator)
             outcomes.append((outcome, item.reason if outcome == FAILED else None))
             if row is not None:
                 sources.append(row)
             if (
-                image_id is not None
+                image is not None
                 and self.label is not None
-                and image_id not in to_label
-                and self._should_label(session, image_id, fresh=image_id in inserted - near)
+                and image not in to_label
+                and self._should_label(session, image, fresh=image in inserted - near)
             ):
-                to_label[image_id] = None
+                to_label[image] = None
         add_sources(session, sources)
         if self.label is not None:
             add_label_events(
@@ -335,7 +337,7 @@ class Ingestor:
         """One item's outcome, its source row (None if nothing new), and its image id."""
         if item.known_image_id is not None:
             return UNCHANGED, None, item.known_image_id
-        source = {
+        source: dict[str, Any] = {
             "run_id": self.run_id,
             "kind": item.kind,
             "locator": item.locator,

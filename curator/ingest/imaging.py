@@ -13,6 +13,7 @@ a few bits, so the pipeline has a version, `HASH_VERSION`, stored beside every h
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import io
@@ -78,7 +79,7 @@ class Analysis:
     ext: str
     bytes: int
     frames: int
-    thumbnail: bytes  # JPEG, 256 to 320 pixels on its longer side
+    thumbnail: builtins.bytes  # JPEG, 256 to 320 pixels on its longer side
 
 
 def describe_non_image(head: bytes) -> str:
