@@ -31,7 +31,14 @@ from curator.runs import tracked_run
 from db.catalog import display_url, read_only_error
 from db.errors import CatalogError, UnknownClass
 from db.images import find_image
-from db.labels import check_author, check_label, count_events, current_labels, label_images
+from db.labels import (
+    check_author,
+    check_label,
+    count_events,
+    current_labels,
+    label_images,
+    latest_event,
+)
 from db.queues import QUEUES, review_queue
 from db.settings import REJECT, get_classes
 
@@ -197,6 +204,12 @@ def _label_studio_rows(path: Path) -> list[LabelRow]:
     ]
 
 
+def _on_record(session: Session, image_id: int, label: str, author: str) -> bool:
+    """Whether this person's latest decision about the image is already this label."""
+    latest = latest_event(session, image_id=image_id, origin="human")
+    return latest is not None and latest.label == label and latest.author == author
+
+
 def _resolve_label_rows(
     session: Session, rows: list[LabelRow], author: str, source: str
 ) -> list[tuple[int, str, str]]:
@@ -271,6 +284,8 @@ def label_command(
     with catalog.writing() as session:
         source = str(from_csv or from_label_studio or "")
         resolved = _resolve_label_rows(session, rows, author, source)
+        if from_label_studio:  # an export read again: what is on record already is not new
+            resolved = [r for r in resolved if not _on_record(session, *r)]
         for image_id, label, who in resolved:
             label_images(session, image_ids=[image_id], label=label, author=who)
             recorded.append({"id": image_id, "label": label, "author": who})
