@@ -257,3 +257,20 @@ def test_the_hf_export_files_are_pictures_datasets_can_open(home, tmp_path):
         record = json.loads(line)
         with Image.open(io.BytesIO((out / "train" / record["file_name"]).read_bytes())) as img:
             assert img.size == (record["width"], record["height"])
+
+
+def test_label_studio_tasks_carry_the_default_model_s_predictions(home, tmp_path):
+    out = tmp_path / "ls"
+    result = home.cli("export", out, "-f", "label-studio", "--document-root", tmp_path)
+    assert result.exit_code == 0, result.output
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert len(tasks) == len(labeled(home))
+    for task in tasks:
+        served = task["data"]["image"].removeprefix("/data/local-files/?d=")
+        assert served.startswith("ls/images/" + task["data"]["curator_sha256"])
+        assert (tmp_path / served).is_file()
+        model = [p for p in task["predictions"] if p["model_version"] == "curator model 1"]
+        assert len(model) == 1 and 0.5 <= model[0]["score"] <= 1
+        assert model[0]["result"][0]["value"]["choices"][0] in ("happy", "unhappy")
+    outside = home.cli("export", tmp_path / "ls2", "-f", "label-studio", "--document-root", out)
+    assert outside.exit_code == 1 and "is not inside the document root" in outside.stderr
