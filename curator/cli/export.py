@@ -85,7 +85,7 @@ def export_command(
         curator export ./couples-dataset
         curator export couples.csv
         curator export ./couples-hf --format hf
-        curator export ./couples-shards --format webdataset --shard-size 200 --max-side 512
+        curator export ./shards -f webdataset --max-side 512
         curator export ./couples-ls --format label-studio
     """
     fmt = fmt or export_format_for(out)
