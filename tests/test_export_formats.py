@@ -274,3 +274,18 @@ def test_label_studio_tasks_carry_the_default_model_s_predictions(home, tmp_path
         assert model[0]["result"][0]["value"]["choices"][0] in ("happy", "unhappy")
     outside = home.cli("export", tmp_path / "ls2", "-f", "label-studio", "--document-root", out)
     assert outside.exit_code == 1 and "is not inside the document root" in outside.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-f", "hf", "--max-side", "64"], "--max-side is an option of --format webdataset"),
+        (["--force"], "--force is an option of --format hf and label-studio and parquet"),
+        (["-f", "parquet", "--document-root", "."], "--document-root is an option of"),
+        (["-f", "webp"], "Invalid value for '--format'"),
+    ],
+)
+def test_an_option_the_format_does_not_read_is_refused(home, tmp_path, args, words):
+    result = home.cli("export", tmp_path / "out", *args)
+    assert result.exit_code != 0 and words in result.output, result.output
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,14 @@ from typing import Any
 
 import typer
 
-from curator.cli.common import open_settings_catalog, print_json, progress_bar, settings_of, stdout
+from curator.cli.common import (
+    fail,
+    open_settings_catalog,
+    print_json,
+    progress_bar,
+    settings_of,
+    stdout,
+)
 from curator.defaults import EXPORT_SHARD_MB
 from curator.display import escape_controls
 from curator.export import export_csv, export_imagefolder
@@ -89,6 +96,7 @@ def export_command(
         curator export ./couples-ls --format label-studio
     """
     fmt = fmt or export_format_for(out)
+    _check_options(fmt, force=force, max_side=max_side, document_root=document_root)
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
     with catalog.reading() as session:
@@ -120,6 +128,20 @@ def export_command(
         print_json({"out": str(out), "format": fmt.value, **result})
     else:
         _print_export(fmt, out, result)
+
+
+def _check_options(
+    fmt: ExportFormat, *, force: bool, max_side: int | None, document_root: Path | None
+) -> None:
+    """Refuse an option the format does not read, rather than ignore it."""
+    given = {
+        "--force": (force, {"hf", "parquet", "webdataset", "label-studio"}),
+        "--max-side": (max_side is not None, {"webdataset"}),
+        "--document-root": (document_root is not None, {"label-studio"}),
+    }
+    for option, (used, formats) in given.items():
+        if used and fmt.value not in formats:
+            fail(f"{option} is an option of --format {' and '.join(sorted(formats))}")
 
 
 def _print_export(fmt: ExportFormat, out: Path, result: dict[str, Any]) -> None:
