@@ -127,6 +127,8 @@ def test_parquet_shards_are_bounded_and_load_with_the_pictures_inside(home, tmp_
     assert all(sha(r["image"]["bytes"]) == r["sha256"] for r in rows)
     decoded = loaded["train"][0]
     assert isinstance(decoded["image"], Image.Image) and decoded["prediction"]["model"] == 1
+    again = home.cli("export", out, "--format", "parquet", "--shard-size", "0.05", "--json")
+    assert json.loads(again.stdout)["kept_shards"] == counts["shards"]  # nothing to write
 
 
 def webdataset_samples(out: Path, split: str) -> list[dict]:
