@@ -12,7 +12,7 @@ The manifest maps each file to a digest of what it holds (empty: not known to be
 It is written before any file and again after each one, so that a run stopped at any point
 is finished by running it again: a file whose digest matches what it should hold is kept, and
 every other one is written again. A file of a killed run's leftovers (``.NAME.XXXX.part``) is
-removed from the format's folders.
+removed from the format's folders, if it is the temporary of a name the format writes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from curator.errors import DamagedManifest, ExportError, LinkedFolder
 from curator.export import MANIFEST, _write_replacing
 
 #: A leftover of a write that did not finish: mkstemp's name beside the file's.
-_PARTIAL = re.compile(r"\.[^/]+\.[A-Za-z0-9_]+\.part")
+_PARTIAL = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]+\.part")
 
 
 class OutFolder:
@@ -125,7 +125,10 @@ class OutFolder:
         for name in self.folders:
             with os.scandir(self.out / name) as entries:
                 for entry in entries:
-                    if _PARTIAL.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    # Only the temporary of a file this format writes: never another's file.
+                    found = _PARTIAL.fullmatch(entry.name)
+                    ours = found and self.pattern.fullmatch(f"{name}/{found['name']}")
+                    if ours and entry.is_file(follow_symlinks=False):
                         os.unlink(entry.path)
 
     def _save(self) -> None:
