@@ -291,3 +291,23 @@ def test_an_option_the_format_does_not_read_is_refused(home, tmp_path, args, wor
     result = home.cli("export", tmp_path / "out", *args)
     assert result.exit_code != 0 and words in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_hf_export_is_finished_by_running_it_again(home, tmp_path):
+    out = tmp_path / "hf"
+
+    def stop_at_five(done: int, total: int) -> None:
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with (
+        curator.open(home.path) as catalog,
+        catalog.db.reading() as session,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        export_format(session, "hf", home=home.path, out=out, on_progress=stop_at_five)
+    assert len(list(out.rglob("*.jpg"))) + len(list(out.rglob("*.png"))) == 5
+    assert not list(out.rglob("metadata.jsonl"))  # written last, naming pictures in place
+    assert home.cli("export", out, "-f", "hf").exit_code == 0
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(out), cache_dir=str(tmp_path / "c"))
+    assert sum(len(split) for split in loaded.values()) == len(labeled(home))

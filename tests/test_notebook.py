@@ -3,6 +3,7 @@ of one's own in ten lines."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +93,12 @@ def test_a_model_of_ones_own_trains_on_the_torch_dataset_in_ten_lines(notebook_h
     with curator.open(notebook_home) as catalog:
         plain = catalog.torch_dataset(split="train", size=32, normalized=False)
     assert plain[0][0].dtype == torch.uint8
+
+
+def test_without_pandas_the_images_are_a_list_of_dicts(notebook_home, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
+    with curator.open(notebook_home) as catalog:
+        rows = catalog.images(split="train", label="unhappy")
+        typed = catalog.image_rows(split="train", label="unhappy")
+    assert isinstance(rows, list) and len(rows) == len(typed) > 10
+    assert rows[0] == {**vars(typed[0]), "path": str(typed[0].path)}
