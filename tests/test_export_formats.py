@@ -227,7 +227,10 @@ def test_an_out_with_other_files_is_refused_unless_forced_and_they_are_left_alon
     assert result.exit_code == 1 and f"an export of another format ({fmt})" in result.stderr
 
 
-@pytest.mark.parametrize(("fmt", "folder"), [("hf", "train"), ("webdataset", "val")])
+@pytest.mark.parametrize(
+    ("fmt", "folder"),
+    [("hf", "train"), ("webdataset", "val"), ("parquet", "data"), ("label-studio", "images")],
+)
 def test_a_format_folder_that_is_a_link_is_refused_and_what_it_points_at_untouched(
     home, tmp_path, fmt, folder
 ):

@@ -78,7 +78,9 @@ def export_hf(
     planned = {f"{HF_SPLITS[r.split]}/{r.sha256}{r.ext}": r.sha256 for r in chosen.records}
     planned |= {f"{name}/metadata.jsonl": _digest(text) for name, text in lines.items()}
     planned["classes.json"] = _digest(classes)
-    folder = OutFolder(out, fmt="hf", files=_HF_FILES, folders=list(splits), force=force)
+    folder = OutFolder(
+        out, fmt="hf", files=_HF_FILES, folders=HF_SPLITS.values(), make=splits, force=force
+    )
     folder.open(planned)
     for done, record in enumerate(chosen.records, 1):
         rel = f"{HF_SPLITS[record.split]}/{record.sha256}{record.ext}"

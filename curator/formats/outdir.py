@@ -38,10 +38,19 @@ class OutFolder:
     format's folders, made and checked) say what this format writes."""
 
     def __init__(
-        self, out: Path, *, fmt: str, files: re.Pattern[str], folders: Iterable[str], force: bool
+        self,
+        out: Path,
+        *,
+        fmt: str,
+        files: re.Pattern[str],
+        folders: Iterable[str],
+        force: bool,
+        make: Iterable[str] | None = None,
     ) -> None:
         self.out, self.fmt, self.pattern, self.force = out, fmt, files, force
         self.folders = list(folders)
+        #: The folders this run makes (all by default); every one of ``folders`` is checked.
+        self.make = self.folders if make is None else list(make)
         self.previous: dict[str, str] = {}
         self.state: dict[str, str] = {}
 
@@ -54,7 +63,7 @@ class OutFolder:
             if not self.pattern.fullmatch(rel):  # our own names: a bug, not the user's input
                 raise ExportError(f"an export of {self.fmt} cannot write {rel!r}")
         self.out.mkdir(parents=True, exist_ok=True)
-        for name in self.folders:
+        for name in self.make:
             self._make_folder(self.out / name)
         # A file keeps its digest only while it still holds what the plan wants there.
         self.state = {
@@ -122,7 +131,7 @@ class OutFolder:
             raise ExportError(f"{path} is in the way of a folder of the export")
 
     def _remove_partials(self) -> None:
-        for name in self.folders:
+        for name in self.make:
             with os.scandir(self.out / name) as entries:
                 for entry in entries:
                     # Only the temporary of a file this format writes: never another's file.
