@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/review_speed.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/score_throughput.py
+	$(BIN)/python bench/export_formats.py
 	$(BIN)/python bench/active_learning.py
 	$(BIN)/python bench/load_million.py
 

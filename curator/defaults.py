@@ -32,3 +32,7 @@ CRAWL: dict[str, Any] = {
 SCORE = {"batch_size": 32, "workers": 2}
 #: The port curator review listens on (a free one when it is taken).
 REVIEW_PORT = 8765
+#: Megabytes of pictures per shard of curator export --format parquet and webdataset: the
+#: size `datasets`' push_to_hub cuts Parquet shards at, and inside the 100 MB - 1 GB that
+#: WebDataset's documentation advises for reading at full speed.
+EXPORT_SHARD_MB = 500.0

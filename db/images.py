@@ -308,6 +308,16 @@ def image_locators(session: Session) -> Iterator[tuple[int, str]]:
     return ((image_id, locator) for image_id, locator in rows if image_id is not None)
 
 
+def image_provenance(session: Session) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """(image id, locator, engine, query) of every source that holds an image, in order."""
+    rows = session.execute(
+        select(Source.image_id, Source.locator, Source.engine, Source.query)
+        .where(Source.image_id.is_not(None))
+        .order_by(Source.id)
+    )
+    return ((i, loc, engine, query) for i, loc, engine, query in rows if i is not None)
+
+
 def sources_of(session: Session, *, image_id: int) -> list[Source]:
     return list(
         session.scalars(select(Source).where(Source.image_id == image_id).order_by(Source.id))

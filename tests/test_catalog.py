@@ -327,6 +327,13 @@ def test_help_defaults_match_the_code_that_uses_them():
     assert crawl["retries"] == policy.retries
     score = {p.name: p.default for p in command.commands["score"].params}
     assert (score["batch_size"], score["workers"]) == tuple(defaults.SCORE.values())
+    import inspect
+
+    from curator.formats import export_format
+
+    export = {p.name: p.default for p in command.commands["export"].params}
+    shard_mb = inspect.signature(export_format).parameters["shard_mb"].default
+    assert export["shard_size"] == shard_mb == defaults.EXPORT_SHARD_MB
     train = {p.name: p.default for p in command.commands["train"].params}
     from classifier.config import Machine, ModelConfig, TrainConfig
 

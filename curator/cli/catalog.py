@@ -1,9 +1,8 @@
-"""Catalog commands: import, dedup, stats, show, export, classes."""
+"""Catalog commands: import, dedup, stats, show, export (curator/cli/export.py), classes."""
 
 from __future__ import annotations
 
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
+from curator.cli.export import export_command
 from curator.display import escape_controls, escape_controls_in
-from curator.export import export_csv, export_imagefolder
 from curator.ingest import dedup as dedup_lib
 from curator.ingest.imaging import Limits
 from curator.ingest.importer import ImportProgress, import_paths, some_names
@@ -391,80 +390,6 @@ def _print_group(group: dict[str, Any]) -> None:
         label = f"{m['label']} ({m['origin']})" if m["label"] else "unlabeled"
         stdout.print(
             f"    {m['id']:>8}  {m['sha256'][:12]}  {m['width']} x {m['height']}  {role:<9} {label}"
-        )
-
-
-class ExportFormat(StrEnum):
-    imagefolder = "imagefolder"
-    csv = "csv"
-
-
-def export_format_for(out: Path) -> ExportFormat:
-    """The format an export without --format writes: what OUT's name says."""
-    return ExportFormat.csv if out.suffix.lower() == ".csv" else ExportFormat.imagefolder
-
-
-def export_command(
-    ctx: typer.Context,
-    out: Path = typer.Argument(..., help="A folder (imagefolder) or a .csv file (csv)."),
-    fmt: ExportFormat | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help="imagefolder or csv (default: csv for a name ending in .csv, else imagefolder).",
-    ),
-    copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them."),
-    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
-) -> None:
-    """Export labeled images as an ImageFolder tree, or every image as CSV.
-
-    imagefolder writes OUT/<split>/<label>/<sha256>.<ext> for each active image with a class
-    label, loadable by torchvision.datasets.ImageFolder; exporting again into the same folder
-    brings it up to date. A folder that is not empty and holds no earlier export, a damaged
-    manifest, or split and class folders that are symbolic links are refused, nothing touched.
-    csv writes one row per image with its label, split, hashes and sources. The format follows
-    OUT's name unless --format says otherwise: OUT ending in .csv is a CSV file, anything else
-    a folder (--format imagefolder exports into a folder even when its name ends in .csv).
-
-    Example:
-
-        curator export ./couples-dataset
-        curator export couples.csv
-    """
-    fmt = fmt or export_format_for(out)
-    settings = settings_of(ctx)
-    catalog = open_settings_catalog(settings)
-    with catalog.reading() as session:
-        if fmt is ExportFormat.csv:
-            result = export_csv(session, home=settings.home, out=out)
-        else:
-            with progress_bar("exporting", None) as update:
-                result = export_imagefolder(
-                    session,
-                    home=settings.home,
-                    out=out,
-                    link=not copy,
-                    on_progress=lambda done, total: update(done, total=total),
-                )
-    if as_json:
-        print_json({"out": str(out), **result})
-        return
-    shown = escape_controls(out)
-    if fmt is ExportFormat.csv:
-        stdout.print(f"wrote {result['rows']} rows to {shown}")
-        return
-    stdout.print(f"exported {result['files']} images to {shown}")
-    for key, value in result.items():
-        if "/" in key:  # split/class
-            stdout.print(f"  {escape_controls(key):<24}{value:>7}")
-    if result.get("removed"):
-        stdout.print(f"  removed {result['removed']} files that no longer belong")
-    if result.get("missing_files"):
-        stdout.print(f"  {result['missing_files']} stored files were missing and skipped")
-    if result.get("conflicts"):
-        stdout.print(
-            f"  {result['conflicts']} groups left out: people labeled their members "
-            "differently (curator review --queue conflicts)"
         )
 
 
