@@ -30,3 +30,7 @@ CRAWL = {
 SCORE = {"batch_size": 32, "workers": 2}
 #: The port curator review listens on (a free one when it is taken).
 REVIEW_PORT = 8765
+#: Embedding (curator.learn.embedding): the embedder `curator embed` uses, the CLIP model
+#: of the clip embedder (ARCH:WEIGHTS of open_clip, or a folder), and the neighbours an
+#: image's outlier score is the mean distance to (cleanlab's default k).
+EMBED = {"embedder": "model", "clip_model": "ViT-B-32:laion2b_s34b_b79k", "neighbours": 10}
