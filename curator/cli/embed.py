@@ -52,8 +52,7 @@ def embed_command(
         curator embed --embedder imagenet
         curator embed --embedder clip --clip-model ViT-B-32:laion2b_s34b_b79k
     """
-    from curator.learn.embedding import embed_catalog, load_embedder
-    from curator.learn.scoring import ScoreProgress
+    from curator.learn.embedding import EmbedProgress, embed_catalog, load_embedder
 
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
@@ -68,7 +67,7 @@ def embed_command(
     started = time.monotonic()
     with progress_bar(f"embedding with {embedder.name}", None) as update:
 
-        def progress(p: ScoreProgress) -> None:
+        def progress(p: EmbedProgress) -> None:
             update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
 
         counts = embed_catalog(

@@ -19,15 +19,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from classifier.embed import Embedder
 from curator.defaults import EMBED, SCORE
 from curator.errors import CuratorError
 from curator.ingest.imaging import describe_failure
-from curator.learn.scoring import ScoreProgress
 from curator.learn.vectorindex import VectorIndex, kmeans
 from curator.learn.vectors import VectorFiles
 from curator.runs import tracked_run
@@ -41,6 +39,16 @@ EMBEDDERS = ("model", "imagenet", "clip")
 CLUSTER_SIZE = 30
 #: Clusters at most (k-means costs rows x clusters per pass).
 MAX_CLUSTERS = 4096
+
+if TYPE_CHECKING:
+    from classifier.embed import Embedder
+
+
+@dataclass
+class EmbedProgress:
+    done: int
+    total: int
+    failed: int = 0
 
 
 class NoEmbedderModel(CuratorError):
@@ -121,7 +129,7 @@ def embed_catalog(
     *,
     batch_size: int = SCORE["batch_size"],
     workers: int = SCORE["workers"],
-    on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
+    on_progress: Callable[[EmbedProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
     """Vectors of ``embedder`` for the catalog's active images that its set lacks, then the
     outlier scores and clusters of the whole set, brought up to date."""
@@ -165,11 +173,11 @@ def _embed_rows(
     counts: dict[str, Any],
     batch_size: int,
     workers: int,
-    on_progress: Callable[[ScoreProgress], None],
+    on_progress: Callable[[EmbedProgress], None],
 ) -> None:
     from classifier.embed import embed_paths
 
-    progress = ScoreProgress(done=0, total=len(todo))
+    progress = EmbedProgress(done=0, total=len(todo))
     on_progress(progress)
     for batch in embed_paths(
         embedder,

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from classifier.embed import Embedder
 from curator.errors import CuratorError
 from curator.learn.embedding import VectorSet, embed_catalog, load_embedder, newest_set
 from db.catalog import Catalog
 from db.errors import CatalogError, UnknownImage
 from db.images import active_paths, find_image
 from db.vectors import NoVectors, embedded_ids
+
+if TYPE_CHECKING:
+    from classifier.embed import Embedder
 
 
 class NoTextEmbedder(CuratorError):
@@ -114,9 +116,16 @@ def _file_vector(embedder: Embedder, path: Path) -> np.ndarray:
 
 
 def text_search(
-    catalog: Catalog, home: Path, text: str, *, limit: int = 50, device: str = "cpu"
+    catalog: Catalog,
+    home: Path,
+    text: str,
+    *,
+    limit: int = 50,
+    device: str = "cpu",
+    keep: list[Embedder] | None = None,
 ) -> list[Neighbour]:
-    """The ``limit`` pictures nearest the words ``text`` (CLIP vectors only)."""
+    """The ``limit`` pictures nearest the words ``text`` (CLIP vectors only); the embedder
+    loaded is appended to ``keep``, if given."""
     if not text.strip():
         raise CuratorError("say what to look for, such as curator search 'a single person'")
     vectors = newest_set(catalog, home, "clip")
@@ -125,6 +134,8 @@ def text_search(
         raise NoTextEmbedder(newest.embedder if newest else "no")
     vectors = ensure_embedded_set(catalog, home, vectors, device)
     embedder = set_embedder(catalog, home, vectors, device)
+    if keep is not None:
+        keep.append(embedder)
     return _nearest(vectors, embedder.words([text[:300]])[0], limit, set())
 
 
@@ -137,3 +148,34 @@ def ensure_embedded_set(catalog: Catalog, home: Path, vectors: VectorSet, device
         embed_catalog(catalog, home, set_embedder(catalog, home, vectors, device), workers=0)
         vectors = newest_set(catalog, home, vectors.embedder) or vectors
     return vectors
+
+
+class Finder:
+    """Similar pictures and text searches for a long-lived caller (the review page): the
+    CLIP model that embeds the words stays loaded between searches, and one answer is
+    computed at a time."""
+
+    def __init__(self, catalog: Catalog, home: Path) -> None:
+        import threading
+
+        self.catalog, self.home = catalog, home
+        self.lock = threading.Lock()
+        self.words: tuple[str, Embedder] | None = None
+
+    def similar(self, image_id: int, limit: int) -> list[int]:
+        with self.lock:
+            _id, found = similar(self.catalog, self.home, str(image_id), limit=limit)
+            return [n.id for n in found]
+
+    def search(self, text: str, limit: int) -> list[int]:
+        with self.lock:
+            vectors = newest_set(self.catalog, self.home, "clip")
+            if vectors is None or self.words is None or self.words[0] != vectors.version:
+                kept: list[Embedder] = []
+                found = text_search(self.catalog, self.home, text, limit=limit, keep=kept)
+                if kept:
+                    self.words = (kept[0].version, kept[0])
+                return [n.id for n in found]
+            vectors = ensure_embedded_set(self.catalog, self.home, vectors, "cpu")
+            query = self.words[1].words([text[:300]])[0]
+            return [n.id for n in _nearest(vectors, query, limit, set())]
