@@ -196,3 +196,14 @@ def vector_counts(session: Session) -> dict[str, int | None]:
     outliers = session.scalar(select(func.count()).select_from(sub)) or 0
     clusters = session.scalar(select(func.count(func.distinct(sub.c.cluster)))) or 0
     return {"outlier": int(outliers), "clusters": int(clusters)}
+
+
+def unreviewed_rows(session: Session, *, embedding_id: int) -> list[tuple[int, int]]:
+    """(image id, row) of the set's active images that no person labeled."""
+    query = (
+        select(Embedded.image_id, Embedded.row)
+        .join(Image, Image.id == Embedded.image_id)
+        .where(Embedded.embedding_id == embedding_id, Image.status == ACTIVE, _unreviewed())
+        .order_by(Embedded.row)
+    )
+    return [(image_id, row) for image_id, row in session.execute(query)]

@@ -201,6 +201,17 @@ def test_clip_embeds_pictures_and_words(copy, tmp_path):
     shown = run(copy, "search", "a cat", "--limit", "3")
     assert shown.exit_code == 0 and len(shown.stdout.strip().splitlines()) == 3
 
+    assert run(copy, "label", "1", "--as", "unhappy").exit_code == 0
+    result = run(copy, "search", "--prelabel", "--json")
+    assert result.exit_code == 0, result.output
+    labeled = json.loads(result.stdout)["prelabeled"]
+    assert sum(labeled.values()) == 2 * PER_CLASS + len(PHOTOS) - 1  # a person's stays
+    events = rows(copy, "SELECT image_id, author FROM label_events WHERE origin = 'model'")
+    assert len(events) == sum(labeled.values()) and 1 not in {i for i, _a in events}
+    again = run(copy, "search", "--prelabel")
+    assert again.exit_code == 0 and "zero-shot labels (origin model)" in again.stdout
+    assert len(rows(copy, "SELECT id FROM label_events WHERE origin = 'model'")) == len(events)
+
 
 def test_bad_input_is_one_line(copy, tmp_path, monkeypatch):
     empty = tmp_path / "empty"

@@ -7,6 +7,7 @@ import time
 import typer
 
 from curator.cli.common import (
+    fail,
     handle_errors,
     open_settings_catalog,
     print_json,
@@ -124,22 +125,43 @@ def similar_command(
 
 def search_command(
     ctx: typer.Context,
-    text: str = typer.Argument(..., help="What the pictures show, in words."),
+    text: str = typer.Argument("", help="What the pictures show, in words."),
+    prelabel: bool = typer.Option(
+        False,
+        "--prelabel",
+        help="Instead: give every picture no person labeled the class whose words ('a photo "
+        "of CLASS') it is nearest, as a weak label of origin model.",
+    ),
     limit: int = typer.Option(20, min=1, max=1000, help="How many to list."),
     device: str = typer.Option("cpu", help="Where the words are embedded."),
     as_json: bool = typer.Option(False, "--json", help="Print the pictures as JSON."),
 ) -> None:
     """Find pictures by what they show, in words (needs curator embed --embedder clip).
 
+    With --prelabel, a new crawl gets a zero-shot label: each picture no person labeled
+    gets the class CLIP finds nearest, with origin model (the disagree queue then weighs it
+    like any weak label; a person's decision always wins).
+
     Example:
 
         curator search "a single person"
         curator search "clip art" --limit 100 --json
+        curator search --prelabel
     """
-    from curator.learn.neighbours import text_search
+    from curator.learn.neighbours import text_search, zero_shot
 
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
+    if prelabel:
+        if text:
+            fail("--prelabel labels by the classes' own words; give no text with it")
+        counts = zero_shot(catalog, settings.home, device=device)
+        if as_json:
+            print_json({"prelabeled": counts})
+            return
+        shown = ", ".join(f"{escape_controls(k)} {v}" for k, v in counts.items())
+        stdout.print(f"zero-shot labels (origin model): {shown}")
+        return
     found = text_search(catalog, settings.home, text, limit=limit, device=device)
     if as_json:
         print_json({"text": text, "found": [n.as_dict() for n in found]})

@@ -179,3 +179,50 @@ class Finder:
             vectors = ensure_embedded_set(self.catalog, self.home, vectors, "cpu")
             query = self.words[1].words([text[:300]])[0]
             return [n.id for n in _nearest(vectors, query, limit, set())]
+
+
+#: The words each class is described by for a zero-shot label (CLIP's own prompt).
+PROMPT = "a photo of {}"
+#: Who a zero-shot label is recorded for.
+ZERO_SHOT_AUTHOR = "clip zero-shot"
+
+
+def zero_shot(catalog: Catalog, home: Path, *, device: str = "cpu") -> dict[str, int]:
+    """A weak label of origin ``model`` for every active picture no person labeled: the class
+    whose words (`PROMPT`) its CLIP vector is nearest. A rerun writes only what changed (a
+    picture whose zero-shot label is already that class gets no new event)."""
+    from db.labels import add_label_events, latest_event
+    from db.settings import get_classes
+    from db.vectors import unreviewed_rows
+
+    vectors = newest_set(catalog, home, "clip")
+    if vectors is None:
+        newest = newest_set(catalog, home)
+        raise NoTextEmbedder(newest.embedder if newest else "no")
+    vectors = ensure_embedded_set(catalog, home, vectors, device)
+    embedder = set_embedder(catalog, home, vectors, device)
+    with catalog.reading() as session:
+        classes = get_classes(session)
+        rows = unreviewed_rows(session, embedding_id=vectors.id)
+    words = embedder.words([PROMPT.format(c) for c in classes])  # (K, D)
+    _ids, data = vectors.read()
+    counts = dict.fromkeys(classes, 0)
+    chosen: dict[str, list[int]] = {c: [] for c in classes}
+    for start in range(0, len(rows), 4096):
+        part = rows[start : start + 4096]
+        sims = np.asarray(data[[r for _i, r in part]], dtype=np.float32) @ words.T
+        for (image_id, _row), best in zip(part, sims.argmax(axis=1), strict=True):
+            chosen[classes[int(best)]].append(image_id)
+    with catalog.writing() as session:
+        for label, ids in chosen.items():
+            fresh = [
+                i
+                for i in ids
+                if (last := latest_event(session, image_id=i, origin="model")) is None
+                or last.label != label
+            ]
+            add_label_events(
+                session, image_ids=fresh, label=label, origin="model", author=ZERO_SHOT_AUTHOR
+            )
+            counts[label] = len(ids)
+    return counts
