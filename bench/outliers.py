@@ -103,13 +103,15 @@ def strokes(clusters: dict[int, list[str]]) -> int:
     return total
 
 
-def measure(name: str, home: Path, web: Path, truth: dict[str, str | None], epochs: int) -> dict:
+def measure(
+    name: str, home: Path, web: Path, truth: dict[str, str | None], epochs: int, size: int
+) -> dict:
     from curator.demo.outliers import off_topic_found
 
     for query in ("happy", "unhappy"):
         run(home, "import", web / query, "--label", query)
     started = time.perf_counter()
-    run(home, "train", "--include-weak", "--backbone", "resnet18", "--image-size", "80",
+    run(home, "train", "--include-weak", "--backbone", "resnet18", "--image-size", size,
         "--weights", "none", "--epochs", epochs, "--batch-size", "16", "--augment", "light",
         "--lr", "2e-3")  # fmt: skip
     trained = time.perf_counter() - started
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=80)
     args = parser.parse_args()
     print(
         f"{'web':<14}{'off':>5}{'look':>7}{'outlier':>11}{'random':>11}{'expected':>11}"
@@ -156,7 +159,8 @@ def main() -> None:
         base = Path(tmp)
         for name, make in (("demo web", demo_web), ("blob web", blob_web)):
             truth = make(base / name / "web", args.per_class, args.seed)
-            measure(name, base / name / "home", base / name / "web", truth, args.epochs)
+            home, web = base / name / "home", base / name / "web"
+            measure(name, home, web, truth, args.epochs, args.image_size)
 
 
 if __name__ == "__main__":

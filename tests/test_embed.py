@@ -82,9 +82,15 @@ def trained(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def copy(trained, tmp_path) -> Path:
+def copy(trained, tmp_path, backend, new_db_url, monkeypatch) -> Path:
+    """A private copy of the trained catalog; on PostgreSQL, its catalog copied there."""
     home = tmp_path / "home"
     shutil.copytree(trained, home)
+    if backend == "postgresql":
+        url = new_db_url(home)
+        copied = run(home, "db", "copy", home / "catalog.db", url)
+        assert copied.exit_code == 0, copied.output
+        monkeypatch.setenv("CURATOR_DB_URL", url)
     return home
 
 
@@ -93,6 +99,7 @@ def photo_ids(home: Path) -> set[int]:
     return {i for i, locator in found if Path(locator).stem in PHOTOS}
 
 
+@pytest.mark.backends
 def test_embed_stores_vectors_beside_the_catalog_and_the_queues_rank_by_them(copy, tmp_path):
     result = run(copy, "embed", "--workers", "0", "--json")
     assert result.exit_code == 0, result.output
@@ -190,6 +197,7 @@ def test_a_copied_catalog_leaves_its_vectors_behind_and_embeds_its_own(copy, tmp
     assert len(folders) == len(theirs) == 1 and folders != theirs
 
 
+@pytest.mark.backends
 def test_clip_embeds_pictures_and_words(copy, tmp_path):
     model = tiny_clip(tmp_path / "clip")
     result = run(copy, "embed", "--embedder", "clip", "--clip-model", model, "--workers", "0")

@@ -39,6 +39,8 @@ EMBEDDERS = ("model", "imagenet", "clip")
 CLUSTER_SIZE = 30
 #: Clusters at most (k-means costs rows x clusters per pass).
 MAX_CLUSTERS = 4096
+#: Rows whose neighbours are searched at once when scoring outliers.
+QUERY_ROWS = 1024
 
 if TYPE_CHECKING:
     from classifier.embed import Embedder
@@ -213,11 +215,13 @@ def refresh_scores(
     if len(ids) == 0:
         return {"clusters": 0}
     index = vectors.index()
-    rows, sims = index.search_rows(data, neighbours + 1)
     scores = []
-    for row in range(len(ids)):
-        others = sims[row][rows[row] != row][:neighbours]
-        scores.append((int(ids[row]), float(1.0 - others.mean()) if len(others) else 0.0))
+    for start in range(0, len(ids), QUERY_ROWS):  # a block of rows at a time: bounded memory
+        rows, sims = index.search_rows(data[start : start + QUERY_ROWS], neighbours + 1)
+        for offset in range(len(rows)):
+            row = start + offset
+            others = sims[offset][(rows[offset] != row) & (rows[offset] >= 0)][:neighbours]
+            scores.append((int(ids[row]), float(1.0 - others.mean()) if len(others) else 0.0))
     count = int(min(MAX_CLUSTERS, max(1, round(len(ids) / CLUSTER_SIZE))))
     assigned, distances = kmeans(data, count)
     clusters = [(int(ids[r]), int(assigned[r]) + 1, float(distances[r])) for r in range(len(ids))]
