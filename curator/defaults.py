@@ -36,3 +36,11 @@ REVIEW_PORT = 8765
 #: size `datasets`' push_to_hub cuts Parquet shards at, and inside the 100 MB - 1 GB that
 #: WebDataset's documentation advises for reading at full speed.
 EXPORT_SHARD_MB = 500.0
+#: Embedding (curator.learn.embedding): the embedder `curator embed` uses, the CLIP model
+#: of the clip embedder (ARCH:WEIGHTS of open_clip, or a folder), and the neighbours an
+#: image's outlier score is the mean distance to (cleanlab's default k).
+EMBED: dict[str, Any] = {
+    "embedder": "model",
+    "clip_model": "ViT-B-32:laion2b_s34b_b79k",
+    "neighbours": 10,
+}

@@ -326,6 +326,32 @@ class Catalog:
         loaded = load_registered(self.db, self.home, model, device=device)
         return score_catalog(self.db, self.home, loaded, rescore=rescore, **options)
 
+    def embed(
+        self, *, embedder: str = "model", model: int | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """`curator embed`: every active image as a vector (``embedder``: model, imagenet or
+        clip; ``clip_model`` and ``device`` choose further), and the outlier and clusters
+        queues brought up to date; returns the counts."""
+        from curator.learn.embedding import embed_catalog, load_embedder
+
+        chosen = {k: options.pop(k) for k in ("clip_model", "device") if k in options}
+        loaded = load_embedder(self.db, self.home, embedder, model_ref=model, **chosen)
+        return embed_catalog(self.db, self.home, loaded, **options)
+
+    def similar(self, ref: int | str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """`curator similar`: the pictures most like an image (id, sha256 prefix or a file),
+        nearest first, each with its similarity."""
+        from curator.learn.neighbours import similar
+
+        _id, found = similar(self.db, self.home, str(ref), limit=limit)
+        return [n.as_dict() for n in found]
+
+    def search(self, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """`curator search`: the pictures the words describe (CLIP vectors)."""
+        from curator.learn.neighbours import text_search
+
+        return [n.as_dict() for n in text_search(self.db, self.home, text, limit=limit)]
+
     def cross_fit(self, *, folds: int, model: int | None = None, **options: Any) -> Any:
         """`curator score --folds K`: out-of-sample predictions for every labeled group, for
         the disagree queues; returns the folds' models and counts."""

@@ -6,7 +6,8 @@ empty as it was, and running it again starts over. The source is read in one sna
 catalog in use is copied as it stood at one moment. Before committing, both sides are counted
 and digested table by table (every column of every row, in key order); any difference rolls the
 copy back. The tallies are not copied: the destination's triggers count the rows as they
-go in, and the copy checks that they come to the source's.
+go in, and the copy checks that they come to the source's. Nor are the embeddings: the copy
+has none until ``curator embed`` makes its own.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class TableCopy:
 #: Kept by the destination's own triggers as the rows go in, not copied.
 DERIVED = frozenset({"tallies"})
 
+#: Not copied: their rows name vector files in the source's home, and two catalogs writing
+#: to one file would mix their images; the copy embeds afresh (``curator embed``).
+LEFT_BEHIND = frozenset({"embeddings", "embedded"})
+
 
 def tables() -> list[Table]:
     """The catalog's tables to copy, each after the tables it refers to."""
-    return [t for t in Base.metadata.sorted_tables if t.name not in DERIVED]
+    return [t for t in Base.metadata.sorted_tables if t.name not in DERIVED | LEFT_BEHIND]
 
 
 def _utc(value: datetime) -> datetime:

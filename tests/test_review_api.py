@@ -67,7 +67,10 @@ def test_state_lists_classes_keys_and_queues(catalog_home):
         "uncertain": None,
         "disagree": None,
         "weak-disagree": None,
+        "outlier": None,
+        "clusters": None,
     }
+    assert state["why"]["outlier"] == "needs the pictures' vectors: run curator embed"
 
 
 def test_queues_page_and_group(catalog_home):

@@ -12,6 +12,7 @@ from curator.cli import catalog as catalog_commands
 from curator.cli import crawl as crawl_commands
 from curator.cli import db as db_commands
 from curator.cli import demo as demo_commands
+from curator.cli import embed as embed_commands
 from curator.cli import explain as explain_commands
 from curator.cli import review as review_commands
 from curator.cli import score as score_commands
@@ -72,6 +73,7 @@ review_commands.register(app)
 train_commands.register(app)
 score_commands.register(app)
 explain_commands.register(app)
+embed_commands.register(app)
 demo_commands.register(app)
 db_commands.register(app)
 # Written as plain text, rendered as Markdown: placeholders and example lines kept as written.

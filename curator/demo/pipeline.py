@@ -6,8 +6,9 @@
 2. A local search engine on 127.0.0.1 (`curator.demo.localsearch`) answering in Bing's format.
 3. The pipeline, through the code a user's commands run: crawl "happy couple" and "unhappy
    couple" -> dedup -> train round 1 on the weak labels -> score the catalog, cross-fit ->
-   a simulated reviewer (who knows the truth) relabels the top of `disagree`, then of
-   `uncertain`, within a budget -> train round 2 -> score a folder of new photos -> Grad-CAM.
+   embed with round 1's trunk -> a simulated reviewer (who knows the truth) relabels the top
+   of `disagree`, then of `outlier`, then of `uncertain`, within a budget -> train round 2 ->
+   score a folder of new photos -> Grad-CAM.
 4. A report: one HTML file with PNG plots, beside the demo catalog.
 """
 
@@ -233,8 +234,13 @@ def _pipeline(
     model = load_registered(catalog, home, first, device=config.device)
     disagree, uncertain = _rank(catalog, home, config, model, progress)
     _found(result, disagree, wrong)
+    clock.lap("embed")
+    step(f"embedding the catalog with model {first}'s trunk, for the outlier queue")
+    outliers = _outliers(catalog, home, config, first, truth, result)
     clock.lap("review")
-    chosen = _review(catalog, config, result, truth, len(groups), disagree, uncertain, step)
+    chosen = _review(
+        catalog, config, result, truth, len(groups), [disagree, outliers, uncertain], step
+    )
     result.review["wrong_labels_fixed"] = len(set(chosen) & wrong)
     result.review["wrong_labels_left"] = len(wrong - set(chosen))
 
@@ -314,6 +320,23 @@ def _rank(
     return disagree, uncertain
 
 
+def _outliers(
+    catalog: Any,
+    home: Path,
+    config: DemoConfig,
+    model_id: int,
+    truth: dict[int, Item],
+    result: DemoResult,
+) -> list[int]:
+    """The outlier queue by round 1's trunk, and how many off-topic pictures it puts first."""
+    from curator.demo.outliers import off_topic_found, outlier_order
+
+    order = outlier_order(catalog, home, model_id, device=config.device, workers=config.workers)
+    off = {i for i, item in truth.items() if item.kind == "off-topic"}
+    result.outliers = off_topic_found(order, off, seed=config.seed)
+    return order
+
+
 def _found(result: DemoResult, disagree: list[int], wrong: set[int]) -> None:
     """How many of the wrong labels the disagree queue ranks first."""
     top = disagree[: max(1, round(len(disagree) * 0.1))]
@@ -336,27 +359,33 @@ def _review(
     result: DemoResult,
     truth: dict[int, Item],
     groups: int,
-    disagree: list[int],
-    uncertain: list[int],
+    queues: list[list[int]],
     step: Step,
 ) -> list[int]:
-    """A reviewer who knows the truth decides about the top of disagree, then of uncertain,
-    within the budget; returns the images looked at."""
+    """A reviewer who knows the truth decides about the top of disagree, then of outlier,
+    then of uncertain, within the budget; returns the images looked at."""
     from db.labels import label_images
 
+    disagree, outliers, uncertain = queues
     budget = round(groups * config.budget)
     chosen = disagree[: round(budget * config.disagree_share)]
     from_disagree = len(chosen)
     seen = set(chosen)
-    for image_id in uncertain:
-        if len(chosen) >= budget:
-            break
-        if image_id not in seen:
-            chosen.append(image_id)
-            seen.add(image_id)
+    for queue, stop in (
+        (outliers, from_disagree + round(budget * config.outlier_share)),
+        (uncertain, budget),
+    ):
+        for image_id in queue:
+            if len(chosen) >= stop:
+                break
+            if image_id not in seen:
+                chosen.append(image_id)
+                seen.add(image_id)
+        if queue is outliers:
+            from_outlier = len(chosen) - from_disagree
     step(
         f"a simulated reviewer who knows the truth looks at {len(chosen)} images: the top of "
-        "the disagree queue, then of uncertain"
+        "the disagree queue, then of outlier, then of uncertain"
     )
     decisions: dict[str, list[int]] = {}
     for image_id in chosen:
@@ -369,6 +398,7 @@ def _review(
         "budget": budget,
         "looked_at": len(chosen),
         "from_disagree": from_disagree,
+        "from_outlier": from_outlier,
         "decisions": {k: len(v) for k, v in decisions.items()},
     }
     return chosen

@@ -163,10 +163,21 @@ The first 10 % of the <code>disagree</code> queue ({n.get("top_10pct", 0)} image
 {c["folds"]}-fold cross-fitted predictions) held {n.get("wrong_in_top_10pct", 0)} of them:
 {pct(n.get("recall_at_10pct"))} (a random order: about 10 %).</p>
 {figure if curve else ""}
+{_outliers(result.outliers)}
 <p>The simulated reviewer looked at {r.get("looked_at", 0)} images ({r.get("from_disagree", 0)} from
-the top of <code>disagree</code>, the rest from <code>uncertain</code>) and fixed
+the top of <code>disagree</code>, {r.get("from_outlier", 0)} from the top of <code>outlier</code>,
+the rest from <code>uncertain</code>) and fixed
 {r.get("wrong_labels_fixed", 0)} wrong labels; {r.get("wrong_labels_left", 0)} were left.</p>
 """
+
+
+def _outliers(o: dict[str, Any]) -> str:
+    if not o.get("off_topic"):
+        return ""
+    return f"""<p>The web held {o["off_topic"]} off-topic pictures (no people in them). The first
+{o["looked_at"]} of the <code>outlier</code> queue (round 1's trunk, nearest-neighbour
+distance) held {o["found"]} of them: {pct(o.get("share"))}; a random order of the same
+{o["ranked"]} pictures held {o["random_found"]} ({pct(o.get("random_share"))}).</p>"""
 
 
 def _accuracy(result: DemoResult, confusions: str) -> str:
