@@ -35,12 +35,14 @@ from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image, Model, Prediction
 from db.predictions import has_predictions, latest_predictions
+from db.properties import ISSUE_QUEUES, issue_queue_counts, issue_ranking
 from db.registry import default_model
 from db.tallies import tallies
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
 RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
-QUEUES = (*ID_QUEUES, *RANKED_QUEUES)
+#: issues, issue:blurry, ...: db/properties.py ranks them, worst first.
+QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *ISSUE_QUEUES)
 
 
 class UnknownQueue(CatalogError):
@@ -196,7 +198,7 @@ def review_queue(
     ranked queues, the ``next`` of the page before)."""
     if name not in QUEUES:
         raise UnknownQueue(name)
-    if name in RANKED_QUEUES:
+    if name in RANKED_QUEUES or name in ISSUE_QUEUES:
         page = _ranked_page(session, name, limit, _cursor(after))
     else:
         page = _id_page(session, name, limit, int(after))
@@ -232,6 +234,8 @@ def ranking(session: Session, name: str) -> list[tuple[int, float]]:
     """(image id, score) of a ranked queue, first to review first."""
     if name == "uncertain":
         return _uncertain(session, limit=None, cursor=None)
+    if name in ISSUE_QUEUES:
+        return issue_ranking(session, name=name)
     return _self_confidence(session, name)
 
 
@@ -409,6 +413,7 @@ def queue_counts(session: Session) -> dict[str, int | None]:
             or 0
         ),
         "conflicts": count_conflicts(session),
+        **issue_queue_counts(session),
     }
     if not has_predictions(session):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}

@@ -1,0 +1,165 @@
+"""What a picture looks like, in a few numbers: computed from the thumbnail the door decodes.
+
+No second decode: `curator.ingest.imaging.analyze` hands its thumbnail (256 to 320 pixels on
+the longer side, RGB) here, and the numbers land in ``image_properties`` beside the hashes.
+
+* ``sharpness``: variance of the Laplacian of the grey picture resized to 256 x 256 (so
+  that a thumbnail of 256 and one of 320 pixels compare), over the grey variance (so that a
+  dim photo is not called blurry for its dimness alone);
+* ``brightness`` p5, p50, p95: percentiles of luminance, 0 to 1; ``contrast``: its
+  standard deviation;
+* ``entropy``: Shannon entropy of the 256-level grey histogram, in bits (0 to 8): a blank
+  or nearly flat picture carries little;
+* ``colourfulness``: Hasler and Süsstrunk's metric (2003) on the opponent channels, 0 for
+  a grey picture, about 20 to 100 for colour photos;
+* ``aspect``: the longer side over the shorter (of the original's pixel size);
+* ``graphic``: the share of pixels in the 8 commonest colours at 4 bits a channel: flat
+  colours of text, banners, screenshots and charts score near 1, photos far lower;
+* ``windows``: pHashes of sub-regions, so that a cropped copy's whole-frame hash finds the
+  picture it was cut from (see `window_boxes` and docs/check.md).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+#: Stored beside each row: numbers of another version are computed again by a backfill.
+PROPERTIES_VERSION = "props-v1"
+#: The grey square the sharpness is measured on.
+SHARP_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Properties:
+    """One picture's numbers, as ``image_properties`` stores them (see the module)."""
+
+    sharpness: float
+    brightness_p5: float
+    brightness_p50: float
+    brightness_p95: float
+    contrast: float
+    entropy: float
+    colourfulness: float
+    aspect: float
+    short_side: int
+    graphic: float
+    windows: bytes  # 8 bytes per window hash, big-endian unsigned
+
+    def as_row(self) -> dict[str, float | bytes | str]:
+        return {**asdict(self), "version": PROPERTIES_VERSION}
+
+
+def _laplacian_variance(grey: np.ndarray) -> float:
+    lap = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def _colourfulness(rgb: np.ndarray) -> float:
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _graphic(rgb8: np.ndarray) -> float:
+    q = (rgb8 >> 4).astype(np.int32)
+    codes = (q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]
+    counts = np.bincount(codes.ravel(), minlength=4096)
+    return float(np.sort(counts)[-8:].sum() / codes.size)
+
+
+#: Windows per image: (share of each side, positions along each axis). Chosen by
+#: bench/crops.py: a copy that keeps 75 to 90 % of each side, anywhere in the frame, lies close
+#: to one of them.
+WINDOW_SCALES: tuple[tuple[float, int], ...] = ((0.9, 3), (0.85, 4), (0.8, 4), (0.75, 5))
+
+
+#: Grey levels (0 to 255) a window's cells must vary by, as a standard deviation, to be hashed.
+MIN_WINDOW_STD = 12.0
+
+
+@functools.cache
+def window_cells(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """For a square of ``size`` pixels: each window's 33 cell edges along y and along x
+    (integer pixel positions), as two (K, 33) arrays."""
+    ys, xs = [], []
+    for scale, steps in WINDOW_SCALES:
+        side = size * scale
+        spots = (0.5,) if steps == 1 else tuple(i / (steps - 1) for i in range(steps))
+        for fy in spots:
+            for fx in spots:
+                x0, y0 = (size - side) * fx, (size - side) * fy
+                xs.append(np.rint(np.linspace(x0, x0 + side, 33)).astype(np.intp))
+                ys.append(np.rint(np.linspace(y0, y0 + side, 33)).astype(np.intp))
+    return np.array(ys), np.array(xs)
+
+
+def window_hashes(square: np.ndarray) -> bytes:
+    """pHashes of each window of a grey square: each window averaged down to 32 x 32 cells
+    (one integral image serves them all), then the pHash's DCT and median, in one batch."""
+    from curator.ingest.imaging import dct_rows
+
+    integral = np.zeros((square.shape[0] + 1, square.shape[1] + 1), dtype=np.float64)
+    integral[1:, 1:] = square.cumsum(0).cumsum(1)
+    ys, xs = window_cells(square.shape[0])
+    corners = integral[ys[:, :, None], xs[:, None, :]]  # (K, 33, 33)
+    sums = corners[:, 1:, 1:] - corners[:, :-1, 1:] - corners[:, 1:, :-1] + corners[:, :-1, :-1]
+    area = np.diff(ys, axis=1)[:, :, None] * np.diff(xs, axis=1)[:, None, :]
+    cells = sums / np.maximum(area, 1)  # (K, 32, 32)
+    rows = dct_rows()
+    blocks = rows @ cells @ rows.T  # (K, 8, 8)
+    flat = blocks.reshape(len(blocks), 64)
+    bits = flat > np.median(flat, axis=1, keepdims=True)
+    # A nearly flat window (sky, a blank page, black space) hashes to noise that matches
+    # other flat windows: it is left out.
+    textured = cells.reshape(len(cells), -1).std(axis=1) >= MIN_WINDOW_STD
+    return np.packbits(bits[textured], axis=1).tobytes()
+
+
+def unpack_windows(blob: bytes | None) -> np.ndarray:
+    """Stored window hashes as uint64."""
+    if not blob:
+        return np.empty(0, dtype=np.uint64)
+    return np.frombuffer(blob, dtype=">u8").astype(np.uint64)
+
+
+#: The longer side of the copy of the thumbnail the statistics are computed on.
+STATS_SIZE = 128
+
+
+def measure(thumb: Image.Image, *, width: int, height: int) -> Properties:
+    """The numbers of one picture, from its RGB thumbnail and its original pixel size."""
+    scale = min(1.0, STATS_SIZE / max(thumb.width, thumb.height))
+    small = thumb.convert("RGB").resize(
+        (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))),
+        Image.Resampling.BILINEAR,
+        reducing_gap=2.0,
+    )
+    rgb8 = np.asarray(small, dtype=np.uint8)
+    grey8 = np.asarray(small.convert("L"), dtype=np.uint8)
+    grey = grey8.astype(np.float32) / 255.0
+    square = np.asarray(
+        thumb.convert("L").resize((SHARP_SIZE, SHARP_SIZE), Image.Resampling.BILINEAR),
+        dtype=np.float32,
+    )
+    square /= 255.0
+    p5, p50, p95 = (float(v) for v in np.percentile(grey, (5, 50, 95)))
+    hist = np.bincount(grey8.ravel(), minlength=256)
+    prob = hist[hist > 0] / grey8.size
+    return Properties(
+        sharpness=_laplacian_variance(square) / max(float(square.var()), 1e-4),
+        brightness_p5=p5,
+        brightness_p50=p50,
+        brightness_p95=p95,
+        contrast=float(grey.std()),
+        entropy=float(-(prob * np.log2(prob)).sum()),
+        colourfulness=_colourfulness(rgb8.astype(np.float32)),
+        aspect=max(width, height) / max(1, min(width, height)),
+        short_side=min(width, height),
+        graphic=_graphic(rgb8),
+        windows=window_hashes(square.astype(np.float64) * 255.0),
+    )
