@@ -35,9 +35,8 @@ from _photos import photos
 
 import curator.ingest.imaging as imaging
 from curator.defaults import DEFAULT_THRESHOLD
-from curator.ingest.properties import unpack_windows
-
-CANDIDATES = (4, 6, 8, 10)
+from curator.ingest.crops import fit, grey_square
+from curator.ingest.properties import unpack_window_records
 
 
 def encode(img: Image.Image) -> bytes:
@@ -69,25 +68,51 @@ def copies(img: Image.Image, rng: random.Random) -> dict[str, Image.Image]:
     return out
 
 
-def hashes(img: Image.Image) -> tuple[int, int, np.ndarray]:
+#: (window radius, least correlation or None for no verification) tried.
+SETTINGS = ((10, None), (10, 0.95), (12, 0.95), (14, 0.95), (12, 0.97), (14, 0.97), (16, 0.97))
+Pic = tuple[int, int, np.ndarray, np.ndarray]  # phash, mirror, window records, grey square
+
+
+def hashes(img: Image.Image) -> Pic:
     a = imaging.analyze(encode(img))
     assert a.properties is not None
-    return a.phash, a.phash_mirror, unpack_windows(a.properties.windows)
+    return (
+        a.phash,
+        a.phash_mirror,
+        unpack_window_records(a.properties.windows),
+        grey_square(a.thumbnail),
+    )
 
 
-def distance(a: tuple[int, int, np.ndarray], b: tuple[int, int, np.ndarray]) -> tuple[int, int]:
-    """(whole-frame distance, window distance) between two pictures, either way round."""
-    whole = min((a[0] ^ b[0]).bit_count(), (a[1] ^ b[0]).bit_count())
-    wins = []
-    for x, y in ((a, b), (b, a)):
-        for h in (x[0], x[1]):
-            if len(y[2]):
-                wins.append(int(np.bitwise_count(y[2] ^ np.uint64(h)).min()))
-    return whole, min(wins, default=64)
+#: The loosest window radius tried: fits are only computed within it.
+LOOSEST = 16
 
 
-def joined(d: tuple[int, int], window: int) -> bool:
-    return d[0] <= DEFAULT_THRESHOLD or d[1] <= window
+def _one_way(part: Pic, container: Pic) -> tuple[int, float]:
+    """Smallest window distance of part's hash (or mirror) to container's windows, and the
+    verified fit at that window (0 when beyond `LOOSEST`)."""
+    if not len(container[2]):
+        return 64, 0.0
+    windows = container[2]["hash"].astype(np.uint64)
+    found = []
+    for mirrored, h in enumerate((part[0], part[1])):
+        d = np.bitwise_count(windows ^ np.uint64(h))
+        k = int(d.argmin())
+        found.append((int(d[k]), mirrored, k))
+    best, mirrored, k = min(found)
+    if best > LOOSEST:
+        return best, 0.0
+    square = part[3][:, ::-1] if mirrored else part[3]
+    return best, fit(container[3], square, int(container[2]["index"][k]))
+
+
+def verdicts(a: Pic, b: Pic) -> list[bool]:
+    """Whether curator dedup joins the two, under each of `SETTINGS`: plain pHash, or a
+    window candidate within the radius that is verified (None: not verified)."""
+    if min((a[0] ^ b[0]).bit_count(), (a[1] ^ b[0]).bit_count()) <= DEFAULT_THRESHOLD:
+        return [True] * len(SETTINGS)
+    ways = [_one_way(a, b), _one_way(b, a)]
+    return [any(d <= r and (c is None or f >= c) for d, f in ways) for r, c in SETTINGS]
 
 
 def cost(pictures: list[Image.Image]) -> tuple[float, float]:
@@ -111,40 +136,40 @@ def main() -> None:
     rng = random.Random(0)
     pics = photos()
     originals = [hashes(img) for _, img in pics]
-    kinds: dict[str, list[tuple[int, int]]] = {}
-    wrong_copies: dict[int, int] = dict.fromkeys(CANDIDATES, 0)
+    names = [f"w<={r}" + (f",r>={c}" if c else "") for r, c in SETTINGS]
+    kinds: dict[str, list[list[bool]]] = {}
+    wrong_copies = [0] * len(SETTINGS)
     for i, (_, img) in enumerate(pics):
         for kind, copy in copies(img, rng).items():
             h = hashes(copy)
-            kinds.setdefault(kind, []).append(distance(h, originals[i]))
-            others = [distance(h, o) for j, o in enumerate(originals) if j != i]
-            for t in CANDIDATES:
-                wrong_copies[t] += sum(joined(d, t) for d in others)
-    pairs = [
-        distance(originals[i], originals[j])
-        for i in range(len(pics))
-        for j in range(i + 1, len(pics))
-    ]
-    print(f"{len(pics)} photos, {len(pairs)} distinct pairs; plain threshold {DEFAULT_THRESHOLD}")
+            kinds.setdefault(kind, []).append(verdicts(h, originals[i]))
+            for j, o in enumerate(originals):
+                if j != i:
+                    for k, v in enumerate(verdicts(h, o)):
+                        wrong_copies[k] += v
+    wrong = [0] * len(SETTINGS)
+    plain_wrong = 0
+    for i in range(len(pics)):
+        for j in range(i + 1, len(pics)):
+            a, b = originals[i], originals[j]
+            plain_wrong += min((a[0] ^ b[0]).bit_count(), (a[1] ^ b[0]).bit_count()) <= 10
+            for k, v in enumerate(verdicts(a, b)):
+                wrong[k] += v
+    pairs = len(pics) * (len(pics) - 1) // 2
+    print(f"{len(pics)} photos, {pairs} distinct pairs; pHash threshold {DEFAULT_THRESHOLD}")
+    print(f"\n{'copy':<17}" + "".join(f"{n:>14}" for n in names))
+    for kind, rows in kinds.items():
+        cells = "".join(f"{sum(r[k] for r in rows) / len(rows):>14.2f}" for k in range(len(names)))
+        print(f"{kind:<17}{cells}")
     print(
-        f"\n{'copy':<18}{'pHash alone':>12}"
-        + "".join(f"{'win<=' + str(t):>10}" for t in CANDIDATES)
+        f"{'wrong: photos':<17}"
+        + "".join(f"{w:>14}" for w in wrong)
+        + f"   (pHash alone: {plain_wrong})"
     )
-    for kind, ds in kinds.items():
-        plain = sum(d[0] <= DEFAULT_THRESHOLD for d in ds) / len(ds)
-        cells = "".join(f"{sum(joined(d, t) for d in ds) / len(ds):>10.2f}" for t in CANDIDATES)
-        print(f"{kind:<18}{plain:>12.2f}{cells}")
-    print(
-        f"{'wrong: photos':<18}{sum(d[0] <= DEFAULT_THRESHOLD for d in pairs):>12}"
-        + "".join(f"{sum(joined(d, t) for d in pairs):>10}" for t in CANDIDATES)
-    )
-    print(f"{'wrong: copies':<18}{'':>12}" + "".join(f"{wrong_copies[t]:>10}" for t in CANDIDATES))
-    names = [(pics[i][0], pics[j][0]) for i in range(len(pics)) for j in range(i + 1, len(pics))]
-    lows = sorted(zip((d[1] for d in pairs), names, strict=True))[:5]
-    print(f"\nsmallest window distances between distinct photos: {lows}")
+    print(f"{'wrong: copies':<17}" + "".join(f"{w:>14}" for w in wrong_copies))
     full, bare = cost([img for _, img in pics[:40]])
     print(
-        f"analyze per photo: {full * 1000:.2f} ms with properties, {bare * 1000:.2f} ms "
+        f"\nanalyze per photo: {full * 1000:.2f} ms with properties, {bare * 1000:.2f} ms "
         f"without ({(full / bare - 1) * 100:+.0f} %)"
     )
 

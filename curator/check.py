@@ -16,9 +16,11 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from curator.ingest.crops import thumbnail_squares
 from curator.ingest.dedup import DEFAULT_THRESHOLD, row_edges, run_dedup
 from curator.ingest.imaging import HASH_VERSION
 from curator.ingest.properties import PROPERTIES_VERSION
@@ -43,16 +45,16 @@ OTHERS_SHARE = 0.3
 MIN_CLASS = 10
 
 
-def leaks(catalog: Catalog, *, threshold: int = DEFAULT_THRESHOLD) -> list[list[int]]:
+def leaks(catalog: Catalog, home: Path, *, threshold: int = DEFAULT_THRESHOLD) -> list[list[int]]:
     """Pairs [a, b] (a < b) of near copies, cropped ones included, that sit in different
     splits; pairs a person separated are not copies."""
     with catalog.reading() as session:
         rows = hash_rows(session, hash_version=HASH_VERSION)
-        windows = window_rows(session)
+        if not rows:
+            return []
         separated = separated_pairs(session)
-    if not rows:
-        return []
-    a, b = row_edges(rows, threshold, None, windows)
+        squares = thumbnail_squares(session, home)
+        a, b = row_edges(rows, threshold, None, window_rows(session), squares)
     found = set()
     for i, j in zip(a.tolist(), b.tolist(), strict=True):
         x, y = rows[i], rows[j]
@@ -64,12 +66,14 @@ def leaks(catalog: Catalog, *, threshold: int = DEFAULT_THRESHOLD) -> list[list[
     return [list(p) for p in sorted(found)]
 
 
-def fix_splits(catalog: Catalog, *, threshold: int = DEFAULT_THRESHOLD) -> dict[str, Any]:
+def fix_splits(
+    catalog: Catalog, home: Path, *, threshold: int = DEFAULT_THRESHOLD
+) -> dict[str, Any]:
     """Regroup near copies across splits: ``curator dedup`` with crops, which puts every
     group in one split. Returns the leaks before and after, and dedup's summary."""
-    before = leaks(catalog, threshold=threshold)
-    _plan, summary = run_dedup(catalog, threshold=threshold, crops=True)
-    after = leaks(catalog, threshold=threshold)
+    before = leaks(catalog, home, threshold=threshold)
+    _plan, summary = run_dedup(catalog, threshold=threshold, home=home)
+    after = leaks(catalog, home, threshold=threshold)
     return {"leaks_before": len(before), "leaks_after": len(after), "dedup": summary}
 
 
@@ -167,7 +171,7 @@ def entanglement(rows: list[Any], limits: dict[str, float]) -> list[dict[str, An
     ]
 
 
-def check_catalog(catalog: Catalog, *, examples: int = 5) -> dict[str, Any]:
+def check_catalog(catalog: Catalog, home: Path, *, examples: int = 5) -> dict[str, Any]:
     """Everything ``curator check`` reports, as one JSON-ready dict."""
     with catalog.reading() as session:
         issues = flagged(session)
@@ -177,7 +181,7 @@ def check_catalog(catalog: Catalog, *, examples: int = 5) -> dict[str, Any]:
         duplicates = sum(
             1 for r in hash_rows(session, hash_version=HASH_VERSION) if r.status == DUPLICATE
         )
-    found = leaks(catalog)
+    found = leaks(catalog, home)
     return {
         "images": len(rows),
         "duplicates": duplicates,

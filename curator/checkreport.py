@@ -15,7 +15,7 @@ from typing import Any
 from curator.errors import CuratorError
 from curator.ingest.thumbs import ThumbStore
 from db.catalog import Catalog
-from db.images import images_by_id
+from db.images import images_by_id, sources_of
 from db.properties import ISSUES
 
 #: Thumbnails shown per issue type.
@@ -56,18 +56,25 @@ def _table(head: list[str], rows: list[list[object]]) -> str:
 
 def _figures(ids: list[int], names: dict[int, str]) -> str:
     return "".join(
-        f'<figure><img src="thumbs/{i}.jpg" alt="image {i}"><figcaption>{i} '
+        f'<figure><img src="thumbs/{i}.jpg" alt="image {i}"><figcaption>{i}<br>'
         f"{_e(names.get(i, ''))}</figcaption></figure>"
         for i in ids
     )
 
 
+def _source_name(locator: str) -> str:
+    """The last part of a path or URL, as a caption (escaped where it is shown)."""
+    tail = locator.rstrip("/").rsplit("/", 1)[-1]
+    return tail[:80]
+
+
 def _write_thumbs(catalog: Catalog, home: Path, folder: Path, ids: set[int]) -> dict[int, str]:
     """Each image's thumbnail as thumbs/<id>.jpg (names are ids: never a file's own name);
-    returns each image's label for the captions."""
+    returns each image's caption: its first source's name and its label."""
     store = ThumbStore(home)
     with catalog.reading() as session:
         images = images_by_id(session, image_ids=sorted(ids))
+        sources = {i: sources_of(session, image_id=i) for i in images}
     labels = {}
     for image_id, image in images.items():
         try:
@@ -77,7 +84,8 @@ def _write_thumbs(catalog: Catalog, home: Path, folder: Path, ids: set[int]) -> 
         tmp = folder / "thumbs" / f".{image_id}.tmp"
         tmp.write_bytes(blob)
         os.replace(tmp, folder / "thumbs" / f"{image_id}.jpg")
-        labels[image_id] = image.label or ""
+        name = _source_name(sources[image_id][0].locator) if sources[image_id] else ""
+        labels[image_id] = " ".join(part for part in (name, image.label or "") if part)
     return labels
 
 

@@ -120,8 +120,8 @@ def check_command(
                 f"measured {counts['measured']} images"
                 + (f"; {counts['unreadable']} originals unreadable" if counts["unreadable"] else "")
             )
-    fixed = regroup(catalog) if fix_splits else None
-    result = check_catalog(catalog)
+    fixed = regroup(catalog, settings.home) if fix_splits else None
+    result = check_catalog(catalog, settings.home)
     if fixed is not None:
         result["fix_splits"] = fixed
     if report is not None:

@@ -55,11 +55,14 @@ def dedup_command(
     """
     if run_id is not None and not undo:
         fail(f"--run names the run to undo: curator dedup --undo --run {run_id}")
-    catalog = open_settings_catalog(settings_of(ctx))
+    settings = settings_of(ctx)
+    catalog = open_settings_catalog(settings)
     if undo:
         _undo_dedup(catalog, run_id, as_json)
         return
-    plan, summary = dedup_lib.run_dedup(catalog, threshold=threshold, dry_run=dry_run, crops=crops)
+    plan, summary = dedup_lib.run_dedup(
+        catalog, threshold=threshold, dry_run=dry_run, home=settings.home if crops else None
+    )
     if as_json:
         print_json({**summary, "groups_list": plan.groups})
         return

@@ -68,6 +68,8 @@ class DemoResult:
     crawl: dict[str, dict[str, Any]] = field(default_factory=dict)
     planted: dict[str, int] = field(default_factory=dict)
     dedup: dict[str, Any] = field(default_factory=dict)
+    #: The catalog's health after the crawl (curator check): counts per issue, leaks.
+    health: dict[str, Any] = field(default_factory=dict)
     noise: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
     rounds: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from curator import defaults
-from curator.ingest.crops import crop_edges
+from curator.ingest.crops import Squares, crop_edges, thumbnail_squares
 from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
 from curator.ingest.imaging import HASH_VERSION
 from curator.runs import tracked_run
@@ -115,6 +116,7 @@ def component_labels(
     workers: int | None = None,
     separated: set[tuple[int, int]] | None = None,
     windows: list[tuple[int, bytes]] | None = None,
+    squares: Squares | None = None,
 ) -> np.ndarray:
     """Connected-component label of each row: rows joined by plain or mirrored hash matches,
     and with ``windows`` (image id, window hashes) by crop matches too
@@ -123,7 +125,7 @@ def component_labels(
     n = len(rows)
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    a, b = row_edges(rows, threshold, workers, windows)
+    a, b = row_edges(rows, threshold, workers, windows, squares)
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -144,9 +146,11 @@ def row_edges(
     threshold: int,
     workers: int | None = None,
     windows: list[tuple[int, bytes]] | None = None,
+    squares: Squares | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of rows (as two index arrays, a != b) that are near copies: by plain or
-    mirrored hash, and with ``windows`` as crops of one another."""
+    mirrored hash, and with ``windows`` and ``squares`` (their pixels, to verify on) as
+    crops of one another."""
     n = len(rows)
     plain = as_u64(np.fromiter((r.phash for r in rows), dtype=np.int64, count=n))
     mirror = as_u64(np.fromiter((r.phash_mirror for r in rows), dtype=np.int64, count=n))
@@ -155,22 +159,24 @@ def row_edges(
     a, b = edges[:, 0] % n, edges[:, 1] % n
     keep = (a != b) & ((edges[:, 0] < n) | (edges[:, 1] < n))
     a, b = a[keep], b[keep]
-    if windows:
+    if windows and squares is not None:
         ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
-        crops = crop_edges(ids, plain, mirror, windows, workers=workers)
+        crops = crop_edges(ids, plain, mirror, windows, squares, workers=workers)
         a, b = np.concatenate([a, crops[:, 0]]), np.concatenate([b, crops[:, 1]])
     return a, b
 
 
 def plan_dedup(
-    session: Session, *, threshold: int, workers: int | None = None, crops: bool = True
+    session: Session, *, threshold: int, workers: int | None = None, home: Path | None = None
 ) -> DedupPlan:
-    """What the catalog should look like with groups at this threshold, as changes; with
-    ``crops``, cropped copies and copies with a banner join their photo's group too."""
+    """What the catalog should look like with groups at this threshold, as changes; given
+    the ``home`` (the thumbnails, to verify on), cropped copies and copies with a banner
+    join their photo's group too."""
     rows = hash_rows(session, hash_version=HASH_VERSION)
     plan = DedupPlan(threshold=threshold, images=len(rows))
-    windows = window_rows(session) if crops else None
-    labels = component_labels(rows, threshold, workers, separated_pairs(session), windows)
+    windows = window_rows(session) if home is not None else None
+    squares = thumbnail_squares(session, home) if home is not None else None
+    labels = component_labels(rows, threshold, workers, separated_pairs(session), windows, squares)
     members: dict[int, list[HashRow]] = {}
     for row, label in zip(rows, labels.tolist(), strict=True):
         members.setdefault(label, []).append(row)
@@ -295,14 +301,16 @@ def run_dedup(
     *,
     threshold: int = DEFAULT_THRESHOLD,
     dry_run: bool = False,
-    crops: bool = True,
+    home: Path | None = None,
 ) -> tuple[DedupPlan, dict[str, Any]]:
     """Group the whole catalog's near duplicates and mark them (``curator dedup``): the plan
     is made from one read, then applied in short transactions as a tracked run; an image
-    that changed meanwhile is left as it is. Returns the plan and its summary (with the run's
-    id, and what changed meanwhile, when something was applied)."""
+    that changed meanwhile is left as it is. Given the catalog's ``home``, copies cut from a
+    picture join its group too (`curator.ingest.crops`). Returns the plan and its summary
+    (with the run's id, and what changed meanwhile, when something was applied)."""
     with catalog.reading() as session:
-        plan = plan_dedup(session, threshold=threshold, crops=crops)
+        plan = plan_dedup(session, threshold=threshold, home=home)
+    crops = home is not None
     summary: dict[str, Any] = {
         "threshold": threshold,
         "crops": crops,

@@ -72,59 +72,90 @@ def _graphic(rgb8: np.ndarray) -> float:
     return float(np.sort(counts)[-8:].sum() / codes.size)
 
 
-#: Windows per image: (share of each side, positions along each axis). Chosen by
-#: bench/crops.py: a copy that keeps 75 to 90 % of each side, anywhere in the frame, lies close
-#: to one of them.
-WINDOW_SCALES: tuple[tuple[float, int], ...] = ((0.9, 3), (0.85, 4), (0.8, 4), (0.75, 5))
+def _grid(scale: float, steps: int) -> list[tuple[float, float, float, float]]:
+    spots = [i / (steps - 1) for i in range(steps)] if steps > 1 else [0.5]
+    return [((1 - scale) * fx, (1 - scale) * fy, scale, scale) for fy in spots for fx in spots]
 
+
+#: The windows each image hashes, as (left, top, width, height) shares of its frame: at 90,
+#: 85, 80 and 75 % of each side on grids of 3 x 3 to 5 x 5 places, and the frame less an
+#: eighth at the top, bottom, left or right (where a banner goes). Chosen by bench/crops.py:
+#: a copy that keeps 75 to 90 % of each side, anywhere in the frame, lies within a few pixels
+#: of one of them.
+WINDOWS: tuple[tuple[float, float, float, float], ...] = (
+    *_grid(0.9, 3),
+    *_grid(0.85, 4),
+    *_grid(0.8, 4),
+    *_grid(0.75, 5),
+    (0.0, 0.0, 1.0, 0.875),
+    (0.0, 0.125, 1.0, 0.875),
+    (0.0, 0.0, 0.875, 1.0),
+    (0.125, 0.0, 0.875, 1.0),
+)
 
 #: Grey levels (0 to 255) a window's cells must vary by, as a standard deviation, to be hashed.
 MIN_WINDOW_STD = 12.0
+#: How a stored window is packed: its index in `WINDOWS`, then its hash.
+WINDOW_DTYPE = np.dtype([("index", "u1"), ("hash", ">u8")])
 
 
-@functools.cache
-def window_cells(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """For a square of ``size`` pixels: each window's 33 cell edges along y and along x
-    (integer pixel positions), as two (K, 33) arrays."""
-    ys, xs = [], []
-    for scale, steps in WINDOW_SCALES:
-        side = size * scale
-        spots = (0.5,) if steps == 1 else tuple(i / (steps - 1) for i in range(steps))
-        for fy in spots:
-            for fx in spots:
-                x0, y0 = (size - side) * fx, (size - side) * fy
-                xs.append(np.rint(np.linspace(x0, x0 + side, 33)).astype(np.intp))
-                ys.append(np.rint(np.linspace(y0, y0 + side, 33)).astype(np.intp))
-    return np.array(ys), np.array(xs)
+def box_edges(
+    size: int, boxes: np.ndarray | tuple[tuple[float, float, float, float], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """For boxes (left, top, width, height as shares) of a square of ``size`` pixels: the 33
+    cell edges of each along y and along x (integer pixel positions), as two (K, 33) arrays."""
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    steps = np.linspace(0.0, 1.0, 33)
+    xs = (arr[:, 0:1] + arr[:, 2:3] * steps) * size
+    ys = (arr[:, 1:2] + arr[:, 3:4] * steps) * size
+    clip = lambda v: np.clip(np.rint(v), 0, size).astype(np.intp)  # noqa: E731
+    return clip(ys), clip(xs)
 
 
-def window_hashes(square: np.ndarray) -> bytes:
-    """pHashes of each window of a grey square: each window averaged down to 32 x 32 cells
-    (one integral image serves them all), then the pHash's DCT and median, in one batch."""
-    from curator.ingest.imaging import dct_rows
-
+def box_cells(square: np.ndarray, boxes: np.ndarray | tuple) -> np.ndarray:
+    """Each box of a grey square averaged down to 32 x 32 cells, in one batch over an
+    integral image: (K, 32, 32)."""
     integral = np.zeros((square.shape[0] + 1, square.shape[1] + 1), dtype=np.float64)
     integral[1:, 1:] = square.cumsum(0).cumsum(1)
-    ys, xs = window_cells(square.shape[0])
+    ys, xs = (
+        window_edges(square.shape[0]) if boxes is WINDOWS else box_edges(square.shape[0], boxes)
+    )
     corners = integral[ys[:, :, None], xs[:, None, :]]  # (K, 33, 33)
     sums = corners[:, 1:, 1:] - corners[:, :-1, 1:] - corners[:, 1:, :-1] + corners[:, :-1, :-1]
     area = np.diff(ys, axis=1)[:, :, None] * np.diff(xs, axis=1)[:, None, :]
-    cells = sums / np.maximum(area, 1)  # (K, 32, 32)
+    return sums / np.maximum(area, 1)
+
+
+@functools.cache
+def window_edges(size: int) -> tuple[np.ndarray, np.ndarray]:
+    return box_edges(size, WINDOWS)
+
+
+def window_hashes(square: np.ndarray) -> bytes:
+    """pHashes of each window of a grey square (`WINDOWS`): the pHash's DCT and median on
+    each window's 32 x 32 cells, in one batch. A nearly flat window (sky, a blank page, black
+    space) hashes to noise that matches other flat windows: it is left out."""
+    from curator.ingest.imaging import dct_rows
+
+    cells = box_cells(square, WINDOWS)  # (K, 32, 32)
     rows = dct_rows()
-    blocks = rows @ cells @ rows.T  # (K, 8, 8)
-    flat = blocks.reshape(len(blocks), 64)
-    bits = flat > np.median(flat, axis=1, keepdims=True)
-    # A nearly flat window (sky, a blank page, black space) hashes to noise that matches
-    # other flat windows: it is left out.
-    textured = cells.reshape(len(cells), -1).std(axis=1) >= MIN_WINDOW_STD
-    return np.packbits(bits[textured], axis=1).tobytes()
+    flat = (rows @ cells @ rows.T).reshape(len(cells), 64)  # (K, 8, 8) -> (K, 64)
+    bits = np.packbits(flat > np.median(flat, axis=1, keepdims=True), axis=1)
+    textured = np.flatnonzero(cells.reshape(len(cells), -1).std(axis=1) >= MIN_WINDOW_STD)
+    out = np.empty(textured.size, dtype=WINDOW_DTYPE)
+    out["index"] = textured
+    out["hash"] = bits[textured].view(">u8").ravel()
+    return out.tobytes()
 
 
 def unpack_windows(blob: bytes | None) -> np.ndarray:
     """Stored window hashes as uint64."""
-    if not blob:
-        return np.empty(0, dtype=np.uint64)
-    return np.frombuffer(blob, dtype=">u8").astype(np.uint64)
+    return unpack_window_records(blob)["hash"].astype(np.uint64)
+
+
+def unpack_window_records(blob: bytes | None) -> np.ndarray:
+    """Stored windows as records of (index into `WINDOWS`, hash)."""
+    return np.frombuffer(blob or b"", dtype=WINDOW_DTYPE)
 
 
 #: The longer side of the copy of the thumbnail the statistics are computed on.
