@@ -2,10 +2,11 @@
 
 A pHash describes the whole frame, so a copy that keeps 80 % of each side of a photo lies
 20 to 30 bits from it: no threshold joins the two without joining distinct photos. Each image
-therefore also stores the pHashes of its *windows* (`curator.ingest.properties.window_cells`:
-66 sub-regions keeping 75 to 90 % of each side, at a grid of places). A crop's whole-frame
-hash then lies within a few bits of one of its photo's windows; a photo with a banner added
-holds the photo, so the photo's hash lies near one of the banner copy's windows.
+therefore also stores the pHashes of its *windows* (`curator.ingest.properties.WINDOWS`:
+66 sub-regions keeping 75 to 90 % of each side at a grid of places, and four banner
+frames). A crop's whole-frame hash then lies within a few bits of one of its photo's windows;
+a photo with a banner added holds the photo, so the photo's hash lies near one of the banner
+copy's windows.
 
 Candidates come from one bipartite join (`curator.ingest.hashindex.near_pairs_cross`):
 every whole-frame hash and its mirror against every stored window, within
@@ -18,6 +19,7 @@ matched. bench/crops.py measured the choices (docs/check.md).
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,11 +33,14 @@ from curator.ingest.thumbs import ThumbStore
 from db.images import images_by_id
 
 #: Bits (of 64) within which a whole-frame hash and a window make a candidate pair, each
-#: then verified on the pixels (`verified`). Measured by bench/crops.py.
-WINDOW_THRESHOLD = 10
+#: then verified on the pixels (`fit`). Measured by bench/crops.py (docs/check.md): at 10,
+#: a tenth of the 20 % crops is missed.
+WINDOW_THRESHOLD = 14
 #: Correlation of the 32 x 32 grey cells of a candidate and of the best-fitting region of
-#: the picture it would be cut from, above which it is a copy. Measured by bench/crops.py.
-MIN_CORRELATION = 0.9
+#: the picture it would be cut from, above which it is a copy. Measured by bench/crops.py:
+#: true copies fit at 0.99 and more; at 0.97 no pair of distinct photos is joined that pHash
+#: alone does not join.
+MIN_CORRELATION = 0.97
 
 #: Grey squares (the thumbnail at 256 x 256, as the properties are measured) by image id.
 Squares = Callable[[list[int]], dict[int, np.ndarray]]
@@ -177,7 +182,7 @@ def thumbnail_squares(session: Session, home: Path) -> Squares:
         for image_id, image in images_by_id(session, image_ids=image_ids).items():
             try:
                 out[image_id] = grey_square(store.get_or_make(image.sha256, home / image.path))
-            except (OSError, ValueError):
+            except (OSError, ValueError, sqlite3.Error):  # unreadable: not verified, not joined
                 continue
         return out
 
