@@ -1,20 +1,20 @@
 """Crop-robust near copies: do cropped, cropped-and-rescaled and bannered copies find their
-photo through its window hashes, and does any distinct photo?
+photo through its window hashes and the pixel check, and does any distinct photo?
 
     python bench/crops.py
 
 Every photo of bench/_photos.py (scikit-image's and Matplotlib's, and their quadrants) goes
-through curator's own pipeline (`curator.ingest.imaging.analyze`): a whole-frame pHash and the
-pHashes of its windows (`curator.ingest.properties.window_boxes`). Copies: each photo cut to
-keep 90, 85, 80 and 75 % of each side (a 10, 15, 20, 25 % crop) at a random place in the
-frame; a 20 % crop then halved; the photo with a banner of text added under it. A copy joins
-its photo when its whole-frame hash (or its mirror) lies within the window threshold of one
-of the photo's windows (or the photo's hash within it of one of the copy's: a banner copy
-holds the photo), or within the plain threshold of the photo's hash.
+through curator's own pipeline (`curator.ingest.imaging.analyze`): a whole-frame pHash, the
+pHashes of its windows (`curator.ingest.properties.WINDOWS`) and the thumbnail. Copies: each
+photo cut to keep 90, 85, 80 and 75 % of each side (a 10, 15, 20, 25 % crop) at a random
+place in the frame; a 20 % crop then halved; the photo with a banner of text added under it.
 
-Printed: recall per kind of copy at each candidate window threshold, wrong joins among the
-distinct photos and between copies and other photos, and the time `analyze` takes with and
-without the properties (the cost ingest pays), measured in the same run.
+A pair is joined as ``curator dedup`` joins it: by whole-frame pHash within the plain
+threshold, or when one's hash (or its mirror) lies within the window radius of one of the
+other's windows and, where a correlation is given, the fit on the thumbnails
+(`curator.ingest.crops.fit`) reaches it. Printed, for each setting: the share of copies
+joined to their photo, wrong joins among the distinct photos and between copies and other
+photos, and the time `analyze` takes with and without the properties, in the same run.
 """
 
 from __future__ import annotations

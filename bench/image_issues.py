@@ -4,11 +4,11 @@
 
 Photos: scikit-image's colour and gray sample photographs, Matplotlib's, each also cut into
 quadrants (bench/_photos.py; as they are, not enlarged, at least 160 pixels a side), and
-scikit-image's ``lfw_subset`` faces (25 pixels: real
-thumbnails, shown at 50). Every picture goes through curator's own pipeline
-(`curator.ingest.imaging.analyze`) and its properties are those the catalog stores.
+scikit-image's ``lfw_subset`` faces (25 pixels: real thumbnails, shown at 50). Every picture
+goes through curator's own pipeline (`curator.ingest.imaging.analyze`) and its properties are
+those the catalog stores.
 
-* Clean: the photos, and re-encodes of them (JPEG at quality 70, PNG): never to be flagged.
+* Clean: the photos, as JPEG at quality 95 and 70 and as PNG: never to be flagged.
 * Degraded, each issue type at two strengths: blurred (Gaussian, 0.5 % and 1 % of the longer
   side), darkened (to 25 % and 12 % brightness), washed out (blended with white, 55 % and
   75 %), nearly blank (contrast to 8 % and 3 %), grayscale (saturation 0 and 10 %; the gray

@@ -115,20 +115,30 @@ def box_edges(
 def box_cells(square: np.ndarray, boxes: np.ndarray | tuple) -> np.ndarray:
     """Each box of a grey square averaged down to 32 x 32 cells, in one batch over an
     integral image: (K, 32, 32)."""
-    integral = np.zeros((square.shape[0] + 1, square.shape[1] + 1), dtype=np.float64)
+    size = square.shape[0]
+    integral = np.zeros((size + 1, size + 1), dtype=np.float64)
     integral[1:, 1:] = square.cumsum(0).cumsum(1)
-    ys, xs = (
-        window_edges(square.shape[0]) if boxes is WINDOWS else box_edges(square.shape[0], boxes)
-    )
-    corners = integral[ys[:, :, None], xs[:, None, :]]  # (K, 33, 33)
+    if boxes is WINDOWS:
+        flat, area = window_index(size)
+    else:
+        ys, xs = box_edges(size, boxes)
+        flat, area = _flat_index(ys, xs, size)
+    corners = np.take(integral, flat)  # (K, 33, 33): one gather from precomputed offsets
     sums = corners[:, 1:, 1:] - corners[:, :-1, 1:] - corners[:, 1:, :-1] + corners[:, :-1, :-1]
+    return sums / area
+
+
+def _flat_index(ys: np.ndarray, xs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    flat = ys[:, :, None] * (size + 1) + xs[:, None, :]
     area = np.diff(ys, axis=1)[:, :, None] * np.diff(xs, axis=1)[:, None, :]
-    return sums / np.maximum(area, 1)
+    return flat, np.maximum(area, 1).astype(np.float64)
 
 
 @functools.cache
-def window_edges(size: int) -> tuple[np.ndarray, np.ndarray]:
-    return box_edges(size, WINDOWS)
+def window_index(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The integral image's offsets of every window's cell corners, and each cell's area:
+    the same for every image of a size, so computed once."""
+    return _flat_index(*box_edges(size, WINDOWS), size)
 
 
 def window_hashes(square: np.ndarray) -> bytes:
