@@ -200,8 +200,10 @@ ISSUE_QUEUES = ("issues", *(f"issue:{name}" for name in ISSUES))
 
 
 def issue_queue_counts(session: Session) -> dict[str, int]:
-    counts = {f"issue:{n}": len(f) for n, f in flagged(session, pending_only=True).items()}
-    counts["issues"] = len(issue_ranking(session, name="issues"))
+    """How many groups each issue queue holds (one scan of the properties per type)."""
+    found = flagged(session, pending_only=True)
+    counts = {f"issue:{name}": len(rows) for name, rows in found.items()}
+    counts["issues"] = len({image_id for rows in found.values() for image_id, _ in rows})
     return counts
 
 
