@@ -204,13 +204,15 @@ def test_a_copy_killed_half_way_leaves_the_destination_empty_and_runs_again(
     proc = spawn(command, stdout=-1, stderr=-1, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        # Wait until the copy is writing (its transaction holds the catalog's write lock).
+        # Wait until the copy is writing: its transaction holds the catalog's write lock, and
+        # the migrations, which hold it before, have committed the tables.
         held = rows(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
             "(SELECT oid FROM pg_database WHERE datname = current_database())",
             pg,
         )[0][0]
-        if held:
+        migrated = rows("SELECT to_regclass('public.images') IS NOT NULL", pg)[0][0]
+        if held and migrated:
             time.sleep(0.3)
             break
         time.sleep(0.05)
