@@ -10,8 +10,14 @@ from typing import Any
 
 #: Near-duplicate distance in bits of 64; measured by bench/hash_threshold.py (docs/catalog.md).
 DEFAULT_THRESHOLD = 10
-#: What an input may be (curator.ingest.imaging.Limits).
-LIMITS = {"max_bytes": 64 * 1024 * 1024, "max_pixels": 80_000_000, "min_side": 32}
+#: What an input may be (curator.ingest.imaging.Limits); ``reject_issues``: the issue types
+#: (curator check) refused at the door, none unless asked (--reject-issues).
+LIMITS: dict[str, Any] = {
+    "max_bytes": 64 * 1024 * 1024,
+    "max_pixels": 80_000_000,
+    "min_side": 32,
+    "reject_issues": (),
+}
 #: The crawl engines (curator.crawl.engines.ENGINES).
 ENGINE_NAMES = ("bing", "google", "baidu", "flickr", "greedy", "urls")
 #: A crawl's reach and patience (CrawlOptions, FetchPolicy): images to add per query,
@@ -44,3 +50,10 @@ EMBED: dict[str, Any] = {
     "clip_model": "ViT-B-32:laion2b_s34b_b79k",
     "neighbours": 10,
 }
+#: The issue types of curator check (db.properties.ISSUES, where their thresholds are).
+ISSUE_NAMES = ("blurry", "dark", "bright", "low-information", "grayscale", "odd-aspect", "small")
+#: The help of --reject-issues, which import and crawl share.
+REJECT_HELP = (
+    "Refuse images with these issues (curator check) at the door, recorded as failed with "
+    "the reason: any of " + ", ".join(ISSUE_NAMES) + "."
+)

@@ -266,7 +266,9 @@ class Catalog:
         """`curator dedup`: near-duplicate groups over the whole catalog; returns its summary."""
         from curator.ingest.dedup import DEFAULT_THRESHOLD, run_dedup
 
-        _plan, summary = run_dedup(self.db, threshold=threshold or DEFAULT_THRESHOLD)
+        _plan, summary = run_dedup(
+            self.db, threshold=threshold or DEFAULT_THRESHOLD, home=self.home
+        )
         return summary
 
     def label(

@@ -69,6 +69,8 @@ def _canonical(value: Any) -> str:
         return _utc(value).isoformat()
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, bytes | memoryview):  # BLOB on SQLite, BYTEA on PostgreSQL
+        return bytes(value).hex()
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 

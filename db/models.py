@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -287,3 +288,27 @@ class Embedded(Base):
     outlier: Mapped[float | None] = mapped_column(Float)
     cluster: Mapped[int | None] = mapped_column(Integer)
     centre_distance: Mapped[float | None] = mapped_column(Float)
+
+
+class ImageProperty(Base):
+    """What one picture looks like, in numbers measured from its thumbnail at ingest
+    (curator/ingest/properties.py): what the health checks (``curator check``) and the
+    ``issue:`` review queues compare with their thresholds."""
+
+    __tablename__ = "image_properties"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(16))
+    sharpness: Mapped[float] = mapped_column(Float)
+    brightness_p5: Mapped[float] = mapped_column(Float)
+    brightness_p50: Mapped[float] = mapped_column(Float)
+    brightness_p95: Mapped[float] = mapped_column(Float)
+    contrast: Mapped[float] = mapped_column(Float)
+    entropy: Mapped[float] = mapped_column(Float)
+    colourfulness: Mapped[float] = mapped_column(Float)
+    aspect: Mapped[float] = mapped_column(Float)
+    #: The original's shorter side in pixels.
+    short_side: Mapped[int] = mapped_column(Integer)
+    graphic: Mapped[float] = mapped_column(Float)
+    #: pHashes of sub-regions, 8 bytes each: a cropped copy's hash finds its original.
+    windows: Mapped[bytes] = mapped_column(LargeBinary)

@@ -37,6 +37,7 @@ from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image, Model, Prediction
 from db.predictions import has_predictions, latest_predictions
+from db.properties import ISSUE_QUEUES, issue_queue_counts, issue_ranking
 from db.registry import default_model
 from db.tallies import tallies
 from db.vectors import cluster_members, outlier_ranking, vector_counts
@@ -44,7 +45,8 @@ from db.vectors import cluster_members, outlier_ranking, vector_counts
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
 RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
 VECTOR_QUEUES = ("outlier", "clusters")
-QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *VECTOR_QUEUES)
+#: issues, issue:blurry, ...: db/properties.py ranks them, worst first.
+QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *VECTOR_QUEUES, *ISSUE_QUEUES)
 
 
 class UnknownQueue(CatalogError):
@@ -202,7 +204,7 @@ def review_queue(
         raise UnknownQueue(name)
     if name in VECTOR_QUEUES:
         page = _vector_page(session, name, limit, after)
-    elif name in RANKED_QUEUES:
+    elif name in RANKED_QUEUES or name in ISSUE_QUEUES:
         page = _ranked_page(session, name, limit, _cursor(after))
     else:
         page = _id_page(session, name, limit, int(after))
@@ -238,6 +240,8 @@ def ranking(session: Session, name: str) -> list[tuple[int, float]]:
     """(image id, score) of a ranked queue, first to review first."""
     if name == "uncertain":
         return _uncertain(session, limit=None, cursor=None)
+    if name in ISSUE_QUEUES:
+        return issue_ranking(session, name=name)
     return _self_confidence(session, name)
 
 
@@ -452,6 +456,7 @@ def queue_counts(session: Session) -> dict[str, int | None]:
         ),
         "conflicts": count_conflicts(session),
         **vector_counts(session),
+        **issue_queue_counts(session),
     }
     if not has_predictions(session):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}

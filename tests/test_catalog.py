@@ -308,6 +308,9 @@ def test_help_defaults_match_the_code_that_uses_them():
 
     assert asdict(Limits()) == defaults.LIMITS
     assert tuple(ENGINES) == defaults.ENGINE_NAMES
+    from db.properties import ISSUES
+
+    assert tuple(ISSUES) == defaults.ISSUE_NAMES
     # And the commands offer them: each option's default is the settings' own.
     from typer.main import get_command
 

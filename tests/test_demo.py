@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from curator.defaults import ISSUE_NAMES
+
 
 def test_a_reduced_demo_runs_the_whole_job(cli, tmp_path):
     home = tmp_path / "demo home"  # a space: the browse command is quoted for a shell
@@ -89,8 +91,12 @@ def test_a_reduced_demo_runs_the_whole_job(cli, tmp_path):
         "Accuracy on the test split",
         "Grad-CAM",
         "The same on real data",
+        "Health (curator check)",
     ):
         assert heading in page
+    # The catalog's health: a count per issue type, as curator check gives it.
+    health = found["health"]
+    assert set(health["counts"]) == set(ISSUE_NAMES) and health["leaks"] >= 0
     names = ("confusion-round1.png", "confusion-round2.png", "noise-found.png")
     for name in (*names, *found["explained"]):
         assert name in page

@@ -9,6 +9,7 @@ import typer
 
 from curator import __version__
 from curator.cli import catalog as catalog_commands
+from curator.cli import check as check_commands
 from curator.cli import crawl as crawl_commands
 from curator.cli import db as db_commands
 from curator.cli import demo as demo_commands
@@ -68,6 +69,7 @@ def root(
 
 
 catalog_commands.register(app)
+check_commands.register(app)
 crawl_commands.register(app)
 review_commands.register(app)
 train_commands.register(app)

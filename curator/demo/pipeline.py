@@ -51,6 +51,18 @@ class _Clock:
         self.name, self.began = name, now
 
 
+def health_of(catalog: Any, home: Path) -> dict[str, Any]:
+    """What curator check says of the catalog: counts per issue type, leaks, entanglements."""
+    from curator.check import check_catalog
+
+    found = check_catalog(catalog, home)
+    return {
+        "counts": found["counts"],
+        "leaks": len(found["leaks"]),
+        "entanglement": found["entanglement"],
+    }
+
+
 def run_demo(
     home: Path,
     config: DemoConfig | None = None,
@@ -77,6 +89,7 @@ def run_demo(
         step("grouping near duplicates over the whole catalog")
         plan, _summary = run_dedup(catalog)
         result.dedup = plan.summary()
+        result.health = health_of(catalog, home)
         truth = _truth_by_image(catalog, {i.file: i for i in items})
         _pipeline(catalog, home, config, result, truth, clock, step, progress)
     finally:

@@ -150,6 +150,28 @@ planted; {pl.get("wrong_labels", 0)} pictures sit under the wrong query.</p>
 <th>rejected</th><th>why</th></tr>{"".join(rows)}</table>
 <p>De-duplication over the whole catalog: {result.dedup.get("groups", 0)} near-duplicate groups
 holding {result.dedup.get("in_groups", 0)} images.</p>
+{_health(result)}"""
+
+
+def _health(result: DemoResult) -> str:
+    """The catalog's health, as curator check gives it."""
+    health = result.health
+    if not health:
+        return ""
+    cells = "".join(
+        f"<tr><td>{esc(str(name))}</td><td>{count}</td></tr>"
+        for name, count in health.get("counts", {}).items()
+    )
+    tangles = "".join(
+        f"<li>{esc(str(f.get('class')))}: {esc(str(f.get('kind')))} "
+        f"{esc(str(f.get('value', f.get('mean', ''))))}</li>"
+        for f in health.get("entanglement", [])
+    )
+    return f"""
+<h3>Health (curator check)</h3>
+<table><tr><th>issue</th><th>images</th></tr>{cells}</table>
+<p>{health.get("leaks", 0)} pairs of near copies across splits.</p>
+{f"<p>Labels entangled with sources or looks:</p><ul>{tangles}</ul>" if tangles else ""}
 """
 
 

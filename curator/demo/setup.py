@@ -70,6 +70,8 @@ class DemoResult:
     crawl: dict[str, dict[str, Any]] = field(default_factory=dict)
     planted: dict[str, int] = field(default_factory=dict)
     dedup: dict[str, Any] = field(default_factory=dict)
+    #: The catalog's health after the crawl (curator check): counts per issue, leaks.
+    health: dict[str, Any] = field(default_factory=dict)
     noise: dict[str, Any] = field(default_factory=dict)
     #: The outlier queue's catch of the web's off-topic pictures (curator.demo.outliers).
     outliers: dict[str, Any] = field(default_factory=dict)

@@ -52,6 +52,7 @@ from db.images import (
 )
 from db.labels import add_label_events, held_label, label_recorded, record_conflict
 from db.models import utcnow
+from db.properties import add_properties
 
 log = logging.getLogger("curator.ingest.door")
 
@@ -87,6 +88,15 @@ class Prepared:
 
 def failure(locator: str, kind: str, reason: str, detail: str, **source: Any) -> Prepared:
     return Prepared(locator=locator, kind=kind, reason=reason, detail=detail, **source)
+
+
+def property_rows(items: list[Prepared], ids: list[int]) -> list[dict[str, Any]]:
+    """The ``image_properties`` rows of newly added images."""
+    return [
+        {"image_id": image_id, **item.analysis.properties.as_row()}
+        for item, image_id in zip(items, ids, strict=True)
+        if item.analysis is not None and item.analysis.properties is not None
+    ]
 
 
 def store_original(store: Store, data: bytes, analysis: Analysis) -> str:
@@ -279,6 +289,7 @@ class Ingestor:
                 firsts.setdefault(item.analysis.sha256, item)
         new = list(firsts.values())
         ids = add_images(session, [self._image_row(item) for item in new])
+        add_properties(session, property_rows(new, ids))
         new_hashes: list[tuple[int, int]] = []
         near: set[int] = set()
         for item, image_id in zip(new, ids, strict=True):
