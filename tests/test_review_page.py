@@ -145,7 +145,7 @@ def test_the_header_stays_one_line_at_1024_by_640_and_keys_are_readable(served, 
     layout = tab.evaluate(
         """() => {
           const header = document.querySelector('header');
-          const shown = [...header.children].filter((el) => !el.hidden);  // the search box when open
+          const shown = [...header.children].filter((el) => !el.hidden);  // not a closed box
           const tops = shown.map((el) => Math.round(el.getBoundingClientRect().top));
           const nav = document.querySelector('#queues');
           const nav_tops = [...nav.children].map((el) => el.offsetTop);
