@@ -18,6 +18,7 @@ from curator.cli import explain as explain_commands
 from curator.cli import review as review_commands
 from curator.cli import score as score_commands
 from curator.cli import train as train_commands
+from curator.cli.common import close_opened_catalogs
 from curator.cli.helptext import render_helps
 from curator.config import load_settings
 
@@ -66,6 +67,7 @@ def root(
     ),
 ) -> None:
     ctx.obj = load_settings(home=home, db_url=db_url)
+    ctx.call_on_close(close_opened_catalogs)
 
 
 catalog_commands.register(app)

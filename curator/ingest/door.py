@@ -243,6 +243,8 @@ class Ingestor:
                 raise
             # Already failing (disk full, Ctrl-C...): that first error is the one to report.
             log.warning("could not record the last batch", exc_info=True)
+        finally:
+            self.thumbs.close()
 
     def add(self, item: Prepared) -> None:
         if not self._buffer:
