@@ -14,14 +14,19 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
   likely first (self-confidence, as in confident learning); only predictions of models that
   did not train on the image count, so a model's memory of a wrong label cannot hide it;
 * ``weak-disagree``: the same for labels that came from a search query, the first thing to
-  look at after a crawl.
+  look at after a crawl;
+* ``outlier`` and ``clusters``: by the pictures' vectors (db/vectors.py), the groups without
+  a human label farthest from their neighbours first, and one cluster a page;
+* ``issues`` and ``issue:<type>`` (``issue:blurry``...): groups without a human label whose
+  measured properties an issue type flags (db/properties.py), the worst first.
 
 Every item is a group's representative (an active image) with its duplicates listed, so a
 decision about it is a decision about the whole group (see `db.labels.group_labels`). A
 group's label is read from its representative's row (db/grouplabels.py keeps it), and a ranked
 queue's order and every queue's count from rows the writes keep (db/rankings.py, the
 tallies), so a page and the counts cost the same on a catalog of a thousand images or a
-million.
+million. The vector and issue queues are ranked from their own tables when asked (an embed
+run, a backfill or new thresholds change them wholesale).
 """
 
 from __future__ import annotations
@@ -37,14 +42,18 @@ from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image
 from db.predictions import latest_predictions
+from db.properties import ISSUE_QUEUES, issue_queue_counts, issue_ranking
 from db.rankings import KEPT, ranked_page
 from db.registry import default_model
 from db.tallies import tallies
+from db.vectors import cluster_members, outlier_ranking, vector_counts
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
 #: The ranked queues: kept in the rankings table (add one to db/rankings.py KEPT).
 RANKED_QUEUES = tuple(name for name, kept in KEPT.items() if kept.ranked)
-QUEUES = (*ID_QUEUES, *RANKED_QUEUES)
+VECTOR_QUEUES = ("outlier", "clusters")
+#: issues, issue:blurry, ...: db/properties.py ranks them, worst first.
+QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *VECTOR_QUEUES, *ISSUE_QUEUES)
 
 
 class UnknownQueue(CatalogError):
@@ -200,8 +209,12 @@ def review_queue(
     ranked queues, the ``next`` of the page before)."""
     if name not in QUEUES:
         raise UnknownQueue(name)
-    if name in RANKED_QUEUES:
+    if name in VECTOR_QUEUES:
+        page = _vector_page(session, name, limit, after)
+    elif name in RANKED_QUEUES:
         page = _ranked_page(session, name, limit, _cursor(after))
+    elif name in ISSUE_QUEUES:
+        page = _computed_page(session, issue_ranking(session, name=name), limit, _cursor(after))
     else:
         page = _id_page(session, name, limit, int(after))
     # Show the prediction the queue ranked by: the default model's for uncertain, an
@@ -233,7 +246,9 @@ def _item(row: Any, label: CurrentLabel | None, members: list[dict[str, Any]]) -
 
 
 def ranking(session: Session, name: str) -> list[tuple[int, float]]:
-    """(image id, score) of a ranked queue, first to review first."""
+    """(image id, score) of a ranked queue (or an issue queue), first to review first."""
+    if name in ISSUE_QUEUES:
+        return issue_ranking(session, name=name)
     if name not in RANKED_QUEUES:
         raise UnknownQueue(name)
     ranked = ranked_page(session, name=name, limit=None, cursor=None)
@@ -278,14 +293,54 @@ def _ranked_page(
     ranked = ranked_page(session, name=name, limit=limit + 1, cursor=cursor)
     if not ranked and cursor is None:
         _why_empty(session, name)
-    chosen = [image_id for image_id, _score in ranked[:limit]]
-    rows = {r.id: r for r in session.execute(select(*_COLUMNS).where(Image.id.in_(chosen)))}
-    groups = _duplicates_of(session, chosen)
-    items = [_item(rows[c], _label_of(rows[c]), groups[c]) for c in chosen]
+    return _page_of(session, ranked, limit)
+
+
+def _computed_page(
+    session: Session, ranked: list[tuple[int, float]], limit: int, cursor: tuple[float, int] | None
+) -> QueuePage:
+    """A page of a ranking made whole for this request, after ``cursor``."""
+    if cursor is not None:
+        ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
+    return _page_of(session, ranked, limit)
+
+
+def _page_of(session: Session, ranked: list[tuple[int, float]], limit: int) -> QueuePage:
+    """The first ``limit`` of a ranking as a page, its ``next`` the last one's "score:id"."""
+    items = _in_order(session, [image_id for image_id, _score in ranked[:limit]])
     if len(ranked) <= limit:
         return QueuePage(items, None)
     last, score = ranked[limit - 1]
     return QueuePage(items, f"{score!r}:{last}")
+
+
+def _vector_page(session: Session, name: str, limit: int, after: int | str) -> QueuePage:
+    """outlier: ranked like the queues above; clusters: one cluster a page (``after``: the
+    number of the cluster before), its members nearest its centre first."""
+    if name == "clusters":
+        number, chosen, more = cluster_members(session, after=int(after or 0))
+        return QueuePage(_in_order(session, chosen[:limit]), number if more else None)
+    return _computed_page(session, outlier_ranking(session), limit, _cursor(after))
+
+
+def items_of(session: Session, chosen: list[int]) -> list[QueueItem]:
+    """Queue items of these active images, in this order (an inactive one is left out), with
+    their predictions: the similar pictures and the text searches of the review page."""
+    items = _in_order(session, chosen)
+    _attach_predictions(session, items)
+    return items
+
+
+def _in_order(session: Session, chosen: list[int]) -> list[QueueItem]:
+    rows = {
+        r.id: r
+        for r in session.execute(
+            select(*_COLUMNS).where(Image.id.in_(chosen), Image.status == ACTIVE)
+        )
+    }
+    chosen = [c for c in chosen if c in rows]
+    groups = _duplicates_of(session, chosen)
+    return [_item(rows[c], _label_of(rows[c]), groups[c]) for c in chosen]
 
 
 def _attach_predictions(
@@ -320,6 +375,10 @@ def queue_counts(session: Session) -> dict[str, int | None]:
         "all": groups,
         "duplicates": tally.get("queue:duplicates", 0),
         "conflicts": count_conflicts(session),
+        # Computed from their own tables: an embed run, a backfill or new thresholds change
+        # them wholesale, and neither scans the predictions.
+        **vector_counts(session),
+        **issue_queue_counts(session),
     }
     if not tally.get("predictions"):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}

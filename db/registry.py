@@ -132,7 +132,8 @@ def delete_model(session: Session, *, model_id: int) -> int:
     kept of them), and un-choose it as the default; return how many predictions went."""
     scored = select(Prediction.image_id).where(Prediction.model_id == model_id)
     mark_scored(session, session.scalars(scored))  # their rankings lose its predictions
-    gone = session.execute(delete(Prediction).where(Prediction.model_id == model_id)).rowcount
+    result = session.execute(delete(Prediction).where(Prediction.model_id == model_id))
+    gone = int(getattr(result, "rowcount", 0) or 0)
     session.execute(delete(Model).where(Model.id == model_id))
     if chosen_default(session) == model_id:
         choose_default(session, None)

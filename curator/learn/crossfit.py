@@ -9,6 +9,7 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ def cross_fit(
             rescore=k not in finished,
             batch_size=batch_size,
             workers=workers,
-            on_progress=lambda p, k=k: on_progress(FoldProgress(k, folds, scoring=p)),
+            on_progress=partial(_fold_scoring, on_progress, k, folds),
         )
         with catalog.writing() as session:
             update_model(session, model_id=model_id, status=CROSS_FIT)
@@ -141,6 +142,12 @@ def cross_fit(
             }
         )
     return outcome
+
+
+def _fold_scoring(
+    on_progress: Callable[[FoldProgress], None], fold: int, folds: int, p: ScoreProgress
+) -> None:
+    on_progress(FoldProgress(fold, folds, scoring=p))
 
 
 def _fold_model(
