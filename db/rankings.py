@@ -273,12 +273,12 @@ def recount(session: Session) -> dict[str, list[tuple[int, float]]]:
     out: dict[str, list[tuple[int, float]]] = {name: [] for name in KEPT}
     if model is not None:
         no_human = or_(Image.label_origin.is_(None), Image.label_origin != "human")
-        rows = (
+        margins = (
             select(Prediction.image_id, Prediction.margin)
             .join(Image, Image.id == Prediction.image_id)
             .where(Prediction.model_id == model.id, Image.status == ACTIVE, no_human)
         )
-        out["uncertain"] = sorted(((i, float(m)) for i, m in session.execute(rows)), key=_rank)
+        out["uncertain"] = sorted(((i, float(m)) for i, m in session.execute(margins)), key=_rank)
     classes = {m.id: list(m.classes) for m in session.scalars(select(Model))}
     newest = (
         select(func.max(Prediction.id))
