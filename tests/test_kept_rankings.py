@@ -15,12 +15,14 @@ from db.catalog import open_catalog
 from db.images import add_image, change_image, image_by_id
 from db.labels import record_label
 from db.predictions import prediction_row, replace_predictions
-from db.queues import queue_counts, ranking, review_queue
+from db.properties import ISSUES, add_properties, issue_ranking
+from db.queues import QUEUES, queue_counts, ranking, review_queue
 from db.rankings import kept, rebuild, recount
 from db.registry import DONE, choose_default, create_model, delete_model, update_model
 from db.runs import start_run
 from db.tallies import recount as recount_tallies
 from db.tallies import tallies
+from db.vectors import embedding_for, outlier_ranking, record_rows, set_scores
 from tests.faults.consistency import assert_kept_counts_true
 
 pytestmark = pytest.mark.backends
@@ -156,5 +158,75 @@ def test_a_ranked_page_walks_on_past_ties_and_images_leaving_the_queue(db_url: s
             rest = review_queue(session, name="uncertain", limit=10, after=first.next)
         assert [i.id for i in first.items] == ids[:3]
         assert [i.id for i in rest.items] == ids[4:] and rest.next is None
+    finally:
+        catalog.dispose()
+
+
+def _properties(image_id: int, rng: random.Random) -> dict:
+    """Property rows some issue types flag (about one image in three is blurry or dark)."""
+    return {
+        "image_id": image_id, "version": "t", "sharpness": rng.choice([0.01, 0.05, 0.5, 0.8]),
+        "brightness_p5": 0.1, "brightness_p50": rng.choice([0.05, 0.5, 0.5]),
+        "brightness_p95": 0.9, "contrast": 0.3, "entropy": 6.0, "colourfulness": 30.0,
+        "aspect": 1.3, "short_side": 300, "graphic": 0.0, "windows": bytes(8),
+    }  # fmt: skip
+
+
+def _walk(session, name: str) -> tuple[list[int], int]:
+    """Every item of a queue, page by page (3 a page); and how many pages."""
+    seen, after, pages = [], 0, 0
+    while True:
+        page = review_queue(session, name=name, limit=3, after=after)
+        seen += [item.id for item in page.items]
+        pages += 1
+        if page.next is None:
+            return seen, pages
+        after = page.next
+
+
+def test_every_queue_pages_through_what_its_count_says(db_url: str, tmp_path: Path):
+    """The kept queues beside those ranked from their own tables (issues, vectors): each
+    queue of QUEUES pages through every group once, as many as its count, on one catalog."""
+    catalog = open_catalog(db_url)
+    rng = random.Random(7)
+    try:
+        with catalog.writing() as session:
+            run_id = start_run(session, kind="import", params={}).id
+            ids = [_image(session, i, run_id) for i in range(1, 25)]
+            model_id = _model(session, CLASSES)
+            _score(session, rng, model_id, CLASSES, ids)
+            for image_id in ids[::2]:
+                record_label(session, image_id=image_id, label=rng.choice(CLASSES),
+                             origin=rng.choice(["query", "import"]), author="crawl")  # fmt: skip
+            for image_id in ids[1:6]:
+                record_label(session, image_id=image_id, label="happy", origin="human", author="a")
+            add_properties(session, [_properties(i, rng) for i in ids])
+            found = embedding_for(session, embedder="imagenet", version="t", dim=4,
+                                  dtype="float16", folder="vectors/t")  # fmt: skip
+            record_rows(session, embedding_id=found.id, image_ids=ids)
+            set_scores(session, embedding_id=found.id,
+                       outliers=[(i, rng.choice([0.1, 0.2, rng.random()])) for i in ids],
+                       clusters=[(i, 1 + i % 4, rng.random()) for i in ids],
+                       cluster_count=4, over=len(ids))  # fmt: skip
+            image = image_by_id(session, image_id=ids[7])
+            change_image(session, image=image, run_id=run_id, status="rejected")
+        with catalog.reading() as session:
+            counts = queue_counts(session)
+            assert set(counts) == set(QUEUES)
+            for name in QUEUES:
+                seen, pages = _walk(session, name)
+                assert len(seen) == len(set(seen)), name
+                assert ids[7] not in seen, name  # rejected: in no queue
+                if name == "clusters":
+                    assert pages == counts[name] == 4
+                else:
+                    assert len(seen) == counts[name], name
+            assert counts["issues"] and counts["outlier"] and counts["uncertain"]
+            assert not set(ids[1:6]) & set(_walk(session, "issues")[0]), "reviewed: left out"
+            assert _walk(session, "outlier")[0] == [i for i, _ in outlier_ranking(session)]
+            for name in ("issues", *(f"issue:{issue}" for issue in ISSUES)):
+                assert _walk(session, name)[0] == [i for i, _ in issue_ranking(session, name=name)]
+                assert ranking(session, name) == issue_ranking(session, name=name)
+        assert_kept_counts_true(db_url)
     finally:
         catalog.dispose()
