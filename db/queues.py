@@ -25,8 +25,8 @@ decision about it is a decision about the whole group (see `db.labels.group_labe
 group's label is read from its representative's row (db/grouplabels.py keeps it), and a ranked
 queue's order and every queue's count from rows the writes keep (db/rankings.py, the
 tallies), so a page and the counts cost the same on a catalog of a thousand images or a
-million. The vector and issue queues are ranked from their own tables when asked (an embed
-run, a backfill or new thresholds change them wholesale).
+million. The issue queues are kept the same way (db/rankings.py); the vector queues are
+ranked from their own table when asked (an embed run rewrites it wholesale).
 """
 
 from __future__ import annotations
@@ -42,15 +42,17 @@ from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image
 from db.predictions import latest_predictions
-from db.properties import ISSUE_QUEUES, issue_queue_counts, issue_ranking
+from db.properties import ISSUE_QUEUES
 from db.rankings import KEPT, ranked_page
 from db.registry import default_model
 from db.tallies import tallies
 from db.vectors import cluster_members, outlier_ranking, vector_counts
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
-#: The ranked queues: kept in the rankings table (add one to db/rankings.py KEPT).
-RANKED_QUEUES = tuple(name for name, kept in KEPT.items() if kept.ranked)
+#: The ranked queues of predictions: kept in the rankings table (add one to db/rankings.py KEPT).
+RANKED_QUEUES = tuple(
+    name for name, kept in KEPT.items() if kept.ranked and name not in ISSUE_QUEUES
+)
 VECTOR_QUEUES = ("outlier", "clusters")
 #: issues, issue:blurry, ...: db/properties.py ranks them, worst first.
 QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *VECTOR_QUEUES, *ISSUE_QUEUES)
@@ -211,10 +213,8 @@ def review_queue(
         raise UnknownQueue(name)
     if name in VECTOR_QUEUES:
         page = _vector_page(session, name, limit, after)
-    elif name in RANKED_QUEUES:
+    elif name in RANKED_QUEUES or name in ISSUE_QUEUES:
         page = _ranked_page(session, name, limit, _cursor(after))
-    elif name in ISSUE_QUEUES:
-        page = _computed_page(session, issue_ranking(session, name=name), limit, _cursor(after))
     else:
         page = _id_page(session, name, limit, int(after))
     # Show the prediction the queue ranked by: the default model's for uncertain, an
@@ -247,12 +247,10 @@ def _item(row: Any, label: CurrentLabel | None, members: list[dict[str, Any]]) -
 
 def ranking(session: Session, name: str) -> list[tuple[int, float]]:
     """(image id, score) of a ranked queue (or an issue queue), first to review first."""
-    if name in ISSUE_QUEUES:
-        return issue_ranking(session, name=name)
-    if name not in RANKED_QUEUES:
+    if name not in RANKED_QUEUES and name not in ISSUE_QUEUES:
         raise UnknownQueue(name)
     ranked = ranked_page(session, name=name, limit=None, cursor=None)
-    if not ranked:
+    if not ranked and name in RANKED_QUEUES:
         _why_empty(session, name)
     return ranked
 
@@ -291,7 +289,7 @@ def _ranked_page(
 ) -> QueuePage:
     """A page of a kept ranking (db/rankings.py): a walk of its index."""
     ranked = ranked_page(session, name=name, limit=limit + 1, cursor=cursor)
-    if not ranked and cursor is None:
+    if not ranked and cursor is None and name in RANKED_QUEUES:
         _why_empty(session, name)
     return _page_of(session, ranked, limit)
 
@@ -375,10 +373,9 @@ def queue_counts(session: Session) -> dict[str, int | None]:
         "all": groups,
         "duplicates": tally.get("queue:duplicates", 0),
         "conflicts": count_conflicts(session),
-        # Computed from their own tables: an embed run, a backfill or new thresholds change
-        # them wholesale, and neither scans the predictions.
+        # Counted from the vectors' own table: an embed run rewrites it wholesale.
         **vector_counts(session),
-        **issue_queue_counts(session),
+        **{name: tally.get(f"queue:{name}", 0) for name in ISSUE_QUEUES},
     }
     if not tally.get("predictions"):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}

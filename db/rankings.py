@@ -14,7 +14,10 @@ What changes a ranking, and how it is kept:
 * a prediction written or deleted: `db.predictions.replace_predictions` and
   `db.registry.delete_model` mark the images scored (`db.touched.mark_scored`);
 * another default model (one trained, chosen or removed): the ``uncertain`` ranking is made
-  again from that model's predictions (`BASIS` names the one it was made with).
+  again from that model's predictions (`BASIS` names the one it was made with);
+* the issue queues (``issues``, ``issue:blurry``...; db/properties.py): properties written
+  (at ingest, by a backfill) mark their images, as predictions do; other thresholds make them
+  again from every image's properties (`ISSUE_BASIS` holds the ones they were made with).
 
 `Catalog.writing` calls `refresh_kept` before it commits: the group labels first (which the
 rankings read), then each touched or scored image's group is scored again and its rows
@@ -37,7 +40,8 @@ from sqlalchemy.orm import Session
 from db.grouplabels import refresh as refresh_group_labels
 from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS
-from db.models import Image, Model, Prediction, Ranked
+from db.models import Image, ImageProperty, Model, Prediction, Ranked
+from db.properties import ISSUE_QUEUES, ISSUES, issue_ranking, severity, thresholds
 from db.registry import default_model
 from db.settings import get_setting, set_setting
 from db.touched import take_scored, take_touched
@@ -45,6 +49,8 @@ from db.touched import take_scored, take_touched
 _CHUNK = 5000
 #: The setting naming the model the kept ``uncertain`` ranking was made with.
 BASIS = "kept_uncertain_model"
+#: The setting holding the issue thresholds the kept issue rankings were made with.
+ISSUE_BASIS = "kept_issue_thresholds"
 
 
 @dataclass
@@ -61,6 +67,26 @@ class Context:
         if self._classes is None:
             self._classes = {m.id: list(m.classes) for m in self.session.scalars(select(Model))}
         return self._classes
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """The catalog's issue thresholds."""
+        if "limits" not in self.extra:
+            self.extra["limits"] = thresholds(self.session)
+        return dict(self.extra["limits"])
+
+    def properties(self, ids: list[int]) -> dict[int, Any]:
+        """The property rows of these images (read once per transaction)."""
+        held: dict[int, Any] = self.extra.setdefault("properties", {})
+        missing = [i for i in ids if i not in held]
+        if missing:
+            columns = {rule.column for rule in ISSUES.values()}
+            query = select(
+                ImageProperty.image_id, *(getattr(ImageProperty, c) for c in sorted(columns))
+            ).where(ImageProperty.image_id.in_(missing))
+            held.update(dict.fromkeys(missing))
+            held.update((row.image_id, row) for row in self.session.execute(query))
+        return {i: held[i] for i in ids if held[i] is not None}
 
 
 #: A group as a ranking sees it: (id, status, label, label origin).
@@ -107,6 +133,33 @@ def _self_confidence(origins: tuple[str, ...]) -> Scorer:
     return score
 
 
+def _issues(names: tuple[str, ...]) -> Scorer:
+    """Groups without a human label whose properties one of these issue types flags, by
+    minus the worst severity (worst first), as db.properties.issue_ranking ranks them."""
+
+    def score(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+        wanted = [r.id for r in rows if r.status == ACTIVE and r.label_origin != "human"]
+        if not wanted:
+            return {}
+        limits, out = ctx.limits, {}
+        for image_id, row in ctx.properties(wanted).items():
+            found = []
+            for name in names:
+                rule, limit = ISSUES[name], limits[name]
+                value = float(getattr(row, rule.column))
+                if (value < limit) if rule.below else (value > limit):
+                    found.append(severity(rule, limit, value))
+            if found:
+                out[image_id] = -max(found)
+        return out
+
+    return score
+
+
+def _with_properties(ctx: Context) -> Any:
+    return select(ImageProperty.image_id)
+
+
 def _with_members(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
     """Active groups with at least one member (kept for their count; the page walks ids)."""
     active = [r.id for r in rows if r.status == ACTIVE and r.duplicate_of is None]
@@ -143,6 +196,11 @@ KEPT: dict[str, KeptQueue] = {
             candidates=lambda _ctx: select(Image.duplicate_of).distinct(),
             ranked=False,
         ),
+        KeptQueue("issues", _issues(tuple(ISSUES)), candidates=_with_properties),
+        *(
+            KeptQueue(f"issue:{name}", _issues((name,)), candidates=_with_properties)
+            for name in ISSUES
+        ),
     )
 }
 
@@ -165,13 +223,15 @@ def refresh_kept(session: Session) -> None:
     scored = take_scored(session)
     ctx = Context(session, basis=_basis(session))
     renewed = _renew_basis(ctx)
+    issues_renewed = _renew_issues(ctx)
+    skip = {*(["uncertain"] if renewed else []), *(ISSUE_QUEUES if issues_renewed else ())}
+    names = [n for n in KEPT if n not in skip]
     ids = sorted(touched | scored)
     for chunk in _chunks(ids):
         rows = _group_rows(session, chunk)
         # A member's label event changes its representative's group.
         reps = {r.duplicate_of for r in rows if r.duplicate_of is not None} - set(chunk)
         rows += _group_rows(session, sorted(reps)) if reps else []
-        names = [n for n in KEPT if n != "uncertain" or not renewed]
         _write(session, ctx, rows, names)
 
 
@@ -194,6 +254,20 @@ def _renew_basis(ctx: Context) -> bool:
         )
         for chunk in _chunks(sorted(ids)):
             _write(session, ctx, _group_rows(session, chunk), ["uncertain"])
+    return True
+
+
+def _renew_issues(ctx: Context) -> bool:
+    """With other issue thresholds than the issue rankings were made with (set by a person,
+    or another default of the code's), make them again; returns whether it did."""
+    session = ctx.session
+    if get_setting(session, key=ISSUE_BASIS) == ctx.limits:
+        return False
+    session.execute(delete(Ranked).where(Ranked.queue.in_(ISSUE_QUEUES)))
+    set_setting(session, key=ISSUE_BASIS, value=ctx.limits)
+    ids = sorted(session.scalars(_with_properties(ctx)))
+    for chunk in _chunks(ids):
+        _write(session, ctx, _group_rows(session, chunk), list(ISSUE_QUEUES))
     return True
 
 
@@ -231,6 +305,7 @@ def rebuild(session: Session) -> None:
     session.execute(delete(Ranked))
     ctx = Context(session, basis=_basis(session))
     set_setting(session, key=BASIS, value=ctx.basis)
+    set_setting(session, key=ISSUE_BASIS, value=ctx.limits)
     for name, queue in KEPT.items():
         ids = {i for i in session.scalars(queue.candidates(ctx)) if i is not None}
         for chunk in _chunks(sorted(ids)):
@@ -303,6 +378,8 @@ def recount(session: Session) -> dict[str, list[tuple[int, float]]]:
     with_members = select(Image.duplicate_of).where(Image.duplicate_of.is_not(None))
     groups = select(Image.id).where(Image.status == ACTIVE, Image.id.in_(with_members))
     out["duplicates"] = [(i, 0.0) for i in session.scalars(groups)]
+    for name in ISSUE_QUEUES:
+        out[name] = issue_ranking(session, name=name)
     return {name: sorted(ranked, key=_rank) for name, ranked in out.items()}
 
 

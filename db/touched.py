@@ -24,8 +24,8 @@ _SCORED = "curator_scored_images"
 
 
 def mark_scored(session: Session, image_ids: Iterable[int]) -> None:
-    """Mark images whose predictions were written or deleted in this transaction (their
-    places in the ranked queues may have changed; see db/rankings.py)."""
+    """Mark images whose predictions or properties were written or deleted in this
+    transaction (their places in the ranked queues may have changed; see db/rankings.py)."""
     session.info.setdefault(_SCORED, set()).update(image_ids)
 
 

@@ -15,7 +15,14 @@ from db.catalog import open_catalog
 from db.images import add_image, change_image, image_by_id
 from db.labels import record_label
 from db.predictions import prediction_row, replace_predictions
-from db.properties import ISSUES, add_properties, issue_ranking
+from db.properties import (
+    ISSUE_QUEUES,
+    ISSUES,
+    add_properties,
+    issue_ranking,
+    set_thresholds,
+    thresholds,
+)
 from db.queues import QUEUES, queue_counts, ranking, review_queue
 from db.rankings import kept, rebuild, recount
 from db.registry import DONE, choose_default, create_model, delete_model, update_model
@@ -227,6 +234,62 @@ def test_every_queue_pages_through_what_its_count_says(db_url: str, tmp_path: Pa
             for name in ("issues", *(f"issue:{issue}" for issue in ISSUES)):
                 assert _walk(session, name)[0] == [i for i, _ in issue_ranking(session, name=name)]
                 assert ranking(session, name) == issue_ranking(session, name=name)
+            blurry = [i for i, _ in issue_ranking(session, name="issue:blurry")]
         assert_kept_counts_true(db_url)
+        # Other thresholds remake the kept issue queues; a person's label takes a group out.
+        with catalog.writing() as session:
+            set_thresholds(session, values={"blurry": 0.6, "dark": 0.01})
+            record_label(session, image_id=blurry[0], label="happy", origin="human", author="a")
+        with catalog.reading() as session:
+            counts = queue_counts(session)
+            for name in ISSUE_QUEUES:
+                assert (
+                    counts[name]
+                    == len(_walk(session, name)[0])
+                    == len(issue_ranking(session, name=name))
+                ), name
+            assert counts["issue:blurry"] > len(blurry) and counts["issue:dark"] == 0
+            assert blurry[0] not in _walk(session, "issues")[0]
+        assert_kept_counts_true(db_url)
+    finally:
+        catalog.dispose()
+
+
+def test_the_migration_ranks_the_issues_of_a_catalog_as_curator_does(db_url: str):
+    """Alembic 0010 fills the kept issue queues from the image properties already there (by
+    the catalog's own thresholds), to the rows db/rankings.py keeps, and the first write
+    after it finds them made with those thresholds."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from db.catalog import alembic_config
+    from db.rankings import ISSUE_BASIS
+    from db.settings import get_setting
+
+    catalog = open_catalog(db_url)
+    rng = random.Random(3)
+    try:
+        with catalog.writing() as session:
+            run_id = start_run(session, kind="import", params={}).id
+            ids = [_image(session, i, run_id) for i in range(1, 13)]
+            add_properties(session, [_properties(i, rng) for i in ids])
+            set_thresholds(session, values={"blurry": 0.6})
+            record_label(session, image_id=ids[0], label="happy", origin="human", author="a")
+        with catalog.reading() as session:
+            before = kept(session)
+    finally:
+        catalog.dispose()
+    assert before["issue:blurry"] and before["issues"]
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0009")
+    finally:
+        engine.dispose()
+    catalog = open_catalog(db_url)  # upgraded again: 0010 fills the rankings
+    try:
+        with catalog.reading() as session:
+            assert kept(session) == before == recount(session)
+            assert get_setting(session, key=ISSUE_BASIS) == thresholds(session)
     finally:
         catalog.dispose()

@@ -1,10 +1,10 @@
 """Kept rankings: the ranked review queues and their counts, kept instead of recomputed.
 
 * ``rankings (queue, image_id, score)``: each image's place in the ``uncertain``,
-  ``disagree`` and ``weak-disagree`` queues (and the groups of ``duplicates``, for its
-  count), kept by db/rankings.py in the transaction of each write that changes it, with an
-  index on (queue, score, image_id) a page walks. This migration fills it from the
-  predictions and the group labels.
+  ``disagree`` and ``weak-disagree`` queues, the issue queues (``issues``, ``issue:blurry``...)
+  and the groups of ``duplicates`` (for its count), kept by db/rankings.py in the transaction
+  of each write that changes it, with an index on (queue, score, image_id) a page walks. This
+  migration fills it from the predictions, the group labels and the image properties.
 * tallies ``queue:<name>`` (rows of a ranking), ``predictions``, ``predictions:independent``
   (of models that did not train on the image) and ``predictions:model:<id>``, kept by
   triggers on ``rankings`` and ``predictions``, so the review page's counts and the queues'
@@ -44,6 +44,18 @@ TRACKED = {"rankings": "queue", "predictions": "model_id, in_sample"}
 #: The setting that names the model the kept ``uncertain`` ranking was made with.
 BASIS = "kept_uncertain_model"
 WEAK = ("import", "query", "model")
+#: The issue types as of this migration (db/properties.py ISSUES): column, below, default.
+ISSUE_RULES = {
+    "blurry": ("sharpness", True, 0.099),
+    "dark": ("brightness_p50", True, 0.19),
+    "bright": ("brightness_p5", False, 0.52),
+    "low-information": ("entropy", True, 3.8),
+    "grayscale": ("colourfulness", True, 7.9),
+    "odd-aspect": ("aspect", False, 2.8),
+    "small": ("short_side", True, 130),
+}
+#: The setting holding the thresholds the kept issue rankings were made with.
+ISSUE_BASIS = "kept_issue_thresholds"
 SETTINGS = sa.table("settings", sa.column("key", sa.String), sa.column("value", sa.JSON))
 
 
@@ -160,6 +172,45 @@ def _fill() -> None:
         conn.execute(insert, out[start : start + 5000])
 
 
+def _setting(conn: sa.Connection, key: str) -> object:
+    value = conn.execute(sa.text("SELECT value FROM settings WHERE key = :k"), {"k": key})
+    found = value.scalar()
+    return json.loads(found) if isinstance(found, str) else found
+
+
+def _fill_issues() -> None:
+    """The issue queues, as db/properties.py issue_ranking ranks them: active images without
+    a human label whose properties a type flags, by minus how far past its threshold."""
+    conn = op.get_bind()
+    stored = _setting(conn, "issue_thresholds")
+    stored = stored if isinstance(stored, dict) else {}
+    limits = {name: float(stored.get(name, rule[2])) for name, rule in ISSUE_RULES.items()}
+    columns = sorted({column for column, _below, _default in ISSUE_RULES.values()})
+    rows = conn.execute(
+        sa.text(
+            f"SELECT p.image_id, {', '.join('p.' + c for c in columns)} FROM image_properties p "
+            "JOIN images i ON i.id = p.image_id WHERE i.status = 'active' "
+            "AND (i.label_origin IS NULL OR i.label_origin != 'human')"
+        )
+    )
+    out = []
+    for row in rows.mappings():
+        worst = []
+        for name, (column, below, _default) in ISSUE_RULES.items():
+            limit, value = limits[name], float(row[column])
+            if (value < limit) if below else (value > limit):
+                scale = max(abs(limit), 1e-9)
+                severity = (limit - value) / scale if below else (value - limit) / scale
+                out.append({"q": f"issue:{name}", "i": row["image_id"], "s": -severity})
+                worst.append(severity)
+        if worst:
+            out.append({"q": "issues", "i": row["image_id"], "s": -max(worst)})
+    insert = sa.text("INSERT INTO rankings (queue, image_id, score) VALUES (:q, :i, :s)")
+    for start in range(0, len(out), 5000):
+        conn.execute(insert, out[start : start + 5000])
+    op.bulk_insert(SETTINGS, [{"key": ISSUE_BASIS, "value": limits}])
+
+
 def _fill_tallies() -> None:
     for table, tallies in TALLIES.items():
         for name, value, cond in tallies:
@@ -185,6 +236,7 @@ def upgrade() -> None:
         "ix_rankings_queue_score", "rankings", ["queue", "score", "image_id"], unique=False
     )
     _fill()
+    _fill_issues()
     _fill_tallies()
     op.bulk_insert(SETTINGS, [{"key": "catalog_id", "value": uuid.uuid4().hex}])
     _create_triggers("rankings")
@@ -195,6 +247,6 @@ def downgrade() -> None:
     _drop_triggers("predictions")
     _drop_triggers("rankings")
     op.execute("DELETE FROM tallies WHERE name LIKE 'queue:%' OR name LIKE 'predictions%'")
-    op.execute(f"DELETE FROM settings WHERE key IN ('{BASIS}', 'catalog_id')")
+    op.execute(f"DELETE FROM settings WHERE key IN ('{BASIS}', '{ISSUE_BASIS}', 'catalog_id')")
     op.drop_index("ix_rankings_queue_score", table_name="rankings")
     op.drop_table("rankings")
