@@ -76,17 +76,16 @@ class Context:
         return dict(self.extra["limits"])
 
     def properties(self, ids: list[int]) -> dict[int, Any]:
-        """The property rows of these images (read once per transaction)."""
-        held: dict[int, Any] = self.extra.setdefault("properties", {})
-        missing = [i for i in ids if i not in held]
-        if missing:
-            columns = {rule.column for rule in ISSUES.values()}
+        """The property rows of these images, read once for the issue queues of one batch."""
+        key = tuple(ids)
+        if self.extra.get("properties_of") != key:
+            columns = sorted({rule.column for rule in ISSUES.values()})
             query = select(
-                ImageProperty.image_id, *(getattr(ImageProperty, c) for c in sorted(columns))
-            ).where(ImageProperty.image_id.in_(missing))
-            held.update(dict.fromkeys(missing))
-            held.update((row.image_id, row) for row in self.session.execute(query))
-        return {i: held[i] for i in ids if held[i] is not None}
+                ImageProperty.image_id, *(getattr(ImageProperty, c) for c in columns)
+            ).where(ImageProperty.image_id.in_(ids))
+            self.extra["properties"] = {row.image_id: row for row in self.session.execute(query)}
+            self.extra["properties_of"] = key
+        return dict(self.extra["properties"])
 
 
 #: A group as a ranking sees it: (id, status, label, label origin).
