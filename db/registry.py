@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import CatalogError
@@ -17,15 +17,28 @@ DONE = "done"
 CROSS_FIT = "cross-fit"
 #: A cross-fit model trained, scoring its held-out fold.
 SCORING = "scoring"
+#: The verdict of a model no better than chance on its val split (classifier/chance.py):
+#: never the default model.
+AT_CHANCE = "chance"
+#: What a model's training record keeps beside its recipe that is no part of it: which recipe
+#: was chosen, which options were given. A resume does not compare them.
+RECORD_ONLY = ("recipe", "given")
 
 
 class UnknownModel(CatalogError):
-    def __init__(self, ref: str | int | None) -> None:
-        super().__init__(
-            f"no model {ref} in the catalog; see curator models"
-            if ref is not None
-            else "no trained model yet: run curator train first"
-        )
+    def __init__(self, ref: str | int | None, at_chance: list[int] | None = None) -> None:
+        if ref is not None:
+            message = f"no model {ref} in the catalog; see curator models"
+        elif at_chance:
+            ids = ", ".join(str(i) for i in at_chance[:5])
+            message = (
+                f"no model that learned: the finished ones ({ids}) are no better than chance "
+                "on val, so none is the default; train again (curator train warned what to "
+                "try), or name one with --model N"
+            )
+        else:
+            message = "no trained model yet: run curator train first"
+        super().__init__(message)
 
 
 def create_model(session: Session, **fields: Any) -> Model:
@@ -67,10 +80,30 @@ def choose_default(session: Session, model_id: int | None) -> None:
     set_setting(session, key=DEFAULT_SETTING, value=model_id)
 
 
+def can_be_default(model: Model) -> bool:
+    """A finished model of curator train that is not at chance."""
+    return model.status == DONE and model.verdict != AT_CHANCE
+
+
 def newest_finished(session: Session) -> Model | None:
+    """The newest finished model that is not at chance."""
     return session.scalars(
-        select(Model).where(Model.status == DONE).order_by(Model.id.desc()).limit(1)
+        select(Model)
+        .where(Model.status == DONE, or_(Model.verdict.is_(None), Model.verdict != AT_CHANCE))
+        .order_by(Model.id.desc())
+        .limit(1)
     ).first()
+
+
+def at_chance(session: Session) -> list[int]:
+    """The finished models no better than chance on val, newest first."""
+    return list(
+        session.scalars(
+            select(Model.id)
+            .where(Model.status == DONE, Model.verdict == AT_CHANCE)
+            .order_by(Model.id.desc())
+        )
+    )
 
 
 def default_model(session: Session) -> Model | None:
@@ -80,12 +113,12 @@ def default_model(session: Session) -> Model | None:
     later does not replace; with none chosen (or once the chosen one is removed), the newest
     finished model, so that each new training run takes over. Only a finished model of
     ``curator train`` is ever the default: never one that failed, was interrupted or is still
-    training, nor a cross-fit fold model.
+    training, nor a cross-fit fold model, nor one no better than chance on val.
     """
     chosen = chosen_default(session)
     if chosen is not None:
         model = session.get(Model, chosen)
-        if model is not None and model.status == DONE:
+        if model is not None and can_be_default(model):
             return model
     return newest_finished(session)
 
@@ -94,7 +127,7 @@ def get_model(session: Session, *, ref: int | None = None) -> Model:
     """A model by id, or the default one (`default_model`)."""
     model = default_model(session) if ref is None else session.get(Model, ref)
     if model is None:
-        raise UnknownModel(ref)
+        raise UnknownModel(ref, at_chance(session) if ref is None else None)
     return model
 
 
@@ -113,10 +146,12 @@ def resumable_model(
 ) -> Model | None:
     """The newest unfinished model trained with this config and recipe, if any. Where the
     run trains and how fast (devices, workers, caches) is no part of the recipe, so it may
-    differ; so may settings a model of an older version stored beside its recipe."""
+    differ; so may settings a model of an older version stored beside its recipe, and what
+    the record keeps of how the recipe was chosen (`RECORD_ONLY`)."""
+    wanted = {k: v for k, v in training.items() if k not in RECORD_ONLY}
 
     def same(stored: dict[str, Any]) -> bool:
-        return {k: stored.get(k) for k in training} == training
+        return {k: stored.get(k) for k in wanted} == wanted
 
     for model in session.scalars(
         select(Model).where(Model.status.in_(("training", "interrupted"))).order_by(Model.id.desc())
