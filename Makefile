@@ -26,7 +26,7 @@ browser:
 	  else echo "chromium is missing: sudo apt-get install chromium (its test is skipped)"; fi; }
 
 # The catalog tests also run on PostgreSQL: Debian's server, started by the tests themselves
-# as a throwaway cluster (tests/pg.py); without it they are skipped with the reason.
+# as a throwaway cluster (tests/helpers/pg.py); without it they are skipped with the reason.
 postgres:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \

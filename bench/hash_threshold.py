@@ -10,9 +10,9 @@ through curator's own pipeline (curator.ingest.imaging.analyze), and prints:
 * over all pairs of distinct photos: the smallest distances and how many pairs each candidate
   threshold would wrongly join.
 
-Photos: any folder of real photographs. The figures in the README came from the photographs in
-Debian's wallpaper packages, each also cut into four quadrants (distinct pictures that share a
-palette, the hardest negatives):
+Photos: any folder of real photographs. The figures in docs/catalog.md came from the
+photographs in Debian's wallpaper packages, each also cut into four quadrants (distinct
+pictures that share a palette, the hardest negatives):
 
     apt-get download mate-backgrounds lomiri-wallpapers lomiri-wallpapers-16.04 \\
         lomiri-wallpapers-20.04 ukui-wallpapers

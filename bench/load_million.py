@@ -42,6 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from _common import (  # noqa: E402
+    INSERT_EVENTS,
+    INSERT_IMAGES,
+    image_row,
+    label_rows,
+    mark_built,
+    new_catalog,
+)
 
 from curator.config import load_settings  # noqa: E402
 from curator.demo.synthetic import draw_couple  # noqa: E402
@@ -52,7 +60,6 @@ from curator.ingest.storage import Store  # noqa: E402
 from curator.stats import catalog_stats  # noqa: E402
 from db.catalog import open_catalog  # noqa: E402
 from db.grouplabels import rebuild as rebuild_group_labels  # noqa: E402
-from db.images import split_for  # noqa: E402
 from db.models import utcnow  # noqa: E402
 from db.queues import queue_counts, review_queue  # noqa: E402
 
@@ -60,17 +67,11 @@ BENCH = ROOT / ".bench"
 
 
 def build(home: Path, n: int) -> None:
-    marker = home / f".built-{n}"
-    if marker.exists():
+    db = new_catalog(home, n)
+    if db is None:
         return
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "catalog.db").unlink(missing_ok=True)
-    print(f"building a catalog of {n:,} image rows in {home} (once, a few minutes)...", flush=True)
-    open_catalog(load_settings(home=home).db_url).dispose()  # the schema, by the migrations
     rng = random.Random(0)
     now = utcnow().isoformat()
-    db = sqlite3.connect(home / "catalog.db")
-    db.execute("PRAGMA journal_mode=WAL")
     db.execute(
         "INSERT INTO runs (id, kind, status, params, counts, started_at) "
         "VALUES (1, 'import', 'done', '{}', '{}', ?)",
@@ -86,35 +87,11 @@ def build(home: Path, n: int) -> None:
     for start in range(1, n + 1, chunk):
         images, sources, events, predictions = [], [], [], []
         for i in range(start, min(start + chunk, n + 1)):
-            sha = hashlib.sha256(str(i).encode()).hexdigest()
-            dup = i - 1 if i % 25 == 0 else None
-            phash = rng.getrandbits(63)
-            images.append(
-                (
-                    i,
-                    sha,
-                    phash,
-                    rng.getrandbits(63),
-                    "phash64-v1",
-                    640,
-                    480,
-                    "JPEG",
-                    50_000,
-                    f"images/{sha[:2]}/{sha}.jpg",
-                    "duplicate" if dup else "active",
-                    dup,
-                    split_for(sha),
-                    1,
-                    now,
-                )
-            )
+            images.append(image_row(i, rng, now))
             url = f"https://example.org/{i}.jpg"
             key = hashlib.sha256(url.encode()).hexdigest()
             sources.append((1, "url", url, key, "bing", "couple", "added", i, now))
-            if rng.random() < 0.8:
-                events.append((i, rng.choice(["happy", "unhappy"]), "query", "crawl", now))
-            if rng.random() < 0.2:
-                events.append((i, rng.choice(["happy", "unhappy"]), "human", "anna", now))
+            events += label_rows(i, rng, now)
             p = rng.random()
             predictions.append(
                 (
@@ -128,22 +105,13 @@ def build(home: Path, n: int) -> None:
                     now,
                 )
             )
-        db.executemany(
-            "INSERT INTO images (id, sha256, phash, phash_mirror, hash_version, width, height, "
-            "format, bytes, path, status, duplicate_of, split, run_id, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            images,
-        )
+        db.executemany(INSERT_IMAGES, images)
         db.executemany(
             "INSERT INTO sources (run_id, kind, locator, locator_key, engine, query, outcome, "
             "image_id, info, created_at) VALUES (?,?,?,?,?,?,?,?,'{}',?)",
             sources,
         )
-        db.executemany(
-            "INSERT INTO label_events (image_id, label, origin, author, created_at) "
-            "VALUES (?,?,?,?,?)",
-            events,
-        )
+        db.executemany(INSERT_EVENTS, events)
         db.executemany(
             "INSERT INTO predictions (model_id, image_id, probs, predicted, confidence, margin, "
             "in_sample, created_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -159,7 +127,7 @@ def build(home: Path, n: int) -> None:
     with catalog.writing() as session:
         rebuild_group_labels(session)
     catalog.dispose()
-    marker.write_text("ok")
+    mark_built(home, n)
 
 
 def uncertain_cursor(catalog: object, *, pages: int) -> str:

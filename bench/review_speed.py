@@ -18,15 +18,12 @@ from SQLite, and a bare INSERT + COMMIT of one label event.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import random
-import re
 import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,71 +32,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import (  # noqa: E402
+    INSERT_EVENTS,
+    INSERT_IMAGES,
+    image_row,
+    label_rows,
+    mark_built,
+    new_catalog,
+    serve_review,
+    sha_of,
+)
 from PIL import Image  # noqa: E402
 
-from curator.config import load_settings  # noqa: E402
-from db.catalog import open_catalog  # noqa: E402
-from db.images import split_for  # noqa: E402
 from db.models import utcnow  # noqa: E402
 
 
 def build(home: Path, n: int) -> None:
-    marker = home / f".built-{n}"
-    if marker.exists():
+    db = new_catalog(home, n, also=("thumbs.db",))
+    if db is None:
         return
-    home.mkdir(parents=True, exist_ok=True)
-    for name in ("catalog.db", "thumbs.db"):
-        (home / name).unlink(missing_ok=True)
-    print(f"building a catalog of {n:,} images in {home} (once)...", flush=True)
-    catalog = open_catalog(load_settings(home=home).db_url)
-    catalog.dispose()
     rng = random.Random(0)
     now = utcnow().isoformat()
-    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
-    db = sqlite3.connect(home / "catalog.db")
+    shas = [sha_of(i) for i in range(1, n + 1)]
     db.execute(
         "INSERT INTO runs (id, kind, status, params, counts, started_at) "
         "VALUES (1, 'import', 'done', '{}', '{}', ?)",
         (now,),
     )
-    rows = []
-    for i, sha in enumerate(shas, start=1):
-        dup = i - 1 if i % 25 == 0 else None  # a near-duplicate group every 25 images
-        rows.append(
-            (
-                i,
-                sha,
-                rng.getrandbits(63),
-                rng.getrandbits(63),
-                "phash64-v1",
-                640,
-                480,
-                "JPEG",
-                50_000,
-                f"images/{sha[:2]}/{sha}.jpg",
-                "duplicate" if dup else "active",
-                dup,
-                split_for(sha),
-                1,
-                now,
-            )
-        )
-    db.executemany(
-        "INSERT INTO images (id, sha256, phash, phash_mirror, hash_version, width, "
-        "height, format, bytes, path, status, duplicate_of, split, run_id, created_at) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        rows,
-    )
-    events = []
-    for i in range(1, n + 1):
-        if rng.random() < 0.8:
-            events.append((i, rng.choice(["happy", "unhappy"]), "query", "crawl", now))
-        if rng.random() < 0.2:
-            events.append((i, rng.choice(["happy", "unhappy"]), "human", "anna", now))
-    db.executemany(
-        "INSERT INTO label_events (image_id, label, origin, author, created_at) VALUES (?,?,?,?,?)",
-        events,
-    )
+    db.executemany(INSERT_IMAGES, [image_row(i, rng, now) for i in range(1, n + 1)])
+    db.executemany(INSERT_EVENTS, [e for i in range(1, n + 1) for e in label_rows(i, rng, now)])
     db.commit()
     db.close()
     blobs = []
@@ -120,35 +81,7 @@ def build(home: Path, n: int) -> None:
     )
     thumbs.commit()
     thumbs.close()
-    marker.write_text("ok")
-
-
-def serve(home: Path) -> tuple[str, subprocess.Popen]:
-    """The real ``curator review`` command, in its own process as it runs for users."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "curator",
-            "--home",
-            str(home),
-            "review",
-            "--no-browser",
-            "--port",
-            "0",
-            "--author",
-            "bench",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = re.search(r"open (http://[0-9.]+:[0-9]+)/", line)
-        if match:
-            return match.group(1), proc
-    raise SystemExit("curator review did not start")
+    mark_built(home, n)
 
 
 def page_time(clients: list, base: str, queue: str, after: int) -> float:
@@ -191,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     home = ROOT / ".bench" / "review-catalog"
     build(home, args.images)
-    base, server = serve(home)
+    base, server = serve_review(home)
     import httpx
 
     # Like a browser: six keep-alive connections, Nagle off.

@@ -3,12 +3,12 @@
     python bench/train_throughput.py [--backbone resnet34] [--size 224] [--steps 8]
                                      [--accuracy-epochs 6] [--device cpu]
 
-The reference recipe, reimplemented faithfully from DEEPCONNECTION.md: pictures fully decoded
-and resized to a square (aspect distorted), the imgaug-equivalent augmentation, Adam with L2
-weight decay 0.1 on every parameter, fp32 (their Apex mixed precision was GPU-only), NCHW,
-the multi-sample dropout head averaging the 8 outputs before one loss. curator's loop: JPEG
-draft decoding and padding to a square, the same augmentation, AdamW, bf16 autocast (CPU) or
-fp16/bf16 (GPU), channels-last, the 8 losses averaged.
+The reference recipe, reimplemented faithfully from the paper (docs/training.md): pictures
+fully decoded and resized to a square (aspect distorted), the imgaug-equivalent augmentation,
+Adam with L2 weight decay 0.1 on every parameter, fp32 (their Apex mixed precision was
+GPU-only), NCHW, the multi-sample dropout head averaging the 8 outputs before one loss.
+curator's loop: JPEG draft decoding and padding to a square, the same augmentation, AdamW,
+bf16 autocast (CPU) or fp16/bf16 (GPU), channels-last, the 8 losses averaged.
 
 1. Throughput: training images per second over `--steps` steps (after one warm-up step) on
    1152 x 864 JPEGs (the import benchmark's folder), data loading included, same batch size

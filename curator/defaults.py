@@ -1,11 +1,32 @@
 """Defaults the command line shows in its help, kept apart from the heavy modules that use
-them so that ``curator --help`` starts quickly. Tests check they match their users."""
+them so that ``curator --help`` starts quickly: each is defined here once, and the settings
+that use it (`curator.crawl.http.FetchPolicy`, `curator.crawl.query.CrawlOptions`,
+`curator.ingest.imaging.Limits`...) read it from here, as the commands' options do. Training's
+own are `classifier.config`'s, which is as light."""
 
 from __future__ import annotations
 
-#: Near-duplicate distance in bits of 64; measured by bench/hash_threshold.py (README).
+#: Near-duplicate distance in bits of 64; measured by bench/hash_threshold.py (docs/catalog.md).
 DEFAULT_THRESHOLD = 10
 #: What an input may be (curator.ingest.imaging.Limits).
 LIMITS = {"max_bytes": 64 * 1024 * 1024, "max_pixels": 80_000_000, "min_side": 32}
 #: The crawl engines (curator.crawl.engines.ENGINES).
 ENGINE_NAMES = ("bing", "google", "baidu", "flickr", "greedy", "urls")
+#: A crawl's reach and patience (CrawlOptions, FetchPolicy): images to add per query,
+#: download threads, result pages per query; requests at once to one host and seconds
+#: between two; seconds to wait for a silent server and for everything one URL may cost;
+#: retries on passing failures.
+CRAWL = {
+    "max_images": 100,
+    "threads": 8,
+    "max_pages": 200,
+    "per_host": 4,
+    "delay": 0.0,
+    "read_timeout": 15.0,
+    "deadline": 60.0,
+    "retries": 3,
+}
+#: Scoring: pictures per batch, and processes decoding them (curator.learn.scoring).
+SCORE = {"batch_size": 32, "workers": 2}
+#: The port curator review listens on (a free one when it is taken).
+REVIEW_PORT = 8765

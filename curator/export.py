@@ -27,15 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeGuard, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curator.errors import DamagedManifest, ExportError, LinkedFolder
 from db.errors import BadClassName
 from db.grouplabels import conflicted_groups
-from db.images import ACTIVE, SPLITS, to_unsigned64
+from db.images import SPLITS, active_images, all_images, image_locators, to_unsigned64
 from db.labels import current_labels, group_labels
-from db.models import Image, Source
 from db.settings import check_class_name, get_classes
 
 T = TypeVar("T")
@@ -234,9 +232,8 @@ def export_imagefolder(
     classes = set(class_list)
     labels = group_labels(session)
     disputed = conflicted_groups(session)  # people disagree: not training data until settled
-    images = session.scalars(select(Image).where(Image.status == ACTIVE).order_by(Image.id))
     chosen = []
-    for image in images:
+    for image in active_images(session):
         current = labels.get(image.id)
         if current is not None and current.label in classes and image.id not in disputed:
             rel = f"{image.split}/{current.label}/{image.sha256}{Path(image.path).suffix}"
@@ -303,11 +300,7 @@ def export_csv(session: Session, *, home: Path, out: Path) -> dict[str, Any]:
     groups = group_labels(session)
     own = current_labels(session)
     sources: dict[int, list[str]] = {}
-    for image_id, locator in session.execute(
-        select(Source.image_id, Source.locator)
-        .where(Source.image_id.is_not(None))
-        .order_by(Source.id)
-    ):
+    for image_id, locator in image_locators(session):
         sources.setdefault(image_id, []).append(locator)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -315,7 +308,7 @@ def export_csv(session: Session, *, home: Path, out: Path) -> dict[str, Any]:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         rows = 0
-        for image in session.scalars(select(Image).order_by(Image.id)):
+        for image in all_images(session):
             current = groups.get(image.duplicate_of or image.id)
             mine = own.get(image.id)
             writer.writerow(

@@ -5,20 +5,22 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.grouplabels import recount_conflicts
-from db.images import changes_of_image, find_image, members_of, sources_of, to_unsigned64
+from db.images import (
+    changes_of_image,
+    find_image,
+    image_by_id,
+    members_of,
+    sources_of,
+    to_unsigned64,
+)
 from db.labels import conflicts_of, current_labels, label_history
-from db.models import Image, Run
 from db.queues import count_conflicts
+from db.runs import run_counts
 from db.settings import get_classes
 from db.tallies import recount, tallies
-
-
-def _pairs(result: Any) -> dict[Any, int]:
-    return {key: int(value) for key, value in result}
 
 
 def catalog_stats(session: Session) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def _with(prefix: str, tally: dict[str, int]) -> dict[str, int]:
 def _stats(session: Session, tally: dict[str, int], conflicts: int) -> dict[str, Any]:
     by_status, by_split = _with("status:", tally), _with("split:", tally)
     by_label, outcomes = _with("label:", tally), _with("outcome:", tally)
-    runs = _pairs(session.execute(select(Run.kind, func.count()).group_by(Run.kind)))
+    runs = run_counts(session)
     return {
         "classes": get_classes(session),
         "images": {
@@ -82,11 +84,28 @@ def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
     each with its own label), the label conflicts met, and status changes. ``label`` is the
     group's label, the one every command goes by; ``own_label`` the image's own."""
     image = find_image(session, ref=ref)
-    rep = session.get(Image, image.duplicate_of) if image.duplicate_of else image
+    rep = image_by_id(session, image_id=image.duplicate_of) if image.duplicate_of else image
     assert rep is not None
     members = [rep, *members_of(session, image_id=rep.id)]
     own = current_labels(session, image_ids=[m.id for m in members])
     mine = own.get(image.id)
+    return {
+        **_image_row(image, home),
+        "label": rep.label,
+        "label_origin": rep.label_origin,
+        "own_label": mine.label if mine else None,
+        "own_label_origin": mine.origin if mine else None,
+        "group": _group(rep, members, own) if len(members) > 1 else None,
+        "label_conflicts": [
+            _conflict(c) for c in conflicts_of(session, image_ids=[m.id for m in members])
+        ],
+        "sources": [_source(s) for s in sources_of(session, image_id=image.id)],
+        "labels": [_event(e) for e in label_history(session, image_id=image.id)],
+        "changes": [_change(c) for c in changes_of_image(session, image_id=image.id)],
+    }
+
+
+def _image_row(image: Any, home: str) -> dict[str, Any]:
     return {
         "id": image.id,
         "sha256": image.sha256,
@@ -102,73 +121,70 @@ def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
         "duplicate_of": image.duplicate_of,
         "split": image.split,
         "added": _time(image.created_at),
-        "label": rep.label,
-        "label_origin": rep.label_origin,
-        "own_label": mine.label if mine else None,
-        "own_label_origin": mine.origin if mine else None,
-        "group": {
-            "representative": rep.id,
-            "human_conflict": bool(rep.human_conflict),
-            "members": [
-                {
-                    "id": m.id,
-                    "sha256": m.sha256,
-                    "width": m.width,
-                    "height": m.height,
-                    "split": m.split,
-                    "status": m.status,
-                    "label": own[m.id].label if m.id in own else None,
-                    "origin": own[m.id].origin if m.id in own else None,
-                }
-                for m in members
-            ],
-        }
-        if len(members) > 1
-        else None,
-        "label_conflicts": [
+    }
+
+
+def _group(rep: Any, members: list[Any], own: dict[int, Any]) -> dict[str, Any]:
+    return {
+        "representative": rep.id,
+        "human_conflict": bool(rep.human_conflict),
+        "members": [
             {
-                "image": c.image_id,
-                "label": c.label,
-                "origin": c.origin,
-                "held": c.held,
-                "held_origin": c.held_origin,
-                "outcome": c.outcome,
-                "run": c.run_id,
-                "author": c.author,
-                "time": _time(c.created_at),
+                "id": m.id,
+                "sha256": m.sha256,
+                "width": m.width,
+                "height": m.height,
+                "split": m.split,
+                "status": m.status,
+                "label": own[m.id].label if m.id in own else None,
+                "origin": own[m.id].origin if m.id in own else None,
             }
-            for c in conflicts_of(session, image_ids=[m.id for m in members])
+            for m in members
         ],
-        "sources": [
-            {
-                "locator": s.locator,
-                "outcome": s.outcome,
-                "page_url": s.page_url,
-                "engine": s.engine,
-                "query": s.query,
-                "run": s.run_id,
-                "time": _time(s.created_at),
-            }
-            for s in sources_of(session, image_id=image.id)
-        ],
-        "labels": [
-            {
-                "label": e.label,
-                "origin": e.origin,
-                "author": e.author,
-                "run": e.run_id,
-                "time": _time(e.created_at),
-            }
-            for e in label_history(session, image_id=image.id)
-        ],
-        "changes": [
-            {
-                "run": c.run_id,
-                "status": [c.status_before, c.status_after],
-                "duplicate_of": [c.duplicate_of_before, c.duplicate_of_after],
-                "split": [c.split_before, c.split_after],
-                "time": _time(c.created_at),
-            }
-            for c in changes_of_image(session, image_id=image.id)
-        ],
+    }
+
+
+def _conflict(c: Any) -> dict[str, Any]:
+    return {
+        "image": c.image_id,
+        "label": c.label,
+        "origin": c.origin,
+        "held": c.held,
+        "held_origin": c.held_origin,
+        "outcome": c.outcome,
+        "run": c.run_id,
+        "author": c.author,
+        "time": _time(c.created_at),
+    }
+
+
+def _source(s: Any) -> dict[str, Any]:
+    return {
+        "locator": s.locator,
+        "outcome": s.outcome,
+        "page_url": s.page_url,
+        "engine": s.engine,
+        "query": s.query,
+        "run": s.run_id,
+        "time": _time(s.created_at),
+    }
+
+
+def _event(e: Any) -> dict[str, Any]:
+    return {
+        "label": e.label,
+        "origin": e.origin,
+        "author": e.author,
+        "run": e.run_id,
+        "time": _time(e.created_at),
+    }
+
+
+def _change(c: Any) -> dict[str, Any]:
+    return {
+        "run": c.run_id,
+        "status": [c.status_before, c.status_after],
+        "duplicate_of": [c.duplicate_of_before, c.duplicate_of_after],
+        "split": [c.split_before, c.split_after],
+        "time": _time(c.created_at),
     }

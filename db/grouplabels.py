@@ -12,6 +12,7 @@ brings their groups up to date before it commits, in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -140,6 +141,32 @@ def recount_conflicts(session: Session) -> set[int]:
     return {
         rep for rep, members in _groups(session, labels).items() if human_conflict(members, labels)
     }
+
+
+@dataclass(frozen=True)
+class KeptLabel:
+    """What a row holds of its group's label: the label and its origin (None on a member or
+    an unlabeled group), and whether people gave the group's members different labels."""
+
+    label: str | None
+    origin: str | None
+    conflict: bool
+
+
+def kept_labels(session: Session, *, image_ids: Iterable[int]) -> dict[int, KeptLabel]:
+    """The group label columns of these images (of those in the catalog), by id."""
+    out: dict[int, KeptLabel] = {}
+    for chunk in _chunks(sorted(set(image_ids))):
+        rows = session.execute(
+            select(Image.id, Image.label, Image.label_origin, Image.human_conflict).where(
+                Image.id.in_(chunk)
+            )
+        )
+        out.update(
+            (image_id, KeptLabel(label, origin, bool(conflict)))
+            for image_id, label, origin, conflict in rows
+        )
+    return out
 
 
 def conflicted_groups(session: Session) -> set[int]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, aliased
@@ -79,6 +80,74 @@ def max_image_id(session: Session) -> int:
 
 def image_by_sha(session: Session, *, sha256: str) -> Image | None:
     return session.scalars(select(Image).where(Image.sha256 == sha256)).first()
+
+
+def image_by_id(session: Session, *, image_id: int) -> Image | None:
+    """The image with this id, if there is one."""
+    return session.get(Image, image_id)
+
+
+def images_by_id(session: Session, *, image_ids: Iterable[int]) -> dict[int, Image]:
+    """The rows of these images (those in the catalog), by id, read in one query."""
+    ids = list(image_ids)
+    return {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(ids)))}
+
+
+def ids_by_sha(session: Session, *, sha256s: Iterable[str]) -> dict[str, int]:
+    """sha256 -> image id, for those of these contents the catalog holds (one query)."""
+    rows = session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(sha256s))))
+    return {sha256: image_id for sha256, image_id in rows}
+
+
+def path_and_format(session: Session, *, sha256: str) -> tuple[str, str] | None:
+    """The stored file (relative to the home) and format of the image with this content."""
+    row = session.execute(select(Image.path, Image.format).where(Image.sha256 == sha256)).first()
+    return None if row is None else (row.path, row.format)
+
+
+def active_images(session: Session) -> Iterator[Image]:
+    """Every active image (each group's representative), in id order."""
+    return iter(session.scalars(select(Image).where(Image.status == ACTIVE).order_by(Image.id)))
+
+
+def all_images(session: Session) -> Iterator[Image]:
+    """Every image, duplicates included, in id order."""
+    return iter(session.scalars(select(Image).order_by(Image.id)))
+
+
+def active_paths(
+    session: Session, *, image_ids: Iterable[int] | None = None
+) -> list[tuple[int, str]]:
+    """(id, stored path) of the active images (of these only, if given), in id order."""
+    query = select(Image.id, Image.path).where(Image.status == ACTIVE).order_by(Image.id)
+    if image_ids is not None:
+        query = query.where(Image.id.in_(list(image_ids)))
+    return [(image_id, path) for image_id, path in session.execute(query)]
+
+
+def active_splits(session: Session) -> dict[int, str]:
+    """Each active image's split."""
+    query = select(Image.id, Image.split).where(Image.status == ACTIVE)
+    return {image_id: split for image_id, split in session.execute(query)}
+
+
+class ActiveRow(NamedTuple):
+    id: int
+    path: str
+    split: str
+    #: Whether people gave the group's members different labels.
+    human_conflict: bool
+
+
+def active_rows(session: Session) -> Iterator[ActiveRow]:
+    """Every active image's path, split and whether its group's human labels disagree, in
+    id order: what choosing training examples reads of each."""
+    rows = session.execute(
+        select(Image.id, Image.path, Image.split, Image.human_conflict)
+        .where(Image.status == ACTIVE)
+        .order_by(Image.id)
+    )
+    return (ActiveRow(*row) for row in rows)
 
 
 def add_image(session: Session, **fields: Any) -> Image:
@@ -176,6 +245,68 @@ def settled_url_keys(session: Session, *, transient: frozenset[str]) -> set[str]
     return {key for key, outcome, reason in rows if outcome != FAILED or reason not in transient}
 
 
+def failed_urls(
+    session: Session, *, engines: Sequence[str], query: str, reasons: frozenset[str]
+) -> list[tuple[str, str | None, str | None]]:
+    """URLs a search (``query`` on one of ``engines``) tried whose latest attempt, by whatever
+    search, failed for one of ``reasons``: (URL, page it was found on, engine), in the order of
+    those failures."""
+    mine = (Source.kind == "url", Source.engine.in_(list(engines)), Source.query == query)
+    keys = select(Source.locator_key).where(*mine)
+    latest = (
+        select(func.max(Source.id)).where(Source.locator_key.in_(keys)).group_by(Source.locator_key)
+    )
+    failed = session.execute(
+        select(Source.locator_key, Source.locator)
+        .where(
+            Source.id.in_(latest),
+            Source.outcome == FAILED,
+            Source.reason.in_(sorted(reasons)),
+        )
+        .order_by(Source.id)
+    ).all()
+    found = {  # the page and engine of this search's latest row for each URL
+        key: (page, engine)
+        for key, page, engine in session.execute(
+            select(Source.locator_key, Source.page_url, Source.engine)
+            .where(*mine)
+            .order_by(Source.id)
+        )
+    }
+    return [(url, *found[key]) for key, url in failed]
+
+
+#: Locator keys per query of `recorded_files`.
+_KEYS_PER_QUERY = 500
+
+
+def recorded_files(
+    session: Session, *, locator_keys: list[str]
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(locator key, image id, info) of every file source at these keys that holds an image
+    (not a failure), read a few hundred keys at a time."""
+    for start in range(0, len(locator_keys), _KEYS_PER_QUERY):
+        rows = session.execute(
+            select(Source.locator_key, Source.image_id, Source.info).where(
+                Source.locator_key.in_(locator_keys[start : start + _KEYS_PER_QUERY]),
+                Source.kind == "file",
+                Source.outcome != FAILED,
+                Source.image_id.is_not(None),
+            )
+        )
+        yield from ((key, image_id, info) for key, image_id, info in rows)
+
+
+def image_locators(session: Session) -> Iterator[tuple[int, str]]:
+    """(image id, locator) of every source that holds an image, in the order they came."""
+    rows = session.execute(
+        select(Source.image_id, Source.locator)
+        .where(Source.image_id.is_not(None))
+        .order_by(Source.id)
+    )
+    return ((image_id, locator) for image_id, locator in rows if image_id is not None)
+
+
 def sources_of(session: Session, *, image_id: int) -> list[Source]:
     return list(
         session.scalars(select(Source).where(Source.image_id == image_id).order_by(Source.id))
@@ -193,22 +324,48 @@ class HashRow:
     split: str
 
 
+#: The columns of a `HashRow`, in its order.
+HASH_COLUMNS = (
+    Image.id,
+    Image.phash,
+    Image.phash_mirror,
+    Image.width * Image.height,
+    Image.status,
+    Image.duplicate_of,
+    Image.split,
+)
+
+
 def hash_rows(session: Session, *, hash_version: str) -> list[HashRow]:
     """Every image hashed with this version, in id order: what the near-duplicate index needs."""
     rows = session.execute(
-        select(
-            Image.id,
-            Image.phash,
-            Image.phash_mirror,
-            Image.width * Image.height,
-            Image.status,
-            Image.duplicate_of,
-            Image.split,
-        )
-        .where(Image.hash_version == hash_version)
-        .order_by(Image.id)
+        select(*HASH_COLUMNS).where(Image.hash_version == hash_version).order_by(Image.id)
     )
     return [HashRow(*row) for row in rows]
+
+
+def id_phash_pairs(session: Session, *, hash_version: str) -> Sequence[tuple[int, int]]:
+    """(id, signed phash) of every image hashed with this version, as the driver's own
+    tuples: read through its cursor, since row objects cost ten times more at a million
+    images, and ready to hand to NumPy in one piece."""
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    result = session.connection().exec_driver_sql(
+        f"SELECT id, phash FROM images WHERE hash_version = {mark}", (hash_version,)
+    )
+    return result.cursor.fetchall() if result.cursor else []
+
+
+def phashes_after(session: Session, *, image_id: int, hash_version: str) -> list[tuple[int, int]]:
+    """(id, signed phash) of the images after ``image_id`` hashed with this version, in id
+    order: what other writers committed since an index was read."""
+    return [
+        (i, phash)
+        for i, phash in session.execute(
+            select(Image.id, Image.phash)
+            .where(Image.id > image_id, Image.hash_version == hash_version)
+            .order_by(Image.id)
+        )
+    ]
 
 
 def change_image(

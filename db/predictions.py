@@ -97,5 +97,10 @@ def latest_predictions(
     }
 
 
+def scored_image_ids(session: Session, *, model_id: int) -> set[int]:
+    """The images this model has a prediction for."""
+    return set(session.scalars(select(Prediction.image_id).where(Prediction.model_id == model_id)))
+
+
 def has_predictions(session: Session) -> bool:
     return session.scalar(select(Prediction.id).limit(1)) is not None

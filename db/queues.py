@@ -52,6 +52,36 @@ class QueueUnavailable(CatalogError):
     """A queue that needs something the catalog does not have yet (predictions)."""
 
 
+class NoPredictions(QueueUnavailable):
+    """A ranked queue, and no model has scored any image yet."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"the {name!r} queue ranks images by a model's predictions, and there are none yet"
+        )
+
+
+class NoIndependentPredictions(QueueUnavailable):
+    """A disagree queue, and every prediction comes from a model that trained on its image."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"the {name!r} queue needs predictions of models that did not train on the "
+            "images, and every prediction so far comes from one that did"
+        )
+
+
+class DefaultModelUnscored(QueueUnavailable):
+    """The uncertain queue, and the default model has scored no image yet."""
+
+    def __init__(self, name: str, model_id: int) -> None:
+        super().__init__(
+            f"the {name!r} queue ranks images by the predictions of model {model_id}, "
+            "which has scored none yet"
+        )
+        self.model_id = model_id
+
+
 @dataclass
 class QueueItem:
     id: int
@@ -257,20 +287,10 @@ def _self_confidence(session: Session, name: str) -> list[tuple[int, float]]:
     ]
     if not scored and not _has_independent(session):
         if not has_predictions(session):
-            raise QueueUnavailable(_NO_PREDICTIONS.format(name=name))
-        raise QueueUnavailable(
-            f"the {name!r} queue needs predictions of models that did not train on the "
-            "images, and every prediction so far comes from one that did: run "
-            "curator score --folds 5"
-        )
+            raise NoPredictions(name)
+        raise NoIndependentPredictions(name)
     scored.sort(key=lambda pair: (pair[1], pair[0]))
     return scored
-
-
-_NO_PREDICTIONS = (
-    "the {name!r} queue ranks images by a model's predictions, and there are none "
-    "yet: train a model and run curator score"
-)
 
 
 def _cursor(after: int | str) -> tuple[float, int] | None:
@@ -310,7 +330,7 @@ def _uncertain(
     (curator score warns of the difference; see curator.learn.models.class_mismatch)."""
     model = default_model(session)
     if model is None:
-        raise QueueUnavailable(_NO_PREDICTIONS.format(name="uncertain"))
+        raise NoPredictions("uncertain")
     query = _uncertain_rows(model.id, Prediction.image_id, Prediction.margin).order_by(
         Prediction.margin, Prediction.image_id
     )
@@ -326,10 +346,7 @@ def _uncertain(
         query = query.limit(limit)
     ranked = [(image_id, float(margin)) for image_id, margin in session.execute(query)]
     if not ranked and cursor is None and not _has_scored(session, model.id):
-        raise QueueUnavailable(
-            f"the 'uncertain' queue ranks images by the predictions of model {model.id}, "
-            "which has scored none yet: run curator score"
-        )
+        raise DefaultModelUnscored("uncertain", model.id)
     return ranked
 
 

@@ -26,19 +26,31 @@ RECORD_ONLY = ("recipe", "given")
 
 
 class UnknownModel(CatalogError):
-    def __init__(self, ref: str | int | None, at_chance: list[int] | None = None) -> None:
-        if ref is not None:
-            message = f"no model {ref} in the catalog; see curator models"
-        elif at_chance:
-            ids = ", ".join(str(i) for i in at_chance[:5])
-            message = (
-                f"no model that learned: the finished ones ({ids}) are no better than chance "
-                "on val, so none is the default; train again (curator train warned what to "
-                "try), or name one with --model N"
-            )
-        else:
-            message = "no trained model yet: run curator train first"
-        super().__init__(message)
+    """A model id the catalog has no row for."""
+
+    def __init__(self, ref: int) -> None:
+        super().__init__(f"no model {ref} in the catalog")
+        self.ref = ref
+
+
+class NoModel(CatalogError):
+    """The default model was asked for, and there is none: no model has finished training."""
+
+    def __init__(self) -> None:
+        super().__init__("no trained model yet")
+
+
+class NoModelLearned(NoModel):
+    """The default model was asked for, and every finished model is at chance on val."""
+
+    def __init__(self, at_chance: list[int]) -> None:
+        ids = ", ".join(str(i) for i in at_chance[:5])
+        CatalogError.__init__(
+            self,
+            f"no model that learned: the finished ones ({ids}) are no better than chance on "
+            "val, so none is the default",
+        )
+        self.at_chance = at_chance
 
 
 def create_model(session: Session, **fields: Any) -> Model:
@@ -61,6 +73,22 @@ def update_model(session: Session, *, model_id: int, **fields: Any) -> Model:
 
 def list_models(session: Session) -> list[Model]:
     return list(session.scalars(select(Model).order_by(Model.id.desc())))
+
+
+def model_by_id(session: Session, *, model_id: int) -> Model | None:
+    """The model with this id, if there is one (`get_model` raises instead)."""
+    return session.get(Model, model_id)
+
+
+def other_models(session: Session, *, model_id: int) -> list[Model]:
+    """Every model but this one."""
+    return list(session.scalars(select(Model).where(Model.id != model_id)))
+
+
+def fold_models_of(session: Session, *, model_id: int) -> list[Model]:
+    """The cross-fit fold models trained from this model, oldest first."""
+    folds = select(Model).where(Model.status.in_((CROSS_FIT, SCORING))).order_by(Model.id)
+    return [m for m in session.scalars(folds) if m.training.get("cross_fit_of") == model_id]
 
 
 #: The catalog setting that holds the id of the model chosen with ``curator models
@@ -124,10 +152,18 @@ def default_model(session: Session) -> Model | None:
 
 
 def get_model(session: Session, *, ref: int | None = None) -> Model:
-    """A model by id, or the default one (`default_model`)."""
-    model = default_model(session) if ref is None else session.get(Model, ref)
+    """A model by id, or the default one (`default_model`); raises `UnknownModel` for an id
+    without a row, `NoModel` when there is no default (`NoModelLearned` when the finished
+    models are all at chance)."""
+    if ref is None:
+        model = default_model(session)
+        if model is None:
+            flagged = at_chance(session)
+            raise NoModelLearned(flagged) if flagged else NoModel()
+        return model
+    model = session.get(Model, ref)
     if model is None:
-        raise UnknownModel(ref, at_chance(session) if ref is None else None)
+        raise UnknownModel(ref)
     return model
 
 

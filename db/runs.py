@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Run, utcnow
@@ -41,6 +41,34 @@ def finish_run(
     run.counts = counts
     run.error = error
     run.ended_at = utcnow()
+
+
+def run_by_id(session: Session, *, run_id: int) -> Run | None:
+    """The run with this id, if there is one."""
+    return session.get(Run, run_id)
+
+
+def latest_run(session: Session, *, kind: str) -> Run | None:
+    """The newest run of this kind."""
+    return session.scalars(
+        select(Run).where(Run.kind == kind).order_by(Run.id.desc()).limit(1)
+    ).first()
+
+
+def runs_of_kind(session: Session, *, kind: str) -> list[Run]:
+    """Every run of this kind, newest first."""
+    return list(session.scalars(select(Run).where(Run.kind == kind).order_by(Run.id.desc())))
+
+
+def run_counts(session: Session) -> dict[str, int]:
+    """How many runs there were of each kind."""
+    rows = session.execute(select(Run.kind, func.count()).group_by(Run.kind))
+    return {kind: int(count) for kind, count in rows}
+
+
+def running_runs(session: Session) -> list[Run]:
+    """The runs marked running (on any host; some may be dead), oldest first."""
+    return list(session.scalars(select(Run).where(Run.status == "running").order_by(Run.id)))
 
 
 def process_alive(pid: int) -> bool:

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from curator.cli import app
 from db.catalog import Catalog, open_catalog
-from tests import pg
+from tests.helpers import pg
+from tests.helpers.training import blob_picture
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -140,3 +141,24 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
 def pytest_configure(config: pytest.Config) -> None:
     # Imports run worker processes; keep them to the cores the machine has.
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture
+def toy(cli, home, tmp_path) -> Path:
+    """A catalog of 90 warm and 90 cold pictures, labeled by a person: imported with folder
+    labels, which a reviewer then confirms through a CSV."""
+    for label, warm, base in (("happy", True, 0), ("unhappy", False, 1000)):
+        (tmp_path / label).mkdir()
+        for i in range(90):
+            blob_picture(base + i, warm).save(tmp_path / label / f"{i}.jpg")
+        assert cli("import", tmp_path / label, "--label", label).exit_code == 0
+    table = tmp_path / "catalog.csv"
+    assert cli("export", table, "--format", "csv").exit_code == 0
+    confirmed = tmp_path / "confirmed.csv"
+    rows = table.read_text().splitlines()[1:]
+    confirmed.write_text(
+        "sha256,label\n"
+        + "".join(f"{r.split(',')[1]},{r.split(',')[6]}\n" for r in rows if r.split(",")[6])
+    )
+    assert cli("label", "--from-csv", confirmed).exit_code == 0
+    return home

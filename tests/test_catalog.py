@@ -278,7 +278,7 @@ def test_catalog_folder_that_cannot_be_created(tmp_path):
 def test_the_catalog_url_comes_from_flag_then_environment_then_home(
     cli, home, tmp_path, monkeypatch
 ):
-    from tests import imagefiles as f
+    from tests.helpers import imagefiles as f
 
     f.jpeg(tmp_path / "a.jpg", f.texture(1))
     elsewhere = tmp_path / "elsewhere.db"
@@ -308,3 +308,39 @@ def test_help_defaults_match_the_code_that_uses_them():
 
     assert asdict(Limits()) == defaults.LIMITS
     assert tuple(ENGINES) == defaults.ENGINE_NAMES
+    # And the commands offer them: each option's default is the settings' own.
+    from typer.main import get_command
+
+    from curator.cli import app
+    from curator.crawl.http import FetchPolicy
+    from curator.crawl.query import CrawlOptions
+
+    command = get_command(app)
+    crawl = {p.name: p.default for p in command.commands["crawl"].params}
+    policy, options = FetchPolicy(), CrawlOptions()
+    assert (crawl["max_images"], crawl["threads"], crawl["max_pages"]) == (
+        options.max_images, options.threads, options.max_pages,
+    )  # fmt: skip
+    assert (crawl["per_host"], crawl["delay"], crawl["timeout"], crawl["deadline"]) == (
+        policy.per_host, policy.delay, policy.read_timeout, policy.deadline,
+    )  # fmt: skip
+    assert crawl["retries"] == policy.retries
+    score = {p.name: p.default for p in command.commands["score"].params}
+    assert (score["batch_size"], score["workers"]) == tuple(defaults.SCORE.values())
+    train = {p.name: p.default for p in command.commands["train"].params}
+    from classifier.config import Machine, ModelConfig, TrainConfig
+
+    from classifier.config import RECIPE_OPTIONS, resolve_recipe
+
+    machine, model = Machine(), ModelConfig()
+    # The recipe's options default to None: each takes the value of the recipe that the
+    # starting weights choose, and a run given none of them marks none as given.
+    recipe_defaults = {k: train[k] for k in RECIPE_OPTIONS if k in train}
+    assert set(recipe_defaults) == set(RECIPE_OPTIONS) - {"warmup_epochs"}
+    assert set(recipe_defaults.values()) == {None}
+    assert train["weights"] == TrainConfig().weights == "imagenet"
+    chosen = resolve_recipe(train["weights"], **recipe_defaults)
+    assert chosen.given == () and chosen.cfg == TrainConfig()
+    assert (train["workers"], train["cache_mb"], train["image_size"]) == (
+        machine.workers, machine.cache_mb, model.image_size,
+    )  # fmt: skip

@@ -25,7 +25,7 @@ from curator.crawl.http import Fetcher, FetchError, FetchPolicy, new_session
 from curator.crawl.runner import CrawlOptions, crawl
 from curator.demo.localsearch import LocalSearch
 from curator.ingest.imaging import Limits
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
 
 POLICY = FetchPolicy(read_timeout=3, deadline=5, retries=1, backoff=0.05, max_bytes=2_000_000)
 

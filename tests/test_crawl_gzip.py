@@ -25,7 +25,7 @@ from curator.crawl.encoding import (
 from curator.crawl.http import FetchPolicy
 from curator.crawl.runner import CrawlOptions, crawl
 from curator.ingest.imaging import Limits
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
 
 CAP = 2_000_000
 POLICY = FetchPolicy(read_timeout=3, deadline=10, retries=0, max_bytes=CAP)

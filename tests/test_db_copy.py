@@ -14,9 +14,9 @@ from db import copy
 from db.catalog import open_catalog
 from db.predictions import prediction_row, replace_predictions
 from db.registry import create_model
-from tests import imagefiles as f
 from tests.faults.consistency import assert_kept_counts_true
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.sql import rows
 
 #: What a lossless copy must keep: every table's rows, and each image's label history in order.
 CHECKS = {

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from curator.config import load_settings
-from tests import imagefiles as f
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
 

@@ -17,7 +17,7 @@ from curator.ingest.storage import Store
 from db.catalog import open_catalog
 from db.runs import start_run
 from db.settings import set_setting
-from tests import imagefiles as f
+from tests.helpers import imagefiles as f
 
 pytestmark = pytest.mark.backends
 

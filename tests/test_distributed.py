@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from classifier.checkpoint import load_model
-from tests.test_train import FAST, toy  # noqa: F401  (the fixture)
+from tests.helpers.training import FAST
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
 
@@ -28,7 +28,7 @@ def torchrun(spawn, home: Path, *args: str, timeout: float = 600) -> tuple[int, 
     return proc.returncode, out, err
 
 
-def test_two_processes_train_what_one_trains(cli, toy, spawn):  # noqa: F811
+def test_two_processes_train_what_one_trains(cli, toy, spawn):
     options = [a if a != "3" else "4" for a in FAST]  # 4 epochs
     single = cli("train", *options, "--json")
     assert single.exit_code == 0, single.stderr
@@ -60,7 +60,7 @@ def test_two_processes_train_what_one_trains(cli, toy, spawn):  # noqa: F811
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
 
 
-def test_distributed_needs_torchrun_and_a_batch_that_splits(cli, toy, spawn):  # noqa: F811
+def test_distributed_needs_torchrun_and_a_batch_that_splits(cli, toy, spawn):
     result = cli("train", *FAST, "--distributed")
     assert result.exit_code == 1 and "runs under torchrun" in result.stderr
     rc, _out, err = torchrun(spawn, toy, *[a if a != "16" else "15" for a in FAST], timeout=300)

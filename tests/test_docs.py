@@ -1,9 +1,11 @@
-"""Documentation that is checked: help texts with examples, and the README's quick start."""
+"""Documentation that is checked: help texts with examples, the README's quick start, and
+that every document named or linked is one the project ships."""
 
 from __future__ import annotations
 
 import inspect
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -106,3 +108,106 @@ def test_the_readme_names_every_command() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in command_names():
         assert f"curator {name}" in readme, name
+
+
+# -- the documents the project names -------------------------------------------------------------
+
+#: A document named in a file: an upper-case name (README.md), or one under docs/, with or
+#: without the folders before it.
+DOC_NAME = re.compile(r"(?:\b[\w.-]+/)*\b[A-Z_]+\.md\b|\bdocs/[\w./-]+\.md\b")
+#: A Markdown link or image: [text](target) or [text](target "title").
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def tracked_files() -> list[Path]:
+    """The project's files: git's list where there is one, else every file outside the
+    folders a checkout makes (virtual environments, caches, benchmark data)."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        names = [n for n in out.decode().split("\0") if n]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", ".bench", ".pytest_cache", ".ruff_cache", "__pycache__"}
+        names = [
+            str(p.relative_to(ROOT))
+            for p in ROOT.rglob("*")
+            if p.is_file() and not skip & set(p.relative_to(ROOT).parts)
+        ]
+    return [ROOT / n for n in names if (ROOT / n).is_file()]
+
+
+def text_of(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
+def markdown_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors of a Markdown file's headings, as GitHub makes them."""
+    found: set[str] = set()
+    for line in without_code(markdown).splitlines():
+        heading = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            text = re.sub(r"[`*_]", "", heading.group(1)).lower()
+            found.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return found
+
+
+def without_code(markdown: str) -> str:
+    """Markdown without its fenced blocks and inline code, where brackets are not links."""
+    markdown = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`", "", markdown)
+
+
+def test_the_manual_is_docs_and_the_readme_stays_the_front_door() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200, "the README is the front door; the manual is docs/"
+    assert (ROOT / "docs" / "README.md").is_file()
+    linked = {m.group(1).split("#")[0] for m in LINK.finditer(without_code(readme))}
+    assert "docs/README.md" in linked
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        index = (ROOT / "docs" / "README.md").read_text()
+        assert page.name == "README.md" or f"]({page.name})" in index, f"{page.name} unlisted"
+
+
+def test_every_document_a_file_names_is_one_the_project_ships() -> None:
+    files = tracked_files()
+    shipped = {p.relative_to(ROOT).as_posix() for p in files}
+    names = {Path(s).name for s in shipped}
+    missing = []
+    for path in files:
+        text = text_of(path)
+        if text is None:
+            continue
+        here = path.relative_to(ROOT).as_posix()
+        for match in DOC_NAME.finditer(text):
+            name = match.group(0)
+            resolved = (path.parent / name).resolve()
+            found = (
+                (ROOT / name).is_file() or resolved.is_file() or ("/" not in name and name in names)
+            )
+            if not found:
+                missing.append(f"{here}: {name}")
+    assert not missing, "documents named but not shipped:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("page", markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_of_the_readme_and_the_manual_resolves(page: Path) -> None:
+    broken = []
+    for match in LINK.finditer(without_code(page.read_text())):
+        target = match.group(1)
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (page.parent / file_part).resolve() if file_part else page
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked.read_text()):
+            broken.append(f"{target}: no heading #{anchor} in {linked.name}")
+    assert not broken, f"{page.name}:\n" + "\n".join(broken)

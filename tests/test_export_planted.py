@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from db.settings import set_setting
-from tests import imagefiles as f
+from tests.helpers import imagefiles as f
 
 #: A name of the shape an export writes, for no image of the catalog.
 NAME = f"{'ab' * 32}.jpg"

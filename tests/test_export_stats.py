@@ -9,7 +9,7 @@ import os
 import pytest
 from torchvision.datasets import ImageFolder
 
-from tests import imagefiles as f
+from tests.helpers import imagefiles as f
 
 pytestmark = pytest.mark.backends
 

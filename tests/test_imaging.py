@@ -10,7 +10,7 @@ from PIL import Image
 
 from curator.errors import InvalidImage
 from curator.ingest.imaging import HASH_VERSION, Limits, analyze
-from tests import imagefiles as f
+from tests.helpers import imagefiles as f
 
 
 def reason_of(data: bytes, limits: Limits | None = None) -> str:

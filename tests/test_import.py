@@ -16,8 +16,8 @@ from PIL import Image
 
 from curator.config import load_settings
 from curator.ingest.thumbs import ThumbStore
-from tests import imagefiles as f
-from tests.sql import rows as catalog_rows
+from tests.helpers import imagefiles as f
+from tests.helpers.sql import rows as catalog_rows
 
 pytestmark = pytest.mark.backends
 

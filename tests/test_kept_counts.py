@@ -12,10 +12,10 @@ from PIL import ImageEnhance
 from curator.stats import catalog_stats, counted_stats
 from db.catalog import open_catalog
 from db.runs import start_run
-from tests import imagefiles as f
 from tests.faults.consistency import assert_kept_counts_true
-from tests.review_server import review_client
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.review_server import review_client
+from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from curator.config import load_settings
-from tests import imagefiles as f
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
 

@@ -15,9 +15,9 @@ from curator.crawl.runner import CrawlOptions, crawl
 from curator.ingest.imaging import Limits
 from curator.learn.examples import catalog_examples
 from db.catalog import open_catalog
-from tests import imagefiles as f
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
 

@@ -7,8 +7,8 @@ import pytest
 import curator
 from curator.errors import CuratorError
 from db.errors import CatalogError
-from tests import imagefiles as f
-from tests.test_train import blob_picture
+from tests.helpers import imagefiles as f
+from tests.helpers.training import blob_picture
 
 
 def test_a_notebook_imports_trains_and_scores_through_the_library(tmp_path, monkeypatch):

@@ -25,9 +25,9 @@ from classifier.model import DeepConnection
 from curator.cli import app
 from db.catalog import open_catalog
 from tests.faults.consistency import assert_consistent
-from tests.review_server import review_client
-from tests.sql import rows as catalog_rows
-from tests.test_train import FAST, blob_picture
+from tests.helpers.review_server import review_client
+from tests.helpers.sql import rows as catalog_rows
+from tests.helpers.training import FAST, blob_picture
 
 PER_CLASS = 48
 #: Model 1: trained. Model 2: trained with a GAP head, after a person gave three pictures of

@@ -8,7 +8,6 @@ The commands run in their own process as an ordinary user: nobody, when the test
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -24,16 +23,8 @@ import pytest
 from db.catalog import open_catalog
 from db.copy import tables as catalog_tables
 from db.labels import label_images
-from tests import imagefiles as f
-
-NOBODY = 65534
-MESSAGE = "is read-only for this user (its file or folder cannot be written)"
-
-
-def as_ordinary_user(command: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return command
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
+from tests.helpers import imagefiles as f
+from tests.helpers.readonly import MESSAGE, as_ordinary_user, fingerprint, set_writable
 
 
 def curator(home: Path, *args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -41,24 +32,6 @@ def curator(home: Path, *args: object, cwd: Path) -> subprocess.CompletedProcess
     env["CURATOR_HOME"] = str(home)
     command = as_ordinary_user([sys.executable, "-m", "curator", *[str(a) for a in args]])
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def fingerprint(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` and a digest of its bytes: what "nothing changed" means."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def set_writable(folder: Path, writable: bool) -> None:
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o755 if writable else 0o555)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644 if writable else 0o444)
-    folder.chmod(0o755 if writable else 0o555)
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from classifier.chance import CHANCE, LEARNED, Chance, should_count_patience, st
 from classifier.checkpoint import load_model
 from classifier.config import RECIPES, TrainConfig, format_lr, patience_for, resolve_recipe
 from curator.learn.crossfit import fold_epochs, fold_recipe, folds_for
-from tests.sql import rows
-from tests.test_train import FAST, blob_picture, toy  # noqa: F401  (the fixture)
+from tests.helpers.sql import rows
+from tests.helpers.training import FAST, blob_picture
 
 
 def test_the_starting_point_chooses_the_recipe_and_given_options_win():
@@ -175,7 +175,7 @@ def test_a_run_that_cannot_learn_is_flagged_and_never_the_default(cli, unlearnab
     assert facts_of(report)["verdict"].startswith("no better than chance: ")
 
 
-def test_lr_auto_trains_at_the_rate_its_range_test_found(cli, toy):  # noqa: F811
+def test_lr_auto_trains_at_the_rate_its_range_test_found(cli, toy):
     result = cli("train", *FAST, "--epochs", "1", "--lr", "auto", "--json")
     assert result.exit_code in (0, 3), result.output
     report = json.loads(result.stdout)
@@ -199,7 +199,7 @@ def test_lr_auto_trains_at_the_rate_its_range_test_found(cli, toy):  # noqa: F81
     assert stored["lr"] == found and stored["given"] == ["epochs", "batch_size", "lr"]
 
 
-def test_bad_recipe_values_are_one_line_and_register_nothing(cli, toy):  # noqa: F811
+def test_bad_recipe_values_are_one_line_and_register_nothing(cli, toy):
     cases = [
         (["--lr", "fast"], "--lr 'fast': a learning rate such as 2e-3, or auto"),
         (["--lr", "-1"], "--lr '-1': a learning rate of 0 or more, or auto"),

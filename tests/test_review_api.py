@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 from curator.config import load_settings
 from curator.ingest.thumbs import ThumbStore
 from db.catalog import open_catalog
-from tests import imagefiles as f
-from tests.review_server import review_client
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.review_server import review_client
+from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
 

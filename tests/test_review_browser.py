@@ -3,10 +3,7 @@ the keyboard in both views, undo, and find every decision in the catalog."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,31 +11,9 @@ import pytest
 
 from curator.config import load_settings
 from db.catalog import open_catalog
-from tests import imagefiles as f
-from tests.review_server import review_server
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-
-
-def ensure_chromium() -> None:
-    if os.path.exists(CHROMIUM):
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"], check=False, capture_output=True
-        )
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed and cannot be installed here")
+from tests.helpers import imagefiles as f
+from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+from tests.helpers.review_server import review_server
 
 
 @pytest.fixture

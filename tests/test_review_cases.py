@@ -20,8 +20,8 @@ from curator.ingest.imaging import Limits
 from curator.ingest.importer import import_paths
 from curator.ingest.storage import Store
 from db.catalog import open_catalog
-from tests import imagefiles as f
-from tests.sql import rows as catalog_rows
+from tests.helpers import imagefiles as f
+from tests.helpers.sql import rows as catalog_rows
 
 pytestmark = pytest.mark.backends
 

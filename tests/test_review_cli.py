@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from tests import imagefiles as f
-from tests.review_server import get, review
+from tests.helpers import imagefiles as f
+from tests.helpers.review_server import get, review
 
 pytestmark = pytest.mark.backends
 

@@ -12,9 +12,9 @@ import pytest
 
 from curator.config import load_settings
 from db.catalog import open_catalog
-from tests import imagefiles as f
-from tests.review_server import review_server
-from tests.test_review_browser import ARGS, CHROMIUM, ensure_chromium
+from tests.helpers import imagefiles as f
+from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+from tests.helpers.review_server import review_server
 
 IMAGES = 34
 

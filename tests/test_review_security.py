@@ -25,9 +25,9 @@ from curator.review.payload import MAX_BODY, MAX_IDS
 from curator.review.server import limited
 from db.catalog import open_catalog
 from db.labels import label_images
-from tests import imagefiles as f
-from tests.review_server import get, review_client, review_process, review_server
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.review_server import get, review_client, review_process, review_server
+from tests.helpers.sql import rows
 
 JSON = "application/json"
 
@@ -199,7 +199,7 @@ class _Attacker:
 
 @pytest.fixture
 def browser():
-    from tests.test_review_browser import ARGS, CHROMIUM, ensure_chromium
+    from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
 
     ensure_chromium()
     from playwright.sync_api import sync_playwright

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from curator.cli import app
 from curator.config import load_settings
-from tests import videofiles
-from tests.sql import rows as catalog_rows
-from tests.test_train import FAST, blob_picture
+from tests.helpers import videofiles
+from tests.helpers.sql import rows as catalog_rows
+from tests.helpers.training import FAST, blob_picture
 
 PER_CLASS = 48
 #: Weak labels that are wrong: planted among the imported folders.
@@ -295,7 +295,7 @@ def test_files_are_scored_with_a_read_only_catalog_and_catalog_scoring_says_read
     import sys
     import tempfile
 
-    from tests.test_read_only import MESSAGE, as_ordinary_user, fingerprint, set_writable
+    from tests.helpers.readonly import MESSAGE, as_ordinary_user, fingerprint, set_writable
 
     base = Path(tempfile.mkdtemp(prefix="curator-ro-"))
     try:
@@ -578,8 +578,8 @@ def test_explain_bad_input(trained, tmp_path, ref, message):
 
 def test_review_page_explains_on_the_e_key(scored_home):
     from db.catalog import open_catalog
-    from tests.review_server import review_server
-    from tests.test_review_browser import ARGS, CHROMIUM, ensure_chromium
+    from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+    from tests.helpers.review_server import review_server
 
     ensure_chromium()
     from playwright.sync_api import sync_playwright
@@ -618,8 +618,8 @@ def test_the_review_page_names_its_model_and_offers_the_models_suggestion(scored
     import urllib.request
 
     from db.catalog import open_catalog
-    from tests.review_server import review_server
-    from tests.test_review_browser import ARGS, CHROMIUM, ensure_chromium
+    from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+    from tests.helpers.review_server import review_server
 
     ensure_chromium()
     from playwright.sync_api import sync_playwright
@@ -686,7 +686,7 @@ def test_a_flood_of_explanations_is_answered_and_leaves_the_page_responsive(scor
     import urllib.request
 
     from db.catalog import open_catalog
-    from tests.review_server import review_server
+    from tests.helpers.review_server import review_server
 
     def fetch(url: str) -> int:
         try:
@@ -712,7 +712,7 @@ def test_a_flood_of_explanations_is_answered_and_leaves_the_page_responsive(scor
 
 def test_grad_cam_refuses_a_stored_file_that_links_out_of_the_store(scored_home, tmp_path):
     from db.catalog import open_catalog
-    from tests.review_server import review_client
+    from tests.helpers.review_server import review_client
 
     (path,) = catalog_rows(
         "SELECT path FROM images WHERE id = 1", f"sqlite:///{scored_home}/catalog.db"
@@ -733,7 +733,7 @@ def test_grad_cam_refuses_a_stored_file_that_links_out_of_the_store(scored_home,
 @pytest.mark.backends
 def test_ranked_queue_pages_skip_nothing_while_images_are_labeled(scored_home):
     from db.catalog import open_catalog
-    from tests.review_server import review_client
+    from tests.helpers.review_server import review_client
 
     assert run(scored_home, "score", "--workers", "0").exit_code == 0
     everything = json.loads(

@@ -11,60 +11,13 @@ import numpy as np
 import pytest
 import torch
 from bs4 import BeautifulSoup
-from PIL import Image
 
 from classifier import train as train_mod
 from classifier.checkpoint import load_model
 from classifier.metrics import classification_metrics, expected_calibration_error, roc_auc
 from classifier.model import DeepConnection, ModelConfig
-from tests.sql import rows
-
-FAST = [
-    "--backbone",
-    "resnet18",
-    "--image-size",
-    "48",
-    "--weights",
-    "none",
-    "--batch-size",
-    "16",
-    "--workers",
-    "0",
-    "--epochs",
-    "3",
-]
-
-
-def blob_picture(seed: int, warm: bool, size=(96, 72)) -> Image.Image:
-    """Two learnable kinds: warm (red-orange) or cold (blue-green) blobs on noise."""
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 90, (size[1], size[0], 3), dtype=np.uint8)
-    colour = np.array([230, 120, 40] if warm else [40, 120, 230], dtype=np.uint8)
-    for _ in range(3):
-        x, y = rng.integers(0, size[0] - 30), rng.integers(0, size[1] - 30)
-        arr[y : y + 30, x : x + 30] = colour
-    return Image.fromarray(arr)
-
-
-@pytest.fixture
-def toy(cli, home, tmp_path) -> Path:
-    """A catalog of 90 warm and 90 cold pictures, labeled by a person: imported with folder
-    labels, which a reviewer then confirms through a CSV."""
-    for label, warm, base in (("happy", True, 0), ("unhappy", False, 1000)):
-        (tmp_path / label).mkdir()
-        for i in range(90):
-            blob_picture(base + i, warm).save(tmp_path / label / f"{i}.jpg")
-        assert cli("import", tmp_path / label, "--label", label).exit_code == 0
-    table = tmp_path / "catalog.csv"
-    assert cli("export", table, "--format", "csv").exit_code == 0
-    confirmed = tmp_path / "confirmed.csv"
-    rows = table.read_text().splitlines()[1:]
-    confirmed.write_text(
-        "sha256,label\n"
-        + "".join(f"{r.split(',')[1]},{r.split(',')[6]}\n" for r in rows if r.split(",")[6])
-    )
-    assert cli("label", "--from-csv", confirmed).exit_code == 0
-    return home
+from tests.helpers.sql import rows
+from tests.helpers.training import FAST, blob_picture
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet34", "resnet50"])

@@ -12,6 +12,8 @@ from curator.cli import catalog as catalog_commands
 from curator.cli import crawl as crawl_commands
 from curator.cli import db as db_commands
 from curator.cli import demo as demo_commands
+from curator.cli import explain as explain_commands
+from curator.cli import models as models_commands
 from curator.cli import review as review_commands
 from curator.cli import score as score_commands
 from curator.cli import train as train_commands
@@ -69,7 +71,9 @@ catalog_commands.register(app)
 crawl_commands.register(app)
 review_commands.register(app)
 train_commands.register(app)
+models_commands.register(app)
 score_commands.register(app)
+explain_commands.register(app)
 demo_commands.register(app)
 db_commands.register(app)
 # Written as plain text, rendered as Markdown: placeholders and example lines kept as written.

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import select
 
 from curator.cli.common import (
     conflict_note,
@@ -32,7 +31,7 @@ from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
 from db.images import changes_of_run
 from db.labels import current_labels
-from db.models import Run
+from db.runs import latest_run, run_by_id, runs_of_kind
 from db.settings import check_class_names, get_classes, set_classes
 
 
@@ -214,11 +213,9 @@ def dedup_command(
 def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
     with catalog.reading() as session:
         if run_id is None:
-            run = session.scalars(
-                select(Run).where(Run.kind == "dedup").order_by(Run.id.desc()).limit(1)
-            ).first()
+            run = latest_run(session, kind="dedup")
         else:
-            run = session.get(Run, run_id)
+            run = run_by_id(session, run_id=run_id)
         undone_by = None if run is None else _undone_by(session, run.id)
     if run is None:
         fail(f"no run {run_id} to undo" if run_id else "no dedup run to undo")
@@ -252,10 +249,7 @@ def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
 def _undone_by(session: Any, run_id: int) -> int | None:
     """The undo run that put back what run ``run_id`` changed, unless that undo was itself
     undone since (then the run's changes stand again); None when nothing undid it."""
-    undos = session.scalars(
-        select(Run).where(Run.kind == "dedup-undo").order_by(Run.id.desc())
-    ).all()
-    for undo in undos:
+    for undo in runs_of_kind(session, kind="dedup-undo"):
         if (undo.params or {}).get("undo_run") != run_id:
             continue
         # Done, or stopped after its one write transaction committed: it changed images.

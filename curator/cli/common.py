@@ -29,6 +29,7 @@ from classifier.errors import TrainingError
 from curator.config import Layout, Settings, load_settings
 from curator.display import escape_controls
 from curator.errors import BadRows, CuratorError
+from curator.hints import with_hint
 from db.catalog import Catalog, open_catalog
 from db.errors import CatalogError
 
@@ -116,7 +117,8 @@ def _log_unexpected(exc: BaseException, home: Path | None) -> Path | None:
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn known errors into one line on stderr and exit code 1; Ctrl-C into exit 130."""
+    """Turn known errors into one line on stderr (with what to do next, where curator.hints
+    has it) and exit code 1; Ctrl-C into exit 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -129,7 +131,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 fail(f"{exc.problems[0]}; {exc.outcome}")
             fail_listing(str(exc), exc.problems)
         except (CuratorError, CatalogError, TrainingError) as exc:
-            fail(str(exc))
+            fail(with_hint(exc))
         except KeyboardInterrupt:
             stderr.print(
                 "interrupted: what was done is saved; run the same command again to continue"

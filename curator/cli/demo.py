@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import (
@@ -58,7 +59,7 @@ def demo_command(
         curator demo --full --device cuda
         curator demo --full --weights none --per-class 200 --epochs 8
     """
-    from curator.demo import DemoConfig, run_demo
+    from curator.demo import DemoConfig
 
     settings = settings_of(ctx)
     demo_home = (home or settings.home / "demo").expanduser().absolute()
@@ -74,6 +75,17 @@ def demo_command(
         if v is not None
     }
     config = DemoConfig.full(**overrides) if full else DemoConfig(**overrides)
+    result = _run(demo_home, config)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    _print_result(result)
+
+
+def _run(demo_home: Path, config: Any) -> Any:
+    """The demo with a line a step and a bar for the step's work, on stderr."""
+    from curator.demo import run_demo
+
     bars = Progress(
         TextColumn("  {task.description}", markup=False),
         BarColumn(),
@@ -107,9 +119,10 @@ def demo_command(
             f"interrupted: the demo starts over when run again ({escape_controls(demo_home)})"
         )
         raise typer.Exit(130) from None
-    if as_json:
-        print_json(result.as_dict())
-        return
+    return result
+
+
+def _print_result(result: Any) -> None:
     for query, counts in result.crawl.items():
         failed = ", ".join(f"{k} {v}" for k, v in counts["failed_by_reason"].items())
         stdout.print(

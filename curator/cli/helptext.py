@@ -14,6 +14,7 @@ import inspect
 import re
 
 import typer
+from typer.models import ArgumentInfo
 
 #: Characters Markdown may read as markup (emphasis, code, links, HTML, entities, headings).
 _SPECIAL = re.compile(r"([\\`*_\[\]<>&#])")
@@ -52,15 +53,28 @@ def as_markdown(text: str) -> str:
     return "\n".join(out)
 
 
+def _name_arguments(callback: object) -> None:
+    """Arguments shown in capitals in the usage line (``curator show [OPTIONS] REF``), as
+    command lines write them; this typer would show ``{ref}``."""
+    if not callable(callback):
+        return
+    for name, parameter in inspect.signature(callback).parameters.items():
+        info = parameter.default
+        if isinstance(info, ArgumentInfo) and info.metavar is None:
+            info.metavar = name.upper()
+
+
 def render_helps(app: typer.Typer) -> None:
     """Every command's and group's help, the app's own included, made Markdown (see
-    `as_markdown`); call it once, after every command is registered."""
+    `as_markdown`), and its arguments named in capitals; call it once, after every command
+    is registered."""
     if isinstance(app.info.help, str):
         app.info.help = as_markdown(app.info.help)
     for command in app.registered_commands:
         text = command.help if isinstance(command.help, str) else inspect.getdoc(command.callback)
         if text:
             command.help = as_markdown(text)
+        _name_arguments(command.callback)
     for group in app.registered_groups:
         if group.typer_instance is not None:
             render_helps(group.typer_instance)

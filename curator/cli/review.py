@@ -22,6 +22,7 @@ from curator.cli.common import (
     settings_of,
     stdout,
 )
+from curator.defaults import REVIEW_PORT
 from curator.display import escape_controls
 from curator.errors import BadRows, CuratorError
 from curator.review.guard import MIN_TOKEN, allowed_hosts, check_token, is_loopback, new_token
@@ -49,7 +50,7 @@ def review_command(
     ctx: typer.Context,
     queue: str = typer.Option("new", "--queue", "-q", help=f"One of: {', '.join(QUEUES)}."),
     port: int = typer.Option(
-        8765, min=0, max=65535, help="Port to listen on (a free one if it is taken)."
+        REVIEW_PORT, min=0, max=65535, help="Port to listen on (a free one if it is taken)."
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; off loopback needs a token."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),

@@ -164,6 +164,24 @@ FLICKR_SIZES = [
 ]
 
 
+def engines_named(spec: str) -> list[Engine]:
+    """The engines of ``--engine``: one name, or several separated by commas, tried in that
+    order. greedy and urls take sites and URL lists, not search words: they stand alone."""
+    names = list(dict.fromkeys(name.strip() for name in spec.split(",") if name.strip()))
+    if not names:
+        raise CuratorError(f"no engine given; one of {', '.join(ENGINES)}")
+    for name in names:
+        if name not in ENGINES:
+            raise CuratorError(f"unknown engine {name!r}; one of {', '.join(ENGINES)}")
+    alone = [name for name in names if name in ("greedy", "urls")]
+    if alone and len(names) > 1:
+        raise CuratorError(
+            f"--engine {alone[0]} takes {'sites' if alone[0] == 'greedy' else 'a URL list'}, "
+            "not search words: it cannot be listed with other engines"
+        )
+    return [ENGINES[name] for name in names]
+
+
 def site_urls(sites: list[str]) -> list[str]:
     """Sites as absolute http(s) URLs without a trailing slash (as GreedyParser expects)."""
     out = []

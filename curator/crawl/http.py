@@ -3,11 +3,18 @@
 Every request goes through `Fetcher`, which:
 
 * accepts http and https only, and follows at most a few redirects itself, checking each hop;
-* streams the body with a byte cap and a total deadline (a slowly dripped body is cut off,
-  not only a silent socket), refusing an oversized body from its Content-Length up front;
+* gives each URL one budget (``deadline``): every hop, attempt and back-off wait of it comes out
+  of the same monotonic deadline, each request's connect and read timeouts are the smaller of
+  their own and the time left, and a wait that would pass the deadline ends the URL with the
+  reason it had (`pacing.Budget`);
+* streams the body with a byte cap within that budget (a slowly dripped body is cut off as
+  ``too-slow``, not only a silent socket), refusing an oversized body from its Content-Length up
+  front;
 * retries connection errors, timeouts, 429 and 5xx with exponential back-off and jitter,
-  honouring Retry-After (capped), and gives up with a reason;
-* keeps a per-host limit on concurrent requests and a per-host delay between them;
+  honouring Retry-After (capped), and gives up with a reason; a body cut off as ``too-slow`` is
+  not retried within the crawl (a server that drips once drips again);
+* keeps a per-host limit on concurrent requests and a per-host delay between them, and drops a
+  host that timed out or dripped to one request at a time for the rest of the crawl;
 * names itself in its User-Agent, and skips images whose response says
   ``X-Robots-Tag: noai`` or ``noimageai`` unless told otherwise;
 * connects only to public addresses, checked at connect time for every hop (`addresses`),
@@ -37,6 +44,8 @@ from requests.utils import select_proxy
 from curator import __version__
 from curator.crawl.addresses import AddressGuard, CheckedPoolManager, PrivateAddress, endpoints_of
 from curator.crawl.encoding import ACCEPT_ENCODING, Decoder, EncodingError, decoder_for
+from curator.crawl.pacing import Budget, HostGate
+from curator.defaults import CRAWL
 
 USER_AGENT = (
     f"curator/{__version__} (image data set builder; +https://pypi.org/project/curator/) "
@@ -44,17 +53,33 @@ USER_AGENT = (
 )
 #: Reasons after which a later crawl may try the same URL again.
 TRANSIENT = frozenset({"timeout", "connection-error", "too-slow", "http-429", "http-5xx"})
+#: Of those, the ones tried again at once, within the URL's budget: not ``too-slow``, since the
+#: budget is spent by then and a server that dripped once will drip again.
+RETRIED_AT_ONCE = TRANSIENT - {"too-slow"}
+#: Reasons after which a host gets one request at a time (`HostGate.slow_down`).
+SLOW_HOST = frozenset({"timeout", "too-slow"})
 _NOAI = frozenset({"noai", "noimageai"})
+#: A timeout that fires this close to the end of the budget was the budget's (socket timeouts
+#: round to milliseconds).
+_SLACK = 0.05
 
 
 class FetchError(Exception):
     """A URL that could not be fetched; ``reason`` is a short code for summaries."""
 
-    def __init__(self, reason: str, detail: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.status = status
+        self.retry_after = retry_after  # seconds the server asked for (429, 503), capped
 
     @property
     def transient(self) -> bool:
@@ -66,16 +91,18 @@ class FetchPolicy:
     """How patient and how polite to be. Times in seconds, sizes in bytes."""
 
     connect_timeout: float = 10.0
-    read_timeout: float = 15.0
-    deadline: float = 60.0  # for a whole download, however the bytes trickle in
+    read_timeout: float = CRAWL["read_timeout"]
+    #: Everything one URL may cost: its redirects, attempts and back-off waits, however the
+    #: bytes trickle in.
+    deadline: float = CRAWL["deadline"]
     max_bytes: int = 64 * 1024 * 1024
     max_page_bytes: int = 16 * 1024 * 1024
     max_redirects: int = 5
-    retries: int = 3
+    retries: int = CRAWL["retries"]
     backoff: float = 0.5
     max_retry_after: float = 60.0
-    per_host: int = 4
-    delay: float = 0.0  # between the starts of two requests to one host
+    per_host: int = CRAWL["per_host"]
+    delay: float = CRAWL["delay"]  # between the starts of two requests to one host
     respect_noai: bool = True
     allow_private: bool = False  # loopback, private, link-local... addresses too
 
@@ -164,36 +191,6 @@ def new_session(
     return session
 
 
-class HostGate:
-    """At most ``per_host`` requests at once to one host, starting ``delay`` seconds apart."""
-
-    def __init__(self, per_host: int, delay: float) -> None:
-        self.per_host = max(1, per_host)
-        self.delay = max(0.0, delay)
-        self._lock = threading.Lock()
-        self._slots: dict[str, threading.Semaphore] = {}
-        self._next_start: dict[str, float] = {}
-
-    def acquire(self, host: str, stop: threading.Event) -> bool:
-        with self._lock:
-            slot = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
-        while not slot.acquire(timeout=0.2):
-            if stop.is_set():
-                return False
-        if self.delay:
-            with self._lock:
-                now = time.monotonic()
-                start = max(now, self._next_start.get(host, 0.0))
-                self._next_start[host] = start + self.delay
-            if start > now and stop.wait(start - now):
-                slot.release()
-                return False
-        return True
-
-    def release(self, host: str) -> None:
-        self._slots[host].release()
-
-
 def _retry_after(value: str | None, cap: float) -> float | None:
     if not value:
         return None
@@ -225,12 +222,17 @@ class Fetcher:
     """GETs under a `FetchPolicy`, shared by the threads of one crawl."""
 
     def __init__(
-        self, session: requests.Session, policy: FetchPolicy, stop: threading.Event
+        self,
+        session: requests.Session,
+        policy: FetchPolicy,
+        stop: threading.Event,
+        gate: HostGate | None = None,
     ) -> None:
         self.session = session
         self.policy = policy
         self.stop = stop
-        self.gate = HostGate(policy.per_host, policy.delay)
+        #: Shared by the queries of one crawl, so that a host slowed down stays so.
+        self.gate = gate or HostGate(policy.per_host, policy.delay)
 
     def page(self, url: str) -> requests.Response:
         """A result page, with its body read (up to the page limit)."""
@@ -241,61 +243,86 @@ class Fetcher:
         return self._get(url, image=True)
 
     def _get(self, url: str, *, image: bool) -> requests.Response:
+        budget = Budget(self.policy.deadline)
         attempt = 0
         while True:
             try:
-                return self._follow(url, image=image)
+                return self._follow(url, image=image, budget=budget)
             except FetchError as exc:
                 attempt += 1
-                if not exc.transient or attempt > self.policy.retries or self.stop.is_set():
+                if (
+                    exc.reason not in RETRIED_AT_ONCE
+                    or attempt > self.policy.retries
+                    or self.stop.is_set()
+                ):
                     raise
-                wait = getattr(exc, "retry_after", None)
+                wait = exc.retry_after
                 if wait is None:
                     wait = self.policy.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
-                if self.stop.wait(wait):
+                # A wait that outlasts the budget would only end in the same failure, later.
+                if wait >= budget.left() or self.stop.wait(wait):
                     raise
 
-    def _follow(self, url: str, *, image: bool) -> requests.Response:
-        for _hop in range(self.policy.max_redirects + 1):
+    def _follow(self, url: str, *, image: bool, budget: Budget) -> requests.Response:
+        for hop in range(self.policy.max_redirects + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise FetchError("bad-url", f"not an http(s) URL: {url[:200]}")
-            result = self._once(url, parts.netloc, image=image)
+            result = self._once(url, parts.netloc, image=image, budget=budget, hop=hop)
             if isinstance(result, requests.Response):
                 return result
             url = result  # a redirect's target
         raise FetchError("too-many-redirects", f"more than {self.policy.max_redirects} redirects")
 
-    def _once(self, url: str, host: str, *, image: bool) -> requests.Response | str:
+    def _once(
+        self, url: str, host: str, *, image: bool, budget: Budget, hop: int
+    ) -> requests.Response | str:
         """One request: the response with its body read, or the URL a redirect points to."""
+        asked = time.monotonic()
         if not self.gate.acquire(host, self.stop):
             raise FetchError("stopped", "the crawl stopped")
+        budget.waited(asked)
         try:
+            timeouts = budget.timeouts(self.policy.connect_timeout, self.policy.read_timeout)
+            if timeouts is None:
+                raise FetchError("timeout", budget.spent(hop))
             try:
-                response = self.session.get(
-                    url,
-                    stream=True,
-                    allow_redirects=False,
-                    timeout=(self.policy.connect_timeout, self.policy.read_timeout),
-                    headers={"Accept": "image/*,*/*;q=0.8"} if image else None,
-                )
-            except PrivateAddress as exc:
-                raise FetchError("private-address", str(exc)) from None
-            except requests.exceptions.Timeout as exc:
-                raise FetchError("timeout", f"no answer in time: {exc}") from None
-            except requests.exceptions.InvalidURL as exc:
-                raise FetchError("bad-url", str(exc)) from None
-            except requests.exceptions.RequestException as exc:
-                raise FetchError("connection-error", _short(exc)) from None
-            try:
-                return self._read(response, url, image=image)
-            finally:
-                response.close()
+                return self._request(url, image=image, budget=budget, timeouts=timeouts, hop=hop)
+            except FetchError as exc:
+                if exc.reason in SLOW_HOST:
+                    self.gate.slow_down(host)
+                raise
         finally:
             self.gate.release(host)
 
+    def _request(
+        self, url: str, *, image: bool, budget: Budget, timeouts: tuple[float, float], hop: int
+    ) -> requests.Response | str:
+        try:
+            response = self.session.get(
+                url,
+                stream=True,
+                allow_redirects=False,
+                timeout=timeouts,
+                headers={"Accept": "image/*,*/*;q=0.8"} if image else None,
+            )
+        except PrivateAddress as exc:
+            raise FetchError("private-address", str(exc)) from None
+        except requests.exceptions.Timeout as exc:
+            if budget.left() < _SLACK:
+                raise FetchError("timeout", budget.spent(hop)) from None
+            raise FetchError("timeout", f"no answer in time: {exc}") from None
+        except requests.exceptions.InvalidURL as exc:
+            raise FetchError("bad-url", str(exc)) from None
+        except requests.exceptions.RequestException as exc:
+            raise FetchError("connection-error", _short(exc)) from None
+        try:
+            return self._read(response, url, image=image, budget=budget)
+        finally:
+            response.close()
+
     def _read(
-        self, response: requests.Response, url: str, *, image: bool
+        self, response: requests.Response, url: str, *, image: bool, budget: Budget
     ) -> requests.Response | str:
         status = response.status_code
         if response.is_redirect:
@@ -305,13 +332,14 @@ class Fetcher:
                 raise FetchError("bad-redirect", f"redirect to a {scheme or 'relative'} URL")
             return target
         if status == 429 or status >= 500:
-            error = FetchError(
-                "http-429" if status == 429 else "http-5xx", f"HTTP {status}", status=status
+            raise FetchError(
+                "http-429" if status == 429 else "http-5xx",
+                f"HTTP {status}",
+                status=status,
+                retry_after=_retry_after(
+                    response.headers.get("Retry-After"), self.policy.max_retry_after
+                ),
             )
-            error.retry_after = _retry_after(  # type: ignore[attr-defined]
-                response.headers.get("Retry-After"), self.policy.max_retry_after
-            )
-            raise error
         if status != 200:
             raise FetchError(
                 f"http-{status}", f"HTTP {status} {response.reason or ''}".strip(), status=status
@@ -328,27 +356,41 @@ class Fetcher:
             raise FetchError("too-large", f"{int(declared):,} bytes, more than {limit:,}")
         try:
             decoder = decoder_for(response.headers.get("Content-Encoding"), limit)
-            body = self._body(response, limit, decoder)
+            body = self._body(response, limit, decoder, budget)
         except EncodingError as exc:
             raise FetchError(exc.reason, str(exc)) from None
         response._content = body  # where requests keeps a read body
         response._content_consumed = True  # read to the end: the connection can be reused
         return response
 
-    def _body(self, response: requests.Response, limit: int, decoder: Decoder) -> bytes:
-        """The body, decoded; both its size on the wire and decoded are capped at ``limit``
-        (a body that never ends while decoding to nothing is cut off too)."""
-        deadline = time.monotonic() + self.policy.deadline
+    def _body(
+        self, response: requests.Response, limit: int, decoder: Decoder, budget: Budget
+    ) -> bytes:
+        """The body, decoded, by the end of the budget; both its size on the wire and decoded
+        are capped at ``limit`` (a body that never ends while decoding to nothing is cut off
+        too)."""
         chunks: list[bytes] = []
         size = 0
         raw = response.raw
         while True:
+            left = budget.left()
+            if left <= 0:
+                raise FetchError("too-slow", f"not finished within {budget.seconds:g} s")
+            # Each read waits no longer than the budget has left, so that a server sending a
+            # byte just before each read timeout cannot stretch the URL past its deadline.
+            _read_timeout(raw, min(self.policy.read_timeout, left))
             try:
                 chunk = raw.read1(65536)
             except Exception as exc:  # urllib3 read timeouts and protocol errors
-                if "timed out" in str(exc).lower():
-                    raise FetchError("timeout", "the body stopped arriving") from None
-                raise FetchError("connection-error", _short(exc)) from None
+                if "timed out" not in str(exc).lower():
+                    raise FetchError("connection-error", _short(exc)) from None
+                if budget.left() < _SLACK:
+                    raise FetchError(
+                        "too-slow", f"not finished within {budget.seconds:g} s"
+                    ) from None
+                raise FetchError(
+                    "timeout", f"the body stopped arriving for {self.policy.read_timeout:g} s"
+                ) from None
             if not chunk:
                 break
             size += len(chunk)
@@ -357,10 +399,16 @@ class Fetcher:
             chunks.extend(decoder.feed(chunk))
             if self.stop.is_set():
                 raise FetchError("stopped", "the crawl stopped")
-            if time.monotonic() > deadline:
-                raise FetchError("too-slow", f"not finished within {self.policy.deadline:.0f} s")
         decoder.finish()
         return b"".join(chunks)
+
+
+def _read_timeout(raw: Any, seconds: float) -> None:
+    """Set the socket timeout of a streamed urllib3 response for its next read (the socket is
+    the connection's while the response holds it; without one, the request's timeout stays)."""
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
 
 
 def _short(exc: BaseException) -> str:

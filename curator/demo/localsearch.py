@@ -14,11 +14,25 @@ import html
 import json
 import mimetypes
 import threading
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 PAGE = 20
+
+
+def bing_results_page(tiles: Iterable[tuple[str, str | None, str]]) -> bytes:
+    """A page of Bing's async image results, as icrawler's Bing parser reads it: one tile a
+    result, its (image URL, page URL, title) in the ``m`` attribute's JSON."""
+    html_tiles = []
+    for murl, purl, title in tiles:
+        meta = json.dumps({"murl": murl, "purl": purl, "t": title}, separators=(",", ":"))
+        html_tiles.append(
+            f'<div class="imgpt"><a class="iusc" m="{html.escape(meta, quote=True)}" '
+            f'href="/images/search?view=detail"><img src="/th?id=x"></a></div>'
+        )
+    return f"<html><body><div id='mmComponent'>{''.join(html_tiles)}</div></body></html>".encode()
 
 
 class LocalSearch:
@@ -50,19 +64,10 @@ class LocalSearch:
         self.thread.join(10)
 
     def page(self, query: str, first: int) -> bytes:
-        tiles = []
-        for name in self.results.get(query, [])[first : first + PAGE]:
-            meta = {
-                "murl": f"{self.base}/img/{quote(name)}",
-                "purl": f"{self.base}/pages/{quote(name)}.html",
-                "t": query,
-            }
-            attr = html.escape(json.dumps(meta, separators=(",", ":")), quote=True)
-            tiles.append(
-                f'<div class="imgpt"><a class="iusc" m="{attr}" '
-                f'href="/images/search?view=detail"><img src="/th?id=x"></a></div>'
-            )
-        return f"<html><body><div id='mmComponent'>{''.join(tiles)}</div></body></html>".encode()
+        return bing_results_page(
+            (f"{self.base}/img/{quote(name)}", f"{self.base}/pages/{quote(name)}.html", query)
+            for name in self.results.get(query, [])[first : first + PAGE]
+        )
 
     def picture(self, name: str) -> tuple[bytes, str] | None:
         path = (self.root / name).resolve()
@@ -72,25 +77,38 @@ class LocalSearch:
         return path.read_bytes(), kind
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive HTTP/1.1 handler that logs nothing, and answers a body whole."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def parsed(self) -> tuple[str, dict[str, str]]:
+        """The request's path and its query's first values."""
+        parts = urlsplit(self.path)
+        return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def _handler(engine: LocalSearch) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            path, query = self.parsed()
             try:
-                if parts.path == "/bing/images/async":
+                if path == "/bing/images/async":
                     text = query.get("first", "0")
                     first = int(text) if text.isdigit() else 0
                     self._send(200, engine.page(query.get("q", ""), first), "text/html")
-                elif parts.path.startswith("/img/"):
-                    from urllib.parse import unquote
-
-                    found = engine.picture(unquote(parts.path[len("/img/") :]))
+                elif path.startswith("/img/"):
+                    found = engine.picture(unquote(path[len("/img/") :]))
                     if found is None:
                         self._send(404, b"not found", "text/plain")
                     else:
@@ -101,12 +119,5 @@ def _handler(engine: LocalSearch) -> type[BaseHTTPRequestHandler]:
                 pass
             except (ValueError, OSError):  # a name no file can have (a NUL byte, say)
                 self._send(404, b"not found", "text/plain")
-
-        def _send(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
     return Handler

@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from sqlalchemy import select
 
 from curator.config import Layout, Settings, load_settings
 from curator.demo.report import write_demo_report
@@ -154,15 +153,11 @@ def _crawl_web(
 
 def _truth_by_image(catalog: Any, by_file: dict[str, Item]) -> dict[int, Item]:
     """image id -> the generated item it came from (the first source that added it)."""
-    from db.models import Source
+    from db.images import image_locators
 
     out: dict[int, Item] = {}
     with catalog.reading() as session:
-        for image_id, locator in session.execute(
-            select(Source.image_id, Source.locator)
-            .where(Source.image_id.is_not(None))
-            .order_by(Source.id)
-        ):
+        for image_id, locator in image_locators(session):
             path = unquote(urlsplit(locator).path)
             if path.startswith("/img/") and image_id not in out:
                 item = by_file.get(path[len("/img/") :])
@@ -270,17 +265,11 @@ def _noise(
     catalog: Any, truth: dict[int, Item], result: DemoResult
 ) -> tuple[dict[int, str], set[int]]:
     """Each group's split, and the groups whose weak label the truth says is wrong."""
-    from db.images import ACTIVE
+    from db.images import active_splits
     from db.labels import group_labels
-    from db.models import Image
 
     with catalog.reading() as session:
-        groups = {
-            i: split
-            for i, split in session.execute(
-                select(Image.id, Image.split).where(Image.status == ACTIVE)
-            )
-        }
+        groups = active_splits(session)
         labels = group_labels(session)
     wrong = {
         i
@@ -427,7 +416,7 @@ def _explain(
 ) -> list[str]:
     from curator.learn.explaining import write_explanation
     from db.catalog import open_catalog
-    from db.models import Image
+    from db.images import images_by_id
 
     out = home / "report"
     by_class = [[i for i in ids if truth[i].truth == label] for label in CLASSES]
@@ -438,7 +427,8 @@ def _explain(
     files: list[str] = []
     try:
         with catalog.reading() as session:
-            paths = {i: home / session.get(Image, i).path for i in picked}  # type: ignore[union-attr]
+            rows = images_by_id(session, image_ids=picked)
+            paths = {i: home / rows[i].path for i in picked}
     finally:
         catalog.dispose()
     for image_id in picked[:count]:

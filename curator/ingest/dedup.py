@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from curator import defaults
 from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
@@ -26,8 +25,26 @@ from curator.ingest.imaging import HASH_VERSION
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.errors import UnknownImage
-from db.images import ACTIVE, DUPLICATE, HashRow, change_image, hash_rows, undo_changes
-from db.models import Image, Separation
+from db.groups import (
+    group_hash_rows,
+    member_ids,
+    misplaced_duplicates,
+    record_separations,
+    representatives_of,
+    root_of,
+    separated_pairs,
+)
+from db.images import (
+    ACTIVE,
+    DUPLICATE,
+    HashRow,
+    change_image,
+    hash_rows,
+    id_phash_pairs,
+    image_by_id,
+    images_by_id,
+    undo_changes,
+)
 
 #: Default Hamming distance (of 64 bits) under which two images are near duplicates.
 #: Measured by bench/hash_threshold.py on real photos: re-encodes, resizes, 5 % crops,
@@ -150,7 +167,7 @@ def apply_plan(
     since the plan was made. Returns (changed, skipped)."""
     current = {
         image.id: Target(image.status, image.duplicate_of, image.split)
-        for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))
+        for image in images_by_id(session, image_ids=image_ids).values()
     }
     fresh = {i: plan.changes[i] for i in image_ids if current.get(i) == plan.before.get(i)}
     return apply_targets(session, targets=fresh, run_id=run_id), len(image_ids) - len(fresh)
@@ -160,7 +177,7 @@ def apply_targets(session: Session, *, targets: dict[int, Target], run_id: int) 
     """Bring images to their target states, recording each change; return how many changed."""
     changed = 0
     for image_id in sorted(targets):
-        image = session.get(Image, image_id)
+        image = image_by_id(session, image_id=image_id)
         if image is None:
             continue
         target = targets[image_id]
@@ -182,12 +199,7 @@ def merge_group(session: Session, *, image_ids: list[int], run_id: int) -> int:
     Used as images arrive: a new image close to stored ones joins (or bridges) their groups.
     Returns the number of images whose state changed.
     """
-    found = {
-        image_id: dup if dup is not None else image_id
-        for image_id, dup in session.execute(
-            select(Image.id, Image.duplicate_of).where(Image.id.in_(image_ids))
-        )
-    }
+    found = representatives_of(session, image_ids=image_ids)
     # Groups a person separated stay apart: join the first group and those not kept from it.
     ordered = [found[i] for i in image_ids if i in found]
     separated = separated_pairs(session, image_ids=list(found.values()))
@@ -196,56 +208,22 @@ def merge_group(session: Session, *, image_ids: list[int], run_id: int) -> int:
         if all((min(root, r), max(root, r)) not in separated for r in roots):
             roots.add(root)
     image_ids = [i for i in image_ids if i in found and found[i] in roots]
-    members = [
-        HashRow(*row)
-        for row in session.execute(
-            select(
-                Image.id,
-                Image.phash,
-                Image.phash_mirror,
-                Image.width * Image.height,
-                Image.status,
-                Image.duplicate_of,
-                Image.split,
-            ).where(
-                or_(Image.id.in_(roots), Image.duplicate_of.in_(roots), Image.id.in_(image_ids))
-            )
-        )
-    ]
+    members = group_hash_rows(session, representatives=roots, image_ids=image_ids)
     return apply_targets(session, targets=group_changes(members), run_id=run_id)
-
-
-def separated_pairs(
-    session: Session, *, image_ids: list[int] | None = None
-) -> set[tuple[int, int]]:
-    """Pairs (smaller id, larger id) a person said are not near duplicates."""
-    query = select(Separation.image_id, Separation.other_id)
-    if image_ids is not None:
-        query = query.where(
-            or_(Separation.image_id.in_(image_ids), Separation.other_id.in_(image_ids))
-        )
-    return {(min(a, b), max(a, b)) for a, b in session.execute(query)}
 
 
 def separate_group(session: Session, *, image_id: int, author: str, run_id: int) -> list[int]:
     """A person's verdict that the group of this image holds no near duplicates: every
     member becomes an image of its own again, and no dedup will group them back.
     Returns the members."""
-    if session.get(Image, image_id) is None:
+    if image_by_id(session, image_id=image_id) is None:
         raise UnknownImage(str(image_id))
-    root = _root(session, image_id)
-    members = [
-        root,
-        *session.scalars(select(Image.id).where(Image.duplicate_of == root).order_by(Image.id)),
-    ]
-    known = separated_pairs(session, image_ids=members)
-    for i, a in enumerate(members):
-        for b in members[i + 1 :]:
-            pair = (min(a, b), max(a, b))
-            if pair not in known:
-                session.add(Separation(image_id=pair[0], other_id=pair[1], author=author))
+    root = root_of(session, image_id=image_id)
+    members = [root, *member_ids(session, image_id=root)]
+    pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
+    record_separations(session, pairs=pairs, author=author)
     for member in members[1:]:
-        image = session.get(Image, member)
+        image = image_by_id(session, image_id=member)
         if image is not None:
             change_image(session, image=image, run_id=run_id, status=ACTIVE, duplicate_of=None)
     session.flush()
@@ -256,28 +234,21 @@ def split_off(session: Session, *, image_id: int, author: str, run_id: int) -> l
     """A person's verdict that this one image is not a near copy of the rest of its group:
     it stands alone again, the others stay together (under a new representative when it was
     theirs), and no dedup puts it back. Returns the images that changed group."""
-    image = session.get(Image, image_id)
+    image = image_by_id(session, image_id=image_id)
     if image is None:
         raise UnknownImage(str(image_id))
-    root = _root(session, image_id)
-    group = [
-        root,
-        *session.scalars(select(Image.id).where(Image.duplicate_of == root).order_by(Image.id)),
-    ]
+    root = root_of(session, image_id=image_id)
+    group = [root, *member_ids(session, image_id=root)]
     others = [i for i in group if i != image_id]
     if not others:
         return []
-    known = separated_pairs(session, image_ids=group)
-    for other in others:
-        pair = (min(image_id, other), max(image_id, other))
-        if pair not in known:
-            session.add(Separation(image_id=pair[0], other_id=pair[1], author=author))
+    record_separations(session, pairs=[(image_id, other) for other in others], author=author)
     if image_id != root:
         change_image(session, image=image, run_id=run_id, status=ACTIVE, duplicate_of=None)
         session.flush()
         return [image_id]
     # The representative leaves: the largest (then oldest) of the rest takes its place.
-    rows = {r.id: r for r in session.scalars(select(Image).where(Image.id.in_(others)))}
+    rows = images_by_id(session, image_ids=others)
     heir = max(rows.values(), key=lambda r: (r.width * r.height, -r.id))
     change_image(session, image=heir, run_id=run_id, status=ACTIVE, duplicate_of=None)
     for other in others:
@@ -322,11 +293,7 @@ def load_index(session: Session, *, threshold: int) -> NearIndex:
     The two columns are read as plain tuples and handed to NumPy in one piece: row objects
     cost ten times more at a million images.
     """
-    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
-    result = session.connection().exec_driver_sql(
-        f"SELECT id, phash FROM images WHERE hash_version = {mark}", (HASH_VERSION,)
-    )
-    pairs = np.array(result.cursor.fetchall() if result.cursor else [], dtype=np.int64)
+    pairs = np.array(id_phash_pairs(session, hash_version=HASH_VERSION), dtype=np.int64)
     pairs = pairs.reshape(-1, 2)
     return NearIndex(pairs[:, 0].copy(), pairs[:, 1].copy(), radius=threshold)
 
@@ -352,25 +319,8 @@ def undo_run(session: Session, *, run_id: int, undo_run_id: int) -> tuple[int, i
 def repair_groups(session: Session, *, run_id: int) -> int:
     """Resolve again every group whose members disagree: a duplicate whose representative is
     no longer active, or that sits in another split than it. Returns the images changed."""
-    representative = aliased(Image)
-    broken = session.scalars(
-        select(Image.id)
-        .join(representative, Image.duplicate_of == representative.id)
-        .where(or_(representative.status != ACTIVE, representative.split != Image.split))
-    ).all()
     changed = 0
-    for image_id in broken:
-        changed += merge_group(
-            session, image_ids=[image_id, _root(session, image_id)], run_id=run_id
-        )
+    for image_id in misplaced_duplicates(session):
+        root = root_of(session, image_id=image_id)
+        changed += merge_group(session, image_ids=[image_id, root], run_id=run_id)
     return changed
-
-
-def _root(session: Session, image_id: int) -> int:
-    """Follow duplicate_of to the end of its chain (guarding against a loop)."""
-    seen: set[int] = set()
-    image = session.get(Image, image_id)
-    while image is not None and image.duplicate_of is not None and image.id not in seen:
-        seen.add(image.id)
-        image = session.get(Image, image.duplicate_of)
-    return image.id if image is not None else image_id

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curator.errors import CuratorError, InvalidImage
@@ -42,7 +41,9 @@ from db.images import (
     NEAR_DUPLICATE,
     add_images,
     add_sources,
+    ids_by_sha,
     max_image_id,
+    phashes_after,
     source_row,
     sources_at,
     split_for,
@@ -50,7 +51,7 @@ from db.images import (
     to_unsigned64,
 )
 from db.labels import add_label_events, held_label, label_recorded, record_conflict
-from db.models import Image, utcnow
+from db.models import utcnow
 
 log = logging.getLogger("curator.ingest.door")
 
@@ -271,9 +272,7 @@ class Ingestor:
         groups (in arrival order), then a source row and a label for every item."""
         self._catch_up(session)
         shas = [item.analysis.sha256 for item in batch if item.analysis is not None]
-        known: dict[str, int] = dict(
-            session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(shas))).all()
-        )
+        known = ids_by_sha(session, sha256s=shas)
         firsts: dict[str, Prepared] = {}
         for item in batch:
             if item.analysis is not None and item.analysis.sha256 not in known:
@@ -430,10 +429,8 @@ class Ingestor:
     def _catch_up(self, session: Session) -> None:
         """Index images other writers committed since this run began (a concurrent import
         or crawl), so that near copies arriving here still find them."""
-        for image_id, phash in session.execute(
-            select(Image.id, Image.phash)
-            .where(Image.id > self._indexed_up_to, Image.hash_version == HASH_VERSION)
-            .order_by(Image.id)
+        for image_id, phash in phashes_after(
+            session, image_id=self._indexed_up_to, hash_version=HASH_VERSION
         ):
             self.index.add(image_id, to_unsigned64(phash))
             self._indexed_up_to = image_id

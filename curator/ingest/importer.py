@@ -12,8 +12,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from curator.config import Settings
 from curator.errors import PathNotFound
 from curator.ingest.door import Ingestor, Prepared, display_path, failure, prepare_file
@@ -21,9 +19,8 @@ from curator.ingest.imaging import Limits, warm_up
 from curator.ingest.storage import Store
 from curator.runs import tracked_run
 from db.catalog import Catalog
-from db.images import FAILED, locator_key
+from db.images import locator_key, recorded_files
 from db.labels import check_author, check_label
-from db.models import Source
 
 #: Names taken from folders; a file named on the command line is always tried.
 IMAGE_SUFFIXES = frozenset(
@@ -118,27 +115,14 @@ def _unchanged_files(catalog: Catalog, paths: list[str]) -> dict[str, int]:
     known: dict[str, int] = {}
     keys = list(by_key)
     with catalog.reading() as session:
-        for start in range(0, len(keys), 500):
-            rows = session.execute(
-                select(Source.locator_key, Source.image_id, Source.info).where(
-                    Source.locator_key.in_(keys[start : start + 500]),
-                    Source.kind == "file",
-                    Source.outcome != FAILED,
-                    Source.image_id.is_not(None),
-                )
-            )
-            for key, image_id, info in rows:
-                path = by_key[key]
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                if (
-                    info
-                    and info.get("size") == st.st_size
-                    and info.get("mtime_ns") == (st.st_mtime_ns)
-                ):
-                    known[path] = image_id
+        for key, image_id, info in recorded_files(session, locator_keys=keys):
+            path = by_key[key]
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if info and info.get("size") == st.st_size and info.get("mtime_ns") == st.st_mtime_ns:
+                known[path] = image_id
     return known
 
 

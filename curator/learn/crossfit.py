@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy import select
 
 from classifier.checkpoint import FORMAT
 from classifier.config import RECIPE_OPTIONS, RECIPES, Machine, Progress, Recipe
@@ -22,14 +21,14 @@ from classifier.data import Example, Examples, check_examples
 from classifier.device import pick_device
 from classifier.errors import TrainingError
 from classifier.model import ModelConfig
+from curator.defaults import SCORE
 from curator.errors import CuratorError
 from curator.learn.examples import catalog_examples
 from curator.learn.models import LoadedModel, load_registered
 from curator.learn.scoring import ScoreProgress, score_catalog
 from curator.learn.training import train_model
 from db.catalog import Catalog
-from db.models import Model
-from db.registry import CROSS_FIT, SCORING, get_model, update_model
+from db.registry import CROSS_FIT, SCORING, fold_models_of, get_model, update_model
 
 
 @dataclass
@@ -138,8 +137,8 @@ def cross_fit(
     base_ref: int | None,
     folds: int | None = None,
     device: str = "auto",
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int = SCORE["batch_size"],
+    workers: int = SCORE["workers"],
     on_progress: Callable[[FoldProgress], None] = lambda _p: None,
 ) -> CrossFitOutcome:
     """Out-of-sample predictions for every labeled group (human and weak labels), by K
@@ -161,10 +160,8 @@ def cross_fit(
             folds, rule = folds_for(len(labeled))
         finished = {
             int(m.training.get("fold", -1)): m.id
-            for m in session.scalars(
-                select(Model).where(Model.status.in_((CROSS_FIT, SCORING))).order_by(Model.id)
-            )
-            if m.training.get("cross_fit_of") == base_id and m.training.get("folds") == folds
+            for m in fold_models_of(session, model_id=base_id)
+            if m.training.get("folds") == folds
         }
     if len(labeled) < folds * 4:
         raise CuratorError(

@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from classifier.data import HUMAN_ONLY, WITH_WEAK, Example, Examples
-from db.images import ACTIVE, SPLITS
+from db.images import SPLITS, active_rows
 from db.labels import group_labels
-from db.models import Image
 from db.settings import REJECT
 
 
@@ -33,12 +31,7 @@ def catalog_examples(
     splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
     missing: list[int] = []
     conflicts: list[int] = []
-    rows = session.execute(
-        select(Image.id, Image.path, Image.split, Image.human_conflict)
-        .where(Image.status == ACTIVE)
-        .order_by(Image.id)
-    )
-    for image_id, relpath, split, disputed in rows:
+    for image_id, relpath, split, disputed in active_rows(session):
         label = labels.get(image_id)
         if label is None or label.origin not in origins or label.label == REJECT:
             continue

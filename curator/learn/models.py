@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from classifier.checkpoint import load_model
 from classifier.device import pick_device
@@ -17,7 +16,7 @@ from classifier.score import Predictor
 from curator.errors import CuratorError
 from curator.learn.registry import classes_differ
 from db.catalog import Catalog
-from db.models import Image
+from db.groups import representatives_of_duplicates
 from db.registry import CROSS_FIT, SCORING, get_model
 from db.settings import get_classes
 
@@ -84,18 +83,7 @@ def class_mismatch(catalog: Catalog, model: LoadedModel) -> dict[str, list[str]]
     return {"model": list(model.classes), "catalog": classes}
 
 
-def trained_groups(session: Any, train_ids: frozenset[int]) -> set[int]:
+def trained_groups(session: Session, train_ids: frozenset[int]) -> set[int]:
     """The images whose near-duplicate group a model trained on: its training images and
     their groups' representatives (the representative may have changed since)."""
-    reps: set[int] = set(train_ids)
-    ids = list(train_ids)
-    for start in range(0, len(ids), 900):
-        reps.update(
-            rep
-            for rep in session.scalars(
-                select(Image.duplicate_of).where(
-                    Image.id.in_(ids[start : start + 900]), Image.duplicate_of.is_not(None)
-                )
-            )
-        )
-    return reps
+    return set(train_ids) | representatives_of_duplicates(session, image_ids=train_ids)

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curator.config import Layout
@@ -31,12 +30,15 @@ from db.registry import (
     CROSS_FIT,
     DONE,
     SCORING,
-    UnknownModel,
     choose_default,
     default_model,
     delete_model,
+    fold_models_of,
+    get_model,
+    model_by_id,
+    other_models,
 )
-from db.runs import process_alive
+from db.runs import process_alive, run_by_id, running_runs
 from db.settings import get_classes
 
 #: The file a finished model is loaded from, in its folder.
@@ -86,7 +88,7 @@ def default_refusal(session: Session, home: Path, model: Model) -> str | None:
 
 def _unfinished(session: Session, model: Model) -> str:
     if model.status == "training":
-        run = session.get(Run, model.run_id) if model.run_id is not None else None
+        run = run_by_id(session, run_id=model.run_id) if model.run_id is not None else None
         live = run is not None and run.status == "running" and _may_be_running(run)
         return "is still training" if live else "stopped while training (killed)"
     if model.status == "interrupted":
@@ -98,9 +100,7 @@ def set_default(catalog: Catalog, home: Path, model_id: int) -> None:
     """Choose ``model_id`` as the default, until another is chosen; a model trained later
     does not replace it (see db.registry.default_model)."""
     with catalog.writing() as session:
-        model = session.get(Model, model_id)
-        if model is None:
-            raise UnknownModel(model_id)
+        model = get_model(session, ref=model_id)
         refusal = default_refusal(session, home, model)
         if refusal is not None:
             raise UnusableModel(f"{refusal}; the default is unchanged")
@@ -141,17 +141,10 @@ def remove_model(catalog: Catalog, home: Path, model_id: int) -> Removal:
     moved: list[tuple[Path, Path]] = []
     try:
         with catalog.writing() as session:  # the write lock: no run starts with it meanwhile
-            model = session.get(Model, model_id)
-            if model is None:
-                raise UnknownModel(model_id)
+            model = get_model(session, ref=model_id)
             folder = own_folder(session, home, model)
             _refuse_if_used(session, home, model)
-            fold_models = select(Model).where(Model.status.in_((CROSS_FIT, SCORING)))
-            folds = [
-                m.id
-                for m in session.scalars(fold_models)
-                if m.training.get("cross_fit_of") == model_id
-            ]
+            folds = [m.id for m in fold_models_of(session, model_id=model_id)]
             note = {"model": model_id, "created": model.created_at.isoformat()}
             predictions = delete_model(session, model_id=model_id)
             for path in (folder, Layout(home).explain_cache / str(model_id)):
@@ -191,7 +184,7 @@ def own_folder(session: Session, home: Path, model: Model) -> Path | None:
     real = folder.resolve()
     if not folder.is_dir() or real.parent != models.resolve():
         raise UnsafeModelFolder(f"{where}, {folder}, is not a folder of its own; nothing removed")
-    for other in session.scalars(select(Model).where(Model.id != model.id)):
+    for other in other_models(session, model_id=model.id):
         theirs = (home / other.path).resolve()
         if theirs == real or real in theirs.parents or theirs in real.parents:
             raise UnsafeModelFolder(
@@ -203,7 +196,7 @@ def own_folder(session: Session, home: Path, model: Model) -> Path | None:
 
 def _refuse_if_used(session: Session, home: Path, model: Model) -> None:
     folder = (home / model.path).resolve()
-    for run in session.scalars(select(Run).where(Run.status == "running").order_by(Run.id)):
+    for run in running_runs(session):
         params = run.params or {}
         weights = (params.get("training") or {}).get("weights")
         # a run fine-tuning this model (curator train --weights .../model.pt, stored
@@ -275,5 +268,5 @@ def _row_remains(catalog: Catalog, aside: Path) -> bool:
     except (OSError, ValueError):
         return False
     with catalog.reading() as session:
-        model = session.get(Model, int(note.get("model", -1)))
+        model = model_by_id(session, model_id=int(note.get("model", -1)))
         return model is not None and model.created_at.isoformat() == note.get("created")

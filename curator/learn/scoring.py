@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from classifier.score import score_paths
+from curator.defaults import SCORE
 from curator.errors import CuratorError
 from curator.ingest.door import display_path
 from curator.ingest.imaging import describe_failure
@@ -30,9 +30,8 @@ from curator.learn.models import LoadedModel, trained_groups
 from curator.learn.outputs import Kept, RowWriter
 from curator.runs import tracked_run
 from db.catalog import Catalog
-from db.images import ACTIVE
-from db.models import Image, Prediction
-from db.predictions import prediction_row, replace_predictions
+from db.images import active_paths, ids_by_sha
+from db.predictions import prediction_row, replace_predictions, scored_image_ids
 
 #: Rows written per catalog transaction.
 WRITE_EVERY = 256
@@ -57,28 +56,19 @@ def score_catalog(
     rescore: bool = False,
     image_ids: list[int] | None = None,
     shard: tuple[int, int] | None = None,
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int = SCORE["batch_size"],
+    workers: int = SCORE["workers"],
     on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
     """Predictions of ``model`` for the catalog's active images (or ``image_ids``); with
     ``shard`` (i, n), only the images of shard i of n (`shard_of`), so that n processes or
     machines can score one catalog together."""
     with catalog.reading() as session:
-        query = select(Image.id, Image.path).where(Image.status == ACTIVE).order_by(Image.id)
-        if image_ids is not None:
-            query = query.where(Image.id.in_(image_ids))
-        rows = list(session.execute(query))
+        rows = active_paths(session, image_ids=image_ids)
         if shard is not None:
             rows = [(i, p) for i, p in rows if shard_of(i, shard[1]) == shard[0]]
         trained = trained_groups(session, model.train_ids)
-        done = (
-            set()
-            if rescore
-            else set(
-                session.scalars(select(Prediction.image_id).where(Prediction.model_id == model.id))
-            )
-        )
+        done = set() if rescore else scored_image_ids(session, model_id=model.id)
     todo = [(i, str(home / p)) for i, p in rows if i not in done]
     counts: dict[str, Any] = {
         "model": model.id,
@@ -162,8 +152,8 @@ def score_files(
     *,
     catalog: Catalog | None = None,
     kept: Kept | None = None,
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int = SCORE["batch_size"],
+    workers: int = SCORE["workers"],
     on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
     """Score files into ``writer``; with ``catalog`` (after an import of the same files), also
@@ -239,9 +229,7 @@ def _catalog_ids(catalog: Catalog, paths: list[str]) -> dict[str, int]:
     if not wanted:
         return {}
     with catalog.reading() as session:
-        found = dict(
-            session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(wanted))).all()
-        )
+        found = ids_by_sha(session, sha256s=wanted)
     return {path: found[sha] for path, sha in shas.items() if sha in found}
 
 

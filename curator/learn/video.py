@@ -19,6 +19,7 @@ import torch
 from torchvision.transforms import v2
 
 from classifier import images
+from curator.defaults import SCORE
 from curator.errors import CuratorError
 from curator.learn.models import LoadedModel
 from curator.learn.scoring import ScoreProgress
@@ -145,7 +146,7 @@ def score_video(
     path: Path,
     *,
     every: float = 1.0,
-    batch_size: int = 32,
+    batch_size: int = SCORE["batch_size"],
     on_progress: Callable[[ScoreProgress], None] = lambda _p: None,
 ) -> VideoVerdict:
     """Score frames sampled every ``every`` seconds."""

@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -42,6 +41,7 @@ from starlette.staticfiles import StaticFiles
 from classifier.errors import TrainingError
 from curator.config import Layout
 from curator.errors import CuratorError
+from curator.hints import REVIEW_PAGE, with_hint
 from curator.ingest.dedup import separate_group, split_off
 from curator.ingest.thumbs import ThumbStore
 from curator.review.guard import LOOPBACK_NAMES, protect
@@ -49,11 +49,12 @@ from curator.review.payload import BadRequest, cursor, id_list, json_body, path_
 from curator.stats import image_details
 from db.catalog import Catalog
 from db.errors import CatalogBusy, CatalogError, UnknownClass, UnknownImage
-from db.grouplabels import refresh_touched
+from db.grouplabels import kept_labels, refresh_touched
+from db.groups import representatives_of
+from db.images import image_by_id, path_and_format
 from db.labels import current_labels, label_images, undo_events
-from db.models import Image, Model
 from db.queues import QUEUES, QueueUnavailable, UnknownQueue, queue_counts, review_queue
-from db.registry import UnknownModel, default_model
+from db.registry import NoModel, UnknownModel, default_model, model_by_id
 from db.settings import REJECT, get_classes
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -93,7 +94,8 @@ def endpoint(
     handler: Callable[[Request, Any], Response], *, body: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
     """Run a handler in the thread pool (the catalog is synchronous), with its JSON body,
-    and turn the catalog's errors into JSON answers with the right status."""
+    and turn the catalog's errors into JSON answers with the right status, worded with what
+    to do next where curator.hints has it (the page shows the message as it is)."""
 
     async def wrapped(request: Request) -> Response:
         try:
@@ -102,9 +104,9 @@ def endpoint(
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
         except (UnknownImage, UnknownQueue, UnknownModel) as exc:
-            return JSONResponse({"error": str(exc)}, 404)
+            return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 404)
         except (QueueUnavailable, NoModel, CuratorError, TrainingError) as exc:
-            return JSONResponse({"error": str(exc)}, 409)
+            return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 409)
         except CatalogBusy as exc:
             return JSONResponse({"error": str(exc)}, 503)
         except (UnknownClass, CatalogError, ValueError, TypeError, KeyError) as exc:
@@ -154,27 +156,55 @@ def create_app(
     ``run_id`` the review run they belong to (an undo withdraws only decisions of this run).
     ``hosts`` are the names it answers to (`curator.review.guard.allowed_hosts`); with a
     ``token``, every request needs it (``port`` names its cookie)."""
-    thumbs = ThumbStore(home)
+    api = Handlers(catalog=catalog, home=home, author=author, run_id=run_id, queue=queue)
+    explain = limited(endpoint(api.explanation), running=EXPLAIN_RUNNING, waiting=EXPLAIN_WAITING)
+    routes = [
+        Route("/", api.index),
+        Route("/api/health", endpoint(api.health)),
+        Route("/api/state", endpoint(api.state)),
+        Route("/api/queue/{name}", endpoint(api.queue_page)),
+        Route("/api/images/{image_id:int}", endpoint(api.image)),
+        Route("/api/label", endpoint(api.label, body=True), methods=["POST"]),
+        Route("/api/undo", endpoint(api.undo, body=True), methods=["POST"]),
+        Route("/api/separate", endpoint(api.separate, body=True), methods=["POST"]),
+        Route("/api/split-off", endpoint(api.split, body=True), methods=["POST"]),
+        Route("/api/explain/{image_id:int}.png", explain),
+        Route("/thumbs/{sha}.jpg", api.thumb),
+        Route("/originals/{sha}", endpoint(api.original)),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return protect(Starlette(routes=routes), hosts=hosts, token=token, port=port)
 
-    def sha_row(sha: str) -> tuple[str, str]:
+
+class Handlers:
+    """The answers of the review app's routes, over one catalog, for one reviewer and run."""
+
+    def __init__(
+        self, *, catalog: Catalog, home: Path, author: str, run_id: int, queue: str
+    ) -> None:
+        self.catalog, self.home = catalog, home
+        self.author, self.run_id, self.queue = author, run_id, queue
+        self.thumbs = ThumbStore(home)
+        self.explainer = Explainer(catalog, home)
+
+    def sha_row(self, sha: str) -> tuple[str, str]:
         if not _SHA.match(sha):
             raise UnknownImage(sha[:80])
-        with catalog.reading() as session:
-            row = session.execute(
-                select(Image.path, Image.format).where(Image.sha256 == sha)
-            ).first()
+        with self.catalog.reading() as session:
+            row = path_and_format(session, sha256=sha)
         if row is None:
             raise UnknownImage(sha)
-        return str(stored_file(home, row.path, sha)), row.format
+        relpath, fmt = row
+        return str(stored_file(self.home, relpath, sha)), fmt
 
-    async def index(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    def health(request: Request, _body: Any) -> Response:
+    def health(self, request: Request, _body: Any) -> Response:
         return JSONResponse({"ok": True})
 
-    def state(request: Request, _body: Any) -> Response:
-        with catalog.reading() as session:
+    def state(self, request: Request, _body: Any) -> Response:
+        with self.catalog.reading() as session:
             classes = get_classes(session)
             counts = queue_counts(session)
             model = default_model(session)
@@ -182,8 +212,8 @@ def create_app(
             {
                 "classes": classes,
                 "keys": keys_for(classes),
-                "author": author,
-                "queue": queue,
+                "author": self.author,
+                "queue": self.queue,
                 "queues": {name: counts.get(name) for name in QUEUES},
                 # The model the uncertain queue, the panel and Grad-CAM go by, when not told.
                 "model": None if model is None else {"id": model.id, "classes": model.classes},
@@ -195,102 +225,81 @@ def create_app(
             }
         )
 
-    def queue_page(request: Request, _body: Any) -> Response:
+    def queue_page(self, request: Request, _body: Any) -> Response:
         limit = min(max(int(request.query_params.get("limit", 200)), 1), 500)
         after = cursor(request.query_params.get("after", "0"))
-        with catalog.reading() as session:
-            page = review_queue(session, name=request.path_params["name"], limit=limit, after=after)
+        name = request.path_params["name"]
+        with self.catalog.reading() as session:
+            page = review_queue(session, name=name, limit=limit, after=after)
         return JSONResponse({"items": [i.as_dict() for i in page.items], "next": page.next})
 
-    def image(request: Request, _body: Any) -> Response:
-        with catalog.reading() as session:
+    def image(self, request: Request, _body: Any) -> Response:
+        with self.catalog.reading() as session:
             ref = str(path_id(str(request.path_params["image_id"])))
-            info = image_details(session, ref=ref, home=str(home))
+            info = image_details(session, ref=ref, home=str(self.home))
         info.pop("path", None)
         return JSONResponse(info)
 
-    def label(request: Request, body: dict[str, Any]) -> Response:
+    def label(self, request: Request, body: dict[str, Any]) -> Response:
         ids = id_list(body, "ids")
         value = body.get("label")
         if value is not None and not isinstance(value, str):
             raise ValueError("label must be a string or null")
-        with catalog.writing() as session:
-            events = label_images(session, image_ids=ids, label=value, author=author, run_id=run_id)
+        with self.catalog.writing() as session:
+            events = label_images(
+                session, image_ids=ids, label=value, author=self.author, run_id=self.run_id
+            )
             labels = _labels(session, [e.image_id for e in events])  # members included
         return JSONResponse({"events": [e.id for e in events], "labels": labels})
 
-    def undo(request: Request, body: dict[str, Any]) -> Response:
+    def undo(self, request: Request, body: dict[str, Any]) -> Response:
         event_ids = id_list(body, "events")
-        with catalog.writing() as session:
+        with self.catalog.writing() as session:
             restored, skipped = undo_events(
-                session, event_ids=event_ids, author=author, run_id=run_id
+                session, event_ids=event_ids, author=self.author, run_id=self.run_id
             )
             labels = _labels(session, [e.image_id for e in restored])
         return JSONResponse({"undone": len(restored), "skipped": skipped, "labels": labels})
 
-    def separate(request: Request, body: dict[str, Any]) -> Response:
+    def separate(self, request: Request, body: dict[str, Any]) -> Response:
         image_id = row_id(body.get("id"), "id")
-        with catalog.writing() as session:
-            members = separate_group(session, image_id=image_id, author=author, run_id=run_id)
+        with self.catalog.writing() as session:
+            members = separate_group(
+                session, image_id=image_id, author=self.author, run_id=self.run_id
+            )
         return JSONResponse({"separated": members})
 
-    def split(request: Request, body: dict[str, Any]) -> Response:
+    def split(self, request: Request, body: dict[str, Any]) -> Response:
         image_id = row_id(body.get("id"), "id")
-        with catalog.writing() as session:
-            moved = split_off(session, image_id=image_id, author=author, run_id=run_id)
+        with self.catalog.writing() as session:
+            moved = split_off(session, image_id=image_id, author=self.author, run_id=self.run_id)
         return JSONResponse({"split": moved})
 
-    async def thumb(request: Request) -> Response:
+    async def thumb(self, request: Request) -> Response:
         # The hot path of a grid page: one indexed read, on the event loop, no catalog query.
         # A thumbnail that is missing (made on another machine) is made in the thread pool.
         sha = request.path_params["sha"]
-        blob = thumbs.get(sha) if _SHA.match(sha) else None
+        blob = self.thumbs.get(sha) if _SHA.match(sha) else None
         if blob is None:
             try:
-                path, _fmt = await run_in_threadpool(sha_row, sha)
+                path, _fmt = await run_in_threadpool(self.sha_row, sha)
             except UnknownImage as exc:
                 return JSONResponse({"error": str(exc)}, 404)
-            blob = await run_in_threadpool(thumbs.get_or_make, sha, Path(path))
+            blob = await run_in_threadpool(self.thumbs.get_or_make, sha, Path(path))
         return Response(blob, media_type="image/jpeg", headers=_IMMUTABLE)
 
-    def original(request: Request, _body: Any) -> Response:
-        path, fmt = sha_row(request.path_params["sha"])
+    def original(self, request: Request, _body: Any) -> Response:
+        path, fmt = self.sha_row(request.path_params["sha"])
         return FileResponse(
             path, media_type=_MEDIA.get(fmt, "application/octet-stream"), headers=_IMMUTABLE
         )
 
-    explainer = Explainer(catalog, home)
-
-    def explanation(request: Request, _body: Any) -> Response:
+    def explanation(self, request: Request, _body: Any) -> Response:
         wanted = request.query_params.get("model")
         model = None if wanted is None else path_id(wanted)
-        png, used = explainer.png(path_id(str(request.path_params["image_id"])), model)
+        png, used = self.explainer.png(path_id(str(request.path_params["image_id"])), model)
         headers = {"Cache-Control": "no-cache", "X-Curator-Model": str(used)}
         return Response(png, media_type="image/png", headers=headers)
-
-    routes = [
-        Route("/", index),
-        Route("/api/health", endpoint(health)),
-        Route("/api/state", endpoint(state)),
-        Route("/api/queue/{name}", endpoint(queue_page)),
-        Route("/api/images/{image_id:int}", endpoint(image)),
-        Route("/api/label", endpoint(label, body=True), methods=["POST"]),
-        Route("/api/undo", endpoint(undo, body=True), methods=["POST"]),
-        Route("/api/separate", endpoint(separate, body=True), methods=["POST"]),
-        Route("/api/split-off", endpoint(split, body=True), methods=["POST"]),
-        Route(
-            "/api/explain/{image_id:int}.png",
-            limited(endpoint(explanation), running=EXPLAIN_RUNNING, waiting=EXPLAIN_WAITING),
-        ),
-        Route("/thumbs/{sha}.jpg", thumb),
-        Route("/originals/{sha}", endpoint(original)),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
-    return protect(Starlette(routes=routes), hosts=hosts, token=token, port=port)
-
-
-class NoModel(CatalogError):
-    pass
 
 
 class Explainer:
@@ -308,11 +317,13 @@ class Explainer:
         from curator.learn.models import load_registered
 
         with self.catalog.reading() as session:
-            chosen = default_model(session) if wanted is None else session.get(Model, wanted)
+            chosen = (
+                default_model(session) if wanted is None else model_by_id(session, model_id=wanted)
+            )
         if chosen is None:
             if wanted is not None:
                 raise UnknownModel(wanted)
-            raise NoModel("no trained model yet: run curator train to see explanations")
+            raise NoModel()
         # The same id can name a new model once the newest one was removed (SQLite gives it
         # again): the time it was registered tells them apart.
         key = (chosen.id, chosen.created_at)
@@ -332,7 +343,7 @@ class Explainer:
             if cache.exists():
                 return cache.read_bytes(), model.id
             with self.catalog.reading() as session:
-                image = session.get(Image, image_id)
+                image = image_by_id(session, image_id=image_id)
                 if image is None:
                     raise UnknownImage(str(image_id))
                 path = stored_file(self.home, image.path, str(image_id))
@@ -361,24 +372,16 @@ def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, Any]]:
     command goes by), whether people now disagree on the group, and its own label."""
     refresh_touched(session)  # the group columns, brought up to date in this transaction
     own = current_labels(session, image_ids=ids)
-    rows = session.execute(select(Image.id, Image.duplicate_of).where(Image.id.in_(ids))).all()
-    rep_of = {image_id: dup or image_id for image_id, dup in rows}
-    groups = {
-        r.id: r
-        for r in session.execute(
-            select(Image.id, Image.label, Image.label_origin, Image.human_conflict).where(
-                Image.id.in_(set(rep_of.values()))
-            )
-        )
-    }
+    rep_of = representatives_of(session, image_ids=ids)
+    groups = kept_labels(session, image_ids=rep_of.values())
     out: dict[str, dict[str, Any]] = {}
     for i in ids:
         group = groups.get(rep_of.get(i, i))
         mine = own.get(i)
         out[str(i)] = {
             "label": group.label if group else None,
-            "origin": group.label_origin if group else None,
-            "conflict": bool(group.human_conflict) if group else False,
+            "origin": group.origin if group else None,
+            "conflict": group.conflict if group else False,
             "own": mine.label if mine else None,
             "own_origin": mine.origin if mine else None,
         }

@@ -28,7 +28,7 @@ from db.grouplabels import recount as recount_groups
 from db.labels import group_labels
 from db.runs import process_alive
 from db.tallies import recount, tallies
-from tests.sql import rows
+from tests.helpers.sql import rows
 
 
 def assert_consistent(home: Path, url: str | None = None, *, interrupted: bool = False) -> None:

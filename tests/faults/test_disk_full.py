@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from curator.ingest.storage import Store
-from tests import imagefiles as f
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
 from tests.faults.consistency import assert_consistent, assert_no_run_left_running
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.sql import rows
 
 N = 40
 REAL_PUT = Store.put

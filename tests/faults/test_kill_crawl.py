@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg, near_copy
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg, near_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 80
@@ -41,7 +41,7 @@ def start(spawn, home: Path, server: EngineServer, *args: str) -> subprocess.Pop
         [
             sys.executable,
             "-m",
-            "tests.crawl_cli",
+            "tests.helpers.crawl_cli",
             json.dumps(server.routes),
             "crawl",
             "happy couple",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import imagefiles as f
 from tests.faults.consistency import assert_consistent
+from tests.helpers import imagefiles as f
 
 N_FILES = 500
 

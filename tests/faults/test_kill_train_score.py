@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from classifier.checkpoint import load_model
 from curator.cli import app
 from tests.faults.consistency import assert_consistent, assert_no_run_left_running
-from tests.sql import rows
-from tests.test_train import FAST, blob_picture
+from tests.helpers.sql import rows
+from tests.helpers.training import FAST, blob_picture
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from db.catalog import WRITE_LOCK_KEY, open_catalog
-from tests import imagefiles as f
 from tests.faults.consistency import assert_consistent, assert_no_run_left_running
-from tests.review_server import review_client
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.review_server import review_client
+from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
 

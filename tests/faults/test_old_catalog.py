@@ -29,7 +29,7 @@ from sqlalchemy import (
 from db.catalog import SCHEMA_HEAD, alembic_config, open_catalog
 from db.images import add_image
 from db.labels import record_label
-from tests.sql import rows
+from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
 

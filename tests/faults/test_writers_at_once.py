@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import imagefiles as f
-from tests.crawl_server import Behaviour, EngineServer, good_jpeg
 from tests.faults.consistency import assert_consistent, assert_no_run_left_running
-from tests.sql import rows
+from tests.helpers import imagefiles as f
+from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.sql import rows
 
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
@@ -109,7 +109,7 @@ def test_two_review_servers_and_a_crawl_for_a_minute(cli, home, db_url, tmp_path
             mine = [i for i in range(1, IMAGES + 1) if i % 2 == n]
             reviewers.append(Reviewer(f"http://127.0.0.1:{port}", mine, n, stop))
         crawl = spawn(
-            [sys.executable, "-m", "tests.crawl_cli", json.dumps(engine.routes), "crawl",
+            [sys.executable, "-m", "tests.helpers.crawl_cli", json.dumps(engine.routes), "crawl",
              "happy couple", "--label", "happy", "--max", str(CRAWLED), "--threads", "2",
              "--json"],
             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """Run the real ``curator`` command with engine hosts routed to a loopback test server.
 
-    python -m tests.crawl_cli '{"www.bing.com": "http://127.0.0.1:PORT/bing"}' crawl ...
+    python -m tests.helpers.crawl_cli '{"www.bing.com": "http://127.0.0.1:PORT/bing"}' crawl ...
 
 The one substitution is at the network's edge: the crawl's HTTP session sends those hosts'
 requests to the given base URLs. Everything else is the command as users run it.

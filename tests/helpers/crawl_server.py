@@ -22,7 +22,6 @@ images.
 from __future__ import annotations
 
 import gzip
-import html
 import io
 import json
 import random
@@ -32,11 +31,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from PIL import Image
 
-from tests import imagefiles as f
+from curator.demo.localsearch import PAGE, QuietHandler, bing_results_page
+from tests.helpers import imagefiles as f
 
 
 @dataclass
@@ -53,6 +53,17 @@ class Behaviour:
     #: Statuses to answer first, one per request, before the normal answer (e.g. [429]).
     first: list[int] = field(default_factory=list)
     retry_after: str | None = None
+    #: Read the request and never answer (until the server stops).
+    hang: bool = False
+    #: Send the headers (a Content-Length of the body) and then nothing.
+    stall: bool = False
+    #: Answer 200 with a body that never ends: `chunk` bytes every `endless` seconds (0: as
+    #: fast as the client reads), until the client goes or the server stops.
+    endless: float | None = None
+    chunk: int = 1024
+    #: Set when an answer to this image begins, and when it has ended (sent, or cut off).
+    started: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Request:
     headers: dict[str, str]
     started: float
     host: str
+    ended: float | None = None
 
 
 class EngineServer:
@@ -91,6 +103,8 @@ class EngineServer:
         self.images_by_id: dict[str, str] = {}
         self.page_encoding: str | None = None  # "gzip": result pages are sent gzip-encoded
         self.connections = 0
+        #: Set by stop(): answers that hang, stall or never end stop with it.
+        self.closing = threading.Event()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -111,6 +125,7 @@ class EngineServer:
         return self
 
     def stop(self) -> None:
+        self.closing.set()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -156,14 +171,9 @@ class EngineServer:
         return self.results.get(query, [])[start : start + count]
 
     def bing(self, q: dict[str, str]) -> bytes:
-        tiles = []
-        for url, page in self._results(q.get("q", ""), int(q.get("first", 0)), 20):
-            meta = json.dumps({"murl": url, "purl": page, "t": "a couple"}, separators=(",", ":"))
-            tiles.append(
-                f'<div class="imgpt"><a class="iusc" m="{html.escape(meta, quote=True)}" '
-                f'href="/images/search?view=detail"><img src="/th?id=x"></a></div>'
-            )
-        return f"<html><body><div id='mmComponent'>{''.join(tiles)}</div></body></html>".encode()
+        # The shipped loopback engine's page, whose results here may be hostile.
+        found = self._results(q.get("q", ""), int(q.get("first", 0)), PAGE)
+        return bing_results_page((url, page, "a couple") for url, page in found)
 
     def google(self, q: dict[str, str]) -> bytes:
         found = self._results(q.get("q", ""), int(q.get("start", 0)), 100)
@@ -258,22 +268,16 @@ def baidu_encode(url: str) -> str:
 
 
 def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(QuietHandler):  # the shipped loopback engine's, made hostile
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            query = self.parsed()[1]
             host = self.headers.get("Host", "")
             # Result pages reach this server through routes; count image hosts on their own.
             slot = host if parts.path.startswith("/img/") else f"pages via {host}"
+            request = Request(parts.path, query, dict(self.headers), time.monotonic(), host)
             with server._lock:
-                server.requests.append(
-                    Request(parts.path, query, dict(self.headers), time.monotonic(), host)
-                )
+                server.requests.append(request)
                 server._active[slot] = server._active.get(slot, 0) + 1
                 server.max_active[slot] = max(server.max_active.get(slot, 0), server._active[slot])
             try:
@@ -283,6 +287,7 @@ def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 with server._lock:
                     server._active[slot] -= 1
+                    request.ended = time.monotonic()
 
         def _route(self, path: str, query: dict[str, str]) -> None:
             if path.startswith("/img/"):
@@ -315,7 +320,18 @@ def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
             if b is None:
                 self._send(404, b"no such image", "text/plain")
                 return
+            b.started.set()
+            try:
+                self._answer_image(b)
+            finally:
+                b.ended.set()
+
+        def _answer_image(self, b: Behaviour) -> None:
             time.sleep(server.image_delay + b.delay)
+            if b.hang:
+                server.closing.wait(60)
+                self.close_connection = True
+                return
             if b.first:
                 with server._lock:
                     status = b.first.pop(0) if b.first else None
@@ -323,17 +339,41 @@ def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
                     headers = {"Retry-After": b.retry_after} if b.retry_after else {}
                     self._send(status, b"busy", "text/plain", headers)
                     return
-            if b.drip:
+            if b.drip or b.stall:
                 self.send_response(b.status)
                 self.send_header("Content-Type", b.content_type)
                 self.send_header("Content-Length", str(len(b.body)))
                 self.end_headers()
+                self.wfile.flush()
+                if b.stall:
+                    server.closing.wait(60)
+                    self.close_connection = True
+                    return
                 for i in range(len(b.body)):
                     self.wfile.write(b.body[i : i + 1])
                     self.wfile.flush()
-                    time.sleep(b.drip)
+                    if server.closing.wait(b.drip):
+                        return
+                return
+            if b.endless is not None:
+                self._endless(b)
                 return
             self._send(b.status, b.body, b.content_type, b.headers, declare=b.declare_length)
+
+        def _endless(self, b: Behaviour) -> None:
+            """200 and a body that goes on until the client leaves (a write fails) or the
+            server stops; 1 GiB at most, whatever happens."""
+            self.send_response(200)
+            self.send_header("Content-Type", b.content_type)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            chunk = random.Random(7).randbytes(b.chunk)
+            for _ in range((1 << 30) // b.chunk):
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                if server.closing.wait(b.endless) if b.endless else server.closing.is_set():
+                    return
 
         def _send(
             self,
@@ -375,6 +415,15 @@ def webp_bytes(seed: int) -> bytes:
 def near_copy(seed: int) -> bytes:
     img = f.texture(seed, (480, 360)).resize((300, 225), Image.Resampling.BICUBIC)
     return f.jpeg_bytes(img, quality=70)
+
+
+#: Copies in `hostile_catalogue`, each beside its original. Results are recorded as their
+#: downloads finish: which of the two is recorded first, and so ``added``, depends on that.
+COPY_PAIRS = (
+    ("good-1.jpg", "copy-of-1.jpg"),
+    ("good-2.png", "near-of-2.jpg"),
+    ("hop.jpg", "good-4.jpg"),
+)
 
 
 def hostile_catalogue(server: EngineServer) -> dict[str, tuple[str, str | None]]:
