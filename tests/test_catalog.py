@@ -328,9 +328,7 @@ def test_help_defaults_match_the_code_that_uses_them():
     score = {p.name: p.default for p in command.commands["score"].params}
     assert (score["batch_size"], score["workers"]) == tuple(defaults.SCORE.values())
     train = {p.name: p.default for p in command.commands["train"].params}
-    from classifier.config import Machine, ModelConfig, TrainConfig
-
-    from classifier.config import RECIPE_OPTIONS, resolve_recipe
+    from classifier.config import RECIPE_OPTIONS, Machine, ModelConfig, TrainConfig, resolve_recipe
 
     machine, model = Machine(), ModelConfig()
     # The recipe's options default to None: each takes the value of the recipe that the
