@@ -149,10 +149,7 @@ def held_out_accuracy(home: Path, model_id: int, held: dict[str, Path]) -> float
 def run_arm(work: Path, name: str, arm: str, seed: int, options: dict[str, Any]) -> dict:
     home, held = catalog_of(work, name, shuffled=arm == "shuffled")
     began = time.perf_counter()
-    with curator.open(home) as catalog:
-        outcome = catalog.train(
-            weights="none", include_weak=True, seed=seed, workers=2, **MODELS[name], **options
-        )
+    outcome = _train(home, name, seed, dict(options))
     seconds = time.perf_counter() - began
     result = outcome.result
     cfg = outcome.recipe.cfg
@@ -174,6 +171,30 @@ def run_arm(work: Path, name: str, arm: str, seed: int, options: dict[str, Any])
         "minimum": lr_range.get("minimum"),
         "seconds": round(seconds),
     }
+
+
+def _train(home: Path, name: str, seed: int, options: dict[str, Any]) -> Any:
+    """The library's train() (curator train's rule: the recipe of --weights none, each option
+    given in its place), without the per-epoch checkpoints and the report: on these small
+    sets, writing the weights, the best weights and the optimizer's state after each epoch
+    takes longer than the epoch, and no run here is ever resumed."""
+    from classifier.config import Machine, ModelConfig
+    from curator.learn.training import choose_recipe, train_model
+
+    lr_auto = options.get("lr") == "auto"
+    if lr_auto:
+        options.pop("lr")
+    with curator.open(home) as catalog:
+        return train_model(
+            catalog.db,
+            home,
+            model_cfg=ModelConfig(**MODELS[name]),
+            recipe=choose_recipe("none", lr_auto=lr_auto, include_weak=True, seed=seed, **options),
+            machine=Machine(workers=2),
+            restart=True,
+            report=False,
+            checkpoints=False,
+        )
 
 
 def arms_of(args: argparse.Namespace, name: str) -> list[tuple[str, dict[str, Any]]]:

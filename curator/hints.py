@@ -23,7 +23,7 @@ COMMAND_LINE: Hints = {
     ),
     UnknownModel: "; see curator models",
     NoPredictions: ": train a model and run curator score",
-    NoIndependentPredictions: ": run curator score --folds 5",
+    NoIndependentPredictions: ": run curator score --folds auto",
     DefaultModelUnscored: ": run curator score",
 }
 

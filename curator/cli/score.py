@@ -85,7 +85,7 @@ def score_command(
 
         curator score
         curator score --folds auto
-        curator score --folds 5
+        curator score --folds 3
         curator score --shard 2/4 --device cuda:1
         curator score ~/new-photos --out predictions.csv
         curator score ~/new-photos --add --out predictions.jsonl

@@ -202,6 +202,7 @@ def _train(
         machine=Machine(device=config.device, workers=config.workers),
         on_progress=on_progress,
         restart=True,
+        checkpoints=False,  # the demo is rebuilt on each run, never resumed
     )
     shown = "model.pt of round 1" if start else config.weights
     result.recipes[name.removeprefix("training ")] = recipe.line(weights_shown=shown)
