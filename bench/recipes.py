@@ -9,7 +9,7 @@ The sets (each imported into a catalog of its own with folder labels, which spli
 80/10/10 by near-duplicate group; a held-out set of other pictures scores each model):
 
 * couples: the demo's generated couples (curator.demo.synthetic), 200 per class in the
-  catalog, 100 per class held out; resnet18 at 80 px.
+  catalog (``--per-class``), half as many held out; resnet18 at 80 px.
 * sketches: ink sketches of landscapes under a sun or a rain cloud (bench/sketches.py), the
   same counts; resnet18 at 96 px.
 * lfw: real photographs, scikit-image's data.lfw_subset(): 100 face crops and 100 non-face
@@ -61,6 +61,10 @@ HAND: dict[str, dict[str, Any]] = {
     "sketches": {"epochs": 30},
     "lfw": {"epochs": 40},
 }
+#: Pictures per class of the drawn sets, in the catalog and held out (--per-class).
+PER_CLASS = [200, 100]
+#: DataLoader processes (--workers).
+WORKERS = [2]
 #: What curator train did before recipes, on random weights.
 OLD = {"epochs": 15, "batch_size": 48, "lr": 3e-4, "augment": "reference", "patience": 3}
 
@@ -68,7 +72,7 @@ OLD = {"epochs": 15, "batch_size": 48, "lr": 3e-4, "augment": "reference", "pati
 def build_couples(out: Path) -> tuple[list[str], dict[str, Path], dict[str, Path]]:
     from curator.demo.synthetic import CLASSES, clean_collection
 
-    for name, per_class, seed in (("catalog", 200, 11), ("heldout", 100, 12)):
+    for name, per_class, seed in (("catalog", PER_CLASS[0], 11), ("heldout", PER_CLASS[1], 12)):
         clean_collection(out / name, per_class=per_class, seed=seed, base_size=240)
         (out / name / "truth.json").unlink()
     return list(CLASSES), *_folders(out, CLASSES)
@@ -77,8 +81,8 @@ def build_couples(out: Path) -> tuple[list[str], dict[str, Path], dict[str, Path
 def build_sketches(out: Path) -> tuple[list[str], dict[str, Path], dict[str, Path]]:
     from sketches import CLASSES, make_sketches
 
-    make_sketches(out / "catalog", per_class=200, seed=21)
-    make_sketches(out / "heldout", per_class=100, seed=22)
+    make_sketches(out / "catalog", per_class=PER_CLASS[0], seed=21)
+    make_sketches(out / "heldout", per_class=PER_CLASS[1], seed=22)
     return list(CLASSES), *_folders(out, CLASSES)
 
 
@@ -111,12 +115,12 @@ BUILDERS = {"couples": build_couples, "sketches": build_sketches, "lfw": build_l
 
 def catalog_of(work: Path, name: str, shuffled: bool = False) -> tuple[Path, dict[str, Path]]:
     """The set's catalog home (built and imported once) and its held-out folders."""
-    data = work / "data" / name
+    data = work / "data" / (name if name == "lfw" else f"{name}-{PER_CLASS[0]}")
     if not data.exists():
         BUILDERS[name](data)
     classes = sorted(p.name for p in (data / "catalog").iterdir())
     held = {c: data / "heldout" / c for c in classes}
-    home = work / (f"{name}-shuffled" if shuffled else name)
+    home = work / (f"{data.name}-shuffled" if shuffled else data.name)
     if not (home / "catalog.db").exists():
         _import(home, data, classes, shuffled)
     return home, held
@@ -190,7 +194,7 @@ def _train(home: Path, name: str, seed: int, options: dict[str, Any]) -> Any:
             home,
             model_cfg=ModelConfig(**MODELS[name]),
             recipe=choose_recipe("none", lr_auto=lr_auto, include_weak=True, seed=seed, **options),
-            machine=Machine(workers=2),
+            machine=Machine(workers=WORKERS[0]),
             restart=True,
             report=False,
             checkpoints=False,
@@ -229,8 +233,14 @@ def main() -> None:
     parser.add_argument("--arms", default="defaults,hand,auto")
     parser.add_argument("--try", dest="tries", action="append", default=[])
     parser.add_argument("--work", type=Path, help="keep the data and catalogs here")
+    parser.add_argument(
+        "--per-class", type=int, default=200, help="drawn sets: pictures per class (half held out)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader processes")
     parser.add_argument("--out", type=Path, help="append each result as a JSON line here")
     args = parser.parse_args()
+    PER_CLASS[:] = [args.per_class, args.per_class // 2]
+    WORKERS[0] = args.workers
     work = args.work or Path(tempfile.mkdtemp(prefix="curator-recipes-"))
     results = []
     for name in args.sets.split(","):

@@ -217,3 +217,33 @@ def test_bad_recipe_values_are_one_line_and_register_nothing(cli, toy):
         assert result.exit_code == 1 and result.stderr.count("\n") == 1, (args, result.output)
         assert message in result.stderr, (args, result.stderr)
     assert json.loads(cli("models", "--json").stdout) == []
+
+
+def test_folds_auto_takes_what_the_catalog_supports_and_bad_folds_are_one_line(cli, home, tmp_path):
+    for label, warm, base in (("happy", True, 0), ("unhappy", False, 1000)):
+        (tmp_path / label).mkdir()
+        for i in range(16):
+            blob_picture(base + i, warm).save(tmp_path / label / f"{i}.jpg")
+        assert cli("import", tmp_path / label, "--label", label).exit_code == 0
+    trained = cli("train", *FAST, "--include-weak", "--epochs", "1", "--image-size", "32")
+    assert trained.exit_code in (0, 3), trained.output
+    for args, message in (
+        (["--folds", "many"], "--folds 'many': a number of folds from 2 to 20, or auto"),
+        (["--folds", "1"], "--folds 1: needs at least 2 folds"),
+        (["--folds", "21"], "--folds 21: at most 20"),
+        (["--folds", "2", tmp_path], "--folds scores the catalog's labeled images"),
+    ):
+        result = cli("score", "--model", "1", *args)
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+    result = cli("score", "--folds", "auto", "--model", "1", "--workers", "0", "--json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    labeled = sum(f["held_out"] for f in outcome["folds"])
+    assert outcome["count"] == len(outcome["folds"]) == 2 == folds_for(labeled)[0]
+    assert outcome["rule"] == (
+        f"2 folds: one per 20 of the {labeled} labeled groups (at least 2; 5 from 100)"
+    )
+    for fold in outcome["folds"]:  # a fold of ~13 pictures: one step an epoch, so 30 epochs
+        assert fold["epochs"] == 30 and 0 <= fold["val_accuracy"] <= 1
+        assert fold["verdict"] in (CHANCE, LEARNED) and fold["val_images"] > 0

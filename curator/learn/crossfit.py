@@ -178,7 +178,7 @@ def cross_fit(
             catalog, home, k, folds, seed, labeled, finished.get(k), plans.get(k),
             model_cfg=model_cfg,
             training={**training, "cross_fit_of": base_id},
-            device=device,
+            machine=Machine(device=device, workers=workers),
             on_progress=on_progress,
         )  # fmt: skip
         scored = score_catalog(
@@ -232,14 +232,14 @@ def _fold_model(
     *,
     model_cfg: ModelConfig,
     training: dict[str, Any],
-    device: str,
+    machine: Machine,
     on_progress: Callable[[FoldProgress], None],
 ) -> tuple[int, LoadedModel, list[Example]]:
     """Fold k's model and the images it is to score: the model kept from an earlier run
     (and the images labeled since that fall in its fold and that it did not train on), or a
     new one trained on the fold's plan (and its held-out fold)."""
     if kept is not None:
-        loaded = load_registered(catalog, home, kept, device=device)
+        loaded = load_registered(catalog, home, kept, device=machine.device)
         seen_by_model = loaded.train_ids | loaded.val_ids
         held = [
             e
@@ -250,10 +250,12 @@ def _fold_model(
     assert plan is not None
     recipe = fold_recipe(training, len(plan.splits["train"]))
     fold = {"cross_fit_of": training["cross_fit_of"], "fold": k, "folds": folds}
-    model_id = _train_fold(
-        catalog, home, model_cfg, recipe, fold, plan, Machine(device=device), on_progress
+    model_id = _train_fold(catalog, home, model_cfg, recipe, fold, plan, machine, on_progress)
+    return (
+        model_id,
+        load_registered(catalog, home, model_id, device=machine.device),
+        plan.splits["test"],
     )
-    return model_id, load_registered(catalog, home, model_id, device=device), plan.splits["test"]
 
 
 def _plan_folds(
