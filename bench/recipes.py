@@ -18,13 +18,14 @@ The sets (each imported into a catalog of its own with folder labels, which spli
   starts at 32), so they are written upsampled to 32 x 32 (bicubic); resnet18 at 32 px.
 
 Every arm trains from random weights (--weights none: no ImageNet download here) with the
-model settings above and the library's train(), which takes curator train's rule: the
-recipe's value for every option not given. ``defaults``: nothing else given; ``auto``:
-``lr="auto"``; ``hand``: the settings in `HAND`, found by trying others on seed 0 (the
-README lists what was tried); ``old``: the defaults before recipes (the ImageNet recipe's
-values on random weights, patience 3, early stopping also on the plateau);  ``shuffled``:
-the defaults on the set with its labels shuffled (what a model at chance looks like: the
-val accuracies of its epochs and its verdict). ``--try SET:K=V,...`` adds an arm.
+model settings above, through curator train's rule (`choose_recipe`: the recipe's value for
+every option not given), without per-epoch checkpoints or a report. ``defaults``: nothing
+else given; ``auto``: ``lr="auto"``; ``hand``: the settings in `HAND`, the candidate for the
+best hand-set values (twice the epochs or more; not a search); ``old``: the values curator
+train used on random weights before recipes (the ImageNet recipe's, patience 3; its patience
+now counts only once val accuracy has left chance); ``shuffled``: the defaults on the set with
+its labels shuffled (what a model at chance looks like: the val accuracies of its epochs and
+its verdict). ``--try SET:K=V,...`` adds an arm. docs/training.md has the figures.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "sketches": {"backbone": "resnet18", "image_size": 96},
     "lfw": {"backbone": "resnet18", "image_size": 32},
 }
-#: The best settings found by hand on seed 0 (see the README's training section).
+#: The hand-set candidate each set is compared with: more epochs than the recipe's 15.
 HAND: dict[str, dict[str, Any]] = {
     "couples": {"epochs": 30},
     "sketches": {"epochs": 30},
