@@ -180,17 +180,14 @@ def test_a_run_that_cannot_learn_is_flagged_and_never_the_default(cli, unlearnab
 
 
 def test_lr_auto_trains_at_the_rate_its_range_test_found(cli, toy):
-    # Small steps at 32 px: the sweep's 100 steps cost about one epoch of the toy set.
-    result = cli(
-        "train", *FAST, *SMALL, "--epochs", "1", "--batch-size", "4", "--lr", "auto", "--json",
-    )  # fmt: skip
+    result = cli("train", *FAST, *SMALL, "--epochs", "1", "--lr", "auto", "--json")
     assert result.exit_code in (0, 3), result.output
     report = json.loads(result.stdout)
     assert result.exit_code == (3 if report["verdict"]["verdict"] == "chance" else 0)
     found = report["lr_range"]["chosen"]
     assert math.isfinite(found) and 1e-6 < found < 1 and report["lr_range"]["steps"] >= 10
     first = result.stderr.splitlines()[0]
-    assert first.startswith("recipe: from scratch (--weights none): epochs 1 (given), batch 4")
+    assert first.startswith("recipe: from scratch (--weights none): epochs 1 (given), batch 16")
     assert f", lr {format_lr(found)} (--lr auto: its range test), " in first
     folder = Path(report["folder"])
     meta = load_model(folder / "model.pt")[1]
