@@ -205,12 +205,17 @@ def test_the_chosen_default_is_what_scoring_the_queues_and_grad_cam_use(home):
     assert ok(home, "explain", "1", "--out", home.parent / "why")["model"] == TRAINED
     assert gradcam_model(home) == TRAINED
     # A model trained later does not replace the one chosen, and says so.
-    trained = ok(home, "train", "--include-weak", *FAST, "--epochs", "1", "--seed", "7")
+    result = run(home, "train", "--include-weak", *FAST, "--epochs", "1", "--seed", "7", "--json")
+    trained = json.loads(result.stdout)
+    # One epoch may leave it at chance (exit status 3): then it can never be the default.
+    learned = trained["verdict"]["verdict"] == "learned"
+    assert result.exit_code == (0 if learned else 3), result.output
     assert trained["model"] == 7 and trained["default"] == TRAINED
     assert default_of(home) == (TRAINED, True)
-    # Until the newest is asked for again.
-    assert ok(home, "models", "--default", "newest") == {"default": 7, "chosen": False}
-    assert default_of(home) == (7, False)
+    # Until the newest is asked for again: the newest that learned.
+    newest = 7 if learned else SECOND
+    assert ok(home, "models", "--default", "newest") == {"default": newest, "chosen": False}
+    assert default_of(home) == (newest, False)
     assert "the newest finished one" in run(home, "models").stdout
 
 
@@ -223,7 +228,11 @@ def test_remove_deletes_its_own_files_and_predictions_and_nothing_else(home, tmp
     (folder / "link-to-a-file").symlink_to(outside / "keep.txt")
     (folder / "link-to-a-folder").symlink_to(outside)
     (folder / "link-to-model-1").symlink_to(other)
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in other.iterdir()}
+    before = {
+        str(p.relative_to(other)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in other.rglob("*")
+        if p.is_file()
+    }
     ok(home, "models", "--default", "2")
     assert gradcam_model(home) == SECOND and uncertain_models(home) == {SECOND}
     catalog = open_catalog(url(home))  # leave model 2's Grad-CAM in the cache this time
@@ -242,7 +251,11 @@ def test_remove_deletes_its_own_files_and_predictions_and_nothing_else(home, tmp
     assert not os.path.lexists(folder) and not (home / "cache" / "explain" / "2").exists()
     assert (outside / "keep.txt").read_text() == "not the model's"
     assert (outside / "deeper" / "keep.txt").read_text() == "nor this"
-    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in other.iterdir()}
+    after = {
+        str(p.relative_to(other)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in other.rglob("*")
+        if p.is_file()
+    }
     assert after == before
     assert rows(home, count, m=2) == [(0,)] and rows(home, count, m=1) == [(kept,)]
     assert rows(home, "SELECT id FROM models WHERE id = 2") == []
