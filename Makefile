@@ -18,6 +18,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The review page is tested in Debian's Chromium (never a downloaded browser).
 browser:
@@ -33,8 +34,13 @@ postgres:
 	  else echo "PostgreSQL is missing: sudo apt-get install postgresql (its tests are skipped)"; fi; }
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
+# A test process killed by a signal: where it was, from the frames it wrote to .pytest-crash.log.
 pytest: $(STAMP) browser postgres
-	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	CURATOR_TEST_CRASH_LOG=$(CURDIR)/.pytest-crash.log $(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -gt 128 ] && [ -s .pytest-crash.log ]; then \
+	  echo "the test process died by signal $$((rc - 128)); its frames:"; \
+	  grep -v "^Extension modules" .pytest-crash.log | head -60; fi; \
+	if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 test: lint pytest
 
@@ -45,8 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/review_speed.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/score_throughput.py
+	$(BIN)/python bench/export_formats.py
 	$(BIN)/python bench/active_learning.py
 	$(BIN)/python bench/load_million.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .pytest-crash.log

@@ -7,7 +7,10 @@ On a generated folder of about 1-megapixel JPEGs (1152 x 864, made once and kept
 
 * curator: ``import_paths`` into a fresh catalog: full decode, validation, sha256, pHash and
   mirror pHash, content-addressed storage, thumbnail, catalog rows, near-duplicate check;
-* imagededup: ``PHash().encode_images(image_dir, num_enc_workers=N)``: hashing alone.
+* imagededup: ``PHash().encode_images(image_dir, num_enc_workers=N)``: hashing alone;
+* curator without the image properties (`curator.ingest.properties.measure` skipped in that
+  process only), to state what measuring them at ingest costs (``curator check``);
+  ``--no-peer`` times only the two imports, without imagededup.
 
 Interpreter start and module imports are left out of both. imagededup is installed only for
 this benchmark, beside the project rather than in it:
@@ -42,6 +45,9 @@ from curator.config import load_settings
 from curator.ingest.importer import import_paths
 from db.catalog import open_catalog
 home, folder, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if sys.argv[4:] == ["bare"]:  # the same import without the image properties, to cost them
+    import curator.ingest.imaging as imaging
+    imaging.measure = lambda thumb, width, height: None
 settings = load_settings(home=home)
 catalog = open_catalog(settings.db_url)
 t = time.perf_counter()
@@ -103,18 +109,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-peer", action="store_true", help="leave imagededup out")
     args = parser.parse_args()
-    if not (SITE / "imagededup").is_dir():
+    if not args.no_peer and not (SITE / "imagededup").is_dir():
         raise SystemExit(
             f"imagededup is not installed for the benchmark; see {__file__}'s docstring"
         )
     folder = ensure_images(args.images)
-    ours, theirs = [], []
-    for _ in range(args.repeat):  # alternate, so that drifting load hits both alike
-        with tempfile.TemporaryDirectory(dir=BENCH) as home:
-            seconds, added = run(OURS, home, str(folder), str(args.workers))
-        assert added == args.images, f"curator imported {added} of {args.images}"
-        ours.append(args.images / seconds)
+    ours, bare, theirs = [], [], []
+    for _ in range(args.repeat):  # alternate, so that drifting load hits all alike
+        for times, extra in ((ours, ()), (bare, ("bare",))):
+            with tempfile.TemporaryDirectory(dir=BENCH) as home:
+                seconds, added = run(OURS, home, str(folder), str(args.workers), *extra)
+            assert added == args.images, f"curator imported {added} of {args.images}"
+            times.append(args.images / seconds)
+        if args.no_peer:
+            continue
         seconds, encoded = run(
             THEIRS, str(folder), str(args.workers), env={"PYTHONPATH": str(SITE)}
         )
@@ -124,20 +134,30 @@ def main() -> None:
         "images": args.images,
         "workers": args.workers,
         "curator_import_per_s": round(statistics.median(ours), 1),
-        "imagededup_phash_per_s": round(statistics.median(theirs), 1),
+        "without_properties_per_s": round(statistics.median(bare), 1),
     }
-    result["ratio"] = round(result["curator_import_per_s"] / result["imagededup_phash_per_s"], 2)
+    result["properties_cost"] = round(1 - statistics.median(ours) / statistics.median(bare), 3)
+    if theirs:
+        result["imagededup_phash_per_s"] = round(statistics.median(theirs), 1)
+        result["ratio"] = round(
+            result["curator_import_per_s"] / result["imagededup_phash_per_s"], 2
+        )
     if args.json:
         print(json.dumps(result))
         return
-    ours_s, theirs_s = result["curator_import_per_s"], result["imagededup_phash_per_s"]
     print(f"{args.images} JPEGs of 1152 x 864, {args.workers} worker processes")
     print(f"images per second, median of {args.repeat} runs each, alternating:")
+    ours_s, bare_s = result["curator_import_per_s"], result["without_properties_per_s"]
     print(f"  curator import (decode, validate, 2 hashes, store, thumbnail, rows) {ours_s:>7.1f}/s")
-    print(
-        f"  imagededup PHash().encode_images (hashing only)                     {theirs_s:>7.1f}/s"
-    )
-    print(f"  ratio: {result['ratio']:.2f}x")
+    print(f"  the same without the image properties                              {bare_s:>7.1f}/s")
+    print(f"  image properties cost: {result['properties_cost'] * 100:.1f} % of throughput")
+    if theirs:
+        theirs_s = result["imagededup_phash_per_s"]
+        print(
+            f"  imagededup PHash().encode_images (hashing only)                     "
+            f"{theirs_s:>7.1f}/s"
+        )
+        print(f"  ratio: {result['ratio']:.2f}x")
 
 
 if __name__ == "__main__":

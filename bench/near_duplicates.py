@@ -8,7 +8,11 @@ Makes N random 64-bit hashes plus 1 % planted near copies (1 to `radius` bits fl
   memory, and a check that every planted pair was found; beside it, a bare NumPy brute-force
   scan timed on a slice of the rows in the same run and scaled to all pairs;
 * the same with mirror hashes (2N hashes, as `curator dedup` runs);
-* one new hash against the N (`NearIndex.query`), against a bare vectorised scan.
+* one new hash against the N (`NearIndex.query`), against a bare vectorised scan;
+* with ``--windows K``: the crop join ``curator dedup`` adds (`curator.ingest.crops`): the
+  2N whole-frame and mirror hashes against N x K window hashes within the window radius
+  (`near_pairs_cross`), timed beside the mirror self-join of the same run (the ratio is what
+  crops add to the join; the pixel verification of the few candidates comes on top).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curator.ingest.hashindex import NearIndex, near_pairs, popcount
+from curator.ingest.hashindex import NearIndex, near_pairs, near_pairs_cross, popcount
 
 
 def peak_rss_mb() -> float:
@@ -56,6 +60,7 @@ def main() -> None:
     parser.add_argument("--radius", type=int, default=8)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--windows", type=int, default=0, help="window hashes per image")
     args = parser.parse_args()
     hashes, src, dst = planted(args.n, args.radius)
     n = hashes.size
@@ -109,6 +114,18 @@ def main() -> None:
         "scan_ms_median": round(statistics.median(scans) * 1000, 3),
     }
     result["lookup_speedup"] = round(result["scan_ms_median"] / result["lookup_ms_median"], 1)
+    if args.windows:
+        from curator.ingest.crops import WINDOW_THRESHOLD
+
+        windows = np.random.default_rng(2).integers(0, 2**64, n * args.windows, dtype=np.uint64)
+        t = time.perf_counter()
+        found = near_pairs_cross(
+            np.concatenate([hashes, mirrors]), windows, WINDOW_THRESHOLD, workers=args.workers
+        )
+        result["crop_join_s"] = round(time.perf_counter() - t, 2)
+        result["crop_candidates"] = len(found)
+        result["crop_join_peak_rss_mb"] = round(peak_rss_mb(), 1)
+        result["crop_join_ratio"] = round(result["crop_join_s"] / mirror_join_s, 1)
     if args.json:
         print(json.dumps(result))
         return
@@ -128,6 +145,13 @@ def main() -> None:
         f"  one lookup among {n:,}: {result['lookup_ms_median']:.3f} ms median; "
         f"bare vectorised scan {result['scan_ms_median']:.2f} ms -> {result['lookup_speedup']:.0f}x"
     )
+    if args.windows:
+        print(
+            f"  crop join, {2 * n:,} hashes against {n * args.windows:,} windows: "
+            f"{result['crop_join_s']:.2f} s ({result['crop_join_ratio']:.1f}x the mirror "
+            f"self-join), {result['crop_candidates']:,} candidates, peak memory "
+            f"{result['crop_join_peak_rss_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -189,6 +189,28 @@ class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
         return tensor, self.examples[index].label
 
 
+class ModelInputs(Dataset[tuple[torch.Tensor, int]]):
+    """A `CatalogDataset` for code of one's own: (float32 CHW tensor normalised as the trunk
+    expects, as `normalize_batch` does for a batch, class index) per example, or the uint8
+    pictures themselves with ``normalized=False``. ``classes`` names the indices and
+    ``image_ids`` says which image each example is."""
+
+    def __init__(self, pictures: CatalogDataset, classes: list[str], normalized: bool = True):
+        self.pictures, self.classes, self.normalized = pictures, classes, normalized
+        self.image_ids = [e.image_id for e in pictures.examples]
+        self._mean = torch.tensor(images.MEAN).view(3, 1, 1)
+        self._std = torch.tensor(images.STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.pictures)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        tensor, label = self.pictures[index]
+        if self.normalized:
+            tensor = (tensor.float() - self._mean) / self._std
+        return tensor, label
+
+
 def _seeded(transform: v2.Transform, tensor: torch.Tensor, seed: int) -> torch.Tensor:
     """Apply a random transform with torch's CPU generator seeded for this one call (a GPU's
     generators are left alone); in the main process, the caller's CPU random state is

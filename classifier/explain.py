@@ -13,6 +13,7 @@ picture: the neurons that decide are the bright ones far from the diagonal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ def explain(model: DeepConnection, picture: Image.Image, size: int, fit: str) ->
             features = model.forward_features(x.float())  # (1, C, h, w): the last block
             features.retain_grad()
             logits = model.forward_head(features)  # (1, K)
-            cams = []
+            cams: list[np.ndarray] = []
             for k in range(logits.shape[1]):
                 features.grad = None
                 logits[0, k].backward(retain_graph=k + 1 < logits.shape[1])
@@ -216,16 +217,16 @@ def activation_figure(result: Explanation) -> Image.Image:
     return image
 
 
-def _to_image(fig: object, *, tight: bool = False) -> Image.Image:
+def _to_image(fig: Any, *, tight: bool = False) -> Image.Image:
     import io
 
     buffer = io.BytesIO()
     extra = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
-    fig.savefig(  # type: ignore[attr-defined]
+    fig.savefig(
         buffer,
         format="png",
         facecolor=fig.get_facecolor(),
-        **extra,  # type: ignore[attr-defined]
+        **extra,
     )
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")

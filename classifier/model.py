@@ -153,7 +153,7 @@ def load_backbone_weights(model: DeepConnection, state: dict[str, torch.Tensor])
             f"(first: {lacking[0]}); are they weights of that architecture?"
         )
     for index, name in enumerate(_TRUNK_PARTS):
-        model.trunk[index].load_state_dict(getattr(net, name).state_dict())
+        model.trunk.get_submodule(str(index)).load_state_dict(getattr(net, name).state_dict())
     return sum(len(getattr(net, name).state_dict()) for name in _TRUNK_PARTS)
 
 

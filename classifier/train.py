@@ -65,7 +65,8 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """AdamW, without decay on biases and normalisation; fused into one kernel per step on
     CPUs and CUDA GPUs (about 3x faster than per-tensor updates on a 20 M parameter model)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
     return torch.optim.AdamW(

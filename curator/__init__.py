@@ -6,7 +6,8 @@ From Python (a notebook, a script), what the commands do:
 
     catalog = curator.open("~/couples")
     catalog.import_paths(["~/Pictures/happy"], label="happy")
-    catalog.images(split="train")
+    catalog.images(split="train")                    # a DataFrame
+    catalog.torch_dataset(split="train", size=224)  # (tensor, class index) for torch
     catalog.train(backbone="resnet18", image_size=128, weights="none")
     catalog.score()
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from db.queues import DefaultModelUnscored, NoIndependentPredictions, NoPredictions
 from db.registry import NoModel, NoModelLearned, UnknownModel
+from db.vectors import NoVectors
 
 #: A hint is added to the error's message as written, its leading punctuation included.
 Hints = Mapping[type, str]
@@ -25,6 +26,7 @@ COMMAND_LINE: Hints = {
     NoPredictions: ": train a model and run curator score",
     NoIndependentPredictions: ": run curator score --folds auto",
     DefaultModelUnscored: ": run curator score",
+    NoVectors: ": run curator embed",
 }
 
 #: What the review page adds: the same, but that a model is needed there to explain.

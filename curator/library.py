@@ -5,7 +5,8 @@
     catalog = curator.open("~/couples")               # a home folder (CURATOR_HOME if none)
     catalog.import_paths(["~/Pictures/happy"], label="happy")
     catalog.dedup()
-    rows = catalog.images(split="train")              # with labels, splits, predictions
+    rows = catalog.images(split="train")              # a DataFrame: labels, predictions
+    pictures = catalog.torch_dataset(split="train", size=224)  # (tensor, class index)
     model = catalog.train(backbone="resnet18", image_size=128, weights="none", epochs=8)
     catalog.score()                                   # predictions for the review queues
     catalog.queue("uncertain", limit=20)
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from db.catalog import Catalog as Database
 from db.catalog import open_catalog
 
 if TYPE_CHECKING:
+    from classifier.data import ModelInputs
     from curator.learn.training import TrainOutcome
 
 
@@ -103,6 +105,29 @@ class Catalog:
         label: str | None = None,
         status: str | None = "active",
         model: int | None = None,
+    ) -> Any:
+        """The images as a table: a pandas DataFrame when pandas is installed, else a list of
+        dicts, one row per image with the fields of `ImageRow` (``path`` as a string).
+        The filters are those of `image_rows`."""
+        from dataclasses import asdict
+
+        rows = [
+            {**asdict(r), "path": str(r.path)}
+            for r in self.image_rows(split=split, label=label, status=status, model=model)
+        ]
+        try:
+            import pandas
+        except ImportError:
+            return rows
+        return pandas.DataFrame(rows, columns=list(ImageRow.__dataclass_fields__))
+
+    def image_rows(
+        self,
+        *,
+        split: str | None = None,
+        label: str | None = None,
+        status: str | None = "active",
+        model: int | None = None,
     ) -> list[ImageRow]:
         """The images (active ones by default; ``status=None`` for duplicates too), with
         their group's label and the default model's (or ``model``'s) prediction."""
@@ -138,6 +163,37 @@ class Catalog:
                 )
             )
         return out
+
+    def torch_dataset(
+        self,
+        *,
+        split: str = "train",
+        size: int = 224,
+        augment: str = "none",
+        fit: str = "pad",
+        include_weak: bool = False,
+        normalized: bool = True,
+    ) -> ModelInputs:
+        """A torch Dataset of (picture tensor, class index) for one split, chosen and decoded
+        as curator train does: one picture per near-duplicate group (its active
+        representative), people's labels (and weak ones with ``include_weak``), groups people
+        disagree on left out; each picture decoded, oriented and fitted to ``size`` (``fit``:
+        pad, crop or stretch) and augmented (``augment``: none, light or reference). Its
+        ``classes`` name the indices, in the catalog's order."""
+        from classifier.data import SPLITS, CatalogDataset, ModelInputs, augmentation
+        from curator.learn.examples import catalog_examples
+
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}")
+        classes = self.classes()
+        with self.db.reading() as session:
+            examples = catalog_examples(
+                session, home=self.home, classes=classes, include_weak=include_weak
+            )
+        pictures = CatalogDataset(
+            examples.splits[split], size=size, fit=fit, augment=augmentation(augment)
+        )
+        return ModelInputs(pictures, classes, normalized=normalized)
 
     def show(self, ref: int | str) -> dict[str, Any]:
         """Everything about one image, as `curator show --json` prints it."""
@@ -210,7 +266,9 @@ class Catalog:
         """`curator dedup`: near-duplicate groups over the whole catalog; returns its summary."""
         from curator.ingest.dedup import DEFAULT_THRESHOLD, run_dedup
 
-        _plan, summary = run_dedup(self.db, threshold=threshold or DEFAULT_THRESHOLD)
+        _plan, summary = run_dedup(
+            self.db, threshold=threshold or DEFAULT_THRESHOLD, home=self.home
+        )
         return summary
 
     def label(
@@ -246,7 +304,7 @@ class Catalog:
 
         parts: dict[type, dict[str, Any]] = {ModelConfig: {}, TrainConfig: {}, Machine: {}}
         for key, value in settings.items():
-            owner = next((c for c in parts if key in c.__dataclass_fields__), None)
+            owner = next((c for c in parts if key in {f.name for f in fields(c)}), None)
             if owner is None or key == "lr_auto":
                 raise TypeError(f"train() got an unknown setting {key!r}")
             parts[owner][key] = value
@@ -276,6 +334,32 @@ class Catalog:
         device = options.pop("device", "auto")
         loaded = load_registered(self.db, self.home, model, device=device)
         return score_catalog(self.db, self.home, loaded, rescore=rescore, **options)
+
+    def embed(
+        self, *, embedder: str = "model", model: int | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """`curator embed`: every active image as a vector (``embedder``: model, imagenet or
+        clip; ``clip_model`` and ``device`` choose further), and the outlier and clusters
+        queues brought up to date; returns the counts."""
+        from curator.learn.embedding import embed_catalog, load_embedder
+
+        chosen = {k: options.pop(k) for k in ("clip_model", "device") if k in options}
+        loaded = load_embedder(self.db, self.home, embedder, model_ref=model, **chosen)
+        return embed_catalog(self.db, self.home, loaded, **options)
+
+    def similar(self, ref: int | str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """`curator similar`: the pictures most like an image (id, sha256 prefix or a file),
+        nearest first, each with its similarity."""
+        from curator.learn.neighbours import similar
+
+        _id, found = similar(self.db, self.home, str(ref), limit=limit)
+        return [n.as_dict() for n in found]
+
+    def search(self, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """`curator search`: the pictures the words describe (CLIP vectors)."""
+        from curator.learn.neighbours import text_search
+
+        return [n.as_dict() for n in text_search(self.db, self.home, text, limit=limit)]
 
     def cross_fit(
         self, *, folds: int | None = None, model: int | None = None, **options: Any

@@ -47,7 +47,7 @@ TIMEOUT_ENV = "CURATOR_DB_TIMEOUT"
 WRITE_LOCK_KEY = 0x6375726174  # "curat"
 #: The newest migration. A catalog already there is opened without loading Alembic at all;
 #: tests/test_catalog.py checks that this is the head of alembic/versions.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0009"
 
 
 def migrations_dir() -> Path:
@@ -257,10 +257,6 @@ def _upgrade(engine: Engine, *, create: bool, read_only: bool, where: str) -> No
         command.upgrade(alembic_config(conn), "head")
 
 
-#: The first bytes of every SQLite database file.
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that reads a SQLite file and never writes it, nor anything beside it."""
     uri = "file:" + quote(os.fsencode(path))
@@ -280,15 +276,12 @@ def _check_existing(path: Path) -> None:
     without writing a byte (opening it as a catalog would switch its journal to WAL)."""
     if not path.is_file():
         raise NotACatalog(f"no catalog file at {path}")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise CatalogError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not head:
+    if not os.access(path, os.R_OK):
+        raise CatalogError(f"cannot read {path}: permission denied")
+    # Read by SQLite, never by an open() of ours: closing any descriptor of a file drops
+    # every POSIX lock this process holds on it, those of its open connections included.
+    if path.stat().st_size == 0:
         raise NotACatalog(f"{path} is an empty file, not a catalog")
-    if head != SQLITE_HEADER:
-        raise NotACatalog(f"{path} is not a SQLite database, so not a catalog")
     try:
         conn = connect_read_only(path)
         try:
@@ -296,6 +289,8 @@ def _check_existing(path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise NotACatalog(f"{path} is not a SQLite database, so not a catalog") from None
         raise NotACatalog(f"{path} cannot be read as a SQLite database ({exc})") from None
     if not {"alembic_version", "images"} <= names:
         raise NotACatalog(f"{path} is a SQLite database without curator's tables, not a catalog")
@@ -368,7 +363,7 @@ def open_catalog(url: str, *, create: bool = True) -> Catalog:
         engine.dispose()
         error = translate(exc, timeout_ms)
         if error is exc:
-            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else str(exc)
             error = CatalogError(f"cannot open the catalog at {parsed!r}: {reason}")
         raise error from exc
     return Catalog(engine=engine, url=url, timeout_ms=timeout_ms, read_only=read_only)

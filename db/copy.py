@@ -6,7 +6,8 @@ empty as it was, and running it again starts over. The source is read in one sna
 catalog in use is copied as it stood at one moment. Before committing, both sides are counted
 and digested table by table (every column of every row, in key order); any difference rolls the
 copy back. The tallies are not copied: the destination's triggers count the rows as they
-go in, and the copy checks that they come to the source's.
+go in, and the copy checks that they come to the source's. Nor are the embeddings: the copy
+has none until ``curator embed`` makes its own.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class TableCopy:
 #: Kept by the destination's own triggers as the rows go in, not copied.
 DERIVED = frozenset({"tallies"})
 
+#: Not copied: their rows name vector files in the source's home, and two catalogs writing
+#: to one file would mix their images; the copy embeds afresh (``curator embed``).
+LEFT_BEHIND = frozenset({"embeddings", "embedded"})
+
 
 def tables() -> list[Table]:
     """The catalog's tables to copy, each after the tables it refers to."""
-    return [t for t in Base.metadata.sorted_tables if t.name not in DERIVED]
+    return [t for t in Base.metadata.sorted_tables if t.name not in DERIVED | LEFT_BEHIND]
 
 
 def _utc(value: datetime) -> datetime:
@@ -64,6 +69,8 @@ def _canonical(value: Any) -> str:
         return _utc(value).isoformat()
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, bytes | memoryview):  # BLOB on SQLite, BYTEA on PostgreSQL
+        return bytes(value).hex()
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -108,7 +115,7 @@ def _copy_table(
     # A row may point at a later row of its own table (an image's duplicate_of): those links
     # are written once every row is in.
     selfrefs = _self_references(table)
-    (key,) = table.primary_key.columns if selfrefs else (None,)
+    key: Any = next(iter(table.primary_key.columns)) if selfrefs else None
     links: list[dict[str, Any]] = []
     done = 0
     for batch in _batches(src, table, BATCH):

@@ -56,7 +56,7 @@ def refresh(session: Session, image_ids: Iterable[int]) -> int:
     )
 
     def read(ids: Iterable[int]) -> dict[int, Any]:
-        out = {}
+        out: dict[int, Any] = {}
         for chunk in _chunks(sorted(ids)):
             out.update(
                 (r.id, r) for r in session.execute(select(*columns).where(Image.id.in_(chunk)))
@@ -73,7 +73,8 @@ def refresh(session: Session, image_ids: Iterable[int]) -> int:
         for member, rep in session.execute(
             select(Image.id, Image.duplicate_of).where(Image.duplicate_of.in_(chunk))
         ):
-            groups[rep].append(member)
+            if rep is not None:
+                groups[rep].append(member)
     labels = current_labels(session, image_ids=[i for g in groups.values() for i in g])
     changes: list[dict] = []
     for rep, group in groups.items():
@@ -119,7 +120,7 @@ def _groups(session: Session, labels: dict[int, CurrentLabel]) -> dict[int, list
     )
     groups: dict[int, list[int]] = {}
     for image_id in labels:
-        groups.setdefault(representative_of.get(image_id, image_id), []).append(image_id)
+        groups.setdefault(representative_of.get(image_id) or image_id, []).append(image_id)
     return groups
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select
@@ -307,6 +308,16 @@ def image_locators(session: Session) -> Iterator[tuple[int, str]]:
     return ((image_id, locator) for image_id, locator in rows if image_id is not None)
 
 
+def image_provenance(session: Session) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """(image id, locator, engine, query) of every source that holds an image, in order."""
+    rows = session.execute(
+        select(Source.image_id, Source.locator, Source.engine, Source.query)
+        .where(Source.image_id.is_not(None))
+        .order_by(Source.id)
+    )
+    return ((i, loc, engine, query) for i, loc, engine, query in rows if i is not None)
+
+
 def sources_of(session: Session, *, image_id: int) -> list[Source]:
     return list(
         session.scalars(select(Source).where(Source.image_id == image_id).order_by(Source.id))
@@ -374,12 +385,12 @@ def change_image(
     image: Image,
     run_id: int,
     status: str | None = None,
-    duplicate_of: int | type[Ellipsis] | None = ...,
+    duplicate_of: int | EllipsisType | None = ...,
     split: str | None = None,
 ) -> ImageChange | None:
     """Set an image's status, duplicate_of and split, keeping the old values for an undo."""
     new_status = image.status if status is None else status
-    new_dup = image.duplicate_of if duplicate_of is ... else duplicate_of
+    new_dup = image.duplicate_of if isinstance(duplicate_of, EllipsisType) else duplicate_of
     new_split = image.split if split is None else split
     if (new_status, new_dup, new_split) == (image.status, image.duplicate_of, image.split):
         return None
@@ -394,7 +405,7 @@ def change_image(
         split_after=new_split,
     )
     touch(session, [image.id, image.duplicate_of, new_dup])  # the old group and the new
-    image.status, image.duplicate_of, image.split = new_status, new_dup, new_split  # type: ignore[assignment]
+    image.status, image.duplicate_of, image.split = new_status, new_dup, new_split
     session.add(change)
     return change
 

@@ -397,7 +397,8 @@ def group_labels(session: Session) -> dict[int, CurrentLabel]:
         )
     )
     return {
-        image_id: CurrentLabel(label=label, origin=origin, event_id=event)
+        # The three columns are kept together: a labeled group has its origin and event.
+        image_id: CurrentLabel(label=label or "", origin=origin or "", event_id=event or 0)
         for image_id, label, origin, event in rows
     }
 

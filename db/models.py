@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -249,3 +250,68 @@ class Prediction(Base):
     #: True when the model trained on this image: its opinion of that label is not independent.
     in_sample: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Embedding(Base):
+    """A set of vectors: one embedder at one version, over the catalog's images. The vectors
+    are in a file beside the catalog (``folder``, relative to the home); ``count`` says how
+    many of its rows are whole, so that rows written past it by an interrupted run are
+    written again, never read."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (Index("ix_embeddings_embedder_version", "embedder", "version", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    embedder: Mapped[str] = mapped_column(String(32))  # model, imagenet, clip
+    version: Mapped[str] = mapped_column(String(255))  # which weights, exactly
+    dim: Mapped[int] = mapped_column(Integer)
+    dtype: Mapped[str] = mapped_column(String(16))  # of the file: float16 or float32
+    folder: Mapped[str] = mapped_column(String(255))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    #: How many rows the outlier scores and clusters were computed over (0: not yet).
+    scored: Mapped[int] = mapped_column(Integer, default=0)
+    clusters: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Embedded(Base):
+    """One image's row in an embedding's file, and what its neighbours say of it."""
+
+    __tablename__ = "embedded"
+    __table_args__ = (
+        Index("ix_embedded_outlier", "embedding_id", "outlier", "image_id"),
+        Index("ix_embedded_cluster", "embedding_id", "cluster", "centre_distance"),
+    )
+
+    embedding_id: Mapped[int] = mapped_column(ForeignKey("embeddings.id"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer)
+    #: Mean cosine distance to its nearest neighbours (cleanlab's out-of-distribution score).
+    outlier: Mapped[float | None] = mapped_column(Float)
+    cluster: Mapped[int | None] = mapped_column(Integer)
+    centre_distance: Mapped[float | None] = mapped_column(Float)
+
+
+class ImageProperty(Base):
+    """What one picture looks like, in numbers measured from its thumbnail at ingest
+    (curator/ingest/properties.py): what the health checks (``curator check``) and the
+    ``issue:`` review queues compare with their thresholds."""
+
+    __tablename__ = "image_properties"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(16))
+    sharpness: Mapped[float] = mapped_column(Float)
+    brightness_p5: Mapped[float] = mapped_column(Float)
+    brightness_p50: Mapped[float] = mapped_column(Float)
+    brightness_p95: Mapped[float] = mapped_column(Float)
+    contrast: Mapped[float] = mapped_column(Float)
+    entropy: Mapped[float] = mapped_column(Float)
+    colourfulness: Mapped[float] = mapped_column(Float)
+    aspect: Mapped[float] = mapped_column(Float)
+    #: The original's shorter side in pixels.
+    short_side: Mapped[int] = mapped_column(Integer)
+    graphic: Mapped[float] = mapped_column(Float)
+    #: pHashes of sub-regions, 8 bytes each: a cropped copy's hash finds its original.
+    windows: Mapped[bytes] = mapped_column(LargeBinary)

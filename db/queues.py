@@ -14,7 +14,9 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
   likely first (self-confidence, as in confident learning); only predictions of models that
   did not train on the image count, so a model's memory of a wrong label cannot hide it;
 * ``weak-disagree``: the same for labels that came from a search query, the first thing to
-  look at after a crawl.
+  look at after a crawl;
+* ``outlier`` and ``clusters``: by the pictures' vectors (db/vectors.py), the groups without
+  a human label farthest from their neighbours first, and one cluster a page.
 
 Every item is a group's representative (an active image) with its duplicates listed, so a
 decision about it is a decision about the whole group (see `db.labels.group_labels`). A
@@ -35,12 +37,16 @@ from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image, Model, Prediction
 from db.predictions import has_predictions, latest_predictions
+from db.properties import ISSUE_QUEUES, issue_queue_counts, issue_ranking
 from db.registry import default_model
 from db.tallies import tallies
+from db.vectors import cluster_members, outlier_ranking, vector_counts
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
 RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
-QUEUES = (*ID_QUEUES, *RANKED_QUEUES)
+VECTOR_QUEUES = ("outlier", "clusters")
+#: issues, issue:blurry, ...: db/properties.py ranks them, worst first.
+QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *VECTOR_QUEUES, *ISSUE_QUEUES)
 
 
 class UnknownQueue(CatalogError):
@@ -196,7 +202,9 @@ def review_queue(
     ranked queues, the ``next`` of the page before)."""
     if name not in QUEUES:
         raise UnknownQueue(name)
-    if name in RANKED_QUEUES:
+    if name in VECTOR_QUEUES:
+        page = _vector_page(session, name, limit, after)
+    elif name in RANKED_QUEUES or name in ISSUE_QUEUES:
         page = _ranked_page(session, name, limit, _cursor(after))
     else:
         page = _id_page(session, name, limit, int(after))
@@ -232,6 +240,8 @@ def ranking(session: Session, name: str) -> list[tuple[int, float]]:
     """(image id, score) of a ranked queue, first to review first."""
     if name == "uncertain":
         return _uncertain(session, limit=None, cursor=None)
+    if name in ISSUE_QUEUES:
+        return issue_ranking(session, name=name)
     return _self_confidence(session, name)
 
 
@@ -369,6 +379,42 @@ def _ranked_page(
     return QueuePage(items, f"{score!r}:{last}")
 
 
+def _vector_page(session: Session, name: str, limit: int, after: int | str) -> QueuePage:
+    """outlier: ranked like the queues above; clusters: one cluster a page (``after``: the
+    number of the cluster before), its members nearest its centre first."""
+    if name == "clusters":
+        number, chosen, more = cluster_members(session, after=int(after or 0))
+        return QueuePage(_in_order(session, chosen[:limit]), number if more else None)
+    ranked, cursor = outlier_ranking(session), _cursor(after)
+    if cursor is not None:
+        ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
+    items = _in_order(session, [image_id for image_id, _score in ranked[:limit]])
+    if len(ranked) <= limit:
+        return QueuePage(items, None)
+    last, score = ranked[limit - 1]
+    return QueuePage(items, f"{score!r}:{last}")
+
+
+def items_of(session: Session, chosen: list[int]) -> list[QueueItem]:
+    """Queue items of these active images, in this order (an inactive one is left out), with
+    their predictions: the similar pictures and the text searches of the review page."""
+    items = _in_order(session, chosen)
+    _attach_predictions(session, items)
+    return items
+
+
+def _in_order(session: Session, chosen: list[int]) -> list[QueueItem]:
+    rows = {
+        r.id: r
+        for r in session.execute(
+            select(*_COLUMNS).where(Image.id.in_(chosen), Image.status == ACTIVE)
+        )
+    }
+    chosen = [c for c in chosen if c in rows]
+    groups = _duplicates_of(session, chosen)
+    return [_item(rows[c], _label_of(rows[c]), groups[c]) for c in chosen]
+
+
 def _attach_predictions(
     session: Session, items: list[QueueItem], *, independent_first: bool = True
 ) -> None:
@@ -409,6 +455,8 @@ def queue_counts(session: Session) -> dict[str, int | None]:
             or 0
         ),
         "conflicts": count_conflicts(session),
+        **vector_counts(session),
+        **issue_queue_counts(session),
     }
     if not has_predictions(session):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}

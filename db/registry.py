@@ -170,7 +170,8 @@ def get_model(session: Session, *, ref: int | None = None) -> Model:
 def delete_model(session: Session, *, model_id: int) -> int:
     """Delete a model's row and its predictions (their only trace in the catalog: no count is
     kept of them), and un-choose it as the default; return how many predictions went."""
-    gone = session.execute(delete(Prediction).where(Prediction.model_id == model_id)).rowcount
+    result = session.execute(delete(Prediction).where(Prediction.model_id == model_id))
+    gone = int(getattr(result, "rowcount", 0) or 0)
     session.execute(delete(Model).where(Model.id == model_id))
     if chosen_default(session) == model_id:
         choose_default(session, None)

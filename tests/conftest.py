@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import shutil
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 from typer.testing import CliRunner
@@ -18,6 +20,21 @@ from tests.helpers import pg
 from tests.helpers.training import blob_picture
 
 BACKENDS = ("sqlite", "postgresql")
+
+
+_CRASH_LOG: list[IO[str]] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    # `make pytest` names a file for the frames of a crash (a signal that kills this process):
+    # written there whole, the Makefile shows where it was last, not cut off above a list of
+    # the loaded extension modules.
+    crash_log = os.environ.get("CURATOR_TEST_CRASH_LOG")
+    if crash_log:
+        _CRASH_LOG.append(open(crash_log, "w"))  # noqa: SIM115 (open until the process ends)
+        faulthandler.enable(file=_CRASH_LOG[0], all_threads=True)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -136,11 +153,6 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Imports run worker processes; keep them to the cores the machine has.
-    os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
 @pytest.fixture

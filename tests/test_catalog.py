@@ -308,6 +308,9 @@ def test_help_defaults_match_the_code_that_uses_them():
 
     assert asdict(Limits()) == defaults.LIMITS
     assert tuple(ENGINES) == defaults.ENGINE_NAMES
+    from db.properties import ISSUES
+
+    assert tuple(ISSUES) == defaults.ISSUE_NAMES
     # And the commands offer them: each option's default is the settings' own.
     from typer.main import get_command
 
@@ -327,6 +330,13 @@ def test_help_defaults_match_the_code_that_uses_them():
     assert crawl["retries"] == policy.retries
     score = {p.name: p.default for p in command.commands["score"].params}
     assert (score["batch_size"], score["workers"]) == tuple(defaults.SCORE.values())
+    import inspect
+
+    from curator.formats import export_format
+
+    export = {p.name: p.default for p in command.commands["export"].params}
+    shard_mb = inspect.signature(export_format).parameters["shard_mb"].default
+    assert export["shard_size"] == shard_mb == defaults.EXPORT_SHARD_MB
     train = {p.name: p.default for p in command.commands["train"].params}
     from classifier.config import RECIPE_OPTIONS, Machine, ModelConfig, TrainConfig, resolve_recipe
 
@@ -342,3 +352,19 @@ def test_help_defaults_match_the_code_that_uses_them():
     assert (train["workers"], train["cache_mb"], train["image_size"]) == (
         machine.workers, machine.cache_mb, model.image_size,
     )  # fmt: skip
+
+
+def test_a_command_that_has_returned_leaves_no_connection_open(cli, home, tmp_path):
+    # Several commands in one process (a program, a notebook, this suite): each closes its
+    # catalog and thumbnail connections as it ends. SQLite removes a WAL file when the last
+    # connection to its database closes, so none may be left beside either file.
+    from tests.helpers import imagefiles as f
+
+    for i in range(3):
+        f.jpeg(tmp_path / "in" / f"{i}.jpg", f.texture(i, (96, 64)))
+    commands = (("import", tmp_path / "in", "--label", "happy"), ("stats",), ("check",))
+    for args in (*commands, ("queue", "new")):
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        left = sorted(p.name for p in home.iterdir() if p.name.endswith(("-wal", "-shm")))
+        assert left == [], (args, left)

@@ -204,13 +204,14 @@ def test_a_copy_killed_half_way_leaves_the_destination_empty_and_runs_again(
     proc = spawn(command, stdout=-1, stderr=-1, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        # Wait until the copy is writing (its transaction holds the catalog's write lock).
-        held = rows(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+        # Wait until the copy is writing rows (the schema is in; its one transaction is not
+        # committed): another connection's latest statement is an INSERT.
+        writing = rows(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND query ILIKE 'INSERT INTO%'",
             pg,
         )[0][0]
-        if held:
+        if writing:
             time.sleep(0.3)
             break
         time.sleep(0.05)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from curator.defaults import ISSUE_NAMES
+
 
 def test_a_reduced_demo_runs_the_whole_job(cli, tmp_path):
     home = tmp_path / "demo home"  # a space: the browse command is quoted for a shell
@@ -51,6 +53,15 @@ def test_a_reduced_demo_runs_the_whole_job(cli, tmp_path):
     assert len(curve) == noise["ranked_by_disagree"] and curve == sorted(curve)
     assert curve[noise["top_10pct"] - 1] == noise["wrong_in_top_10pct"]
     assert curve[-1] == noise["wrong_in_ranking"] <= noise["wrong_weak_labels"]
+    # The outlier queue, by round 1's trunk, against the off-topic pictures planted.
+    outliers = found["outliers"]
+    assert outliers["off_topic"] == planted["off_topic"] > 0
+    assert outliers["looked_at"] == 2 * outliers["off_topic"]
+    assert 0 <= outliers["found"] <= outliers["off_topic"]
+    assert 0 < review["from_outlier"] <= review["looked_at"] - review["from_disagree"]
+    with sqlite3.connect(home / "catalog.db") as db:
+        [(embedder, version)] = db.execute("SELECT embedder, version FROM embeddings").fetchall()
+        assert embedder == "model" and version.startswith("model 1 of ")
     # Recounted from the catalog and the truth: the reviewer labeled each image it looked at
     # as the truth has it, and the wrong labels it fixed are the query labels it overruled.
     by_file = {row["file"]: row for row in truth}
@@ -80,8 +91,12 @@ def test_a_reduced_demo_runs_the_whole_job(cli, tmp_path):
         "Accuracy on the test split",
         "Grad-CAM",
         "The same on real data",
+        "Health (curator check)",
     ):
         assert heading in page
+    # The catalog's health: a count per issue type, as curator check gives it.
+    health = found["health"]
+    assert set(health["counts"]) == set(ISSUE_NAMES) and health["leaks"] >= 0
     names = ("confusion-round1.png", "confusion-round2.png", "noise-found.png")
     for name in (*names, *found["explained"]):
         assert name in page

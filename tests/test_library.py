@@ -26,11 +26,11 @@ def test_a_notebook_imports_trains_and_scores_through_the_library(tmp_path, monk
             assert counts["added"] + counts["near_duplicate"] == 24
             added += counts["added"]
         assert catalog.dedup()["changed"] == 0
-        rows = catalog.images()
+        rows = catalog.image_rows()
         assert len(rows) == added and {r.label for r in rows} == {"happy", "unhappy"}
-        assert len(catalog.images(status=None)) == 48
+        assert len(catalog.image_rows(status=None)) == 48
         assert all(r.path.is_file() and r.predicted is None for r in rows)
-        train = catalog.images(split="train", label="happy")
+        train = catalog.image_rows(split="train", label="happy")
         assert train and all(r.split == "train" and r.label == "happy" for r in train)
         assert catalog.stats()["images"]["active"] == added
         outcome = catalog.train(
@@ -41,7 +41,7 @@ def test_a_notebook_imports_trains_and_scores_through_the_library(tmp_path, monk
         assert [m["id"] for m in catalog.models()] == [outcome.model_id]
         scored = catalog.score(workers=0)
         assert scored["scored"] == added
-        rows = catalog.images()
+        rows = catalog.image_rows()
         assert all(r.predicted in ("happy", "unhappy") and 0.5 <= r.confidence <= 1 for r in rows)
         assert len(catalog.queue("uncertain", limit=5)) == 5
         first = rows[0].id

@@ -71,7 +71,13 @@ def without_home(text: str, home: Path) -> str:
 def test_a_read_only_catalog_serves_stats_show_queue_and_export(cli, writable, read_only):
     work = read_only.parent
     before = fingerprint(read_only)
-    for args in (["stats", "--json"], ["show", "9", "--json"], ["queue", "new", "--json"]):
+    for args in (
+        ["stats", "--json"],
+        ["show", "9", "--json"],
+        ["queue", "new", "--json"],
+        ["check", "--json"],
+        ["queue", "issues", "--json"],
+    ):
         expected = cli(*args)
         assert expected.exit_code == 0
         found = curator(read_only, *args, cwd=work)
@@ -114,6 +120,7 @@ def test_a_read_only_catalog_serves_stats_show_queue_and_export(cli, writable, r
         ["dedup", "--undo", "--run", "3"],
         ["dedup", "--undo", "--run", "1"],
         ["review", "--no-browser", "--port", "0"],
+        ["check", "--set", "blurry=0.05"],
     ],
 )
 def test_a_command_that_writes_says_read_only_in_one_line(read_only, args):

@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from curator.config import load_settings
+from curator.defaults import ISSUE_NAMES
 from curator.ingest.thumbs import ThumbStore
 from db.catalog import open_catalog
 from tests.helpers import imagefiles as f
@@ -58,7 +59,11 @@ def test_state_lists_classes_keys_and_queues(catalog_home):
         "u": "unhappy",
         "x": "reject",
     }
-    assert state["queues"] == {
+    queues = dict(state["queues"])
+    issues = {k: queues.pop(k) for k in list(queues) if k == "issues" or k.startswith("issue:")}
+    assert set(issues) == {"issues", *(f"issue:{name}" for name in ISSUE_NAMES)}
+    assert all(isinstance(n, int) and 0 <= n <= issues["issues"] for n in issues.values())
+    assert queues == {
         "new": 10,
         "weak": 6,
         "all": 10,
@@ -67,7 +72,10 @@ def test_state_lists_classes_keys_and_queues(catalog_home):
         "uncertain": None,
         "disagree": None,
         "weak-disagree": None,
+        "outlier": None,
+        "clusters": None,
     }
+    assert state["why"]["outlier"] == "needs the pictures' vectors: run curator embed"
 
 
 def test_queues_page_and_group(catalog_home):

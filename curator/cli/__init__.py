@@ -9,14 +9,17 @@ import typer
 
 from curator import __version__
 from curator.cli import catalog as catalog_commands
+from curator.cli import check as check_commands
 from curator.cli import crawl as crawl_commands
 from curator.cli import db as db_commands
 from curator.cli import demo as demo_commands
+from curator.cli import embed as embed_commands
 from curator.cli import explain as explain_commands
 from curator.cli import models as models_commands
 from curator.cli import review as review_commands
 from curator.cli import score as score_commands
 from curator.cli import train as train_commands
+from curator.cli.common import close_opened_catalogs
 from curator.cli.helptext import render_helps
 from curator.config import load_settings
 
@@ -65,15 +68,18 @@ def root(
     ),
 ) -> None:
     ctx.obj = load_settings(home=home, db_url=db_url)
+    ctx.call_on_close(close_opened_catalogs)
 
 
 catalog_commands.register(app)
+check_commands.register(app)
 crawl_commands.register(app)
 review_commands.register(app)
 train_commands.register(app)
 models_commands.register(app)
 score_commands.register(app)
 explain_commands.register(app)
+embed_commands.register(app)
 demo_commands.register(app)
 db_commands.register(app)
 # Written as plain text, rendered as Markdown: placeholders and example lines kept as written.

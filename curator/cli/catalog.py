@@ -1,9 +1,9 @@
-"""Catalog commands: import, dedup, stats, show, export, classes."""
+"""Catalog commands: import, stats, show, export (curator/cli/export.py), classes (dedup:
+curator/cli/dedup.py)."""
 
 from __future__ import annotations
 
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,17 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
+from curator.cli.dedup import dedup_command
+from curator.cli.export import export_command
+from curator.defaults import REJECT_HELP
 from curator.display import escape_controls, escape_controls_in
-from curator.export import export_csv, export_imagefolder
 from curator.ingest import dedup as dedup_lib
+from curator.ingest.health import parse_issue_list, reject_limits
 from curator.ingest.imaging import Limits
 from curator.ingest.importer import ImportProgress, import_paths, some_names
-from curator.runs import tracked_run
 from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
-from db.images import changes_of_run
 from db.labels import current_labels
-from db.runs import latest_run, run_by_id, runs_of_kind
 from db.settings import check_class_names, get_classes, set_classes
 
 
@@ -117,6 +117,9 @@ def import_command(
     max_pixels: int = typer.Option(Limits.max_pixels, help="Refuse images with more pixels."),
     max_bytes: int = typer.Option(Limits.max_bytes, help="Refuse files larger than this."),
     min_side: int = typer.Option(Limits.min_side, help="Refuse images with a shorter side."),
+    reject_issues: str | None = typer.Option(
+        None, "--reject-issues", help=REJECT_HELP, metavar="ISSUE,ISSUE"
+    ),
     workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -131,10 +134,13 @@ def import_command(
 
         curator import ~/Pictures/couples/happy --label happy
         curator import photo1.jpg photo2.png --json
+        curator import ~/Downloads --reject-issues small,low-information
     """
     settings = settings_of(ctx)
+    refused = parse_issue_list(reject_issues) if reject_issues is not None else []
     catalog = open_settings_catalog(settings)
     limits = Limits(max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
+    limits = reject_limits(catalog, limits, refused)
     started = time.monotonic()
     with progress_bar("importing", None) as update:
 
@@ -157,106 +163,6 @@ def import_command(
         print_json(counts)
     else:
         _print_import_summary(counts, time.monotonic() - started, limits)
-
-
-def dedup_command(
-    ctx: typer.Context,
-    threshold: int = threshold_option(dedup_lib.DEFAULT_THRESHOLD),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Show what would change; change nothing."
-    ),
-    undo: bool = typer.Option(False, "--undo", help="Put back what the last dedup run changed."),
-    run_id: int | None = typer.Option(
-        None, "--run", help="With --undo: the run to undo (an import's grouping, too)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-) -> None:
-    """Group near-duplicate images and keep one of each group active.
-
-    Images whose perceptual hashes (or mirrored hashes) lie within the threshold form a group;
-    the one with the most pixels (then the oldest) stays active, the others are marked
-    duplicate. Group members share one split. Nothing is deleted, and --undo reverts a run:
-    the last dedup run, or --run N (an import's grouping, too). A run already undone is said
-    to be so, and nothing changes (exit 0).
-
-    Example:
-
-        curator dedup --dry-run
-        curator dedup --threshold 8
-        curator dedup --undo
-    """
-    if run_id is not None and not undo:
-        fail(f"--run names the run to undo: curator dedup --undo --run {run_id}")
-    catalog = open_settings_catalog(settings_of(ctx))
-    if undo:
-        _undo_dedup(catalog, run_id, as_json)
-        return
-    plan, summary = dedup_lib.run_dedup(catalog, threshold=threshold, dry_run=dry_run)
-    if as_json:
-        print_json({**summary, "groups_list": plan.groups})
-        return
-    stdout.print(f"near-duplicate threshold: {threshold} bits of 64")
-    stdout.print(
-        f"{plan.images} images; {len(plan.groups)} groups holding {summary['in_groups']} images"
-    )
-    verb = "would mark" if dry_run else "marked"
-    stdout.print(
-        f"{verb} {summary['to_duplicate']} as duplicate and {summary['to_active']} as active"
-        f" ({summary['changed']} changes)" + ("; nothing was changed" if dry_run else "")
-    )
-    if "run" in summary:
-        stdout.print(
-            f"run {summary['run']}; undo with: curator dedup --undo --run {summary['run']}"
-        )
-
-
-def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
-    with catalog.reading() as session:
-        if run_id is None:
-            run = latest_run(session, kind="dedup")
-        else:
-            run = run_by_id(session, run_id=run_id)
-        undone_by = None if run is None else _undone_by(session, run.id)
-    if run is None:
-        fail(f"no run {run_id} to undo" if run_id else "no dedup run to undo")
-    if undone_by is not None:
-        # The same state as undoing it again would leave: not an error (exit 0), nothing done.
-        if as_json:
-            print_json({"undone_run": run.id, "already_undone_by": undone_by, "reverted": 0})
-        else:
-            stdout.print(
-                f"{run.kind} run {run.id} was already undone (by run {undone_by}); "
-                "nothing was changed"
-            )
-        return
-    with tracked_run(catalog, kind="dedup-undo", params={"undo_run": run.id}) as undo_run:
-        with catalog.writing() as session:
-            reverted, conflicts, regrouped = dedup_lib.undo_run(
-                session, run_id=run.id, undo_run_id=undo_run.id
-            )
-        counts = {"reverted": reverted, "conflicts": conflicts, "regrouped": regrouped}
-        undo_run.counts = counts
-    if as_json:
-        print_json({"undone_run": run.id, **counts})
-        return
-    stdout.print(f"undid {run.kind} run {run.id}: {reverted} image changes put back")
-    if conflicts:
-        stdout.print(f"{conflicts} images changed again since then were left as they are")
-    if regrouped:
-        stdout.print(f"{regrouped} images that joined those groups later were regrouped")
-
-
-def _undone_by(session: Any, run_id: int) -> int | None:
-    """The undo run that put back what run ``run_id`` changed, unless that undo was itself
-    undone since (then the run's changes stand again); None when nothing undid it."""
-    for undo in runs_of_kind(session, kind="dedup-undo"):
-        if (undo.params or {}).get("undo_run") != run_id:
-            continue
-        # Done, or stopped after its one write transaction committed: it changed images.
-        took = undo.status == "done" or bool(changes_of_run(session, run_id=undo.id))
-        if took and _undone_by(session, undo.id) is None:
-            return undo.id
-    return None
 
 
 def stats_command(
@@ -391,80 +297,6 @@ def _print_group(group: dict[str, Any]) -> None:
         label = f"{m['label']} ({m['origin']})" if m["label"] else "unlabeled"
         stdout.print(
             f"    {m['id']:>8}  {m['sha256'][:12]}  {m['width']} x {m['height']}  {role:<9} {label}"
-        )
-
-
-class ExportFormat(StrEnum):
-    imagefolder = "imagefolder"
-    csv = "csv"
-
-
-def export_format_for(out: Path) -> ExportFormat:
-    """The format an export without --format writes: what OUT's name says."""
-    return ExportFormat.csv if out.suffix.lower() == ".csv" else ExportFormat.imagefolder
-
-
-def export_command(
-    ctx: typer.Context,
-    out: Path = typer.Argument(..., help="A folder (imagefolder) or a .csv file (csv)."),
-    fmt: ExportFormat | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help="imagefolder or csv (default: csv for a name ending in .csv, else imagefolder).",
-    ),
-    copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them."),
-    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
-) -> None:
-    """Export labeled images as an ImageFolder tree, or every image as CSV.
-
-    imagefolder writes OUT/<split>/<label>/<sha256>.<ext> for each active image with a class
-    label, loadable by torchvision.datasets.ImageFolder; exporting again into the same folder
-    brings it up to date. A folder that is not empty and holds no earlier export, a damaged
-    manifest, or split and class folders that are symbolic links are refused, nothing touched.
-    csv writes one row per image with its label, split, hashes and sources. The format follows
-    OUT's name unless --format says otherwise: OUT ending in .csv is a CSV file, anything else
-    a folder (--format imagefolder exports into a folder even when its name ends in .csv).
-
-    Example:
-
-        curator export ./couples-dataset
-        curator export couples.csv
-    """
-    fmt = fmt or export_format_for(out)
-    settings = settings_of(ctx)
-    catalog = open_settings_catalog(settings)
-    with catalog.reading() as session:
-        if fmt is ExportFormat.csv:
-            result = export_csv(session, home=settings.home, out=out)
-        else:
-            with progress_bar("exporting", None) as update:
-                result = export_imagefolder(
-                    session,
-                    home=settings.home,
-                    out=out,
-                    link=not copy,
-                    on_progress=lambda done, total: update(done, total=total),
-                )
-    if as_json:
-        print_json({"out": str(out), **result})
-        return
-    shown = escape_controls(out)
-    if fmt is ExportFormat.csv:
-        stdout.print(f"wrote {result['rows']} rows to {shown}")
-        return
-    stdout.print(f"exported {result['files']} images to {shown}")
-    for key, value in result.items():
-        if "/" in key:  # split/class
-            stdout.print(f"  {escape_controls(key):<24}{value:>7}")
-    if result.get("removed"):
-        stdout.print(f"  removed {result['removed']} files that no longer belong")
-    if result.get("missing_files"):
-        stdout.print(f"  {result['missing_files']} stored files were missing and skipped")
-    if result.get("conflicts"):
-        stdout.print(
-            f"  {result['conflicts']} groups left out: people labeled their members "
-            "differently (curator review --queue conflicts)"
         )
 
 

@@ -65,8 +65,26 @@ def settings_of(ctx: typer.Context) -> Settings:
     return root.obj
 
 
+#: The catalogs opened by the command running in this process, closed when it ends.
+_opened: list[Catalog] = []
+
+
 def open_settings_catalog(settings: Settings) -> Catalog:
-    return open_catalog(settings.db_url)
+    """The catalog the settings name, closed when the command that opened it ends.
+
+    Closed, not left to the garbage collector: a connection kept open by a command that has
+    returned (as in a program or test that runs several in one process) holds the catalog's
+    shared-memory file mapped, and another process that finds the file unused may truncate it
+    under that mapping."""
+    catalog = open_catalog(settings.db_url)
+    _opened.append(catalog)
+    return catalog
+
+
+def close_opened_catalogs() -> None:
+    """Close what `open_settings_catalog` opened (the root command's context calls it)."""
+    while _opened:
+        _opened.pop().dispose()
 
 
 def default_author() -> str:

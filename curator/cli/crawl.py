@@ -17,13 +17,14 @@ from curator.cli.common import (
     conflict_note,
     default_author,
     handle_errors,
+    open_settings_catalog,
     print_json,
     settings_of,
     stderr,
     stdout,
     threshold_option,
 )
-from curator.defaults import CRAWL, DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS
+from curator.defaults import CRAWL, DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS, REJECT_HELP
 from curator.display import escape_controls, escape_controls_in
 
 #: Seconds between two progress lines when stderr is not a terminal (a log file, a pipe).
@@ -242,6 +243,9 @@ def crawl_command(
     max_bytes: int = typer.Option(LIMITS["max_bytes"], help="Refuse larger downloads."),
     max_pixels: int = typer.Option(LIMITS["max_pixels"], help="Refuse images with more pixels."),
     min_side: int = typer.Option(LIMITS["min_side"], help="Refuse images with a shorter side."),
+    reject_issues: str | None = typer.Option(
+        None, "--reject-issues", help=REJECT_HELP, metavar="ISSUE,ISSUE"
+    ),
     ignore_noai: bool = typer.Option(
         False, "--ignore-noai", help="Also keep images whose X-Robots-Tag says noai."
     ),
@@ -284,12 +288,18 @@ def crawl_command(
         curator crawl urls.txt --engine urls --label unhappy
         curator crawl example.com --engine greedy --max 50
         curator crawl "happy couple" --retry-failed
+        curator crawl "happy couple" --reject-issues small,low-information
     """
     from curator.crawl.http import FetchPolicy
     from curator.crawl.runner import CrawlOptions, crawl
+    from curator.ingest.health import parse_issue_list, reject_limits
     from curator.ingest.imaging import Limits
 
     settings = settings_of(ctx)
+    refused = parse_issue_list(reject_issues) if reject_issues is not None else []
+    limits = Limits(max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
+    if refused:
+        limits = reject_limits(open_settings_catalog(settings), limits, refused)
     options = CrawlOptions(
         engine=engine,
         max_images=max_images,
@@ -308,7 +318,7 @@ def crawl_command(
             respect_noai=not ignore_noai,
             allow_private=allow_private,
         ),
-        limits=Limits(max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side),
+        limits=limits,
         flickr_key=flickr_key or os.environ.get("FLICKR_API_KEY"),
         max_pages=max_pages,
         trust_env=use_proxy_env,

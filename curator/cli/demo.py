@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -63,7 +64,7 @@ def demo_command(
 
     settings = settings_of(ctx)
     demo_home = (home or settings.home / "demo").expanduser().absolute()
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {
             "per_class": per_class,
@@ -95,7 +96,7 @@ def _run(demo_home: Path, config: Any) -> Any:
         console=stderr,
         transient=True,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def progress(description: str, done: int, total: int | None, status: str) -> None:
         if description not in tasks:

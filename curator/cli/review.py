@@ -8,6 +8,7 @@ import time
 import urllib.request
 import webbrowser
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 import typer
@@ -30,7 +31,14 @@ from curator.runs import tracked_run
 from db.catalog import display_url, read_only_error
 from db.errors import CatalogError, UnknownClass
 from db.images import find_image
-from db.labels import check_author, check_label, count_events, current_labels, label_images
+from db.labels import (
+    check_author,
+    check_label,
+    count_events,
+    current_labels,
+    label_images,
+    latest_event,
+)
 from db.queues import QUEUES, review_queue
 from db.settings import REJECT, get_classes
 
@@ -126,8 +134,19 @@ def review_command(
                 run.counts = {"decisions": count_events(session, run_id=run.id)}
 
 
-def _label_rows(path: Path) -> list[tuple[int, str, str, str | None]]:
-    """(line, image reference, label, author) from a CSV with a header."""
+class LabelRow(NamedTuple):
+    """One decision to record: where it was given (a CSV line, a Label Studio task), the
+    image (id or sha256), the label, its author, and what is wrong with it if already known."""
+
+    where: str
+    ref: str
+    label: str
+    author: str | None
+    problem: str | None = None
+
+
+def _label_rows(path: Path) -> list[LabelRow]:
+    """The decisions of a CSV with a header."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -140,8 +159,8 @@ def _label_rows(path: Path) -> list[tuple[int, str, str, str | None]]:
                 )
             author_field = fields.get("author")
             return [
-                (
-                    line,
+                LabelRow(
+                    f"line {line}",
                     (row[ref_field] or "").strip(),
                     (row[fields["label"]] or "").strip(),
                     (row[author_field] or "").strip() or None if author_field else None,
@@ -175,21 +194,40 @@ def _row_problems(
     return image_id, problems
 
 
+def _label_studio_rows(path: Path) -> list[LabelRow]:
+    """The decisions of a Label Studio JSON export (its annotators as authors)."""
+    from curator.formats.labelstudio import read_annotations
+
+    return [
+        LabelRow(a.where, a.sha256 or "", a.label or "", a.author, a.problem)
+        for a in read_annotations(path)
+    ]
+
+
+def _on_record(session: Session, image_id: int, label: str, author: str) -> bool:
+    """Whether this person's latest decision about the image is already this label."""
+    latest = latest_event(session, image_id=image_id, origin="human")
+    return latest is not None and latest.label == label and latest.author == author
+
+
 def _resolve_label_rows(
-    session: Session, rows: list[tuple[int, str, str, str | None]], author: str, source: str
+    session: Session, rows: list[LabelRow], author: str, source: str
 ) -> list[tuple[int, str, str]]:
     """(image id, label, author) for each row; raises `BadRows` naming every wrong row, in
     the order given, so that one run shows all there is to fix."""
     allowed = [*get_classes(session), REJECT]
     resolved: list[tuple[int, str, str]] = []
     problems: list[str] = []
-    for line, ref, label, row_author in rows:
-        who = row_author or author
-        image_id, wrong = _row_problems(session, ref, label, who, allowed)
+    for row in rows:
+        who = row.author or author
+        if row.problem is not None:
+            problems.append(f"{row.where}: {row.problem}")
+            continue
+        image_id, wrong = _row_problems(session, row.ref, row.label, who, allowed)
         if wrong:
-            problems.append((f"line {line}: " if line else "") + "; ".join(wrong))
+            problems.append((f"{row.where}: " if row.where else "") + "; ".join(wrong))
         elif image_id is not None:
-            resolved.append((image_id, label, who))
+            resolved.append((image_id, row.label, who))
     if problems:
         what = f"rows of {source}" if source else "of the images given"
         raise BadRows(what, problems, "nothing was recorded")
@@ -203,23 +241,32 @@ def label_command(
     from_csv: Path | None = typer.Option(
         None, "--from-csv", help="CSV with image (id or sha256) and label columns."
     ),
+    from_label_studio: Path | None = typer.Option(
+        None,
+        "--from-label-studio",
+        help="A Label Studio JSON export of tasks curator export --format label-studio wrote: "
+        "each task's latest annotation, by its annotator.",
+    ),
     author: str = typer.Option(default_author(), help="Who the decisions are recorded for."),
     as_json: bool = typer.Option(False, "--json", help="Print what was recorded as JSON."),
 ) -> None:
-    """Record human labels from the command line or a CSV file.
+    """Record human labels from the command line, a CSV file or a Label Studio export.
 
     All rows are checked before anything is written: if any names an unknown image or
     class, has no label or a bad author, every such row is listed (in file order, the first
-    20 and how many more) and nothing is recorded.
+    20 and how many more) and nothing is recorded. From Label Studio (its JSON export), each
+    task's latest annotation that was not skipped is a decision of its annotator (their
+    e-mail); one that still says what the task was exported with is left out as unchanged.
 
     Example:
 
         curator label 12 15 3fa9c1 --as happy
         curator label 40 --as reject --author anna
         curator label --from-csv corrections.csv
+        curator label --from-label-studio project-1-at-2026-05-01.json
     """
-    if bool(refs) == bool(from_csv):
-        fail("give image ids with --as, or --from-csv FILE")
+    if sum(map(bool, (refs, from_csv, from_label_studio))) != 1:
+        fail("give image ids with --as, or --from-csv FILE, or --from-label-studio FILE")
     if refs and as_label is None:
         fail("say which label with --as CLASS (or --as reject)")
     catalog = open_settings_catalog(settings_of(ctx))
@@ -227,14 +274,19 @@ def label_command(
         check_author(author)
         with catalog.reading() as session:
             check_label(session, label=as_label or "")
-    rows = (
-        _label_rows(from_csv)
-        if from_csv
-        else [(0, ref, as_label or "", None) for ref in refs or []]
-    )
+    rows: list[LabelRow]
+    if from_csv:
+        rows = _label_rows(from_csv)
+    elif from_label_studio:
+        rows = _label_studio_rows(from_label_studio)
+    else:
+        rows = [LabelRow("", ref, as_label or "", None) for ref in refs or []]
     recorded: list[dict[str, object]] = []
     with catalog.writing() as session:
-        resolved = _resolve_label_rows(session, rows, author, str(from_csv or ""))
+        source = str(from_csv or from_label_studio or "")
+        resolved = _resolve_label_rows(session, rows, author, source)
+        if from_label_studio:  # an export read again: what is on record already is not new
+            resolved = [r for r in resolved if not _on_record(session, *r)]
         for image_id, label, who in resolved:
             label_images(session, image_ids=[image_id], label=label, author=who)
             recorded.append({"id": image_id, "label": label, "author": who})
@@ -242,8 +294,10 @@ def label_command(
     if as_json:
         print_json({"recorded": recorded})
         return
+    if not recorded:
+        stdout.print(f"no new decisions in {escape_controls(source)}; nothing was recorded")
     for entry in recorded:
-        current = now.get(int(entry["id"]))  # type: ignore[arg-type]
+        current = now.get(int(str(entry["id"])))
         stdout.print(
             f"image {entry['id']}: {escape_controls(entry['label'])} (by "
             f"{escape_controls(entry['author'])}); now "

@@ -172,9 +172,9 @@ class Downloads:
         except FetchError as exc:
             if exc.reason == "stopped":
                 return None
-            info = {"status": exc.status} if exc.status else {}
-            return failure(url, "url", exc.reason, exc.detail, info=info, **self.source(task))
-        info = {
+            status = {"status": exc.status} if exc.status else {}
+            return failure(url, "url", exc.reason, exc.detail, info=status, **self.source(task))
+        info: dict[str, Any] = {
             "status": response.status_code,
             "content_type": response.headers.get("Content-Type"),
         }

@@ -49,7 +49,7 @@ class BingParser(_BingParser):
         soup = BeautifulSoup(response.content.decode("utf-8", "ignore"), "lxml")
         for anchor in soup.select("div.imgpt a[m], a.iusc[m]"):
             try:
-                meta = json.loads(anchor["m"])  # BeautifulSoup has already unescaped it
+                meta = json.loads(str(anchor["m"]))  # BeautifulSoup has already unescaped it
             except (ValueError, TypeError):
                 continue
             if isinstance(meta, dict) and isinstance(meta.get("murl"), str):
@@ -60,7 +60,12 @@ class SafeGoogleParser(GoogleParser):
     def parse(self, response: Any) -> list[Task]:
         found = super().parse(response) or []
         seen: set[str] = set()
-        return [t for t in found if not (t["file_url"] in seen or seen.add(t["file_url"]))]
+        unique = []
+        for task in found:
+            if task["file_url"] not in seen:
+                seen.add(task["file_url"])
+                unique.append(task)
+        return unique
 
 
 class BaiduFeeder(_BaiduFeeder):

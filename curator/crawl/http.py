@@ -135,7 +135,9 @@ class _Adapter(HTTPAdapter):
             num_pools=connections, maxsize=maxsize, block=block, guard=self._guard, **pool_kwargs
         )
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
         original = request.url or ""
@@ -146,12 +148,12 @@ class _Adapter(HTTPAdapter):
             request.url = urlunsplit(
                 (base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, "")
             )
-        if select_proxy(request.url, kwargs.get("proxies")):
+        if select_proxy(request.url or "", kwargs.get("proxies")):
             # The proxy opens the connection, not this machine: the target's addresses can
             # only be checked before the request is sent, and the proxy resolves it again.
             where = urlsplit(request.url)
             port = where.port or (443 if where.scheme == "https" else 80)
-            self._guard.check_name(where.hostname or "", port)
+            self._guard.check_name(str(where.hostname or ""), port)
         response = super().send(request, **kwargs)
         if target:
             response.url = original  # parsers and redirects see the engine's own address

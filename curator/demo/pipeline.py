@@ -6,8 +6,9 @@
 2. A local search engine on 127.0.0.1 (`curator.demo.localsearch`) answering in Bing's format.
 3. The pipeline, through the code a user's commands run: crawl "happy couple" and "unhappy
    couple" -> dedup -> train round 1 on the weak labels -> score the catalog, cross-fit ->
-   a simulated reviewer (who knows the truth) relabels the top of `disagree`, then of
-   `uncertain`, within a budget -> train round 2 -> score a folder of new photos -> Grad-CAM.
+   embed with round 1's trunk -> a simulated reviewer (who knows the truth) relabels the top
+   of `disagree`, then of `outlier`, then of `uncertain`, within a budget -> train round 2 ->
+   score a folder of new photos -> Grad-CAM.
 4. A report: one HTML file with PNG plots, beside the demo catalog.
 """
 
@@ -17,6 +18,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -49,6 +51,18 @@ class _Clock:
         self.name, self.began = name, now
 
 
+def health_of(catalog: Any, home: Path) -> dict[str, Any]:
+    """What curator check says of the catalog: counts per issue type, leaks, entanglements."""
+    from curator.check import check_catalog
+
+    found = check_catalog(catalog, home)
+    return {
+        "counts": found["counts"],
+        "leaks": len(found["leaks"]),
+        "entanglement": found["entanglement"],
+    }
+
+
 def run_demo(
     home: Path,
     config: DemoConfig | None = None,
@@ -75,6 +89,7 @@ def run_demo(
         step("grouping near duplicates over the whole catalog")
         plan, _summary = run_dedup(catalog)
         result.dedup = plan.summary()
+        result.health = health_of(catalog, home)
         truth = _truth_by_image(catalog, {i.file: i for i in items})
         _pipeline(catalog, home, config, result, truth, clock, step, progress)
     finally:
@@ -146,9 +161,13 @@ def _crawl_web(
                 settings,
                 [query],
                 options,
-                on_progress=lambda p, q=query: progress(f"crawling {q!r}", p.added, p.target, ""),
+                on_progress=partial(_crawl_bar, progress, query),
             )
             result.crawl[query] = counts[query]
+
+
+def _crawl_bar(progress: ProgressFn, query: str, p: Any) -> None:
+    progress(f"crawling {query!r}", p.added, p.target, "")
 
 
 def _truth_by_image(catalog: Any, by_file: dict[str, Item]) -> dict[int, Item]:
@@ -234,8 +253,13 @@ def _pipeline(
     model = load_registered(catalog, home, first, device=config.device)
     disagree, uncertain = _rank(catalog, home, config, model, progress)
     _found(result, disagree, wrong)
+    clock.lap("embed")
+    step(f"embedding the catalog with model {first}'s trunk, for the outlier queue")
+    outliers = _outliers(catalog, home, config, first, truth, result)
     clock.lap("review")
-    chosen = _review(catalog, config, result, truth, len(groups), disagree, uncertain, step)
+    chosen = _review(
+        catalog, config, result, truth, len(groups), [disagree, outliers, uncertain], step
+    )
     result.review["wrong_labels_fixed"] = len(set(chosen) & wrong)
     result.review["wrong_labels_left"] = len(wrong - set(chosen))
 
@@ -316,6 +340,23 @@ def _rank(
     return disagree, uncertain
 
 
+def _outliers(
+    catalog: Any,
+    home: Path,
+    config: DemoConfig,
+    model_id: int,
+    truth: dict[int, Item],
+    result: DemoResult,
+) -> list[int]:
+    """The outlier queue by round 1's trunk, and how many off-topic pictures it puts first."""
+    from curator.demo.outliers import off_topic_found, outlier_order
+
+    order = outlier_order(catalog, home, model_id, device=config.device, workers=config.workers)
+    off = {i for i, item in truth.items() if item.kind == "off-topic"}
+    result.outliers = off_topic_found(order, off, seed=config.seed)
+    return order
+
+
 def _found(result: DemoResult, disagree: list[int], wrong: set[int]) -> None:
     """How many of the wrong labels the disagree queue ranks first."""
     top = disagree[: max(1, round(len(disagree) * 0.1))]
@@ -338,27 +379,33 @@ def _review(
     result: DemoResult,
     truth: dict[int, Item],
     groups: int,
-    disagree: list[int],
-    uncertain: list[int],
+    queues: list[list[int]],
     step: Step,
 ) -> list[int]:
-    """A reviewer who knows the truth decides about the top of disagree, then of uncertain,
-    within the budget; returns the images looked at."""
+    """A reviewer who knows the truth decides about the top of disagree, then of outlier,
+    then of uncertain, within the budget; returns the images looked at."""
     from db.labels import label_images
 
+    disagree, outliers, uncertain = queues
     budget = round(groups * config.budget)
     chosen = disagree[: round(budget * config.disagree_share)]
     from_disagree = len(chosen)
     seen = set(chosen)
-    for image_id in uncertain:
-        if len(chosen) >= budget:
-            break
-        if image_id not in seen:
-            chosen.append(image_id)
-            seen.add(image_id)
+    for queue, stop in (
+        (outliers, from_disagree + round(budget * config.outlier_share)),
+        (uncertain, budget),
+    ):
+        for image_id in queue:
+            if len(chosen) >= stop:
+                break
+            if image_id not in seen:
+                chosen.append(image_id)
+                seen.add(image_id)
+        if queue is outliers:
+            from_outlier = len(chosen) - from_disagree
     step(
         f"a simulated reviewer who knows the truth looks at {len(chosen)} images: the top of "
-        "the disagree queue, then of uncertain"
+        "the disagree queue, then of outlier, then of uncertain"
     )
     decisions: dict[str, list[int]] = {}
     for image_id in chosen:
@@ -371,6 +418,7 @@ def _review(
         "budget": budget,
         "looked_at": len(chosen),
         "from_disagree": from_disagree,
+        "from_outlier": from_outlier,
         "decisions": {k: len(v) for k, v in decisions.items()},
     }
     return chosen

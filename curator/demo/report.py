@@ -148,6 +148,28 @@ planted; {pl.get("wrong_labels", 0)} pictures sit under the wrong query.</p>
 <th>rejected</th><th>why</th></tr>{"".join(rows)}</table>
 <p>De-duplication over the whole catalog: {result.dedup.get("groups", 0)} near-duplicate groups
 holding {result.dedup.get("in_groups", 0)} images.</p>
+{_health(result)}"""
+
+
+def _health(result: DemoResult) -> str:
+    """The catalog's health, as curator check gives it."""
+    health = result.health
+    if not health:
+        return ""
+    cells = "".join(
+        f"<tr><td>{esc(str(name))}</td><td>{count}</td></tr>"
+        for name, count in health.get("counts", {}).items()
+    )
+    tangles = "".join(
+        f"<li>{esc(str(f.get('class')))}: {esc(str(f.get('kind')))} "
+        f"{esc(str(f.get('value', f.get('mean', ''))))}</li>"
+        for f in health.get("entanglement", [])
+    )
+    return f"""
+<h3>Health (curator check)</h3>
+<table><tr><th>issue</th><th>images</th></tr>{cells}</table>
+<p>{health.get("leaks", 0)} pairs of near copies across splits.</p>
+{f"<p>Labels entangled with sources or looks:</p><ul>{tangles}</ul>" if tangles else ""}
 """
 
 
@@ -161,10 +183,21 @@ The first 10 % of the <code>disagree</code> queue ({n.get("top_10pct", 0)} image
 {c["folds"]}-fold cross-fitted predictions) held {n.get("wrong_in_top_10pct", 0)} of them:
 {pct(n.get("recall_at_10pct"))} (a random order: about 10 %).</p>
 {figure if curve else ""}
+{_outliers(result.outliers)}
 <p>The simulated reviewer looked at {r.get("looked_at", 0)} images ({r.get("from_disagree", 0)} from
-the top of <code>disagree</code>, the rest from <code>uncertain</code>) and fixed
+the top of <code>disagree</code>, {r.get("from_outlier", 0)} from the top of <code>outlier</code>,
+the rest from <code>uncertain</code>) and fixed
 {r.get("wrong_labels_fixed", 0)} wrong labels; {r.get("wrong_labels_left", 0)} were left.</p>
 """
+
+
+def _outliers(o: dict[str, Any]) -> str:
+    if not o.get("off_topic"):
+        return ""
+    return f"""<p>The web held {o["off_topic"]} off-topic pictures (no people in them). The first
+{o["looked_at"]} of the <code>outlier</code> queue (round 1's trunk, nearest-neighbour
+distance) held {o["found"]} of them: {pct(o.get("share"))}; a random order of the same
+{o["ranked"]} pictures held {o["random_found"]} ({pct(o.get("random_share"))}).</p>"""
 
 
 def _accuracy(result: DemoResult, confusions: str) -> str:

@@ -35,8 +35,10 @@ class DemoConfig:
     folds: int = 2
     #: Share of the catalog's groups the simulated reviewer looks at.
     budget: float = 0.2
-    #: Of the budget, the share spent on the top of `disagree` (the rest: `uncertain`).
+    #: Of the budget, the share spent on the top of `disagree`, then on the top of `outlier`
+    #: (the rest: `uncertain`).
     disagree_share: float = 0.6
+    outlier_share: float = 0.1
     new_photos: int = 50  # per class, scored in bulk at the end
     explain: int = 4
     workers: int = 2
@@ -70,7 +72,11 @@ class DemoResult:
     crawl: dict[str, dict[str, Any]] = field(default_factory=dict)
     planted: dict[str, int] = field(default_factory=dict)
     dedup: dict[str, Any] = field(default_factory=dict)
+    #: The catalog's health after the crawl (curator check): counts per issue, leaks.
+    health: dict[str, Any] = field(default_factory=dict)
     noise: dict[str, Any] = field(default_factory=dict)
+    #: The outlier queue's catch of the web's off-topic pictures (curator.demo.outliers).
+    outliers: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
     rounds: dict[str, dict[str, Any]] = field(default_factory=dict)
     new_photos: dict[str, Any] = field(default_factory=dict)

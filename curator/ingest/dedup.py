@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from curator import defaults
+from curator.ingest.crops import Squares, crop_edges, thumbnail_squares
 from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
 from curator.ingest.imaging import HASH_VERSION
 from curator.runs import tracked_run
@@ -45,6 +47,7 @@ from db.images import (
     images_by_id,
     undo_changes,
 )
+from db.properties import window_rows
 
 #: Default Hamming distance (of 64 bits) under which two images are near duplicates.
 #: Measured by bench/hash_threshold.py on real photos: re-encodes, resizes, 5 % crops,
@@ -112,21 +115,21 @@ def component_labels(
     threshold: int,
     workers: int | None = None,
     separated: set[tuple[int, int]] | None = None,
+    windows: list[tuple[int, bytes]] | None = None,
+    squares: Squares | None = None,
 ) -> np.ndarray:
     """Connected-component label of each row: rows joined by plain or mirrored hash matches,
-    except pairs a person separated (``separated`` holds (smaller id, larger id))."""
+    and with ``windows`` (image id, window hashes) by crop matches too
+    (`curator.ingest.crops`), except pairs a person separated (``separated`` holds
+    (smaller id, larger id))."""
     n = len(rows)
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    plain = as_u64(np.fromiter((r.phash for r in rows), dtype=np.int64, count=n))
-    mirror = as_u64(np.fromiter((r.phash_mirror for r in rows), dtype=np.int64, count=n))
-    # One join over plain and mirror hashes together: item i + n is image i seen in a mirror.
-    edges = near_pairs(np.concatenate([plain, mirror]), threshold, workers=workers)
+    a, b = row_edges(rows, threshold, workers, windows, squares)
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    a, b = edges[:, 0] % n, edges[:, 1] % n
-    keep = (a != b) & ((edges[:, 0] < n) | (edges[:, 1] < n))
+    keep = np.ones(a.size, dtype=bool)
     if separated:
         ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
         lo, hi = np.minimum(ids[a], ids[b]), np.maximum(ids[a], ids[b])
@@ -138,11 +141,42 @@ def component_labels(
     return connected_components(graph, directed=False)[1]
 
 
-def plan_dedup(session: Session, *, threshold: int, workers: int | None = None) -> DedupPlan:
-    """What the catalog should look like with groups at this threshold, as changes."""
+def row_edges(
+    rows: list[HashRow],
+    threshold: int,
+    workers: int | None = None,
+    windows: list[tuple[int, bytes]] | None = None,
+    squares: Squares | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows (as two index arrays, a != b) that are near copies: by plain or
+    mirrored hash, and with ``windows`` and ``squares`` (their pixels, to verify on) as
+    crops of one another."""
+    n = len(rows)
+    plain = as_u64(np.fromiter((r.phash for r in rows), dtype=np.int64, count=n))
+    mirror = as_u64(np.fromiter((r.phash_mirror for r in rows), dtype=np.int64, count=n))
+    # One join over plain and mirror hashes together: item i + n is image i seen in a mirror.
+    edges = near_pairs(np.concatenate([plain, mirror]), threshold, workers=workers)
+    a, b = edges[:, 0] % n, edges[:, 1] % n
+    keep = (a != b) & ((edges[:, 0] < n) | (edges[:, 1] < n))
+    a, b = a[keep], b[keep]
+    if windows and squares is not None:
+        ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
+        crops = crop_edges(ids, plain, mirror, windows, squares, workers=workers)
+        a, b = np.concatenate([a, crops[:, 0]]), np.concatenate([b, crops[:, 1]])
+    return a, b
+
+
+def plan_dedup(
+    session: Session, *, threshold: int, workers: int | None = None, home: Path | None = None
+) -> DedupPlan:
+    """What the catalog should look like with groups at this threshold, as changes; given
+    the ``home`` (the thumbnails, to verify on), cropped copies and copies with a banner
+    join their photo's group too."""
     rows = hash_rows(session, hash_version=HASH_VERSION)
     plan = DedupPlan(threshold=threshold, images=len(rows))
-    labels = component_labels(rows, threshold, workers, separated_pairs(session))
+    windows = window_rows(session) if home is not None else None
+    squares = thumbnail_squares(session, home) if home is not None else None
+    labels = component_labels(rows, threshold, workers, separated_pairs(session), windows, squares)
     members: dict[int, list[HashRow]] = {}
     for row, label in zip(rows, labels.tolist(), strict=True):
         members.setdefault(label, []).append(row)
@@ -263,18 +297,30 @@ APPLY_BATCH = 1000
 
 
 def run_dedup(
-    catalog: Catalog, *, threshold: int = DEFAULT_THRESHOLD, dry_run: bool = False
+    catalog: Catalog,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    dry_run: bool = False,
+    home: Path | None = None,
 ) -> tuple[DedupPlan, dict[str, Any]]:
     """Group the whole catalog's near duplicates and mark them (``curator dedup``): the plan
     is made from one read, then applied in short transactions as a tracked run; an image
-    that changed meanwhile is left as it is. Returns the plan and its summary (with the run's
-    id, and what changed meanwhile, when something was applied)."""
+    that changed meanwhile is left as it is. Given the catalog's ``home``, copies cut from a
+    picture join its group too (`curator.ingest.crops`). Returns the plan and its summary
+    (with the run's id, and what changed meanwhile, when something was applied)."""
     with catalog.reading() as session:
-        plan = plan_dedup(session, threshold=threshold)
-    summary: dict[str, Any] = {"threshold": threshold, **plan.summary(), "dry_run": dry_run}
+        plan = plan_dedup(session, threshold=threshold, home=home)
+    crops = home is not None
+    summary: dict[str, Any] = {
+        "threshold": threshold,
+        "crops": crops,
+        **plan.summary(),
+        "dry_run": dry_run,
+    }
     if dry_run or not plan.changes:
         return plan, summary
-    with tracked_run(catalog, kind="dedup", params={"threshold": threshold}) as run:
+    params = {"threshold": threshold, "crops": crops}
+    with tracked_run(catalog, kind="dedup", params=params) as run:
         ids = sorted(plan.changes)
         skipped = 0
         for start in range(0, len(ids), APPLY_BATCH):

@@ -52,6 +52,7 @@ from db.images import (
 )
 from db.labels import add_label_events, held_label, label_recorded, record_conflict
 from db.models import utcnow
+from db.properties import add_properties
 
 log = logging.getLogger("curator.ingest.door")
 
@@ -87,6 +88,15 @@ class Prepared:
 
 def failure(locator: str, kind: str, reason: str, detail: str, **source: Any) -> Prepared:
     return Prepared(locator=locator, kind=kind, reason=reason, detail=detail, **source)
+
+
+def property_rows(items: list[Prepared], ids: list[int]) -> list[dict[str, Any]]:
+    """The ``image_properties`` rows of newly added images."""
+    return [
+        {"image_id": image_id, **item.analysis.properties.as_row()}
+        for item, image_id in zip(items, ids, strict=True)
+        if item.analysis is not None and item.analysis.properties is not None
+    ]
 
 
 def store_original(store: Store, data: bytes, analysis: Analysis) -> str:
@@ -233,6 +243,8 @@ class Ingestor:
                 raise
             # Already failing (disk full, Ctrl-C...): that first error is the one to report.
             log.warning("could not record the last batch", exc_info=True)
+        finally:
+            self.thumbs.close()
 
     def add(self, item: Prepared) -> None:
         if not self._buffer:
@@ -279,6 +291,7 @@ class Ingestor:
                 firsts.setdefault(item.analysis.sha256, item)
         new = list(firsts.values())
         ids = add_images(session, [self._image_row(item) for item in new])
+        add_properties(session, property_rows(new, ids))
         new_hashes: list[tuple[int, int]] = []
         near: set[int] = set()
         for item, image_id in zip(new, ids, strict=True):
@@ -296,22 +309,24 @@ class Ingestor:
         inserted = set(ids)
         outcomes = []
         recorded: set[str] = set()  # locators already given a row in this batch
+        row: dict[str, Any] | None
+        image: int | None
         for item in batch:
             if item.locator in recorded:  # the same file twice in one batch
-                outcome, row, image_id = UNCHANGED, None, None
+                outcome, row, image = UNCHANGED, None, None
             else:
-                outcome, row, image_id = self._decide(session, item, known, firsts, near)
+                outcome, row, image = self._decide(session, item, known, firsts, near)
                 recorded.add(item.locator)
             outcomes.append((outcome, item.reason if outcome == FAILED else None))
             if row is not None:
                 sources.append(row)
             if (
-                image_id is not None
+                image is not None
                 and self.label is not None
-                and image_id not in to_label
-                and self._should_label(session, image_id, fresh=image_id in inserted - near)
+                and image not in to_label
+                and self._should_label(session, image, fresh=image in inserted - near)
             ):
-                to_label[image_id] = None
+                to_label[image] = None
         add_sources(session, sources)
         if self.label is not None:
             add_label_events(
@@ -335,7 +350,7 @@ class Ingestor:
         """One item's outcome, its source row (None if nothing new), and its image id."""
         if item.known_image_id is not None:
             return UNCHANGED, None, item.known_image_id
-        source = {
+        source: dict[str, Any] = {
             "run_id": self.run_id,
             "kind": item.kind,
             "locator": item.locator,

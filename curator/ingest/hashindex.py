@@ -254,11 +254,11 @@ def _table_pairs(
             later = _block_values(diff, shift, width) != 0
             close, diff = close[later], diff[later]
         if close.size:
-            a, b = order[close], order[close + offset]
+            one, two = order[close], order[close + offset]
             if n_left < n:
-                mixed = (a < n_left) != (b < n_left)
-                a, b = a[mixed], b[mixed]
-            lo, hi = np.minimum(a, b), np.maximum(a, b)
+                mixed = (one < n_left) != (two < n_left)
+                one, two = one[mixed], two[mixed]
+            lo, hi = np.minimum(one, two), np.maximum(one, two)
             found.append(lo.astype(np.int64) * n + hi)
         active = active[active + offset + 1 < n]
         active = active[keys[active] == keys[active + offset + 1]]

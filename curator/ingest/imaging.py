@@ -13,6 +13,7 @@ a few bits, so the pipeline has a version, `HASH_VERSION`, stored beside every h
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import io
@@ -25,6 +26,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from classifier.images import to_rgb
 from curator.defaults import LIMITS
 from curator.errors import InvalidImage
+from curator.ingest.properties import Properties, measure
 
 HASH_VERSION = "phash64-v1"
 THUMB_SIZE = 256
@@ -63,6 +65,8 @@ class Limits:
     max_bytes: int = LIMITS["max_bytes"]
     max_pixels: int = LIMITS["max_pixels"]
     min_side: int = LIMITS["min_side"]
+    #: Issue types refused at the door, each with its threshold (`curator.ingest.health`).
+    reject_issues: tuple[tuple[str, float], ...] = LIMITS["reject_issues"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,9 @@ class Analysis:
     ext: str
     bytes: int
     frames: int
-    thumbnail: bytes  # JPEG, 256 to 320 pixels on its longer side
+    thumbnail: builtins.bytes  # JPEG, 256 to 320 pixels on its longer side
+    #: What the picture looks like (sharpness, brightness...), from the same thumbnail.
+    properties: Properties | None = None
 
 
 def describe_non_image(head: bytes) -> str:
@@ -158,7 +164,7 @@ def _orient(img: Image.Image) -> tuple[Image.Image, bool]:
 
 
 @functools.cache
-def _dct_rows() -> np.ndarray:
+def dct_rows() -> np.ndarray:
     """The first 8 rows of the unnormalised 32-point DCT-II matrix (as scipy.fftpack.dct)."""
     n = np.arange(32)
     k = np.arange(8)[:, None]
@@ -179,7 +185,7 @@ def perceptual_hashes(thumb: Image.Image) -> tuple[int, int]:
     then matches with a plain Hamming distance.
     """
     grey = thumb.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
-    rows = _dct_rows()
+    rows = dct_rows()
     block = rows @ np.asarray(grey, dtype=np.float64) @ rows.T  # (8, 8)
     mirrored = block * np.where(np.arange(8) % 2, -1.0, 1.0)
     return _bits64(block), _bits64(mirrored)
@@ -229,6 +235,11 @@ def analyze(data: bytes, limits: Limits | None = None) -> Analysis:
     except Exception as exc:  # an exotic mode Pillow cannot convert
         raise InvalidImage("decode-error", f"cannot convert mode {img.mode}: {exc}") from None
     phash, mirror = perceptual_hashes(thumb)
+    properties = measure(thumb, width=width, height=height)
+    if limits.reject_issues:
+        from curator.ingest.health import refuse_issues
+
+        refuse_issues(properties, width, height, limits.reject_issues)
     return Analysis(
         sha256=hashlib.sha256(data).hexdigest(),
         phash=phash,
@@ -240,6 +251,7 @@ def analyze(data: bytes, limits: Limits | None = None) -> Analysis:
         bytes=len(data),
         frames=frames,
         thumbnail=encode_jpeg(thumb),
+        properties=properties,
     )
 
 

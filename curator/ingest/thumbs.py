@@ -26,16 +26,22 @@ class ThumbStore:
     def __init__(self, home: Path) -> None:
         self.path = Layout(home).thumbs
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute(_SCHEMA)
             self._local.db = db
+            with self._lock:
+                self._opened.append(db)
         return db
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
@@ -66,7 +72,10 @@ class ThumbStore:
         return self.get(sha256) is not None
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
+        """Close the connections of every thread that used the store (none may be using it):
+        one left to the garbage collector keeps the file's shared memory mapped."""
+        self._local = threading.local()
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for db in opened:
             db.close()
-            self._local.db = None

@@ -10,6 +10,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ def cross_fit(
             rescore=k not in finished,
             batch_size=batch_size,
             workers=workers,
-            on_progress=lambda p, k=k: on_progress(FoldProgress(k, folds, scoring=p)),
+            on_progress=partial(_fold_scoring, on_progress, k, folds),
         )
         with catalog.writing() as session:
             update_model(session, model_id=model_id, status=CROSS_FIT)
@@ -218,6 +219,12 @@ def _fold_figures(catalog: Catalog, model_id: int) -> dict[str, Any]:
             "verdict": model.verdict,
             "epochs": model.epochs,
         }
+
+
+def _fold_scoring(
+    on_progress: Callable[[FoldProgress], None], fold: int, folds: int, p: ScoreProgress
+) -> None:
+    on_progress(FoldProgress(fold, folds, scoring=p))
 
 
 def _fold_model(

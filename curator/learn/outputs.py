@@ -49,7 +49,8 @@ class RowWriter:
     def write(self, path: str, probs: np.ndarray | None, error: str | None, image_id: Any) -> None:
         shown = display_path(path)
         if probs is None:
-            predicted, confidence, values = "", None, [None] * len(self.classes)
+            values: list[float | None] = [None] * len(self.classes)
+            predicted, confidence = "", None
         else:
             best = int(np.argmax(probs))
             predicted, confidence = self.classes[best], round(float(probs[best]), 6)

@@ -78,7 +78,7 @@ def score_catalog(
         "failed": 0,
         "in_sample": 0,
     }
-    params = {"model": model.id, "rescore": rescore, "images": len(todo)}
+    params: dict[str, Any] = {"model": model.id, "rescore": rescore, "images": len(todo)}
     if shard is not None:
         counts["shard"] = params["shard"] = f"{shard[0] + 1}/{shard[1]}"
     with tracked_run(catalog, kind="score", params=params) as run:

@@ -10,6 +10,8 @@
     POST /api/split-off          {"id": ...}: this one image is not a copy of the rest
     GET  /api/explain/{id}.png   Grad-CAM of a model's prediction (?model=N, default: the
                                  default model), the e key
+    GET  /api/similar/{id}       the pictures most like this one, as a queue page (the m key)
+    GET  /api/search?text=       the pictures the words describe, with CLIP (the / key)
     GET  /thumbs/{sha256}.jpg    a thumbnail (immutable: content-addressed)
     GET  /originals/{sha256}     the stored original
 
@@ -53,9 +55,18 @@ from db.grouplabels import kept_labels, refresh_touched
 from db.groups import representatives_of
 from db.images import image_by_id, path_and_format
 from db.labels import current_labels, label_images, undo_events
-from db.queues import QUEUES, QueueUnavailable, UnknownQueue, queue_counts, review_queue
+from db.queues import (
+    QUEUES,
+    VECTOR_QUEUES,
+    QueueUnavailable,
+    UnknownQueue,
+    items_of,
+    queue_counts,
+    review_queue,
+)
 from db.registry import NoModel, UnknownModel, default_model, model_by_id
 from db.settings import REJECT, get_classes
+from db.vectors import NoVectors
 
 STATIC = Path(__file__).resolve().parent / "static"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -79,9 +90,9 @@ EXPLAIN_WAITING = 4
 def keys_for(classes: list[str]) -> dict[str, str]:
     """Keyboard shortcuts: 1..9 for the classes in order, and each class's first letter when
     no other class starts with it and it is not a key of the page (x, s, z, g, f, a, n, e,
-    c, y); x rejects."""
+    c, y, m); x rejects."""
     keys = {str(i + 1): name for i, name in enumerate(classes[:9])}
-    taken = {"x", "s", "z", "g", "f", "a", "n", "e", "c", "y"}
+    taken = {"x", "s", "z", "g", "f", "a", "n", "e", "c", "y", "m"}
     firsts = [name[:1].lower() for name in classes]
     for name, first in zip(classes, firsts, strict=True):
         if first.isalpha() and firsts.count(first) == 1 and first not in taken:
@@ -105,7 +116,7 @@ def endpoint(
             return JSONResponse({"error": str(exc)}, exc.status)
         except (UnknownImage, UnknownQueue, UnknownModel) as exc:
             return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 404)
-        except (QueueUnavailable, NoModel, CuratorError, TrainingError) as exc:
+        except (QueueUnavailable, NoVectors, NoModel, CuratorError, TrainingError) as exc:
             return JSONResponse({"error": with_hint(exc, REVIEW_PAGE)}, 409)
         except CatalogBusy as exc:
             return JSONResponse({"error": str(exc)}, 503)
@@ -169,6 +180,8 @@ def create_app(
         Route("/api/separate", endpoint(api.separate, body=True), methods=["POST"]),
         Route("/api/split-off", endpoint(api.split, body=True), methods=["POST"]),
         Route("/api/explain/{image_id:int}.png", explain),
+        Route("/api/similar/{image_id:int}", endpoint(api.similar)),
+        Route("/api/search", endpoint(api.search)),
         Route("/thumbs/{sha}.jpg", api.thumb),
         Route("/originals/{sha}", endpoint(api.original)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -186,6 +199,9 @@ class Handlers:
         self.author, self.run_id, self.queue = author, run_id, queue
         self.thumbs = ThumbStore(home)
         self.explainer = Explainer(catalog, home)
+        from curator.learn.neighbours import Finder
+
+        self.finder = Finder(catalog, home)
 
     def sha_row(self, sha: str) -> tuple[str, str]:
         if not _SHA.match(sha):
@@ -218,7 +234,9 @@ class Handlers:
                 # The model the uncertain queue, the panel and Grad-CAM go by, when not told.
                 "model": None if model is None else {"id": model.id, "classes": model.classes},
                 "why": {
-                    name: "needs a model's predictions: run curator score"
+                    name: "needs the pictures' vectors: run curator embed"
+                    if name in VECTOR_QUEUES
+                    else "needs a model's predictions: run curator score"
                     for name in QUEUES
                     if counts.get(name) is None
                 },
@@ -232,6 +250,23 @@ class Handlers:
         with self.catalog.reading() as session:
             page = review_queue(session, name=name, limit=limit, after=after)
         return JSONResponse({"items": [i.as_dict() for i in page.items], "next": page.next})
+
+    def similar(self, request: Request, _body: Any) -> Response:
+        limit = min(max(int(request.query_params.get("limit", 100)), 1), 500)
+        chosen = self.finder.similar(path_id(str(request.path_params["image_id"])), limit)
+        return self.as_page(chosen)
+
+    def search(self, request: Request, _body: Any) -> Response:
+        limit = min(max(int(request.query_params.get("limit", 100)), 1), 500)
+        text = request.query_params.get("text", "")
+        if len(text) > 300:
+            raise BadRequest("text: 300 characters at most")
+        return self.as_page(self.finder.search(text, limit))
+
+    def as_page(self, chosen: list[int]) -> Response:
+        with self.catalog.reading() as session:
+            items = items_of(session, chosen)
+        return JSONResponse({"items": [i.as_dict() for i in items], "next": None})
 
     def image(self, request: Request, _body: Any) -> Response:
         with self.catalog.reading() as session:

@@ -43,6 +43,7 @@ class Limits:
 
 
 class GuardedH11Protocol(H11Protocol):
+    header_timer: asyncio.TimerHandle | None
     """uvicorn's h11 protocol with a deadline for headers and a cap on connections."""
 
     limits = Limits()

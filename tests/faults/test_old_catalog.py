@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     create_engine,
@@ -60,6 +61,8 @@ def value(column: Any, n: int, table: str) -> Any:
         return datetime(2026, 1, 1, 12, 0, n % 60, n * 1000, tzinfo=UTC)
     if isinstance(kind, JSON):
         return {"n": n, "list": [n, n / 2, None], "text": f"é{n}"}
+    if isinstance(kind, LargeBinary):
+        return f"{column.name}-{n}".encode() + bytes([0, 255, n % 256])
     if isinstance(kind, String):
         text = f"{column.name}-{n:04d}"
         return text[: kind.length] if kind.length else text
@@ -78,8 +81,9 @@ def fill(url: str) -> tuple[dict[str, list[str]], dict[str, list[tuple]]]:
                     continue
                 # Ids are left to the database, as curator leaves them (rows 1..ROWS).
                 keys = list(table.primary_key.columns)
+                # (a key that points at another table's row, as image_properties' does, is not)
                 generated = {keys[0].name} if len(keys) == 1 and isinstance(
-                    keys[0].type, Integer) else set()  # fmt: skip
+                    keys[0].type, Integer) and not keys[0].foreign_keys else set()  # fmt: skip
                 data = [
                     {c.name: value(c, n, table.name) for c in table.columns
                      if c.name not in generated}

@@ -25,6 +25,9 @@ const S = {
   cursor: 0, selected: new Set(), anchor: null,   // grid view
   undo: [],                  // stack of {events: [...], ids: [...]}
   explain: false,            // focus view: show the model's Grad-CAM instead of the picture
+  // A queue of the moment instead of a named one: {title, url}, the m key's neighbours or
+  // the / key's text search (one page, labeled like any other).
+  special: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -129,7 +132,9 @@ async function loadMore() {
   if (S.loading || S.next === null) return;
   S.loading = true;
   try {
-    const page = await api(`/api/queue/${encodeURIComponent(S.queue)}?limit=${PAGE}&after=${encodeURIComponent(S.next)}`);
+    const page = S.special
+      ? await api(S.special.url)
+      : await api(`/api/queue/${encodeURIComponent(S.queue)}?limit=${PAGE}&after=${encodeURIComponent(S.next)}`);
     S.items.push(...page.items);
     S.next = page.next;
   } catch (e) {
@@ -281,8 +286,15 @@ function renderQueues() {
     b.dataset.queue = name;
     b.disabled = count === null;
     b.title = count === null ? (S.why[name] || "not available yet") : "";
-    b.setAttribute("aria-pressed", String(name === S.queue));
+    b.setAttribute("aria-pressed", String(name === S.queue && !S.special));
     b.onclick = () => enqueue(() => switchQueue(name));
+    nav.append(b);
+  }
+  if (S.special) {
+    const b = document.createElement("button");
+    b.id = "special";
+    b.textContent = S.special.title;
+    b.setAttribute("aria-pressed", "true");
     nav.append(b);
   }
 }
@@ -298,6 +310,7 @@ function renderLegend() {
              "<li><kbd>c</kbd> next copy in the group</li>",
              "<li><kbd>n</kbd> <kbd>n</kbd> split the group (or the copy shown) off</li>",
              "<li><kbd>e</kbd> why the model decided (Grad-CAM)</li>",
+             "<li><kbd>m</kbd> more like this · <kbd>/</kbd> search by words</li>",
              "<li><kbd>?</kbd> all keys</li>");
   $("legend").innerHTML = lines.join("");
   $("help-keys").innerHTML = `<ul>${lines.join("")}</ul>`;
@@ -494,6 +507,9 @@ async function moveCursor(delta, extend) {
 async function switchQueue(name) {
   if (S.queues[name] === null || S.queues[name] === undefined) return;
   S.queue = name;
+  S.special = null;
+  // A cluster is looked at whole: the grid shows it, a class key labels it.
+  if (name === "clusters") S.view = "grid";
   params.set("queue", name);
   history.replaceState(null, "", `?${params}`);
   renderQueues();
@@ -518,9 +534,51 @@ async function onKey(event) {
   if (key === "g") { S.cursor = Math.min(S.pos, Math.max(0, S.items.length - 1)); S.view = "grid"; render(); return; }
   if (key === "f" || (key === "Enter" && S.view === "grid")) { S.pos = S.cursor; S.member = -1; S.view = "focus"; render(); return; }
   if (key === "z") { await undo(); return; }
+  if (key === "m") { await moreLike(); return; }
+  if (key === "/") { openSearch(); return; }
   const label = Object.prototype.hasOwnProperty.call(S.keys, key.toLowerCase()) ? S.keys[key.toLowerCase()] : undefined;
   if (S.view === "focus") await focusKey(event, key, label);
   else await gridKey(event, key, label);
+}
+
+// -- vectors: more like this, text search, clusters -------------------------------------------
+
+async function showSpecial(title, url) {
+  S.special = {title, url};
+  renderQueues();
+  await loadQueue();
+  if (S.reason) toast(S.reason, true);
+}
+
+async function moreLike() {
+  const item = S.items[S.view === "grid" ? S.cursor : S.pos];
+  if (!item) return;
+  S.view = "grid";
+  await showSpecial(`like #${item.id}`, `/api/similar/${item.id}?limit=${PAGE}`);
+}
+
+function openSearch() {
+  const form = $("search");
+  form.hidden = false;
+  $("search-text").value = "";
+  $("search-text").focus();
+}
+
+$("search").onsubmit = (e) => {
+  e.preventDefault();
+  const text = $("search-text").value.trim();
+  $("search").hidden = true;
+  $("search-text").blur();
+  if (!text) return;
+  S.view = "grid";
+  enqueue(() => showSpecial(`“${text}”`, `/api/search?text=${encodeURIComponent(text)}&limit=${PAGE}`));
+};
+
+// In the clusters queue a class key with nothing selected labels the whole cluster (what is
+// not decided on this page yet), and the next cluster comes.
+function wholeCluster() {
+  if (S.queue !== "clusters" || S.special || S.selected.size) return null;
+  return S.items.map((it, i) => ({it, i})).filter(({it}) => it.origin !== "human").map(({i}) => i);
 }
 
 async function toggleExplain() {
@@ -585,6 +643,12 @@ async function gridKey(event, key, label) {
     if (await separate(chosen)) renderGrid();
     return;
   }
+  const cluster = label !== undefined ? wholeCluster() : null;
+  if (cluster && cluster.length) {
+    const done = await decide(cluster.map((i) => ({index: i, id: S.items[i].id})), label);
+    if (done) { await loadQueue(); refreshCounts(); }
+    return;
+  }
   if (label !== undefined || key === "y") {
     const chosen = S.selected.size ? [...S.selected].sort((a, b) => a - b) : [S.cursor];
     const done = key === "y"
@@ -602,6 +666,11 @@ async function gridKey(event, key, label) {
 
 document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.target === $("search-text")) {  // typing words, not keys of the page
+    if (e.key === "Escape") { $("search").hidden = true; $("search-text").blur(); }
+    return;
+  }
+  if (e.key === "/") e.preventDefault();  // the slash is not typed into the box it opens
   if (SCROLLING.has(e.key)) e.preventDefault();
   // What the handler needs of the event, taken now: it runs after the actions before it.
   const event = {key: e.key, shiftKey: e.shiftKey};
@@ -613,6 +682,7 @@ $("help-button").onclick = () => { $("help").hidden = false; };
 
 enqueue(async () => {
   await loadState();
+  if (S.queue === "clusters") S.view = "grid";
   await loadQueue();
   document.body.dataset.ready = "true";
 });

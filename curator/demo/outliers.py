@@ -1,0 +1,45 @@
+"""The outlier queue on a generated web: embed with a model, rank, and count how many of the
+web's off-topic pictures the first twice-their-number of the queue hold, beside a random order
+(the demo's report, bench/outliers.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def outlier_order(
+    catalog: Any, home: Path, model_id: int, *, device: str = "auto", workers: int = 2
+) -> list[int]:
+    """Embed the catalog with the model's trunk, and return the outlier queue's order."""
+    from curator.learn.embedding import embed_catalog, load_embedder
+    from db.vectors import outlier_ranking
+
+    embedder = load_embedder(catalog, home, "model", model_ref=model_id, device=device)
+    embed_catalog(catalog, home, embedder, workers=workers)
+    with catalog.reading() as session:
+        return [image_id for image_id, _score in outlier_ranking(session)]
+
+
+def off_topic_found(order: list[int], off_topic: set[int], *, seed: int = 0) -> dict[str, Any]:
+    """Of ``off_topic`` (the pictures in the ranking that are off-topic), how many the first
+    2 x their number of ``order`` hold, and of a seeded random order of the same images."""
+    wanted = off_topic & set(order)
+    look = 2 * len(wanted)
+    found = len(set(order[:look]) & wanted)
+    shuffled = list(np.random.default_rng(seed).permutation(np.array(order, dtype=np.int64)))
+    by_chance = len({int(i) for i in shuffled[:look]} & wanted)
+    share = found / len(wanted) if wanted else None
+    return {
+        "off_topic": len(wanted),
+        "ranked": len(order),
+        "looked_at": look,
+        "found": found,
+        "share": share,
+        "random_found": by_chance,
+        "random_share": by_chance / len(wanted) if wanted else None,
+        # what a random order finds on average: the share of the queue looked at
+        "expected_random_share": min(1.0, look / len(order)) if order else None,
+    }

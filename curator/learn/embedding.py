@@ -1,0 +1,238 @@
+"""``curator embed``: every active image as a vector, by one of three embedders, stored beside
+the catalog; and what the vectors say: each image's outlier score and cluster.
+
+* ``model``: the trunk of a curator model (the default model, or ``--model N``): always at
+  hand once a model is trained, and it sees what the classes are told apart by;
+* ``imagenet``: torchvision's ResNet-50 with its ImageNet weights (its own loader and cache);
+* ``clip``: an open_clip model (``pip install 'curator[clip]'``), which also embeds words, for
+  text search and zero-shot labels.
+
+A set of vectors is one embedder at one version (a model's id and creation time, the weights'
+file): a new model makes a new set, and sets are never mixed. Vectors are written batch by
+batch and recorded in the catalog after each, so an interrupted run keeps what it embedded and
+a rerun embeds only what is new (`ensure_embedded`: the images added since).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curator.defaults import EMBED, SCORE
+from curator.errors import CuratorError
+from curator.ingest.imaging import describe_failure
+from curator.learn.vectorindex import VectorIndex, kmeans
+from curator.learn.vectors import VectorFiles
+from curator.runs import tracked_run
+from db.catalog import Catalog
+from db.images import active_paths
+from db.registry import NoModel, get_model
+from db.vectors import embedded_ids, embedding_for, newest_embedding, record_rows, set_scores
+
+EMBEDDERS = ("model", "imagenet", "clip")
+#: Pictures a cluster holds on average: about a grid page.
+CLUSTER_SIZE = 30
+#: Clusters at most (k-means costs rows x clusters per pass).
+MAX_CLUSTERS = 4096
+#: Rows whose neighbours are searched at once when scoring outliers.
+QUERY_ROWS = 1024
+
+if TYPE_CHECKING:
+    from classifier.embed import Embedder
+
+
+@dataclass
+class EmbedProgress:
+    done: int
+    total: int
+    failed: int = 0
+
+
+class NoEmbedderModel(CuratorError):
+    def __init__(self) -> None:
+        super().__init__(
+            "no trained model yet to embed with: run curator train first, "
+            "or use --embedder imagenet or --embedder clip"
+        )
+
+
+def load_embedder(
+    catalog: Catalog,
+    home: Path,
+    name: str,
+    *,
+    model_ref: int | None = None,
+    clip_model: str = EMBED["clip_model"],
+    device: str = "auto",
+) -> Embedder:
+    """The embedder ``name`` (one of `EMBEDDERS`), its weights loaded."""
+    from classifier.device import pick_device
+    from classifier.embed import clip_embedder, imagenet_embedder, model_embedder
+
+    if name not in EMBEDDERS:
+        raise CuratorError(f"no embedder {name!r}; one of {', '.join(EMBEDDERS)}")
+    target = pick_device(device)
+    if name == "imagenet":
+        return imagenet_embedder(target)
+    if name == "clip":
+        return clip_embedder(clip_model, target)
+    from curator.learn.models import load_registered
+
+    try:
+        with catalog.reading() as session:
+            row = get_model(session, ref=model_ref)
+            version = f"model {row.id} of {row.created_at.isoformat()}"
+    except NoModel:
+        raise NoEmbedderModel() from None
+    model = load_registered(catalog, home, row.id, device=device)
+    return model_embedder(model.network, version, target)
+
+
+@dataclass
+class VectorSet:
+    """One set of vectors: its catalog row's facts and its files."""
+
+    id: int
+    embedder: str
+    version: str
+    count: int
+    files: VectorFiles
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of its whole rows, memory-mapped."""
+        return self.files.read(self.count)
+
+    def index(self) -> VectorIndex:
+        _ids, vectors = self.read()
+        return VectorIndex.open(self.files.folder, vectors)
+
+
+def _vector_set(row: Any, home: Path) -> VectorSet:
+    files = VectorFiles(home / row.folder, row.dim, row.dtype)
+    return VectorSet(row.id, row.embedder, row.version, row.count, files)
+
+
+def newest_set(catalog: Catalog, home: Path, embedder: str | None = None) -> VectorSet | None:
+    """The set the queues go by (the one extended last), or None."""
+    with catalog.reading() as session:
+        row = newest_embedding(session, embedder=embedder)
+        return None if row is None else _vector_set(row, home)
+
+
+def embed_catalog(
+    catalog: Catalog,
+    home: Path,
+    embedder: Embedder,
+    *,
+    batch_size: int = SCORE["batch_size"],
+    workers: int = SCORE["workers"],
+    on_progress: Callable[[EmbedProgress], None] = lambda _p: None,
+) -> dict[str, Any]:
+    """Vectors of ``embedder`` for the catalog's active images that its set lacks, then the
+    outlier scores and clusters of the whole set, brought up to date."""
+    with catalog.writing() as session:
+        row = embedding_for(
+            session,
+            embedder=embedder.name,
+            version=embedder.version,
+            dim=embedder.dim,
+            dtype="float16",
+            folder=f"vectors/{embedder.name}-{uuid.uuid4().hex[:12]}",
+        )
+        vectors = _vector_set(row, home)
+    vectors.files.open(vectors.count)  # rows past the catalog's count are cut off
+    with catalog.reading() as session:
+        done = embedded_ids(session, embedding_id=vectors.id)
+        todo = [(i, str(home / p)) for i, p in active_paths(session) if i not in done]
+    counts: dict[str, Any] = {
+        "embedding": vectors.id,
+        "embedder": embedder.name,
+        "version": embedder.version,
+        "dim": embedder.dim,
+        "already_embedded": len(done),
+        "embedded": 0,
+        "failed": 0,
+    }
+    params = {"embedder": embedder.name, "version": embedder.version, "images": len(todo)}
+    with tracked_run(catalog, kind="embed", params=params) as run:
+        run.counts = counts
+        _embed_rows(catalog, embedder, vectors, todo, counts, batch_size, workers, on_progress)
+        counts["vectors"] = vectors.count
+        counts.update(refresh_scores(catalog, vectors))
+    return counts
+
+
+def _embed_rows(
+    catalog: Catalog,
+    embedder: Embedder,
+    vectors: VectorSet,
+    todo: list[tuple[int, str]],
+    counts: dict[str, Any],
+    batch_size: int,
+    workers: int,
+    on_progress: Callable[[EmbedProgress], None],
+) -> None:
+    from classifier.embed import embed_paths
+
+    progress = EmbedProgress(done=0, total=len(todo))
+    on_progress(progress)
+    for batch in embed_paths(
+        embedder,
+        [path for _i, path in todo],
+        batch_size=batch_size,
+        workers=workers,
+        describe=describe_failure,
+    ):
+        good = [r for r in batch if r.vector is not None]
+        for result in batch:
+            if result.vector is None:
+                counts["failed"] += 1
+                counts.setdefault("failures", {})[str(todo[result.index][0])] = result.error
+        if good:
+            ids = [todo[r.index][0] for r in good]
+            # The rows first, then the catalog's count: a crash between the two leaves rows
+            # past the count, which the next run cuts off and writes again.
+            stacked = np.stack([r.vector for r in good if r.vector is not None])
+            vectors.files.append(ids, stacked, vectors.count)
+            with catalog.writing() as session:
+                vectors.count = record_rows(session, embedding_id=vectors.id, image_ids=ids)
+            counts["embedded"] += len(ids)
+        progress.done += len(batch)
+        progress.failed = counts["failed"]
+        on_progress(progress)
+
+
+def refresh_scores(
+    catalog: Catalog, vectors: VectorSet, *, neighbours: int = EMBED["neighbours"]
+) -> dict[str, Any]:
+    """Each image's outlier score (the mean cosine distance to its ``neighbours`` nearest
+    others, as cleanlab's out-of-distribution score) and its k-means cluster, over the set."""
+    ids, data = vectors.read()
+    if len(ids) == 0:
+        return {"clusters": 0}
+    index = vectors.index()
+    scores = []
+    for start in range(0, len(ids), QUERY_ROWS):  # a block of rows at a time: bounded memory
+        rows, sims = index.search_rows(data[start : start + QUERY_ROWS], neighbours + 1)
+        for offset in range(len(rows)):
+            row = start + offset
+            others = sims[offset][(rows[offset] != row) & (rows[offset] >= 0)][:neighbours]
+            scores.append((int(ids[row]), float(1.0 - others.mean()) if len(others) else 0.0))
+    count = int(min(MAX_CLUSTERS, max(1, round(len(ids) / CLUSTER_SIZE))))
+    assigned, distances = kmeans(data, count)
+    clusters = [(int(ids[r]), int(assigned[r]) + 1, float(distances[r])) for r in range(len(ids))]
+    with catalog.writing() as session:
+        set_scores(
+            session,
+            embedding_id=vectors.id,
+            outliers=scores,
+            clusters=clusters,
+            cluster_count=count,
+            over=len(ids),
+        )
+    return {"clusters": count}

@@ -1,0 +1,209 @@
+"""Embeddings in the catalog: which embedder and version made a set of vectors, each image's
+row in the set's file, and the outlier scores and clusters computed from them.
+
+The vectors themselves are in a file beside the catalog (curator/learn/vectors.py); the
+catalog says which rows of it are whole (``Embedding.count``), so a set is extended batch by
+batch and an interrupted run loses nothing it recorded. Sets of two embedders, or of two
+versions of one (two models' trunks), are two rows here and two files: never mixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.errors import CatalogError
+from db.images import ACTIVE
+from db.models import Embedded, Embedding, Image, utcnow
+
+
+class NoVectors(CatalogError):
+    """A queue or a search that needs vectors, and the catalog has none yet."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} needs the pictures' vectors, and none are made yet")
+
+
+class NotEmbedded(CatalogError):
+    """An image the vectors do not hold (it is not active, or came after them)."""
+
+    def __init__(self, image_id: int) -> None:
+        super().__init__(f"image {image_id} has no vector (it is not an active image)")
+        self.image_id = image_id
+
+
+def embedding_for(
+    session: Session, *, embedder: str, version: str, dim: int, dtype: str, folder: str
+) -> Embedding:
+    """The set of ``embedder`` at ``version``, made (empty) if there is none yet."""
+    found = session.scalar(
+        select(Embedding).where(Embedding.embedder == embedder, Embedding.version == version)
+    )
+    if found is not None:
+        if found.dim != dim:
+            raise CatalogError(
+                f"the {embedder} vectors of {version} have {found.dim} values, not {dim}"
+            )
+        return found
+    made = Embedding(
+        embedder=embedder, version=version, dim=dim, dtype=dtype, folder=folder, count=0
+    )
+    made.scored = made.clusters = 0
+    session.add(made)
+    session.flush()
+    return made
+
+
+def embeddings(session: Session) -> list[Embedding]:
+    """Every set of vectors, newest first."""
+    return list(session.scalars(select(Embedding).order_by(Embedding.updated_at.desc())))
+
+
+def newest_embedding(session: Session, *, embedder: str | None = None) -> Embedding | None:
+    """The set the queues go by: the one extended last (of ``embedder``, if given)."""
+    query = select(Embedding).order_by(Embedding.updated_at.desc(), Embedding.id.desc())
+    if embedder is not None:
+        query = query.where(Embedding.embedder == embedder)
+    return session.scalars(query.limit(1)).first()
+
+
+def embedding_by_id(session: Session, *, embedding_id: int) -> Embedding | None:
+    """The set of vectors of that id, or None."""
+    return session.get(Embedding, embedding_id)
+
+
+def embedded_ids(session: Session, *, embedding_id: int) -> set[int]:
+    """The images the set holds a row for."""
+    query = select(Embedded.image_id).where(Embedded.embedding_id == embedding_id)
+    return set(session.scalars(query))
+
+
+def record_rows(session: Session, *, embedding_id: int, image_ids: Sequence[int]) -> int:
+    """Record that the set's file now holds ``image_ids`` after its whole rows, in that
+    order; returns the new count of whole rows."""
+    found = session.get(Embedding, embedding_id)
+    if found is None:
+        raise CatalogError(f"no embedding {embedding_id}")
+    first = found.count
+    session.add_all(
+        Embedded(embedding_id=embedding_id, image_id=image_id, row=first + offset)
+        for offset, image_id in enumerate(image_ids)
+    )
+    found.count = first + len(image_ids)
+    found.updated_at = utcnow()
+    session.flush()
+    return found.count
+
+
+def set_scores(
+    session: Session,
+    *,
+    embedding_id: int,
+    outliers: Iterable[tuple[int, float]],
+    clusters: Iterable[tuple[int, int, float]],
+    cluster_count: int,
+    over: int,
+) -> None:
+    """Store each image's outlier score and (cluster, distance to its centre), computed over
+    the set's first ``over`` rows."""
+    values: dict[int, dict[str, Any]] = {}
+    for image_id, score in outliers:
+        values.setdefault(image_id, {})["outlier"] = score
+    for image_id, cluster, distance in clusters:
+        values.setdefault(image_id, {}).update(cluster=cluster, centre_distance=distance)
+    rows = [{"embedding_id": embedding_id, "image_id": i, **v} for i, v in values.items()]
+    for start in range(0, len(rows), 2000):
+        session.execute(update(Embedded), rows[start : start + 2000])
+    session.execute(
+        update(Embedding)
+        .where(Embedding.id == embedding_id)
+        .values(scored=over, clusters=cluster_count)
+    )
+
+
+def forget_embedding(session: Session, *, embedding_id: int) -> None:
+    """Remove a set's rows (its file is the caller's to remove)."""
+    session.execute(delete(Embedded).where(Embedded.embedding_id == embedding_id))
+    session.execute(delete(Embedding).where(Embedding.id == embedding_id))
+
+
+def _unreviewed() -> Any:
+    return or_(Image.label_origin.is_(None), Image.label_origin != "human")
+
+
+def outlier_ranking(session: Session) -> list[tuple[int, float]]:
+    """(image id, minus its outlier score) of the newest set's active images that no person
+    labeled, farthest from their neighbours first (the order of a ranked queue's cursor)."""
+    found = newest_embedding(session)
+    if found is None:
+        raise NoVectors("the 'outlier' queue")
+    query = (
+        select(Embedded.image_id, Embedded.outlier)
+        .join(Image, Image.id == Embedded.image_id)
+        .where(
+            Embedded.embedding_id == found.id,
+            Embedded.outlier.is_not(None),
+            Image.status == ACTIVE,
+            _unreviewed(),
+        )
+        .order_by(Embedded.outlier.desc(), Embedded.image_id)
+    )
+    return [(image_id, -float(score or 0.0)) for image_id, score in session.execute(query)]
+
+
+def cluster_members(session: Session, *, after: int = 0) -> tuple[int | None, list[int], bool]:
+    """The next cluster after number ``after`` (clusters count from 1) holding an active image
+    no person labeled: (its number, its members nearest its centre first, whether another
+    follows); (None, [], False) past the last."""
+    found = newest_embedding(session)
+    if found is None:
+        raise NoVectors("the 'clusters' queue")
+    base = (
+        select(Embedded.cluster, Embedded.image_id)
+        .join(Image, Image.id == Embedded.image_id)
+        .where(
+            Embedded.embedding_id == found.id,
+            Embedded.cluster.is_not(None),
+            Image.status == ACTIVE,
+            _unreviewed(),
+        )
+    )
+    numbers = base.subquery().c.cluster
+    first = session.scalar(select(func.min(numbers)).where(numbers > after))
+    if first is None:
+        return None, [], False
+    members = base.where(Embedded.cluster == first).order_by(
+        Embedded.centre_distance, Embedded.image_id
+    )
+    more = session.scalar(select(func.max(numbers))) > first
+    return int(first), [image_id for _cluster, image_id in session.execute(members)], more
+
+
+def vector_counts(session: Session) -> dict[str, int | None]:
+    """How many groups the outlier and clusters queues hold (None: no vectors yet)."""
+    found = newest_embedding(session)
+    if found is None:
+        return {"outlier": None, "clusters": None}
+    rows = (
+        select(Embedded.image_id, Embedded.cluster)
+        .join(Image, Image.id == Embedded.image_id)
+        .where(Embedded.embedding_id == found.id, Image.status == ACTIVE, _unreviewed())
+    )
+    sub = rows.subquery()
+    outliers = session.scalar(select(func.count()).select_from(sub)) or 0
+    clusters = session.scalar(select(func.count(func.distinct(sub.c.cluster)))) or 0
+    return {"outlier": int(outliers), "clusters": int(clusters)}
+
+
+def unreviewed_rows(session: Session, *, embedding_id: int) -> list[tuple[int, int]]:
+    """(image id, row) of the set's active images that no person labeled."""
+    query = (
+        select(Embedded.image_id, Embedded.row)
+        .join(Image, Image.id == Embedded.image_id)
+        .where(Embedded.embedding_id == embedding_id, Image.status == ACTIVE, _unreviewed())
+        .order_by(Embedded.row)
+    )
+    return [(image_id, row) for image_id, row in session.execute(query)]

@@ -1,0 +1,264 @@
+"""curator embed, similar and search, and the outlier and clusters queues: with a real model
+trained on tiny generated pictures, real photographs as the off-topic ones, and a small
+randomly initialised open_clip model saved to a folder (nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from curator.cli import app
+from curator.config import load_settings
+from tests.helpers.sql import rows as catalog_rows
+from tests.helpers.training import FAST, blob_picture
+
+PER_CLASS = 24
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def run(home: Path, *args: object):
+    return CliRunner().invoke(app, ["--home", str(home), *[str(a) for a in args]])
+
+
+def rows(home: Path, sql: str) -> list[tuple]:
+    return catalog_rows(sql, load_settings(home=home).db_url)
+
+
+def photo(name: str) -> Image.Image:
+    import skimage.data
+
+    return Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((96, 72))
+
+
+def tiny_clip(folder: Path) -> Path:
+    """An open_clip model of a few million random weights, as open_clip's local-dir loads it."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 64,
+            "heads": 2,
+            "layers": 1,
+        },
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config}))
+    torch.manual_seed(0)
+    state = open_clip.CLIP(**config).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "open_clip_model.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """Warm and cold blobs labeled from their folders, four photographs among the warm ones,
+    and a model trained on those labels."""
+    base = tmp_path_factory.mktemp("embed")
+    home = base / "home"
+    for label, warm, seed in (("happy", True, 0), ("unhappy", False, 1000)):
+        (base / label).mkdir()
+        for i in range(PER_CLASS):
+            blob_picture(seed + i, warm).save(base / label / f"{i}.jpg")
+    for name in PHOTOS:
+        photo(name).save(base / "happy" / f"{name}.jpg")
+    for label in ("happy", "unhappy"):
+        assert run(home, "import", base / label, "--label", label).exit_code == 0
+    result = run(home, "train", "--include-weak", *FAST)
+    assert result.exit_code == 0, result.output
+    return home
+
+
+@pytest.fixture
+def copy(trained, tmp_path, backend, new_db_url, monkeypatch) -> Path:
+    """A private copy of the trained catalog; on PostgreSQL, its catalog copied there."""
+    home = tmp_path / "home"
+    shutil.copytree(trained, home)
+    if backend == "postgresql":
+        url = new_db_url(home)
+        copied = run(home, "db", "copy", home / "catalog.db", url)
+        assert copied.exit_code == 0, copied.output
+        monkeypatch.setenv("CURATOR_DB_URL", url)
+    return home
+
+
+def photo_ids(home: Path) -> set[int]:
+    found = rows(home, "SELECT image_id, locator FROM sources WHERE image_id IS NOT NULL")
+    return {i for i, locator in found if Path(locator).stem in PHOTOS}
+
+
+@pytest.mark.backends
+def test_embed_stores_vectors_beside_the_catalog_and_the_queues_rank_by_them(copy, tmp_path):
+    result = run(copy, "embed", "--workers", "0", "--json")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    total = 2 * PER_CLASS + len(PHOTOS)
+    assert counts["embedded"] == total and counts["dim"] == 512 and counts["embedder"] == "model"
+    [(embedder, version, folder, count)] = rows(
+        copy, "SELECT embedder, version, folder, count FROM embeddings"
+    )
+    assert embedder == "model" and version.startswith("model 1 of ") and count == total
+    vectors = np.load(copy / folder / "vectors.npy", mmap_mode="r")
+    ids = np.load(copy / folder / "ids.npy")
+    assert vectors.shape == (total, 512) and vectors.dtype == np.float16
+    assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=1e-2)
+    assert sorted(ids.tolist()) == sorted(i for (i,) in rows(copy, "SELECT id FROM images"))
+    again = json.loads(run(copy, "embed", "--workers", "0", "--json").stdout)
+    assert again["embedded"] == 0 and again["already_embedded"] == total
+
+    outliers = json.loads(run(copy, "queue", "outlier", "--limit", "8", "--json").stdout)
+    assert len(outliers["items"]) == 8
+    clusters = json.loads(run(copy, "queue", "clusters", "--limit", "100", "--json").stdout)
+    assert 0 < len(clusters["items"]) < total
+
+    first = sorted(ids.tolist())[0]  # a warm blob: its neighbours are warm blobs
+    result = run(copy, "similar", first, "--limit", "5", "--json")
+    assert result.exit_code == 0, result.output
+    near = json.loads(result.stdout)["similar"]
+    assert len(near) == 5 and first not in [n["id"] for n in near]
+    assert near[0]["similarity"] >= near[-1]["similarity"]
+
+    blob_picture(5000, True).save(tmp_path / "late.jpg")
+    assert run(copy, "import", tmp_path / "late.jpg", "--label", "happy").exit_code == 0
+    by_file = json.loads(run(copy, "similar", tmp_path / "late.jpg", "--json").stdout)
+    assert by_file["image"] is None and len(by_file["similar"]) == 20
+    [(count,)] = rows(copy, "SELECT count FROM embeddings")
+    assert count == total + 1  # the image added since was embedded on demand
+
+
+def test_an_interrupted_embed_continues_and_rows_past_the_count_are_cut_off(copy):
+    from curator.learn.embedding import embed_catalog, load_embedder
+    from db.catalog import open_catalog
+
+    catalog = open_catalog(load_settings(home=copy).db_url)
+    embedder = load_embedder(catalog, copy, "model", device="cpu")
+
+    def interrupt(progress) -> None:
+        if progress.done >= 16:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_catalog(catalog, copy, embedder, batch_size=8, workers=0, on_progress=interrupt)
+    [(folder, count)] = rows(copy, "SELECT folder, count FROM embeddings")
+    assert count == 16
+    with open(copy / folder / "vectors.npy", "ab") as fh:  # written, never recorded
+        fh.write(b"\x00" * 512 * 2 * 3)
+    counts = embed_catalog(catalog, copy, embedder, batch_size=8, workers=0)
+    assert counts["already_embedded"] == 16 and counts["embedded"] == 2 * PER_CLASS + 4 - 16
+    ids = np.load(copy / folder / "ids.npy")
+    assert len(np.load(copy / folder / "vectors.npy")) == len(ids) == len(set(ids.tolist()))
+    [(runs,)] = rows(copy, "SELECT COUNT(*) FROM runs WHERE kind = 'embed'")
+    assert runs == 2
+    catalog.dispose()
+
+
+def test_vectors_of_another_model_are_a_set_of_their_own(copy):
+    assert run(copy, "embed", "--workers", "0").exit_code == 0
+    [(folder,)] = rows(copy, "SELECT folder FROM embeddings")
+    before = (copy / folder / "vectors.npy").read_bytes()
+    result = run(copy, "train", "--include-weak", *FAST[:-1], "1")
+    assert result.exit_code == 0, result.output
+    assert run(copy, "embed", "--workers", "0").exit_code == 0  # the new default: model 2
+    sets = rows(copy, "SELECT version, folder, count FROM embeddings ORDER BY id")
+    assert [v.split(" of ")[0] for v, _f, _c in sets] == ["model 1", "model 2"]
+    assert sets[0][1] != sets[1][1] and sets[0][2] == sets[1][2]
+    assert (copy / folder / "vectors.npy").read_bytes() == before
+    again = json.loads(run(copy, "embed", "--model", "1", "--json", "--workers", "0").stdout)
+    assert again["embedded"] == 0 and again["embedding"] == 1
+
+
+def test_a_copied_catalog_leaves_its_vectors_behind_and_embeds_its_own(copy, tmp_path):
+    assert run(copy, "embed", "--workers", "0").exit_code == 0
+    target = tmp_path / "copied.db"
+    result = run(copy, "db", "copy", copy / "catalog.db", f"sqlite:///{target}")
+    assert result.exit_code == 0, result.output
+    other = CliRunner().invoke(
+        app, ["--home", str(copy), "--db-url", f"sqlite:///{target}", "queue", "outlier"]
+    )
+    assert other.exit_code == 1 and "run curator embed" in other.stderr
+    embedded = CliRunner().invoke(
+        app, ["--home", str(copy), "--db-url", f"sqlite:///{target}", "embed", "--workers", "0"]
+    )
+    assert embedded.exit_code == 0, embedded.output
+    folders = {f for (f,) in rows(copy, "SELECT folder FROM embeddings")}
+    theirs = {f for (f,) in catalog_rows("SELECT folder FROM embeddings", f"sqlite:///{target}")}
+    assert len(folders) == len(theirs) == 1 and folders != theirs
+
+
+@pytest.mark.backends
+def test_clip_embeds_pictures_and_words(copy, tmp_path):
+    model = tiny_clip(tmp_path / "clip")
+    result = run(copy, "embed", "--embedder", "clip", "--clip-model", model, "--workers", "0")
+    assert result.exit_code == 0, result.output
+    result = run(copy, "search", "a single person", "--limit", "5", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["found"]
+    assert len(found) == 5 and found[0]["similarity"] >= found[-1]["similarity"]
+    shown = run(copy, "search", "a cat", "--limit", "3")
+    assert shown.exit_code == 0 and len(shown.stdout.strip().splitlines()) == 3
+
+    assert run(copy, "label", "1", "--as", "unhappy").exit_code == 0
+    result = run(copy, "search", "--prelabel", "--json")
+    assert result.exit_code == 0, result.output
+    labeled = json.loads(result.stdout)["prelabeled"]
+    assert sum(labeled.values()) == 2 * PER_CLASS + len(PHOTOS) - 1  # a person's stays
+    events = rows(copy, "SELECT image_id, author FROM label_events WHERE origin = 'model'")
+    assert len(events) == sum(labeled.values()) and 1 not in {i for i, _a in events}
+    again = run(copy, "search", "--prelabel")
+    assert again.exit_code == 0 and "zero-shot labels (origin model)" in again.stdout
+    assert len(rows(copy, "SELECT id FROM label_events WHERE origin = 'model'")) == len(events)
+
+
+def test_bad_input_is_one_line(copy, tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    result = run(empty, "embed")
+    assert result.exit_code == 1 and "train first" in result.stderr
+    assert "--embedder imagenet" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = run(copy, "queue", "outlier")
+    assert result.exit_code == 1 and "run curator embed" in result.stderr
+    result = run(copy, "similar", "1")
+    assert result.exit_code == 1 and "run curator embed" in result.stderr
+    assert run(copy, "embed", "--workers", "0").exit_code == 0
+    result = run(copy, "similar", "999999")
+    assert result.exit_code == 1 and "999999" in result.stderr and "Traceback" not in result.output
+    result = run(copy, "search", "a single person")
+    assert result.exit_code == 1 and "--embedder clip" in result.stderr
+    result = run(copy, "embed", "--embedder", "nonsense")
+    assert result.exit_code == 1 and "one of model, imagenet, clip" in result.stderr
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # as if curator[clip] were not installed
+    result = run(copy, "embed", "--embedder", "clip")
+    assert result.exit_code == 1 and "pip install 'curator[clip]'" in result.stderr
+
+    import torch.hub
+
+    def offline(*_args, **_kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    result = run(copy, "embed", "--embedder", "imagenet")
+    assert result.exit_code == 1 and "cannot get the ImageNet weights" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_an_empty_catalog_embeds_nothing_and_its_queues_are_empty(tmp_path):
+    home = tmp_path / "empty"
+    model = tiny_clip(tmp_path / "clip")
+    result = run(home, "embed", "--embedder", "clip", "--clip-model", model)
+    assert result.exit_code == 0, result.output
+    assert "embedded 0 images" in result.stdout
+    assert "queue is empty" in run(home, "queue", "outlier").stdout
+    assert run(home, "search", "a cat").stdout.strip() == "nothing found"
