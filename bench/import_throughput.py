@@ -179,10 +179,10 @@ def main() -> None:
         result["ratio"] = round(
             result["curator_import_per_s"] / result["imagededup_phash_per_s"], 2
         )
-    full, bare, extra = micro(folder, args.micro, args.repeat)
-    result["analyze_ms"] = round(full * 1000, 3)
-    result["analyze_without_properties_ms"] = round(bare * 1000, 3)
-    result["properties_add_to_analyze"] = round(extra, 3)
+    in_process = micro(folder, args.micro, args.repeat)
+    result["analyze_ms"] = round(in_process[0] * 1000, 3)
+    result["analyze_without_properties_ms"] = round(in_process[1] * 1000, 3)
+    result["properties_add_to_analyze"] = round(in_process[2], 3)
     if args.json:
         print(json.dumps(result))
         return
@@ -199,7 +199,7 @@ def main() -> None:
             f"{theirs_s:>7.1f}/s"
         )
         print(f"  ratio: {result['ratio']:.2f}x")
-    report_micro(full, bare, extra, args.micro, args.repeat)
+    report_micro(*in_process, args.micro, args.repeat)
 
 
 def report_micro(full: float, bare: float, extra: float, count: int, rounds: int) -> None:

@@ -167,28 +167,27 @@ WINDOW_SIZE = 64
 
 
 @functools.cache
-def _window_corners(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The four corners of each window on a square's integral image, as flat offsets (K, 4),
-    and each window's area in pixels."""
-    ys, xs = box_edges(size, WINDOWS)
-    y0, y1, x0, x1 = ys[:, 0], ys[:, -1], xs[:, 0], xs[:, -1]
-    side = size + 1
-    corners = np.stack([y1 * side + x1, y0 * side + x1, y1 * side + x0, y0 * side + x0], axis=1)
-    return corners, ((y1 - y0) * (x1 - x0)).astype(np.float64)
+def _window_boxes(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each distinct span of `WINDOWS` along a side, which pixels of a square of ``size``
+    it covers (S, size), each window's offset in ``spans @ square @ spans.T``, and each
+    window's area in pixels."""
+    spans, ys, xs = _intervals()
+    boxes = np.zeros((len(spans), 4))
+    boxes[:, 0], boxes[:, 2] = spans[:, 0], spans[:, 1]
+    _, edges = box_edges(size, boxes)
+    cover = np.zeros((len(spans), size))
+    for i, (lo, hi) in enumerate(zip(edges[:, 0], edges[:, -1], strict=True)):
+        cover[i, lo:hi] = 1.0
+    widths = cover.sum(axis=1)
+    return cover, ys * len(spans) + xs, widths[ys] * widths[xs]
 
 
 def _window_std(grey: np.ndarray) -> np.ndarray:
-    """Each window's grey standard deviation, from integral images of the values and of
-    their squares: (K,)."""
-    size = grey.shape[0]
-    corners, area = _window_corners(size)
-    both = np.zeros((2, size + 1, size + 1))
-    both[0, 1:, 1:] = grey
-    both[1, 1:, 1:] = grey * grey
-    both[:, 1:, 1:] = both[:, 1:, 1:].cumsum(1).cumsum(2)
-    sums = np.take(both.reshape(2, -1), corners, axis=1) @ np.array([1.0, -1.0, -1.0, 1.0])
-    mean = sums[0] / area
-    return np.sqrt(np.maximum(sums[1] / area - mean * mean, 0.0))
+    """Each window's grey standard deviation, from its sums of values and of squares: (K,)."""
+    cover, offsets, area = _window_boxes(grey.shape[0])
+    mean = np.take(cover @ grey @ cover.T, offsets) / area
+    squares = np.take(cover @ (grey * grey) @ cover.T, offsets) / area
+    return np.sqrt(np.maximum(squares - mean * mean, 0.0))
 
 
 #: The largest matrix product (rows x inner x columns) OpenBLAS runs on one thread.
@@ -213,7 +212,7 @@ def window_hashes(square: Image.Image) -> bytes:
     stacked, offsets = window_transform(square.width)
     grey = np.asarray(square, dtype=np.float32)
     flat = np.take(_chunked(stacked, _chunked(grey, stacked.T)), offsets)  # (K, 64)
-    middle = np.partition(flat, (31, 32), axis=1)[:, 31:33].mean(axis=1, keepdims=True)
+    middle = np.sort(flat, axis=1)[:, 31:33].mean(axis=1, keepdims=True)  # the median
     bits = np.packbits(flat > middle, axis=1)
     textured = np.flatnonzero(_window_std(grey.astype(np.float64)) >= MIN_WINDOW_STD)
     out = np.empty(textured.size, dtype=WINDOW_DTYPE)
@@ -260,14 +259,14 @@ def _mean_var(hist: np.ndarray) -> tuple[float, float]:
 
 def _sharpness(square: Image.Image) -> float:
     """Variance of the Laplacian over the grey variance (the same on 0-255 as on 0-1)."""
-    g = np.asarray(square, dtype=np.float32)
+    g = np.asarray(square).astype(np.int16)
     lap = g[:-2, 1:-1] + g[2:, 1:-1]
     lap += g[1:-1, :-2]
     lap += g[1:-1, 2:]
-    lap -= 4.0 * g[1:-1, 1:-1]
-    flat = lap.ravel()  # einsum, not a BLAS dot: OpenBLAS would thread one this long
-    mean = float(flat.sum(dtype=np.float64)) / flat.size
-    lap_var = float(np.einsum("i,i->", flat, flat, dtype=np.float64)) / flat.size - mean * mean
+    lap -= g[1:-1, 1:-1] * np.int16(4)
+    flat = lap.astype(np.float32).ravel()  # einsum, not a BLAS dot: OpenBLAS threads long ones
+    mean = float(flat.sum()) / flat.size
+    lap_var = float(np.einsum("i,i->", flat, flat)) / flat.size - mean * mean
     return lap_var / max(_mean_var(_histogram(square))[1], 1e-4 * 255.0**2)
 
 
