@@ -16,7 +16,13 @@ the longer side, RGB) here, and the numbers land in ``image_properties`` beside 
 * ``graphic``: the share of pixels in the 8 commonest colours at 4 bits a channel: flat
   colours of text, banners, screenshots and charts score near 1, photos far lower;
 * ``windows``: pHashes of sub-regions, so that a cropped copy's whole-frame hash finds the
-  picture it was cut from (see `window_boxes` and docs/check.md).
+  picture it was cut from (see `WINDOWS` and docs/check.md).
+
+What they cost counts: every import pays it. The grey statistics come from the luminance
+histogram of the thumbnail resized to `STATS_SIZE` (no sort), the colour ones from the
+thumbnail box-reduced by a whole factor, the sharpness from the 256 x 256 grey square, and
+the windows from that square box-reduced to `WINDOW_SIZE`, all windows at once in a few
+matrix products. bench/import_throughput.py measures the cost (docs/check.md).
 """
 
 from __future__ import annotations
