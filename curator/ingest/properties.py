@@ -237,8 +237,9 @@ def unpack_window_records(blob: bytes | None) -> np.ndarray:
     return np.frombuffer(blob or b"", dtype=WINDOW_DTYPE)
 
 
-#: The longer side the statistics' copy of the thumbnail is box-reduced towards (by a whole
-#: factor, so 256 to 320 pixels come down to 128 to 160).
+#: The longer side of the grey copy of the thumbnail the luminance statistics are computed
+#: on; the colour statistics take the thumbnail box-reduced by the whole factor nearest
+#: below (256 to 320 pixels come down to 128 to 160).
 STATS_SIZE = 128
 _LEVELS = np.arange(256, dtype=np.float64)
 
@@ -270,7 +271,7 @@ def _sharpness(square: Image.Image) -> float:
     lap += g[1:-1, :-2]
     lap += g[1:-1, 2:]
     lap -= g[1:-1, 1:-1] * np.int16(4)
-    flat = lap.astype(np.float32).ravel()  # einsum, not a BLAS dot: OpenBLAS threads long ones
+    flat = lap.astype(np.float32).ravel()  # einsum: OpenBLAS may thread a dot this long
     mean = float(flat.sum()) / flat.size
     lap_var = float(np.einsum("i,i->", flat, flat)) / flat.size - mean * mean
     return lap_var / max(_mean_var(_histogram(square))[1], 1e-4 * 255.0**2)
