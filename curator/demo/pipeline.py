@@ -312,7 +312,7 @@ def _rank(
     queues in their order."""
     from curator.learn.crossfit import cross_fit
     from curator.learn.scoring import score_catalog
-    from db.queues import ranking
+    from db.queues import QueueUnavailable, ranking
 
     score_catalog(
         catalog,
@@ -336,7 +336,10 @@ def _rank(
     )
     with catalog.reading() as session:
         disagree = [i for i, _s in ranking(session, "disagree")]
-        uncertain = [i for i, _s in ranking(session, "uncertain")]
+        try:
+            uncertain = [i for i, _s in ranking(session, "uncertain")]
+        except QueueUnavailable:  # round 1 at chance: no default model, no uncertain queue
+            uncertain = []
     return disagree, uncertain
 
 
