@@ -10,7 +10,11 @@ On a generated folder of about 1-megapixel JPEGs (1152 x 864, made once and kept
 * imagededup: ``PHash().encode_images(image_dir, num_enc_workers=N)``: hashing alone;
 * curator without the image properties (`curator.ingest.properties.measure` skipped in that
   process only), to state what measuring them at ingest costs (``curator check``);
-  ``--no-peer`` times only the two imports, without imagededup.
+  ``--no-peer`` times only the two imports, without imagededup;
+* in this process, `curator.ingest.imaging.analyze` on the same files with and without the
+  properties, one after the other for each file (``--micro`` files, ``--repeat`` rounds):
+  what the properties add to the door's own work, robust to load that drifts, as both
+  timings of a file meet the same load. ``--micro-only`` runs this part alone.
 
 Interpreter start and module imports are left out of both. imagededup is installed only for
 this benchmark, beside the project rather than in it:
@@ -47,7 +51,7 @@ from db.catalog import open_catalog
 home, folder, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if sys.argv[4:] == ["bare"]:  # the same import without the image properties, to cost them
     import curator.ingest.imaging as imaging
-    imaging.measure = lambda thumb, width, height: None
+    imaging.measure = lambda *args, **kwargs: None
 settings = load_settings(home=home)
 catalog = open_catalog(settings.db_url)
 t = time.perf_counter()
@@ -101,6 +105,33 @@ def run(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float
     return float(seconds), int(items)
 
 
+def micro(folder: Path, count: int, rounds: int) -> tuple[float, float, float]:
+    """Seconds per file of analyze with and without the properties (each the median of
+    `rounds` rounds), and the median over rounds of their ratio less one."""
+    import time
+
+    import curator.ingest.imaging as imaging
+
+    blobs = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:count]]
+    measure = imaging.measure
+    skip = lambda *args, **kwargs: None  # noqa: E731
+    imaging.warm_up()
+    full, bare, ratios = [], [], []
+    for _ in range(rounds):
+        spent = {True: 0.0, False: 0.0}
+        for i, blob in enumerate(blobs):
+            for with_props in (i % 2 == 0, i % 2 == 1):  # which goes first alternates
+                imaging.measure = measure if with_props else skip
+                start = time.perf_counter()
+                imaging.analyze(blob)
+                spent[with_props] += time.perf_counter() - start
+        imaging.measure = measure
+        full.append(spent[True] / len(blobs))
+        bare.append(spent[False] / len(blobs))
+        ratios.append(spent[True] / spent[False] - 1)
+    return statistics.median(full), statistics.median(bare), statistics.median(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,7 +141,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-peer", action="store_true", help="leave imagededup out")
+    parser.add_argument("--micro", type=int, default=100, help="files analyzed in process")
+    parser.add_argument("--micro-only", action="store_true", help="only the in-process part")
     args = parser.parse_args()
+    if args.micro_only:
+        folder = ensure_images(args.images)
+        report_micro(*micro(folder, args.micro, args.repeat), args.micro, args.repeat)
+        return
     if not args.no_peer and not (SITE / "imagededup").is_dir():
         raise SystemExit(
             f"imagededup is not installed for the benchmark; see {__file__}'s docstring"
@@ -142,6 +179,10 @@ def main() -> None:
         result["ratio"] = round(
             result["curator_import_per_s"] / result["imagededup_phash_per_s"], 2
         )
+    in_process = micro(folder, args.micro, args.repeat)
+    result["analyze_ms"] = round(in_process[0] * 1000, 3)
+    result["analyze_without_properties_ms"] = round(in_process[1] * 1000, 3)
+    result["properties_add_to_analyze"] = round(in_process[2], 3)
     if args.json:
         print(json.dumps(result))
         return
@@ -158,6 +199,13 @@ def main() -> None:
             f"{theirs_s:>7.1f}/s"
         )
         print(f"  ratio: {result['ratio']:.2f}x")
+    report_micro(*in_process, args.micro, args.repeat)
+
+
+def report_micro(full: float, bare: float, extra: float, count: int, rounds: int) -> None:
+    print(f"analyze() in one process, {count} files, with and without the properties in turn:")
+    print(f"  {full * 1000:.2f} ms per file with them, {bare * 1000:.2f} ms without")
+    print(f"  the properties add {extra * 100:.1f} % (median of {rounds} rounds)")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,20 @@ def starting_weights(
     return state, str(path)
 
 
+def is_model_file(path: Path) -> bool:
+    """Whether ``path`` is a curator model file (what --weights fine-tunes), rather than a
+    state dict of other weights; a file that cannot be read is neither (`starting_weights`
+    then says why)."""
+    path = path.expanduser()
+    if not path.is_file():
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(state, dict) and state.get("format") == FORMAT
+
+
 def _imagenet(backbone: str) -> tuple[dict[str, torch.Tensor], str]:
     import torchvision
 

@@ -1,7 +1,8 @@
-"""A training report beside the checkpoint: report.html with PNG plots (loss and accuracy
-curves, confusion matrices, ROC curves), the images of each split by class, and a gallery of
-the test pictures the model got wrong, all readable offline (every picture is a file beside
-the report; nothing is fetched)."""
+"""A training report beside the checkpoint: report.html with its verdict (learned, or no
+better than chance), PNG plots (loss and accuracy curves, confusion matrices, ROC curves, the
+learning-rate range test's curve), the images of each split by class, and a gallery of the
+test pictures the model got wrong, all readable offline (every picture is a file beside the
+report; nothing is fetched)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from classifier.chance import CHANCE
 from classifier.data import Example
 from classifier.images import to_rgb
 from classifier.metrics import roc_curve
@@ -46,6 +48,25 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     left.legend()
     right.plot(epochs, [h["val_accuracy"] for h in history], "o-", color="C1")
     right.set(title="val accuracy", xlabel="epoch", ylim=(0, 1.02))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_lr_range(lr_range: dict[str, Any], path: Path) -> None:
+    """The range test's smoothed loss against the rate (log scale), the chosen rate marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    ax.plot(lr_range["lrs"], lr_range["losses"], color="C0")
+    for rate, style, name in (
+        (lr_range["steep"], ":", "steepest descent"),
+        (lr_range["minimum"], "--", "a tenth of the lowest"),
+    ):
+        ax.axvline(rate, linestyle=style, color="grey", label=name)
+    ax.axvline(lr_range["chosen"], color="C3", label=f"chosen: {lr_range['chosen']:.1e}")
+    ax.set(xscale="log", title="learning-rate range test", xlabel="learning rate",
+           ylabel="smoothed train loss")  # fmt: skip
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -214,11 +235,16 @@ def write_report(
     counts: dict[str, dict[str, int]] | None = None,
     left_out: int = 0,
     mistakes: list[Mistake] | None = None,
+    verdict: dict[str, Any] | None = None,
+    lr_range: dict[str, Any] | None = None,
 ) -> Path:
     """Write the plots, the gallery's thumbnails and report.html into ``folder``; return the
     report's path. ``counts``: images per split and class; ``mistakes``: the test pictures
-    the model got wrong (`mistakes_of`)."""
+    the model got wrong (`mistakes_of`); ``verdict``: a model at chance is said so first;
+    ``lr_range``: the range test's curve, plotted."""
     plot_curves(history, folder / "curves.png")
+    if lr_range:
+        plot_lr_range(lr_range, folder / "lr-range.png")
     for split in metrics:
         if metrics[split].get("n"):
             plot_confusion(
@@ -236,16 +262,31 @@ def write_report(
     )
     images = "".join(
         f'<img src="{name}" alt="{name}">'
-        for name in ("curves.png", "confusion-val.png", "confusion-test.png", "roc.png")
-        if (folder / name).exists()
+        for name in (
+            "curves.png",
+            "lr-range.png",
+            "confusion-val.png",
+            "confusion-test.png",
+            "roc.png",
+        )
+        if (folder / name).exists() and (name != "lr-range.png" or lr_range)
+    )
+    banner = (
+        '<p class="chance">This model is no better than chance on val: it learned nothing '
+        "that shows there, and it is never the default model for scoring (see the verdict and "
+        "what to try: the warning curator train gave).</p>"
+        if (verdict or {}).get("verdict") == CHANCE
+        else ""
     )
     page = f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1100px}}
 table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ccc;padding:4px 10px;
 text-align:left}}img{{margin:6px;max-width:100%}}.images td+td{{text-align:right}}
 .gallery{{display:flex;flex-wrap:wrap}}figure{{margin:6px;width:{THUMB_PX + 12}px;font-size:12px}}
-figure img{{margin:0}}.gone{{width:{THUMB_PX}px;height:{THUMB_PX // 2}px;background:#eee}}</style>
+figure img{{margin:0}}.gone{{width:{THUMB_PX}px;height:{THUMB_PX // 2}px;background:#eee}}
+.chance{{background:#fde2e1;border:1px solid #c0392b;padding:8px 12px}}</style>
 <h1>{html.escape(title)}</h1>
+{banner}
 <table>{fact_rows}</table>
 <h2>Metrics (the best epoch; test is evaluated once, here)</h2>
 <table><tr><th>split</th><th>images</th><th>accuracy</th><th>precision</th><th>recall</th>

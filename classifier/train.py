@@ -8,8 +8,10 @@ What differs from the paper's reference recipe (docs/training.md), and why:
 * mixed precision through ``torch.autocast``: bf16 on the CPU and on GPUs that have it, fp16
   with a GradScaler on those that do not; the head always in fp32;
 * multi-sample dropout with the 8 losses averaged, as published;
-* early stopping on the validation loss with patience, the best epoch's weights kept, and
-  the untouched test split evaluated once, at the end;
+* early stopping on the validation loss with patience, counted only once val accuracy has
+  left chance (classifier.chance), the best epoch's weights kept, and the untouched test
+  split evaluated once, at the end, where the model gets its verdict: learned, or at chance;
+* with ``lr_auto``, the rate from a range test before the first epoch (classifier.lrfind);
 * seeds and a deterministic data order; a resumable checkpoint after every epoch, written to a
   temporary file and renamed.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from classifier.chance import Chance, check_epoch, should_count_patience, stall_warning
 from classifier.checkpoint import (
     CHECKPOINTS,
     FORMAT,
@@ -50,6 +53,7 @@ from classifier.data import (
 from classifier.device import autocast_dtype, pick_device
 from classifier.distributed import SINGLE, Group, device_of, sync_buffers, wrap
 from classifier.errors import TrainingError
+from classifier.lrfind import find_rate
 from classifier.metrics import classification_metrics
 from classifier.model import DeepConnection, ModelConfig
 
@@ -167,6 +171,10 @@ class _Run:
     val_loader: DataLoader
     test_set: CatalogDataset
     weights: str
+    #: The recipe it trains with: with lr_auto, the rate found in place of the recipe's.
+    cfg: TrainConfig
+    chance: Chance
+    lr_range: dict[str, Any] | None = None
     history: list[EpochStats] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"loss": math.inf, "epoch": 0})
     best_state: dict[str, torch.Tensor] | None = None
@@ -187,21 +195,31 @@ def fit(
     versions: dict[str, str] | None = None,
     start: tuple[dict[str, torch.Tensor] | None, str] | None = None,
     group: Group = SINGLE,
+    checkpoints: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train, keep the best epoch, evaluate val and test, and write ``folder/model.pt``.
 
     ``folder/last.pt`` holds the state after each epoch; with ``resume``, a run that finds
-    one continues from it.
+    one continues from it. ``record``: what the model file keeps beside its recipe (which
+    recipe was chosen, what was given, which fold). Without ``checkpoints`` (a run that is
+    never resumed, such as a cross-fit fold's), none is written: each costs a write of the
+    weights, the best weights and the optimizer's state, which on a small set takes longer
+    than the epoch itself.
     """
     machine = machine or Machine()
     check_examples(examples, cfg.include_weak)
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = find_checkpoint(folder) if resume else None
-    run = _prepare(model_cfg, cfg, machine, examples, group, on_progress, start, checkpoint)
+    try:
+        run = _prepare(model_cfg, cfg, machine, examples, group, on_progress, start, checkpoint)
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise _oom(exc, cfg, model_cfg) from None
     if checkpoint is not None:
         _restore(run, load_checkpoint(checkpoint))
+    on_progress(Progress("ready", run.first_epoch, cfg.epochs, lr=run.cfg.lr))
     try:
-        stopped_early = _epochs(run, cfg, folder, group, on_progress)
+        stopped_early = _epochs(run, folder if checkpoints else None, group, on_progress)
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise _oom(exc, cfg, model_cfg) from None
     except RuntimeError as exc:
@@ -211,7 +229,7 @@ def fit(
     assert run.best_state is not None
     run.model.load_state_dict(run.best_state)
     del run.train_loader  # its worker processes end here
-    metrics, curves = _evaluate(run, cfg, machine, examples)
+    metrics, curves = _evaluate(run, machine, examples)
     result = FitResult(
         best_epoch=int(run.best["epoch"]),
         history=run.history,
@@ -223,11 +241,15 @@ def fit(
             "curves": curves,
             "device": str(run.device),
             "precision": str(run.dtype).replace("torch.", "") if run.dtype else "float32",
+            "lr_range": run.lr_range,
         },
+        verdict=run.chance.judge(float(metrics["val"]["accuracy"])),
+        cfg=run.cfg,
     )
     if group.main:  # rank 0 alone writes the model file
         trained_on = {**asdict(machine), "device": str(run.device), "world_size": group.world}
-        _write_model(folder, run, model_cfg, cfg, examples, metrics, versions, trained_on)
+        training = {**run.cfg.as_dict(), **(record or {})}
+        _write_model(folder, run, model_cfg, examples, result, versions, trained_on, training)
     return result
 
 
@@ -256,10 +278,23 @@ def _prepare(
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg, device)
     train_set, val_set, test_set = training_sets(examples, model_cfg, cfg, machine, on_progress)
     train_loader = loader_for(train_set, cfg, machine, True, group=group)
     val_loader = loader_for(val_set, cfg, machine, False)  # every process judges the whole val
+    lr_range = None
+    if cfg.lr_auto and checkpoint is None:  # resumed, the rate is the checkpoint's
+        lr_range = find_rate(
+            model,
+            train_loader,
+            lambda: make_optimizer(model, cfg, device),
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
+            group=group,
+            on_step=lambda i, n, loss: on_progress(Progress("sweep", 0, cfg.epochs, i, n, loss)),
+        )
+        cfg = replace(cfg, lr=lr_range["chosen"])
+    optimizer = make_optimizer(model, cfg, device)
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -267,9 +302,10 @@ def _prepare(
         optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.min_lr_ratio)
     )
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    chance = Chance.of(list(examples.counts()["val"].values()))
     return _Run(
         model, optimizer, scheduler, scaler, device, dtype, channels_last,
-        train_loader, val_loader, test_set, weights,
+        train_loader, val_loader, test_set, weights, cfg, chance, lr_range,
     )  # fmt: skip
 
 
@@ -291,64 +327,97 @@ def _restore(run: _Run, state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(state["cuda_rng"], run.device)
     run.first_epoch = run.resumed_from = state["epoch"] + 1
     run.weights = str(state.get("weights") or RESUMED_WEIGHTS)
+    if state.get("lr_range"):  # the range test ran before the interruption: its rate stands
+        run.lr_range = state["lr_range"]
+        run.cfg = replace(run.cfg, lr=float(state["lr_range"]["chosen"]))
 
 
 def _epochs(
     run: _Run,
-    cfg: TrainConfig,
-    folder: Path,
+    folder: Path | None,
     group: Group,
     on_progress: Callable[[Progress], None],
 ) -> bool:
-    """The epochs, each judged on val and checkpointed; returns whether it stopped early."""
+    """The epochs, each judged on val and checkpointed (into ``folder``, unless None);
+    returns whether it stopped early."""
+    cfg = run.cfg
     forward = wrap(run.model, group, run.device)
     for epoch in range(run.first_epoch, cfg.epochs + 1):
         if run.stale >= cfg.patience:
             return True
-        began = time.perf_counter()
-
-        def step(i: int, n: int, loss: float, epoch: int = epoch) -> None:
-            on_progress(Progress("step", epoch, cfg.epochs, i, n, loss))
-
-        train_loss, seen = train_one_epoch(
-            run.model,
-            at_epoch(run.train_loader, epoch),
-            run.optimizer,
-            run.scheduler,
-            run.scaler,
-            run.device,
-            run.dtype,
-            run.channels_last,
-            step,
-            forward,
-        )
-        sync_buffers(run.model, group)  # the same model on every process, to judge alike
-        train_seconds = time.perf_counter() - began
-        probs, target, val_loss = predict(
-            run.model, at_epoch(run.val_loader, 0), run.device, run.dtype, run.channels_last
-        )
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            val_accuracy=float((probs.argmax(1) == target).mean()) if len(target) else 0.0,
-            lr=float(run.scheduler.get_last_lr()[0]),
-            seconds=time.perf_counter() - began,
-            images_per_s=seen / train_seconds if train_seconds else 0.0,
-        )
+        stats = _one_epoch(run, epoch, forward, group, on_progress)
         run.history.append(stats)
-        if val_loss < run.best["loss"]:
-            run.best = {"loss": val_loss, "epoch": epoch}
+        if stats.val_loss < run.best["loss"]:
+            run.best = {"loss": stats.val_loss, "epoch": epoch}
             run.best_state = {
                 k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()
             }
             run.stale = 0
-        else:
+        elif should_count_patience([h.val_accuracy for h in run.history], run.chance):
             run.stale += 1
-        if group.main:
+        if group.main and folder is not None:
             _checkpoint(run, folder, epoch)
         on_progress(Progress("epoch", epoch, cfg.epochs, stats=stats))
+        if epoch == check_epoch(cfg.epochs):
+            _warn_if_stalled(run, epoch, on_progress)
     return False
+
+
+def _one_epoch(
+    run: _Run,
+    epoch: int,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    group: Group,
+    on_progress: Callable[[Progress], None],
+) -> EpochStats:
+    """One pass over the training data, then val: the epoch's figures."""
+    began = time.perf_counter()
+    epochs = run.cfg.epochs
+
+    def step(i: int, n: int, loss: float) -> None:
+        on_progress(Progress("step", epoch, epochs, i, n, loss))
+
+    train_loss, seen = train_one_epoch(
+        run.model,
+        at_epoch(run.train_loader, epoch),
+        run.optimizer,
+        run.scheduler,
+        run.scaler,
+        run.device,
+        run.dtype,
+        run.channels_last,
+        step,
+        forward,
+    )
+    sync_buffers(run.model, group)  # the same model on every process, to judge alike
+    train_seconds = time.perf_counter() - began
+    probs, target, val_loss = predict(
+        run.model, at_epoch(run.val_loader, 0), run.device, run.dtype, run.channels_last
+    )
+    return EpochStats(
+        epoch=epoch,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        val_accuracy=float((probs.argmax(1) == target).mean()) if len(target) else 0.0,
+        lr=float(run.scheduler.get_last_lr()[0]),
+        seconds=time.perf_counter() - began,
+        images_per_s=seen / train_seconds if train_seconds else 0.0,
+    )
+
+
+def _warn_if_stalled(run: _Run, epoch: int, on_progress: Callable[[Progress], None]) -> None:
+    """A third of the way through, a note when the run is not learning, and what to try."""
+    note = stall_warning(
+        epoch=epoch,
+        epochs=run.cfg.epochs,
+        accuracies=[h.val_accuracy for h in run.history],
+        train_losses=[h.train_loss for h in run.history],
+        chance=run.chance,
+        classes=len(run.model.config.classes),
+        cfg=run.cfg,
+    )
+    if note:
+        on_progress(Progress("note", epoch, run.cfg.epochs, note=note))
 
 
 def _checkpoint(run: _Run, folder: Path, epoch: int) -> None:
@@ -367,6 +436,7 @@ def _checkpoint(run: _Run, folder: Path, epoch: int) -> None:
             "stale": run.stale,
             "epoch": epoch,
             "weights": run.weights,  # where the run started, for its report after a resume
+            "lr_range": run.lr_range,  # --lr auto: the rate found, kept for a resume
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
         },
@@ -374,13 +444,13 @@ def _checkpoint(run: _Run, folder: Path, epoch: int) -> None:
 
 
 def _evaluate(
-    run: _Run, cfg: TrainConfig, machine: Machine, examples: Examples
+    run: _Run, machine: Machine, examples: Examples
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The best epoch's metrics on val and on the untouched test split, and their
     probabilities (for the report's curves)."""
     metrics: dict[str, Any] = {}
     curves: dict[str, Any] = {}
-    test_loader = loader_for(run.test_set, cfg, machine, False, persistent=False)
+    test_loader = loader_for(run.test_set, run.cfg, machine, False, persistent=False)
     for name, loader in (("val", run.val_loader), ("test", test_loader)):
         probs, target, loss = predict(
             run.model, at_epoch(loader, 0), run.device, run.dtype, run.channels_last
@@ -394,11 +464,11 @@ def _write_model(
     folder: Path,
     run: _Run,
     model_cfg: ModelConfig,
-    cfg: TrainConfig,
     examples: Examples,
-    metrics: dict[str, Any],
+    result: FitResult,
     versions: dict[str, str] | None,
     trained_on: dict[str, Any],
+    training: dict[str, Any],
 ) -> None:
     """``model.pt`` (see `classifier.checkpoint`), then the checkpoints go."""
     assert run.best_state is not None
@@ -408,13 +478,15 @@ def _write_model(
             "format": FORMAT,
             "model": {k: v.detach().cpu() for k, v in run.best_state.items()},
             "config": model_cfg.as_dict(),
-            "training": cfg.as_dict(),
+            "training": training,  # as it trained: a found rate in place
             "machine": trained_on,  # where it trained: a record, no part of the recipe
             "classes": list(examples.classes),
             "splits": examples.ids(),
             "history": [h.as_dict() for h in run.history],
             "best_epoch": run.best["epoch"],
-            "metrics": metrics,
+            "metrics": result.metrics,
+            "verdict": result.verdict,
+            "lr_range": run.lr_range,
             "weights": run.weights,
             "versions": {"torch": str(torch.__version__), **(versions or {})},
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from db.queues import DefaultModelUnscored, NoIndependentPredictions, NoPredictions
-from db.registry import NoModel, UnknownModel
+from db.registry import NoModel, NoModelLearned, UnknownModel
 from db.vectors import NoVectors
 
 #: A hint is added to the error's message as written, its leading punctuation included.
@@ -19,9 +19,12 @@ Hints = Mapping[type, str]
 #: What the command line adds, by the error's type.
 COMMAND_LINE: Hints = {
     NoModel: ": run curator train first",
+    NoModelLearned: (
+        ": train again (curator train warned what to try), or name one with --model N"
+    ),
     UnknownModel: "; see curator models",
     NoPredictions: ": train a model and run curator score",
-    NoIndependentPredictions: ": run curator score --folds 5",
+    NoIndependentPredictions: ": run curator score --folds auto",
     DefaultModelUnscored: ": run curator score",
     NoVectors: ": run curator embed",
 }

@@ -296,21 +296,28 @@ class Catalog:
         """`curator train`: ``settings`` are fields of `classifier.config.ModelConfig`
         (backbone, head, image_size, fit), `TrainConfig` (epochs, batch_size, lr, weights,
         include_weak, augment...) and `Machine` (device, workers, cache_mb), each in its
-        place. Returns the outcome: the model's id, folder, report and metrics."""
+        place. As on the command line, the weights (default imagenet) choose the recipe and
+        every training setting not given takes its value; ``lr="auto"`` runs the range test.
+        Returns the outcome: the model's id, folder, report, metrics, verdict and recipe."""
         from classifier.config import Machine, ModelConfig, TrainConfig
-        from curator.learn.training import train_model
+        from curator.learn.training import choose_recipe, train_model
 
         parts: dict[type, dict[str, Any]] = {ModelConfig: {}, TrainConfig: {}, Machine: {}}
         for key, value in settings.items():
             owner = next((c for c in parts if key in {f.name for f in fields(c)}), None)
-            if owner is None:
+            if owner is None or key == "lr_auto":
                 raise TypeError(f"train() got an unknown setting {key!r}")
             parts[owner][key] = value
+        training = parts[TrainConfig]
+        lr_auto = isinstance(training.get("lr"), str) and training["lr"].lower() == "auto"
+        if lr_auto:
+            training.pop("lr")
+        weights = str(training.pop("weights", "imagenet"))
         return train_model(
             self.db,
             self.home,
             model_cfg=ModelConfig(**parts[ModelConfig]),
-            cfg=TrainConfig(**parts[TrainConfig]),
+            recipe=choose_recipe(weights, lr_auto=lr_auto, **training),
             machine=Machine(**parts[Machine]),
             restart=restart,
             on_progress=on_progress or (lambda _p: None),
@@ -354,9 +361,12 @@ class Catalog:
 
         return [n.as_dict() for n in text_search(self.db, self.home, text, limit=limit)]
 
-    def cross_fit(self, *, folds: int, model: int | None = None, **options: Any) -> Any:
+    def cross_fit(
+        self, *, folds: int | None = None, model: int | None = None, **options: Any
+    ) -> Any:
         """`curator score --folds K`: out-of-sample predictions for every labeled group, for
-        the disagree queues; returns the folds' models and counts."""
+        the disagree queues; ``folds`` None: as many as the catalog's size supports. Returns
+        the folds' models, their val accuracy and verdict, and counts."""
         from curator.learn.crossfit import cross_fit
 
         return cross_fit(self.db, self.home, base_ref=model, folds=folds, **options)

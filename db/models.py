@@ -221,6 +221,9 @@ class Model(Base):
     epochs: Mapped[int] = mapped_column(Integer, default=0)
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: "learned", or "chance": no better than chance on val, never the default model
+    #: (classifier/chance.py); None for a model unfinished, or trained before verdicts.
+    verdict: Mapped[str | None] = mapped_column(String(16))
     torch_version: Mapped[str] = mapped_column(String(32))
     curator_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import CatalogError
@@ -18,6 +18,12 @@ DONE = "done"
 CROSS_FIT = "cross-fit"
 #: A cross-fit model trained, scoring its held-out fold.
 SCORING = "scoring"
+#: The verdict of a model no better than chance on its val split (classifier/chance.py):
+#: never the default model.
+AT_CHANCE = "chance"
+#: What a model's training record keeps beside its recipe that is no part of it: which recipe
+#: was chosen, which options were given. A resume does not compare them.
+RECORD_ONLY = ("recipe", "given")
 
 
 class UnknownModel(CatalogError):
@@ -33,6 +39,19 @@ class NoModel(CatalogError):
 
     def __init__(self) -> None:
         super().__init__("no trained model yet")
+
+
+class NoModelLearned(NoModel):
+    """The default model was asked for, and every finished model is at chance on val."""
+
+    def __init__(self, at_chance: list[int]) -> None:
+        ids = ", ".join(str(i) for i in at_chance[:5])
+        CatalogError.__init__(
+            self,
+            f"no model that learned: the finished ones ({ids}) are no better than chance on "
+            "val, so none is the default",
+        )
+        self.at_chance = at_chance
 
 
 def create_model(session: Session, **fields: Any) -> Model:
@@ -90,10 +109,30 @@ def choose_default(session: Session, model_id: int | None) -> None:
     set_setting(session, key=DEFAULT_SETTING, value=model_id)
 
 
+def can_be_default(model: Model) -> bool:
+    """A finished model of curator train that is not at chance."""
+    return model.status == DONE and model.verdict != AT_CHANCE
+
+
 def newest_finished(session: Session) -> Model | None:
+    """The newest finished model that is not at chance."""
     return session.scalars(
-        select(Model).where(Model.status == DONE).order_by(Model.id.desc()).limit(1)
+        select(Model)
+        .where(Model.status == DONE, or_(Model.verdict.is_(None), Model.verdict != AT_CHANCE))
+        .order_by(Model.id.desc())
+        .limit(1)
     ).first()
+
+
+def at_chance(session: Session) -> list[int]:
+    """The finished models no better than chance on val, newest first."""
+    return list(
+        session.scalars(
+            select(Model.id)
+            .where(Model.status == DONE, Model.verdict == AT_CHANCE)
+            .order_by(Model.id.desc())
+        )
+    )
 
 
 def default_model(session: Session) -> Model | None:
@@ -103,23 +142,25 @@ def default_model(session: Session) -> Model | None:
     later does not replace; with none chosen (or once the chosen one is removed), the newest
     finished model, so that each new training run takes over. Only a finished model of
     ``curator train`` is ever the default: never one that failed, was interrupted or is still
-    training, nor a cross-fit fold model.
+    training, nor a cross-fit fold model, nor one no better than chance on val.
     """
     chosen = chosen_default(session)
     if chosen is not None:
         model = session.get(Model, chosen)
-        if model is not None and model.status == DONE:
+        if model is not None and can_be_default(model):
             return model
     return newest_finished(session)
 
 
 def get_model(session: Session, *, ref: int | None = None) -> Model:
     """A model by id, or the default one (`default_model`); raises `UnknownModel` for an id
-    without a row, `NoModel` when there is no default."""
+    without a row, `NoModel` when there is no default (`NoModelLearned` when the finished
+    models are all at chance)."""
     if ref is None:
         model = default_model(session)
         if model is None:
-            raise NoModel()
+            flagged = at_chance(session)
+            raise NoModelLearned(flagged) if flagged else NoModel()
         return model
     model = session.get(Model, ref)
     if model is None:
@@ -145,10 +186,12 @@ def resumable_model(
 ) -> Model | None:
     """The newest unfinished model trained with this config and recipe, if any. Where the
     run trains and how fast (devices, workers, caches) is no part of the recipe, so it may
-    differ; so may settings a model of an older version stored beside its recipe."""
+    differ; so may settings a model of an older version stored beside its recipe, and what
+    the record keeps of how the recipe was chosen (`RECORD_ONLY`)."""
+    wanted = {k: v for k, v in training.items() if k not in RECORD_ONLY}
 
     def same(stored: dict[str, Any]) -> bool:
-        return {k: stored.get(k) for k in training} == training
+        return {k: stored.get(k) for k in wanted} == wanted
 
     for model in session.scalars(
         select(Model).where(Model.status.in_(("training", "interrupted"))).order_by(Model.id.desc())

@@ -37,6 +37,16 @@ def pytest_configure(config: pytest.Config) -> None:
         faulthandler.enable(file=_CRASH_LOG[0], all_threads=True)
 
 
+@pytest.fixture(autouse=True)
+def _same_working_folder() -> Iterator[None]:
+    # A test that moves into its own folder, which goes when it passes, would leave the rest
+    # of the run, and every process it starts, in a folder that no longer exists.
+    before = os.getcwd()
+    yield
+    if os.getcwd() != before:
+        os.chdir(before)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # A module or test marked `backends` runs once on each catalog engine.
     if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):

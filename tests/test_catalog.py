@@ -338,12 +338,17 @@ def test_help_defaults_match_the_code_that_uses_them():
     shard_mb = inspect.signature(export_format).parameters["shard_mb"].default
     assert export["shard_size"] == shard_mb == defaults.EXPORT_SHARD_MB
     train = {p.name: p.default for p in command.commands["train"].params}
-    from classifier.config import Machine, ModelConfig, TrainConfig
+    from classifier.config import RECIPE_OPTIONS, Machine, ModelConfig, TrainConfig, resolve_recipe
 
-    recipe, machine, model = TrainConfig(), Machine(), ModelConfig()
-    assert (train["epochs"], train["lr"], train["batch_size"], train["patience"]) == (
-        recipe.epochs, recipe.lr, recipe.batch_size, recipe.patience,
-    )  # fmt: skip
+    machine, model = Machine(), ModelConfig()
+    # The recipe's options default to None: each takes the value of the recipe that the
+    # starting weights choose, and a run given none of them marks none as given.
+    recipe_defaults = {k: train[k] for k in RECIPE_OPTIONS if k in train}
+    assert set(recipe_defaults) == set(RECIPE_OPTIONS) - {"warmup_epochs"}
+    assert set(recipe_defaults.values()) == {None}
+    assert train["weights"] == TrainConfig().weights == "imagenet"
+    chosen = resolve_recipe(train["weights"], **recipe_defaults)
+    assert chosen.given == () and chosen.cfg == TrainConfig()
     assert (train["workers"], train["cache_mb"], train["image_size"]) == (
         machine.workers, machine.cache_mb, model.image_size,
     )  # fmt: skip

@@ -131,8 +131,8 @@ def test_a_copy_into_a_catalog_that_holds_rows_is_refused_and_changes_nothing(cl
         (("SRC", "postgresql+psycopg://u@127.0.0.1:9/x"), "cannot open the catalog at"),
     ],
 )
-def test_bad_copies_are_one_line_errors(cli, source, tmp_path, monkeypatch, args, words):
-    monkeypatch.chdir(tmp_path)  # given back when the test ends, before its folder goes
+def test_bad_copies_are_one_line_errors(cli, source, tmp_path, args, words, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     args = tuple(source if a == "SRC" else a for a in args)
     result = cli("db", "copy", *args)
     assert result.exit_code == 1, result.output

@@ -76,7 +76,7 @@ def trained(tmp_path_factory) -> Path:
         photo(name).save(base / "happy" / f"{name}.jpg")
     for label in ("happy", "unhappy"):
         assert run(home, "import", base / label, "--label", label).exit_code == 0
-    result = run(home, "train", "--include-weak", *FAST)
+    result = run(home, "train", "--include-weak", *FAST[:-1], "8")  # learned by then
     assert result.exit_code == 0, result.output
     return home
 
@@ -168,7 +168,7 @@ def test_vectors_of_another_model_are_a_set_of_their_own(copy):
     assert run(copy, "embed", "--workers", "0").exit_code == 0
     [(folder,)] = rows(copy, "SELECT folder FROM embeddings")
     before = (copy / folder / "vectors.npy").read_bytes()
-    result = run(copy, "train", "--include-weak", *FAST[:-1], "1")
+    result = run(copy, "train", "--include-weak", *FAST[:-1], "8", "--seed", "1")
     assert result.exit_code == 0, result.output
     assert run(copy, "embed", "--workers", "0").exit_code == 0  # the new default: model 2
     sets = rows(copy, "SELECT version, folder, count FROM embeddings ORDER BY id")

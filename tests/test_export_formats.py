@@ -61,7 +61,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
         assert made.cli("label", "1", "2", "--as", "happy", "--author", "ann").exit_code == 0
         assert (
             made.cli(
-                "train", *FAST, "--include-weak", "--epochs", "1", "--image-size", "32"
+                "train", *FAST, "--include-weak", "--epochs", "8", "--image-size", "32"
             ).exit_code
             == 0
         )

@@ -183,3 +183,40 @@ def test_damaged_files_of_every_format_are_refused_with_a_reason_never_a_crash()
             except InvalidImage as exc:
                 assert exc.reason and exc.detail, fmt
     assert tried > 500
+
+
+def test_the_properties_shortcuts_give_what_their_plain_definitions_give() -> None:
+    """Percentiles from a histogram, window spreads from sums, every window's pHash from two
+    matrix products: each against the slow way, on a real photograph."""
+    import numpy as np
+    import skimage.data
+
+    from curator.ingest import properties as p
+    from curator.ingest.imaging import dct_rows
+
+    photo = Image.fromarray(skimage.data.camera())
+    values = np.asarray(photo.resize((97, 61)), dtype=np.int64).ravel()
+    hist = np.bincount(values, minlength=256).astype(np.float64)
+    qs = (0, 5, 50, 95, 100)
+    assert np.allclose(p._percentiles(hist, qs), np.percentile(values / 255.0, qs))
+
+    square = photo.resize((p.WINDOW_SIZE, p.WINDOW_SIZE), Image.Resampling.BILINEAR)
+    grey = np.asarray(square, dtype=np.float64)
+    ys, xs = p.box_edges(p.WINDOW_SIZE, p.WINDOWS)
+    plain_std = [grey[y[0] : y[-1], x[0] : x[-1]].std() for y, x in zip(ys, xs, strict=True)]
+    assert np.allclose(p._window_std(grey), plain_std)
+
+    records = p.unpack_window_records(p.window_hashes(square))
+    assert 0 < len(records) <= len(p.WINDOWS)
+    differ = 0  # a coefficient within float32's rounding of its median may flip a bit
+    for index, got in zip(records["index"], records["hash"], strict=True):
+        left, top, width, height = p.WINDOWS[index]
+        cells = (
+            p._cell_weights(p.WINDOW_SIZE, top, height)
+            @ grey
+            @ p._cell_weights(p.WINDOW_SIZE, left, width).T
+        )
+        block = (dct_rows() @ cells @ dct_rows().T).ravel()
+        bits = np.packbits(block > np.median(block)).view(">u8")[0]
+        differ += (int(got) ^ int(bits)).bit_count()
+    assert differ <= 2

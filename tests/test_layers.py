@@ -124,13 +124,18 @@ def test_the_edges_add_the_command_to_the_data_layers_errors():
     from curator.hints import REVIEW_PAGE, with_hint
     from db.errors import UnknownImage
     from db.queues import DefaultModelUnscored, NoIndependentPredictions, NoPredictions
-    from db.registry import NoModel, UnknownModel
+    from db.registry import NoModel, NoModelLearned, UnknownModel
 
     assert with_hint(NoModel()) == "no trained model yet: run curator train first"
     assert with_hint(NoModel(), REVIEW_PAGE) == (
         "no trained model yet: run curator train to see explanations"
     )
     assert with_hint(UnknownModel(9)) == "no model 9 in the catalog; see curator models"
+    assert with_hint(NoModelLearned([4, 2]), REVIEW_PAGE) == (
+        "no model that learned: the finished ones (4, 2) are no better than chance on val, so "
+        "none is the default: train again (curator train warned what to try), or name one "
+        "with --model N"
+    )
     assert with_hint(NoPredictions("disagree")) == (
         "the 'disagree' queue ranks images by a model's predictions, and there are none "
         "yet: train a model and run curator score"
@@ -138,7 +143,7 @@ def test_the_edges_add_the_command_to_the_data_layers_errors():
     assert with_hint(NoIndependentPredictions("weak-disagree")) == (
         "the 'weak-disagree' queue needs predictions of models that did not train on the "
         "images, and every prediction so far comes from one that did: run "
-        "curator score --folds 5"
+        "curator score --folds auto"
     )
     assert with_hint(DefaultModelUnscored("uncertain", 3), REVIEW_PAGE) == (
         "the 'uncertain' queue ranks images by the predictions of model 3, which has "

@@ -174,6 +174,22 @@ def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
     assert [f["fold"] for f in outcome["folds"]] == [0, 1]
     groups = rows(scored_home, "SELECT count(*) FROM images WHERE status = 'active'")[0][0]
     assert sum(f["held_out"] for f in outcome["folds"]) == groups
+    # Each fold's model learned from the from-scratch recipe, with the options given to
+    # model 1 (its --lr 2e-3 and --augment light), for enough steps for the fold's size (at
+    # most 30 epochs: these folds are tiny), and says how well on its own val images.
+    for fold in outcome["folds"]:
+        ((stored, metrics, verdict, epochs),) = rows(
+            scored_home,
+            "SELECT training, metrics, verdict, epochs FROM models WHERE id = :m",
+            m=fold["model"],
+        )
+        training = stored if isinstance(stored, dict) else json.loads(stored)
+        metrics = metrics if isinstance(metrics, dict) else json.loads(metrics)
+        assert training["recipe"] == "scratch" and training["epochs"] == epochs == 30
+        assert (training["lr"], training["augment"], training["batch_size"]) == (2e-3, "light", 16)
+        assert fold["val_accuracy"] == metrics["val"]["accuracy"] and fold["verdict"] == verdict
+        assert fold["val_images"] == metrics["val"]["n"] > 0 and fold["epochs"] == 30
+    assert (outcome["count"], outcome["rule"]) == (2, "as asked")
     # Every labeled image now has a prediction from a model that did not train on it.
     independent = rows(
         scored_home, "SELECT DISTINCT image_id FROM predictions WHERE in_sample = false"
@@ -205,9 +221,18 @@ def test_cross_fitting_puts_the_wrong_labels_first(scored_home):
     assert run(scored_home, "import", scored_home.parent / "late.jpg").exit_code == 0
     late = rows(scored_home, "SELECT max(id) FROM images")[0][0]
     assert run(scored_home, "label", late, "--as", "unhappy").exit_code == 0
-    again = json.loads(run(scored_home, "score", "--folds", "2", "--json").stdout)
-    assert [f["model"] for f in again["folds"]] == [2, 3]
-    assert all(f["kept"] for f in again["folds"]) and again["scored"] == 1
+    again = run(scored_home, "score", "--folds", "2")
+    assert again.exit_code == 0, again.output
+    for fold in outcome["folds"]:
+        (line,) = [
+            x for x in again.stdout.splitlines() if x.startswith(f"  fold {fold['fold'] + 1}:")
+        ]
+        assert line.startswith(f"  fold {fold['fold'] + 1}: model {fold['model']}, ")
+        assert line.endswith(
+            f"val accuracy {fold['val_accuracy'] * 100:.1f} % of {fold['val_images']} images "
+            "after 30 epochs" + (", at chance" if fold["verdict"] == "chance" else "")
+        )
+    assert "(2 folds kept from an earlier run; 1 images new)" in again.stdout
     assert len(rows(scored_home, "SELECT id FROM models")) == 3
     assert rows(
         scored_home, "SELECT model_id, in_sample FROM predictions WHERE image_id = :id", id=late

@@ -72,12 +72,28 @@ def test_a_learnable_toy_set_is_learned(cli, toy):
     report = json.loads(result.stdout)
     assert report["metrics"]["test"]["accuracy"] >= 0.85
     assert report["metrics"]["val"]["roc_auc"] >= 0.9
+    # --weights none took the from-scratch recipe; the options given won, and the first line
+    # says so; the record keeps the recipe whole, and which options were given.
+    assert result.stderr.splitlines()[0] == (
+        "recipe: from scratch (--weights none): epochs 4 (given), batch 16 (given), lr 2e-3, "
+        "weight decay 0.05, warm-up 1 epoch, augment light, patience 3"
+    )
+    ((stored,),) = rows("SELECT training FROM models WHERE id = :m", m=report["model"])
+    stored = stored if isinstance(stored, dict) else json.loads(stored)
+    assert stored["recipe"] == "scratch" and stored["given"] == ["epochs", "batch_size"]
+    assert (stored["epochs"], stored["batch_size"], stored["lr"], stored["augment"]) == (
+        4, 16, 2e-3, "light"
+    )  # fmt: skip
+    assert load_model(Path(report["folder"]) / "model.pt")[1]["training"] == stored
+    # It learned, says so, and is not warned about.
+    assert report["verdict"]["verdict"] == "learned" and "warning" not in result.stderr
     folder = Path(report["folder"])
     assert (folder / "model.pt").is_file() and (folder / "report.html").is_file()
     assert (folder / "curves.png").is_file() and (folder / "roc.png").is_file()
     assert not (folder / "last.pt").exists()
     listed = json.loads(cli("models", "--json").stdout)
     assert listed[0]["id"] == report["model"] and listed[0]["status"] == "done"
+    assert listed[0]["verdict"] == "learned" and listed[0]["default"]
     assert "*" in cli("models").stdout
 
 

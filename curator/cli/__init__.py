@@ -15,6 +15,7 @@ from curator.cli import db as db_commands
 from curator.cli import demo as demo_commands
 from curator.cli import embed as embed_commands
 from curator.cli import explain as explain_commands
+from curator.cli import models as models_commands
 from curator.cli import review as review_commands
 from curator.cli import score as score_commands
 from curator.cli import train as train_commands
@@ -75,6 +76,7 @@ check_commands.register(app)
 crawl_commands.register(app)
 review_commands.register(app)
 train_commands.register(app)
+models_commands.register(app)
 score_commands.register(app)
 explain_commands.register(app)
 embed_commands.register(app)

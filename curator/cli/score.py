@@ -43,12 +43,14 @@ def score_command(
     add: bool = typer.Option(
         False, "--add", help="Also import the files into the catalog, with their predictions."
     ),
-    folds: int = typer.Option(
-        0,
-        min=0,
-        max=20,
-        help="Cross-fit: train K models on all labeled groups but one fold each, so every "
-        "labeled image gets a prediction from a model that never saw it.",
+    folds: str | None = typer.Option(
+        None,
+        "--folds",
+        metavar="K|auto",
+        help="Cross-fit: train K models (2 to 20) on all labeled groups but one fold each, so "
+        "every labeled image gets a prediction from a model that never saw it. auto: what the "
+        "catalog's size supports, 5 folds from 100 labeled groups, else one per 20 (at least "
+        "2).",
     ),
     every: float = typer.Option(1.0, help="Videos: score one frame every this many seconds."),
     out_dir: Path = typer.Option(
@@ -82,7 +84,8 @@ def score_command(
     Example:
 
         curator score
-        curator score --folds 5
+        curator score --folds auto
+        curator score --folds 3
         curator score --shard 2/4 --device cuda:1
         curator score ~/new-photos --out predictions.csv
         curator score ~/new-photos --add --out predictions.jsonl
@@ -99,8 +102,7 @@ def score_command(
     catalog = open_settings_catalog(settings)
     if folds and paths:
         fail("--folds scores the catalog's labeled images; give no paths with it")
-    if folds == 1:
-        fail("--folds needs at least 2 folds")
+    fold_count = parse_folds(folds)
     if every <= 0:
         fail("--every must be more than 0 seconds")
     if not paths:
@@ -108,8 +110,9 @@ def score_command(
             fail("--add and --out are for scoring files: give paths")
         if folds:
             _cross_fit(
-                catalog, settings.home, model_ref, folds, device, batch_size, workers, as_json
-            )
+                catalog, settings.home, model_ref, fold_count, device, batch_size, workers,
+                as_json,
+            )  # fmt: skip
             return
         model = load_registered(catalog, settings.home, model_ref, device=device)
         mismatch = warn_of_classes(catalog, model)
@@ -167,6 +170,20 @@ def score_command(
             if len(damaged) == 1
             else f"{len(damaged)} videos are damaged: " + "; ".join(damaged)
         )
+
+
+def parse_folds(value: str | None) -> int | None:
+    """--folds K or auto (None: as many as the catalog's size supports); a bad value is one
+    line."""
+    if value is None or value.strip().lower() == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        fail(f"--folds {value!r}: a number of folds from 2 to 20, or auto")
+    if not 2 <= count <= 20:
+        fail(f"--folds {value}: " + ("needs at least 2 folds" if count < 2 else "at most 20"))
+    return count
 
 
 def _unique_stems(videos: list[Path]) -> list[str]:
@@ -229,7 +246,7 @@ def _score_catalog(
     if counts["in_sample"]:
         stdout.print(
             f"  {counts['in_sample']} of them trained this model: the disagree queues leave "
-            "those out; curator score --folds 5 gives them unbiased predictions"
+            "those out; curator score --folds auto gives them unbiased predictions"
         )
     stdout.print("next: curator review --queue disagree (or uncertain)")
 
@@ -417,7 +434,7 @@ def _cross_fit(
     catalog: Any,
     home: Path,
     model_ref: int | None,
-    folds: int,
+    folds: int | None,
     device: str,
     batch_size: int,
     workers: int,
@@ -450,18 +467,40 @@ def _cross_fit(
             workers=workers,
             on_progress=progress,
         )
+    at_chance = [f for f in outcome.folds if f.get("verdict") == "chance"]
+    for fold in at_chance:
+        stderr.print(
+            f"warning: fold {fold['fold'] + 1}'s model {fold['model']} is no better than chance "
+            f"on val ({pct(fold['val_accuracy'])} of {fold['val_images']}): its held-out images "
+            "are ranked by a model that learned nothing; label more, or cross-fit a model "
+            "trained with other settings"
+        )
     if as_json:
-        print_json({"base": outcome.base, "folds": outcome.folds, "scored": outcome.scored})
+        print_json(
+            {
+                "base": outcome.base,
+                "folds": outcome.folds,
+                "scored": outcome.scored,
+                "count": outcome.count,
+                "rule": outcome.rule,
+            }
+        )
         return
     covered = sum(f["scored"] for f in outcome.folds)
     kept = sum(1 for f in outcome.folds if f.get("kept"))
+    why = "" if folds is not None else f" ({outcome.rule})"
     stdout.print(
-        f"cross-fitted {folds} folds with the settings of model {outcome.base}: {covered} "
-        "labeled images have a prediction from a model that never saw them"
+        f"cross-fitted {outcome.count} folds{why} from model {outcome.base}'s starting point: "
+        f"{covered} labeled images have a prediction from a model that never saw them"
         + (f" ({kept} folds kept from an earlier run; {outcome.scored} images new)" if kept else "")
     )
     for fold in outcome.folds:
-        stdout.print(f"  fold {fold['fold'] + 1}: model {fold['model']}, {fold['scored']} scored")
+        verdict = {"chance": ", at chance", "learned": ""}.get(fold.get("verdict") or "", "")
+        stdout.print(
+            f"  fold {fold['fold'] + 1}: model {fold['model']}, {fold['scored']} scored, val "
+            f"accuracy {pct(fold['val_accuracy'])} of {fold['val_images']} images after "
+            f"{fold['epochs']} epochs{verdict}"
+        )
     stdout.print("next: curator review --queue disagree")
 
 

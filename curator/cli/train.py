@@ -1,4 +1,4 @@
-"""``curator train`` and ``curator models``."""
+"""``curator train`` (``curator models`` lists what it registers: curator/cli/models.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from typing import Any
 
 import typer
 
-from classifier.config import BACKBONES, FITS, HEADS, Machine, ModelConfig, TrainConfig
+from classifier.config import (
+    BACKBONES,
+    FITS,
+    HEADS,
+    RECIPE_TITLES,
+    RECIPES,
+    Machine,
+    ModelConfig,
+    format_lr,
+)
 from curator.cli.common import (
     fail,
     handle_errors,
@@ -18,22 +27,45 @@ from curator.cli.common import (
     settings_of,
     stdout,
 )
-from curator.display import escape_controls, escape_controls_in
+from curator.display import escape_controls
 
-#: The defaults every option shows and falls back to: the settings' own (classifier.config).
-MODEL, RECIPE, MACHINE = ModelConfig(), TrainConfig(), Machine()
+#: The defaults the model's and the machine's options show and fall back to: the settings'
+#: own (classifier.config). The recipe's options default to None: the recipe's value.
+MODEL, MACHINE = ModelConfig(), Machine()
 AUGMENTS = ("reference", "light", "none")
+#: The exit status of a run whose model is no better than chance on val: registered, with
+#: its report, but a script should not go on as if it had a model.
+AT_CHANCE_EXIT = 3
+
+
+def recipes_help(field: str) -> str:
+    """Each recipe's value of an option, for its --help."""
+    values = [
+        f"{format_lr(v) if isinstance(v := getattr(cfg, field), float) else v} "
+        f"{RECIPE_TITLES[name].split()[0].lower()}"
+        for name, cfg in RECIPES.items()
+    ]
+    return f"Default: the recipe's ({', '.join(values)})."
 
 
 def train_command(
     ctx: typer.Context,
-    epochs: int = typer.Option(
-        RECIPE.epochs, min=1, help="Epochs at most (early stopping may end sooner)."
+    epochs: int | None = typer.Option(
+        None,
+        min=1,
+        help="Epochs at most (early stopping may end sooner). " + recipes_help("epochs"),
     ),
-    batch_size: int = typer.Option(RECIPE.batch_size, min=1, help="Images per step."),
-    lr: float = typer.Option(RECIPE.lr, min=0.0, help="Peak learning rate (AdamW)."),
-    weight_decay: float = typer.Option(
-        RECIPE.weight_decay, min=0.0, help="Decoupled weight decay."
+    batch_size: int | None = typer.Option(
+        None, min=1, help="Images per step. " + recipes_help("batch_size")
+    ),
+    lr: str | None = typer.Option(
+        None,
+        metavar="RATE|auto",
+        help="Peak learning rate (AdamW), or auto: a range test before training picks it. "
+        + recipes_help("lr"),
+    ),
+    weight_decay: float | None = typer.Option(
+        None, min=0.0, help="Decoupled weight decay. " + recipes_help("weight_decay")
     ),
     image_size: int = typer.Option(
         MODEL.image_size, min=32, help="Pictures are fitted to this square."
@@ -41,21 +73,25 @@ def train_command(
     backbone: str = typer.Option(MODEL.backbone, help=f"One of: {', '.join(BACKBONES)}."),
     head: str = typer.Option(MODEL.head, help=f"One of: {', '.join(HEADS)} (the ablation)."),
     weights: str = typer.Option(
-        RECIPE.weights,
-        help="Starting weights: imagenet, none, a path to a ResNet state dict, or an earlier "
+        "imagenet",
+        help="Starting weights, which choose the recipe: imagenet (ImageNet fine-tuning), "
+        "none (from scratch), a path to a ResNet state dict (as imagenet), or an earlier "
         "model's model.pt (fine-tuning it after a review round).",
     ),
     device: str = typer.Option(MACHINE.device, help="auto, cpu, cuda, cuda:N or mps."),
     include_weak: bool = typer.Option(
-        RECIPE.include_weak, "--include-weak", help="Also train on query and import labels."
+        False, "--include-weak", help="Also train on query and import labels."
     ),
     fit_mode: str = typer.Option(
         MODEL.fit, "--fit", help=f"How a picture becomes a square: {', '.join(FITS)}."
     ),
-    patience: int = typer.Option(
-        RECIPE.patience, min=1, help="Epochs without a better val loss to stop."
+    patience: int | None = typer.Option(
+        None,
+        min=1,
+        help="Epochs without a better val loss to stop, counted once val accuracy has left "
+        "chance. Default: a third of the epochs, at least 3.",
     ),
-    seed: int = typer.Option(RECIPE.seed, help="Seed of weights, data order and augmentation."),
+    seed: int = typer.Option(0, help="Seed of weights, data order and augmentation."),
     workers: int = typer.Option(
         MACHINE.workers, min=0, help="DataLoader processes decoding images."
     ),
@@ -65,8 +101,9 @@ def train_command(
         help="Decode the pictures once and keep them in memory when they fit in this many "
         "MiB (0: decode them on every epoch).",
     ),
-    augment: str = typer.Option(
-        RECIPE.augment, help="Augmentation: reference (the paper's), light, or none."
+    augment: str | None = typer.Option(
+        None,
+        help="Augmentation: reference (the paper's), light, or none. " + recipes_help("augment"),
     ),
     no_amp: bool = typer.Option(False, "--no-amp", help="Train in fp32 (no mixed precision)."),
     restart: bool = typer.Option(
@@ -87,13 +124,21 @@ def train_command(
     best val loss, evaluates the untouched test split once, and writes a report beside the
     model. Interrupted? The same command again continues where it stopped.
 
+    The starting weights choose the recipe, and every option not given takes its value (the
+    first line says which recipe, with which values, and marks those given):
+
+    {recipes}
+
+    A model no better than chance on val is registered as such (curator models shows it),
+    is never the default model for scoring, and the command exits with status 3.
+
     Example:
 
         curator train
-        curator train --backbone resnet18 --image-size 128 --weights none --epochs 8
+        curator train --backbone resnet18 --image-size 96 --weights none
+        curator train --weights none --lr auto
         curator train --head gap --include-weak
-        curator train --image-size 64 --weights none --augment light
-        curator train --weights ~/.local/share/curator/models/3/model.pt --epochs 5
+        curator train --weights ~/.local/share/curator/models/3/model.pt
         torchrun --standalone --nproc-per-node 4 -m curator train --distributed
     """
     from classifier.device import pick_device
@@ -108,62 +153,91 @@ def train_command(
         (backbone, BACKBONES, "--backbone"),
         (head, HEADS, "--head"),
         (fit_mode, FITS, "--fit"),
-        (augment, AUGMENTS, "--augment"),
+        (augment or AUGMENTS[0], AUGMENTS, "--augment"),
     ):
         if value not in allowed:
             fail(f"{option} {value!r}: one of {', '.join(allowed)}")
+    rate, lr_auto = parse_lr(lr)
     if weights not in ("imagenet", "none"):  # a file: stored absolute, for resumes and folds
         weights = str(Path(weights).expanduser().absolute())
+    from curator.learn.training import choose_recipe
+
+    recipe = choose_recipe(
+        weights, lr_auto=lr_auto, epochs=epochs, batch_size=batch_size, lr=rate,
+        weight_decay=weight_decay, patience=patience, augment=augment, seed=seed,
+        include_weak=include_weak, amp=not no_amp,
+    )  # fmt: skip
     group = SINGLE
     if distributed:
         try:
             group = join(device)
         except TrainingError as exc:
             fail(str(exc))
-        if batch_size % group.world:
+        if recipe.cfg.batch_size % group.world:
             leave()
-            fail(f"--batch-size {batch_size} does not split into {group.world} processes")
+            fail(
+                f"--batch-size {recipe.cfg.batch_size} does not split into {group.world} processes"
+            )
     model_cfg = ModelConfig(backbone=backbone, head=head, image_size=image_size, fit=fit_mode)
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        patience=patience,
-        seed=seed,
-        augment=augment,
-        include_weak=include_weak,
-        weights=weights,
-        amp=not no_amp,
-    )
     machine = Machine(device=device, workers=workers, cache_mb=cache_mb)
     try:
-        _train(ctx, group, model_cfg, cfg, machine, as_json, restart)
+        _train(ctx, group, model_cfg, recipe, machine, as_json, restart)
     finally:
         leave()
+
+
+if train_command.__doc__:
+    train_command.__doc__ = train_command.__doc__.replace(
+        "{recipes}",
+        "\n\n    ".join(
+            f"{RECIPE_TITLES[name]} (--weights "
+            f"{ {'imagenet': 'imagenet', 'scratch': 'none', 'finetune': 'MODEL.pt'}[name] }): "
+            f"epochs {cfg.epochs}, batch {cfg.batch_size}, lr {format_lr(cfg.lr)}, "
+            f"weight decay {cfg.weight_decay:g}, warm-up {cfg.warmup_epochs:g} epoch, "
+            f"augment {cfg.augment}."
+            for name, cfg in RECIPES.items()
+        ),
+    )
+
+
+def parse_lr(value: str | None) -> tuple[float | None, bool]:
+    """--lr: a rate (None: the recipe's), or auto; a bad value is one line."""
+    if value is None:
+        return None, False
+    if value.strip().lower() == "auto":
+        return None, True
+    try:
+        rate = float(value)
+    except ValueError:
+        fail(f"--lr {value!r}: a learning rate such as 2e-3, or auto")
+    if not rate >= 0 or rate == float("inf"):
+        fail(f"--lr {value!r}: a learning rate of 0 or more, or auto")
+    return rate, False
 
 
 def _train(
     ctx: typer.Context,
     group: Any,
     model_cfg: ModelConfig,
-    cfg: TrainConfig,
+    recipe: Any,
     machine: Machine,
     as_json: bool,
     restart: bool,
 ) -> None:
     from classifier.config import Progress
     from classifier.errors import TrainingError
-    from curator.learn.training import train_model
+    from curator.learn.training import Started, train_model
 
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
 
-    def started(model_id: int, resumed: int | None, counts: dict) -> None:
-        sizes = ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items())
-        what = f"resuming model {model_id} after epoch {resumed}" if resumed else (
-            f"training model {model_id}"
-        )  # fmt: skip
+    def started(s: Started) -> None:
+        sizes = ", ".join(f"{name} {sum(c.values())}" for name, c in s.counts.items())
+        what = f"resuming model {s.model_id} after epoch {s.resumed_after}" if (
+            s.resumed_after
+        ) else f"training model {s.model_id}"  # fmt: skip
+        shown = s.recipe.cfg.weights
+        typer.echo(escape_controls(s.recipe.line(weights_shown=shown)), err=True)
         typer.echo(f"{what}: {sizes} images", err=True)
 
     with progress_bar("training", None) as update:
@@ -171,9 +245,13 @@ def _train(
         def progress(p: Progress) -> None:
             if p.kind == "decode":
                 update(p.step, "decoding the pictures once", total=p.steps)
+            elif p.kind == "sweep":
+                update(p.step, f"lr range test · loss {p.loss:.3f}", total=p.steps)
             elif p.kind == "step":
                 update(p.step, f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.3f}", total=p.steps)
-            elif p.stats is not None:
+            elif p.kind == "note":
+                typer.echo(f"warning: {p.note}", err=True)
+            elif p.kind == "epoch" and p.stats is not None:
                 s = p.stats
                 typer.echo(
                     f"epoch {s.epoch:>2}: train loss {s.train_loss:.3f} · val loss "
@@ -187,7 +265,7 @@ def _train(
                 catalog,
                 settings.home,
                 model_cfg=model_cfg,
-                cfg=cfg,
+                recipe=recipe,
                 machine=machine,
                 on_progress=progress,
                 on_start=started,
@@ -199,6 +277,8 @@ def _train(
             fail(str(exc))
     if group.main:  # rank 0 reports
         _report(catalog, outcome, as_json)
+        if outcome.result.verdict.get("verdict") == "chance":
+            raise typer.Exit(AT_CHANCE_EXIT)
 
 
 def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
@@ -228,6 +308,13 @@ def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
                 "missing_files": outcome.missing_files,
                 "conflicts": outcome.conflicts,
                 "default": default_id,
+                "verdict": result.verdict,
+                "recipe": {
+                    "name": outcome.recipe.name,
+                    "values": outcome.recipe.cfg.as_dict(),
+                    "given": list(outcome.recipe.given),
+                },
+                "lr_range": _range_summary(result.extras.get("lr_range")),
             }
         )
         return
@@ -249,7 +336,15 @@ def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
             "differently (curator review --queue conflicts)"
         )
     stdout.print(f"report: {escape_controls(outcome.report)}")
-    if default_id != outcome.model_id:  # one chosen, or a newer model finished meanwhile
+    if result.verdict.get("verdict") == "chance":
+        from classifier.chance import advice, describe_verdict
+
+        stays = f"the default stays model {default_id}" if default_id else "there is no default"
+        stdout.print(
+            f"model {outcome.model_id} is {describe_verdict(result.verdict)}; {stays}. Try "
+            f"{advice(outcome.recipe.cfg)}"
+        )
+    elif default_id != outcome.model_id:  # one chosen, or a newer model finished meanwhile
         why = "chosen with curator models --default" if chosen else "the newest finished one"
         stdout.print(
             f"the default stays model {default_id}, {why}; curator models --default "
@@ -257,176 +352,14 @@ def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
         )
 
 
-DEFAULT_HELP = (
-    "the default model of curator score, explain, the uncertain queue and the review page's "
-    "Grad-CAM"
-)
-
-
-def models_command(
-    ctx: typer.Context,
-    default: str | None = typer.Option(
-        None,
-        "--default",
-        metavar="N|newest",
-        help="Make model N the default until another is chosen: a model trained later does "
-        "not replace it. newest: the newest finished model again, as each is trained.",
-    ),
-    remove: int | None = typer.Option(
-        None,
-        "--remove",
-        metavar="N",
-        help="Remove model N: its row, its predictions and its own folder of files (never "
-        "another model's). Refused while a running command uses it.",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the models as JSON."),
-) -> None:
-    """List the trained models, newest first; choose the default, or remove one.
-
-    The default (marked *) is the model curator score, curator explain, the uncertain queue and
-    the review page's Grad-CAM use when no --model is given: the one chosen with --default N,
-    which a model trained later does not replace; with none chosen, the newest finished one,
-    so that each new training takes over. A model that failed, was interrupted or is still
-    training is never the default, nor a cross-fit fold model, nor one whose file is missing
-    or whose classes are not the catalog's.
-
-    Example:
-
-        curator models
-        curator models --json
-        curator models --default 3
-        curator models --default newest
-        curator models --remove 2
-    """
-    settings = settings_of(ctx)
-    if default is not None and remove is not None:
-        fail("--default and --remove: one at a time")
-    catalog = open_settings_catalog(settings)
-    if remove is not None:
-        _remove(catalog, settings.home, remove, as_json)
-        return
-    if default is not None:
-        _choose(catalog, settings.home, default, as_json)
-        if as_json:
-            return
-    _list(catalog, as_json)
-
-
-def _choose(catalog: Any, home: Path, value: str, as_json: bool) -> None:
-    from curator.learn.registry import follow_newest, set_default
-
-    if value.strip().lower() == "newest":
-        now = follow_newest(catalog)
-        if as_json:
-            print_json({"default": now, "chosen": False})
-        else:
-            newest = f"model {now}" if now is not None else "none yet"
-            stdout.print(f"the default is the newest finished model again: {newest}")
-        return
-    try:
-        model_id = int(value)
-    except ValueError:
-        fail(f"--default {value!r}: a model id (see curator models), or newest")
-    set_default(catalog, home, model_id)
-    if as_json:
-        print_json({"default": model_id, "chosen": True})
-    else:
-        stdout.print(
-            f"model {model_id} is the default now; a model trained later does not replace it "
-            "(curator models --default newest lets the newest take over again)"
-        )
-
-
-def _remove(catalog: Any, home: Path, model_id: int, as_json: bool) -> None:
-    from curator.learn.registry import remove_model
-
-    removal = remove_model(catalog, home, model_id)
-    if as_json:
-        print_json(
-            {
-                "removed": removal.model,
-                "predictions": removal.predictions,
-                "folder": None if removal.folder is None else str(removal.folder),
-                "default": removal.default,
-                "folds_kept": removal.folds,
-                "left": removal.left,
-            }
-        )
-        return
-    files = f"its folder {removal.folder}" if removal.folder else "no folder of files"
-    default = f"model {removal.default}" if removal.default is not None else "none"
-    stdout.print(
-        f"removed model {removal.model}: {removal.predictions} predictions and "
-        f"{escape_controls(files)}; the default is {default}"
-    )
-    if removal.folds:
-        ids = ", ".join(str(i) for i in removal.folds)
-        stdout.print(
-            f"  its cross-fit fold models ({ids}) are kept, with their predictions; "
-            f"curator models --remove {removal.folds[0]} removes one"
-        )
-    for path in removal.left:
-        typer.echo(f"warning: could not delete all of {escape_controls(path)}", err=True)
-
-
-def _list(catalog: Any, as_json: bool) -> None:
-    from db.registry import chosen_default, default_model, list_models
-
-    with catalog.reading() as session:
-        default = default_model(session)
-        default_id = default.id if default is not None else None
-        chosen = chosen_default(session) == default_id and default_id is not None
-        rows = [
-            {
-                "id": m.id,
-                "status": m.status,
-                "default": m.id == default_id,
-                "chosen": chosen and m.id == default_id,
-                "backbone": m.config.get("backbone"),
-                "head": m.config.get("head"),
-                "image_size": m.config.get("image_size"),
-                "epochs": m.epochs,
-                "best_epoch": m.best_epoch,
-                "test_accuracy": (m.metrics.get("test") or {}).get("accuracy"),
-                "val_accuracy": (m.metrics.get("val") or {}).get("accuracy"),
-                "created": m.created_at.isoformat(timespec="seconds"),
-                "path": m.path,
-            }
-            for m in list_models(session)
-        ]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        stdout.print("no models yet: curator train")
-        return
-    rows = escape_controls_in(rows)  # a catalog's rows, whoever wrote them
-    stdout.print(
-        f"{'id':>4}  {'status':<11} {'model':<24} {'epochs':>6} {'val acc':>8} "
-        f"{'test acc':>8}  created"
-    )
-    for r in rows:
-        mark = "*" if r["default"] else " "
-        model = f"{r['backbone']}/{r['head']}@{r['image_size']}"
-        stdout.print(
-            f"{r['id']:>4}{mark} {r['status']:<11} {model:<24} {r['epochs']:>6} "
-            f"{pct(r['val_accuracy']):>8} {pct(r['test_accuracy']):>8}  "
-            f"{r['created']}"
-        )
-    if default_id is None:
-        stdout.print("no finished model yet: none is the default")
-    elif chosen:
-        stdout.print(
-            f"* {DEFAULT_HELP}: chosen with curator models --default {default_id}, so a model "
-            "trained later does not replace it (--default newest lets the newest take over)"
-        )
-    else:
-        stdout.print(
-            f"* {DEFAULT_HELP}: the newest finished one, so each model trained takes over "
-            "(curator models --default N keeps one)"
-        )
+def _range_summary(lr_range: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The range test's outcome for --json (its curve is in the model file and report)."""
+    if not lr_range:
+        return None
+    return {k: lr_range[k] for k in ("chosen", "rule", "steep", "minimum")} | {
+        "steps": len(lr_range["lrs"])
+    }
 
 
 def register(app: typer.Typer) -> None:
     app.command("train")(handle_errors(train_command))
-    app.command("models")(handle_errors(models_command))

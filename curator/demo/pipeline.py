@@ -189,36 +189,42 @@ def _train(
     catalog: Any,
     home: Path,
     config: DemoConfig,
+    result: DemoResult,
     name: str,
     progress: ProgressFn,
     start: Path | None = None,
 ) -> int:
-    from classifier.config import Machine, Progress, TrainConfig
+    """A round's model, with the recipe of its starting point as curator train chooses it:
+    round 1 from ``config.weights``, round 2 fine-tuning round 1's (``start``); the demo
+    gives only what it sets itself (None: the recipe's)."""
+    from classifier.config import Machine, Progress
     from classifier.model import ModelConfig
-    from curator.learn.training import train_model
+    from curator.learn.training import choose_recipe, train_model
 
     def on_progress(p: Progress) -> None:
         if p.kind == "step":
             progress(name, p.step, p.steps, f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.3f}")
 
+    recipe = choose_recipe(
+        str(start) if start else config.weights,
+        epochs=config.finetune_epochs if start else config.epochs,
+        batch_size=config.batch_size,
+        lr=config.finetune_lr if start else config.lr,
+        seed=config.seed,
+        include_weak=True,
+    )
     outcome = train_model(
         catalog,
         home,
         model_cfg=ModelConfig(backbone=config.backbone, image_size=config.image_size),
-        cfg=TrainConfig(
-            epochs=config.finetune_epochs if start else config.epochs,
-            batch_size=config.batch_size,
-            lr=config.finetune_lr if start else config.lr,
-            patience=config.epochs,  # from scratch, a model can plateau before it learns
-            seed=config.seed,
-            augment="light" if config.weights == "none" else "reference",
-            include_weak=True,
-            weights=str(start) if start else config.weights,
-        ),
+        recipe=recipe,
         machine=Machine(device=config.device, workers=config.workers),
         on_progress=on_progress,
         restart=True,
+        checkpoints=False,  # the demo is rebuilt on each run, never resumed
     )
+    shown = "model.pt of round 1" if start else config.weights
+    result.recipes[name.removeprefix("training ")] = recipe.line(weights_shown=shown)
     return outcome.model_id
 
 
@@ -241,7 +247,7 @@ def _pipeline(
         f"round 1: training {config.backbone} at {config.image_size} px on the crawl's weak "
         f"labels ({len(groups)} groups, {len(wrong)} of them wrongly labeled)"
     )
-    first = _train(catalog, home, config, "training round 1", progress)
+    first = _train(catalog, home, config, result, "training round 1", progress)
     clock.lap("score and cross-fit")
     step(f"scoring the catalog with model {first}, then cross-fitting {config.folds} folds")
     model = load_registered(catalog, home, first, device=config.device)
@@ -260,8 +266,9 @@ def _pipeline(
     clock.lap("round 2")
     step(f"round 2: fine-tuning model {first} on the corrected labels")
     second = _train(
-        catalog, home, config, "training round 2", progress, start=model.folder / "model.pt"
-    )
+        catalog, home, config, result, "training round 2", progress,
+        start=model.folder / "model.pt",
+    )  # fmt: skip
     model2 = load_registered(catalog, home, second, device=config.device)
     score_catalog(catalog, home, model2, workers=config.workers)
     test_ids = [
@@ -305,7 +312,7 @@ def _rank(
     queues in their order."""
     from curator.learn.crossfit import cross_fit
     from curator.learn.scoring import score_catalog
-    from db.queues import ranking
+    from db.queues import QueueUnavailable, ranking
 
     score_catalog(
         catalog,
@@ -329,7 +336,10 @@ def _rank(
     )
     with catalog.reading() as session:
         disagree = [i for i, _s in ranking(session, "disagree")]
-        uncertain = [i for i, _s in ranking(session, "uncertain")]
+        try:
+            uncertain = [i for i, _s in ranking(session, "uncertain")]
+        except QueueUnavailable:  # round 1 at chance: no default model, no uncertain queue
+            uncertain = []
     return disagree, uncertain
 
 

@@ -65,9 +65,9 @@ curator crawl "unhappy couple" "couple arguing" --label unhappy --max 500
 curator dedup
 curator train --include-weak                  # round 1, on the queries' labels: model 1
 curator score                                 # the uncertain queue
-curator score --folds 5                       # the disagree queues (out-of-sample)
+curator score --folds auto                    # the disagree queues (out-of-sample)
 curator review --queue weak-disagree          # then --queue uncertain
-curator train --include-weak --weights ~/.local/share/curator/models/1/model.pt --epochs 6
+curator train --include-weak --weights ~/.local/share/curator/models/1/model.pt
 curator score ~/new-photos --out predictions.csv
 curator explain 42</pre>
 """
@@ -121,11 +121,9 @@ def _intro(result: DemoResult) -> str:
     times = ", ".join(f"{esc(k)} {v:.0f} s" for k, v in result.seconds.items() if k)
     return f"""<h1>curator demo</h1>
 <p>The whole job on a generated web, offline: crawl, de-duplicate, train on weak labels, score,
-review the queues, train again. Model: {esc(c["backbone"])} at {c["image_size"]} px,
-{c["epochs"]} epochs from starting weights {esc(c["weights"])}, batch {c["batch_size"]}, learning
-rate {c["lr"]:g}; round 2 fine-tunes round 1 for {c["finetune_epochs"]} epochs at
-{c["finetune_lr"]:g} {SMALL if c["image_size"] < 512 else ""}. This machine: {esc(result.machine)}.
-Time: {times}.</p>
+review the queues, train again. Model: {esc(c["backbone"])} at {c["image_size"]} px
+{SMALL if c["image_size"] < 512 else ""}. This machine: {esc(result.machine)}. Time: {times}.</p>
+<ul>{"".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in result.recipes.items())}</ul>
 """
 
 

@@ -22,12 +22,15 @@ class DemoConfig:
     seed: int = 0
     backbone: str = "resnet18"
     image_size: int = 80
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 2e-3
-    #: Round 2 fine-tunes round 1's model on the corrected labels, as a user would.
-    finetune_epochs: int = 6
-    finetune_lr: float = 1e-3
+    #: Round 1's epochs (fewer than the from-scratch recipe's 15, for time); the options
+    #: left None take the recipe of the round's starting point (classifier.config.RECIPES).
+    epochs: int | None = 10
+    batch_size: int | None = None
+    lr: float | None = None
+    #: Round 2 fine-tunes round 1's model on the corrected labels, as a user would: the
+    #: fine-tuning recipe's values unless set.
+    finetune_epochs: int | None = None
+    finetune_lr: float | None = None
     weights: str = "none"
     folds: int = 2
     #: Share of the catalog's groups the simulated reviewer looks at.
@@ -48,9 +51,8 @@ class DemoConfig:
             "backbone": "resnet34",
             "image_size": 512,
             "weights": "imagenet",
-            "epochs": 15,
-            "batch_size": 16,
-            "lr": 3e-4,
+            "epochs": None,  # the ImageNet recipe's
+            "batch_size": 16,  # 512 px pictures: 16 fit a GPU's memory
             "per_class": 400,
             **overrides,
         }
@@ -81,6 +83,8 @@ class DemoResult:
     explained: list[str] = field(default_factory=list)
     machine: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Each training's recipe, as curator train's first line says it.
+    recipes: dict[str, str] = field(default_factory=dict)
 
     @property
     def browse(self) -> str:

@@ -175,18 +175,20 @@ def _bits64(block: np.ndarray) -> int:
     return int.from_bytes(np.packbits(block > np.median(block)).tobytes(), "big")
 
 
-def perceptual_hashes(thumb: Image.Image) -> tuple[int, int]:
+def perceptual_hashes(thumb: Image.Image, grey: Image.Image | None = None) -> tuple[int, int]:
     """pHash of the pixels and of their mirror image, from one DCT.
 
     Bit for bit the hash of ``imagehash.phash`` (the tests check this against imagehash):
     32 x 32 grey (Lanczos), 2-D DCT-II, the 8 x 8 lowest frequencies, each bit set where the
     coefficient exceeds their median. Mirroring a picture negates the odd horizontal
     frequencies of its DCT, so the mirror's hash follows from the same block: a flipped copy
-    then matches with a plain Hamming distance.
+    then matches with a plain Hamming distance. ``grey``: the thumbnail in grey, where the
+    caller has it.
     """
-    grey = thumb.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+    grey = grey if grey is not None else thumb.convert("L")
     rows = dct_rows()
-    block = rows @ np.asarray(grey, dtype=np.float64) @ rows.T  # (8, 8)
+    small = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    block = rows @ small @ rows.T  # (8, 8)
     mirrored = block * np.where(np.arange(8) % 2, -1.0, 1.0)
     return _bits64(block), _bits64(mirrored)
 
@@ -234,8 +236,9 @@ def analyze(data: bytes, limits: Limits | None = None) -> Analysis:
         thumb = make_thumbnail(to_rgb(decoded))
     except Exception as exc:  # an exotic mode Pillow cannot convert
         raise InvalidImage("decode-error", f"cannot convert mode {img.mode}: {exc}") from None
-    phash, mirror = perceptual_hashes(thumb)
-    properties = measure(thumb, width=width, height=height)
+    grey = thumb.convert("L")
+    phash, mirror = perceptual_hashes(thumb, grey)
+    properties = measure(thumb, width=width, height=height, grey=grey)
     if limits.reject_issues:
         from curator.ingest.health import refuse_issues
 

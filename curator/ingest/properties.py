@@ -16,7 +16,13 @@ the longer side, RGB) here, and the numbers land in ``image_properties`` beside 
 * ``graphic``: the share of pixels in the 8 commonest colours at 4 bits a channel: flat
   colours of text, banners, screenshots and charts score near 1, photos far lower;
 * ``windows``: pHashes of sub-regions, so that a cropped copy's whole-frame hash finds the
-  picture it was cut from (see `window_boxes` and docs/check.md).
+  picture it was cut from (see `WINDOWS` and docs/check.md).
+
+What they cost counts: every import pays it. The grey statistics come from the luminance
+histogram of the thumbnail resized to `STATS_SIZE` (no sort), the colour ones from the
+thumbnail box-reduced by a whole factor, the sharpness from the 256 x 256 grey square, and
+the windows from that square box-reduced to `WINDOW_SIZE`, all windows at once in a few
+matrix products. bench/import_throughput.py measures the cost (docs/check.md).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 #: Stored beside each row: numbers of another version are computed again by a backfill.
-PROPERTIES_VERSION = "props-v1"
+PROPERTIES_VERSION = "props-v2"
 #: The grey square the sharpness is measured on.
 SHARP_SIZE = 256
 
@@ -53,23 +59,18 @@ class Properties:
         return {**asdict(self), "version": PROPERTIES_VERSION}
 
 
-def _laplacian_variance(grey: np.ndarray) -> float:
-    lap = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
-    return float(lap.var())
-
-
-def _colourfulness(rgb: np.ndarray) -> float:
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    rg = r - g
-    yb = 0.5 * (r + g) - b
+def _colourfulness(rgb8: np.ndarray) -> float:
+    c = rgb8.reshape(-1, 3).astype(np.int16)
+    rg = (c[:, 0] - c[:, 1]).astype(np.float32)
+    yb = (c[:, 0] + c[:, 1] - 2 * c[:, 2]).astype(np.float32) * 0.5
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
 def _graphic(rgb8: np.ndarray) -> float:
-    q = (rgb8 >> 4).astype(np.int32)
-    codes = (q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]
-    counts = np.bincount(codes.ravel(), minlength=4096)
-    return float(np.sort(counts)[-8:].sum() / codes.size)
+    q = (rgb8 >> 4).reshape(-1, 3).astype(np.uint16)
+    codes = (q[:, 0] << 8) | (q[:, 1] << 4) | q[:, 2]
+    counts = np.bincount(codes, minlength=4096)
+    return float(np.partition(counts, 4096 - 8)[-8:].sum() / codes.size)
 
 
 def _grid(scale: float, steps: int) -> list[tuple[float, float, float, float]]:
@@ -93,7 +94,8 @@ WINDOWS: tuple[tuple[float, float, float, float], ...] = (
     (0.125, 0.0, 0.875, 1.0),
 )
 
-#: Grey levels (0 to 255) a window's cells must vary by, as a standard deviation, to be hashed.
+#: Grey levels (0 to 255) a window's pixels on the `WINDOW_SIZE` square must vary by, as a
+#: standard deviation, to be hashed.
 MIN_WINDOW_STD = 12.0
 #: How a stored window is packed: its index in `WINDOWS`, then its hash.
 WINDOW_DTYPE = np.dtype([("index", "u1"), ("hash", ">u8")])
@@ -118,40 +120,107 @@ def box_cells(square: np.ndarray, boxes: np.ndarray | tuple) -> np.ndarray:
     size = square.shape[0]
     integral = np.zeros((size + 1, size + 1), dtype=np.float64)
     integral[1:, 1:] = square.cumsum(0).cumsum(1)
-    if boxes is WINDOWS:
-        flat, area = window_index(size)
-    else:
-        ys, xs = box_edges(size, boxes)
-        flat, area = _flat_index(ys, xs, size)
-    corners = np.take(integral, flat)  # (K, 33, 33): one gather from precomputed offsets
-    sums = corners[:, 1:, 1:] - corners[:, :-1, 1:] - corners[:, 1:, :-1] + corners[:, :-1, :-1]
-    return sums / area
-
-
-def _flat_index(ys: np.ndarray, xs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = box_edges(size, boxes)
     flat = ys[:, :, None] * (size + 1) + xs[:, None, :]
     area = np.diff(ys, axis=1)[:, :, None] * np.diff(xs, axis=1)[:, None, :]
-    return flat, np.maximum(area, 1).astype(np.float64)
+    corners = np.take(integral, flat)  # (K, 33, 33)
+    sums = corners[:, 1:, 1:] - corners[:, :-1, 1:] - corners[:, 1:, :-1] + corners[:, :-1, :-1]
+    return sums / np.maximum(area, 1).astype(np.float64)
+
+
+def _intervals() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (start, length) shares the windows take along one side (the grids are
+    the same along x and y), and each window's index among them along y and along x."""
+    spans = sorted({(b[0], b[2]) for b in WINDOWS} | {(b[1], b[3]) for b in WINDOWS})
+    where = {span: i for i, span in enumerate(spans)}
+    ys = np.array([where[(b[1], b[3])] for b in WINDOWS])
+    xs = np.array([where[(b[0], b[2])] for b in WINDOWS])
+    return np.array(spans), ys, xs
+
+
+def _cell_weights(size: int, start: float, length: float) -> np.ndarray:
+    """How much each of ``size`` pixels weighs in each of the 32 cells of a span (shares of
+    the side): the overlap of pixel and cell over the cell's width, so that each row of the
+    result averages one cell, fractional edges included. (32, size)."""
+    edges = (start + length * np.linspace(0.0, 1.0, 33)) * size
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixels = np.arange(size)[None, :]
+    overlap = np.clip(np.minimum(hi, pixels + 1) - np.maximum(lo, pixels), 0.0, None)
+    return overlap / (hi - lo)
 
 
 @functools.cache
-def window_index(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The integral image's offsets of every window's cell corners, and each cell's area:
-    the same for every image of a size, so computed once."""
-    return _flat_index(*box_edges(size, WINDOWS), size)
-
-
-def window_hashes(square: np.ndarray) -> bytes:
-    """pHashes of each window of a grey square (`WINDOWS`): the pHash's DCT and median on
-    each window's 32 x 32 cells, in one batch. A nearly flat window (sky, a blank page, black
-    space) hashes to noise that matches other flat windows: it is left out."""
+def window_transform(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """What turns a grey square of ``size`` pixels into every window's 8 x 8 pHash block at
+    once: for each distinct span of `WINDOWS` along a side, the pHash's 8 DCT rows times the
+    averaging of its 32 cells (`_cell_weights`), stacked (S * 8, size), and the flat offsets
+    of each window's block in ``stacked @ square @ stacked.T``. The same for every image of
+    a size, so computed once."""
     from curator.ingest.imaging import dct_rows
 
-    cells = box_cells(square, WINDOWS)  # (K, 32, 32)
-    rows = dct_rows()
-    flat = (rows @ cells @ rows.T).reshape(len(cells), 64)  # (K, 8, 8) -> (K, 64)
-    bits = np.packbits(flat > np.median(flat, axis=1, keepdims=True), axis=1)
-    textured = np.flatnonzero(cells.reshape(len(cells), -1).std(axis=1) >= MIN_WINDOW_STD)
+    spans, ys, xs = _intervals()
+    average = np.stack([_cell_weights(size, start, length) for start, length in spans])
+    stacked = (dct_rows() @ average).reshape(len(spans) * 8, size)
+    k = np.arange(8)
+    rows = (ys[:, None, None] * 8 + k[None, :, None]) * (len(spans) * 8)
+    offsets = rows + xs[:, None, None] * 8 + k[None, None, :]
+    return stacked.astype(np.float32), offsets.reshape(len(WINDOWS), 64)
+
+
+#: The grey square the windows are hashed on: the sharpness square box-reduced by 4. Its
+#: pixels (4 of the 256 square's) are about as fine as a window's cells there (6 to 8).
+WINDOW_SIZE = 64
+
+
+@functools.cache
+def _window_boxes(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each distinct span of `WINDOWS` along a side, which pixels of a square of ``size``
+    it covers (S, size), each window's offset in ``spans @ square @ spans.T``, and each
+    window's area in pixels."""
+    spans, ys, xs = _intervals()
+    boxes = np.zeros((len(spans), 4))
+    boxes[:, 0], boxes[:, 2] = spans[:, 0], spans[:, 1]
+    _, edges = box_edges(size, boxes)
+    cover = np.zeros((len(spans), size))
+    for i, (lo, hi) in enumerate(zip(edges[:, 0], edges[:, -1], strict=True)):
+        cover[i, lo:hi] = 1.0
+    widths = cover.sum(axis=1)
+    return cover, ys * len(spans) + xs, widths[ys] * widths[xs]
+
+
+def _window_std(grey: np.ndarray) -> np.ndarray:
+    """Each window's grey standard deviation, from its sums of values and of squares: (K,)."""
+    cover, offsets, area = _window_boxes(grey.shape[0])
+    mean = np.take(cover @ grey @ cover.T, offsets) / area
+    squares = np.take(cover @ (grey * grey) @ cover.T, offsets) / area
+    return np.sqrt(np.maximum(squares - mean * mean, 0.0))
+
+
+#: The largest matrix product (rows x inner x columns) OpenBLAS runs on one thread.
+_ONE_THREAD = 1 << 18
+
+
+def _chunked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` as a batch of products of a few rows of ``a`` each, every one small enough
+    for OpenBLAS to keep on one thread: a bigger one wakes a thread per core in every import
+    worker, and they wait on each other (ten times slower on two busy cores)."""
+    rows, inner = a.shape
+    most = max(1, _ONE_THREAD // (inner * b.shape[1]))
+    step = max(d for d in range(1, min(rows, most) + 1) if rows % d == 0)
+    return (a.reshape(rows // step, step, inner) @ b).reshape(rows, b.shape[1])
+
+
+def window_hashes(square: Image.Image) -> bytes:
+    """pHashes of each window (`WINDOWS`) of a grey square of `WINDOW_SIZE` pixels: the
+    pHash's DCT of each window's 32 x 32 cells, for all windows in two matrix products
+    (`window_transform`), and the median of each block. A nearly flat window (sky, a blank
+    page, black space) hashes to noise that matches other flat windows: it is left out."""
+    stacked, offsets = window_transform(square.width)
+    grey = np.asarray(square, dtype=np.float32)
+    flat = np.take(_chunked(stacked, _chunked(grey, stacked.T)), offsets)  # (K, 64)
+    middle = np.sort(flat, axis=1)[:, 31:33].mean(axis=1, keepdims=True)  # the median
+    bits = np.packbits(flat > middle, axis=1)
+    textured = np.flatnonzero(_window_std(grey.astype(np.float64)) >= MIN_WINDOW_STD)
     out = np.empty(textured.size, dtype=WINDOW_DTYPE)
     out["index"] = textured
     out["hash"] = bits[textured].view(">u8").ravel()
@@ -168,39 +237,72 @@ def unpack_window_records(blob: bytes | None) -> np.ndarray:
     return np.frombuffer(blob or b"", dtype=WINDOW_DTYPE)
 
 
-#: The longer side of the copy of the thumbnail the statistics are computed on.
+#: The longer side of the grey copy of the thumbnail the luminance statistics are computed
+#: on; the colour statistics take the thumbnail box-reduced by the whole factor nearest
+#: below (256 to 320 pixels come down to 128 to 160).
 STATS_SIZE = 128
+_LEVELS = np.arange(256, dtype=np.float64)
 
 
-def measure(thumb: Image.Image, *, width: int, height: int) -> Properties:
-    """The numbers of one picture, from its RGB thumbnail and its original pixel size."""
-    scale = min(1.0, STATS_SIZE / max(thumb.width, thumb.height))
-    small = thumb.convert("RGB").resize(
-        (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))),
-        Image.Resampling.BILINEAR,
-        reducing_gap=2.0,
-    )
-    rgb8 = np.asarray(small, dtype=np.uint8)
-    grey8 = np.asarray(small.convert("L"), dtype=np.uint8)
-    grey = grey8.astype(np.float32) / 255.0
-    square = np.asarray(
-        thumb.convert("L").resize((SHARP_SIZE, SHARP_SIZE), Image.Resampling.BILINEAR),
-        dtype=np.float32,
-    )
-    square /= 255.0
-    p5, p50, p95 = (float(v) for v in np.percentile(grey, (5, 50, 95)))
-    hist = np.bincount(grey8.ravel(), minlength=256)
-    prob = hist[hist > 0] / grey8.size
+def _histogram(grey: Image.Image) -> np.ndarray:
+    return np.array(grey.histogram(), dtype=np.float64)
+
+
+def _percentiles(hist: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.percentile`` (linear) of 0-255 values, from their histogram, in 0 to 1."""
+    cum = np.cumsum(hist)
+    at = np.array(qs) / 100.0 * (cum[-1] - 1)
+    low = np.floor(at)
+    lo, hi = np.searchsorted(cum, low, side="right"), np.searchsorted(cum, low + 1, side="right")
+    return [float(v) / 255.0 for v in lo + (at - low) * (np.minimum(hi, 255) - lo)]
+
+
+def _mean_var(hist: np.ndarray) -> tuple[float, float]:
+    """Mean and variance of 0-255 values, from their histogram."""
+    count = float(hist.sum())
+    mean = float(hist @ _LEVELS) / count
+    return mean, max(float(hist @ (_LEVELS * _LEVELS)) / count - mean * mean, 0.0)
+
+
+def _sharpness(square: Image.Image) -> float:
+    """Variance of the Laplacian over the grey variance (the same on 0-255 as on 0-1)."""
+    g = np.asarray(square).astype(np.int16)
+    lap = g[:-2, 1:-1] + g[2:, 1:-1]
+    lap += g[1:-1, :-2]
+    lap += g[1:-1, 2:]
+    lap -= g[1:-1, 1:-1] * np.int16(4)
+    flat = lap.astype(np.float32).ravel()  # einsum: OpenBLAS may thread a dot this long
+    mean = float(flat.sum()) / flat.size
+    lap_var = float(np.einsum("i,i->", flat, flat)) / flat.size - mean * mean
+    return lap_var / max(_mean_var(_histogram(square))[1], 1e-4 * 255.0**2)
+
+
+def measure(
+    thumb: Image.Image, *, width: int, height: int, grey: Image.Image | None = None
+) -> Properties:
+    """The numbers of one picture, from its RGB thumbnail (and its grey conversion, where
+    the caller has one) and its original pixel size."""
+    rgb = thumb if thumb.mode == "RGB" else thumb.convert("RGB")
+    grey = grey if grey is not None else rgb.convert("L")
+    longer = max(rgb.width, rgb.height)
+    scale = min(1.0, STATS_SIZE / longer)
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    hist = _histogram(grey.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    p5, p50, p95 = _percentiles(hist, (5, 50, 95))
+    prob = hist[hist > 0] / hist.sum()
+    factor = max(1, longer // STATS_SIZE)
+    rgb8 = np.asarray(rgb.reduce(factor) if factor > 1 else rgb, dtype=np.uint8)
+    square = grey.resize((SHARP_SIZE, SHARP_SIZE), Image.Resampling.BILINEAR)
     return Properties(
-        sharpness=_laplacian_variance(square) / max(float(square.var()), 1e-4),
+        sharpness=_sharpness(square),
         brightness_p5=p5,
         brightness_p50=p50,
         brightness_p95=p95,
-        contrast=float(grey.std()),
+        contrast=float(np.sqrt(_mean_var(hist)[1])) / 255.0,
         entropy=float(-(prob * np.log2(prob)).sum()),
-        colourfulness=_colourfulness(rgb8.astype(np.float32)),
+        colourfulness=_colourfulness(rgb8),
         aspect=max(width, height) / max(1, min(width, height)),
         short_side=min(width, height),
         graphic=_graphic(rgb8),
-        windows=window_hashes(square.astype(np.float64) * 255.0),
+        windows=window_hashes(square.reduce(SHARP_SIZE // WINDOW_SIZE)),
     )

@@ -6,9 +6,10 @@ trained on mostly repeats its label)."""
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from classifier.checkpoint import FORMAT
-from classifier.config import Machine, Progress, TrainConfig
+from classifier.config import RECIPE_OPTIONS, RECIPES, Machine, Progress, Recipe
 from classifier.data import Example, Examples, check_examples
 from classifier.device import pick_device
 from classifier.errors import TrainingError
@@ -44,6 +45,64 @@ class CrossFitOutcome:
     base: int
     folds: list[dict[str, Any]] = field(default_factory=list)
     scored: int = 0
+    #: How many folds, and why that many when none was asked for.
+    count: int = 0
+    rule: str = ""
+
+
+#: A fold model trains for at least this many optimizer steps: a model from scratch on a few
+#: hundred pictures needs them to leave the plateau it starts on. The demo's folds of about
+#: 280 pictures trained 10 epochs (170 steps) and put 38-50 % of the wrong labels in the
+#: first tenth of the disagree queue; at 400 steps, see the README's demo table.
+FOLD_STEPS = 400
+#: ... but never more epochs than this: on a tiny catalog 400 steps would be hundreds of
+#: passes over the same few pictures.
+FOLD_MAX_EPOCHS = 30
+#: Folds when none are asked for: 5, or one per this many labeled groups when there are
+#: fewer than 5 times as many (at least 2), so that each held-out fold has some of each class.
+GROUPS_PER_FOLD = 20
+
+
+def folds_for(labeled: int) -> tuple[int, str]:
+    """The number of folds a catalog of ``labeled`` labeled groups supports, and the rule."""
+    count = max(2, min(5, labeled // GROUPS_PER_FOLD))
+    rule = (
+        f"5 folds with {5 * GROUPS_PER_FOLD} labeled groups or more"
+        if count == 5
+        else f"{count} folds: one per {GROUPS_PER_FOLD} of the {labeled} labeled groups "
+        "(at least 2; 5 from 100)"
+    )
+    return count, rule
+
+
+def fold_epochs(train_images: int, batch_size: int, recipe_epochs: int) -> int:
+    """Epochs enough for `FOLD_STEPS` steps on a fold's training pictures, at least the
+    recipe's and at most `FOLD_MAX_EPOCHS`."""
+    steps = max(1, train_images // batch_size)  # full batches: the last partial one is dropped
+    return min(FOLD_MAX_EPOCHS, max(recipe_epochs, math.ceil(FOLD_STEPS / steps)))
+
+
+def fold_recipe(root: dict[str, Any], train_images: int) -> Recipe:
+    """A fold model's recipe: the one that learns on small sets from the line's starting
+    point (from scratch for a line that started from random weights, the fine-tuning one for
+    ImageNet or other pretrained weights), with the options given to the line's first model
+    in place (its epochs and patience aside), and steps enough for the fold's size. Without
+    early stopping: a fold's val set is small and noisy; the best epoch is kept."""
+    weights = str(root.get("weights", "none"))
+    name = "scratch" if weights == "none" else "finetune"
+    given = [k for k in root.get("given") or [] if k in RECIPE_OPTIONS and k in root]
+    options = {k: root[k] for k in given if k not in ("epochs", "patience")}
+    base = replace(
+        RECIPES[name],
+        **options,  # with --lr auto, "lr" is given: the rate its range test found
+        weights=weights,
+        seed=int(root.get("seed", 0)),
+        amp=bool(root.get("amp", True)),
+        include_weak=True,
+        lr_auto=False,
+    )
+    epochs = fold_epochs(train_images, base.batch_size, base.epochs)
+    return Recipe(name, replace(base, epochs=epochs, patience=epochs), tuple(options))
 
 
 def fold_of(image_id: int, folds: int, seed: int) -> int:
@@ -77,15 +136,16 @@ def cross_fit(
     home: Path,
     *,
     base_ref: int | None,
-    folds: int,
+    folds: int | None = None,
     device: str = "auto",
     batch_size: int = SCORE["batch_size"],
     workers: int = SCORE["workers"],
     on_progress: Callable[[FoldProgress], None] = lambda _p: None,
 ) -> CrossFitOutcome:
     """Out-of-sample predictions for every labeled group (human and weak labels), by K
-    models trained with the settings of the base model, each on all folds but one."""
-    if folds < 2:
+    models trained from the base model's starting point (`fold_recipe`), each on all folds
+    but one; K, when not given, is what the catalog's size supports (`folds_for`)."""
+    if folds is not None and folds < 2:
         raise CuratorError("--folds needs at least 2 folds")
     pick_device(device)  # before any fold model is registered
     with catalog.reading() as session:
@@ -95,12 +155,15 @@ def cross_fit(
         base_id, classes = base.id, list(base.classes)
         config, training = dict(base.config), dict(base.training)
         examples = catalog_examples(session, home=home, classes=classes, include_weak=True)
+        labeled = [e for split in examples.splits.values() for e in split]
+        rule = "as asked"
+        if folds is None:
+            folds, rule = folds_for(len(labeled))
         finished = {
             int(m.training.get("fold", -1)): m.id
             for m in fold_models_of(session, model_id=base_id)
             if m.training.get("folds") == folds
         }
-    labeled = [e for split in examples.splits.values() for e in split]
     if len(labeled) < folds * 4:
         raise CuratorError(
             f"{len(labeled)} labeled images are too few for {folds} folds; label more or use "
@@ -108,7 +171,7 @@ def cross_fit(
         )
     training = root_training(training)
     seed = int(training.get("seed", 0))
-    outcome = CrossFitOutcome(base=base_id)
+    outcome = CrossFitOutcome(base=base_id, count=folds, rule=rule)
     model_cfg = ModelConfig.from_dict({**config, "classes": classes}, fit=training.get("fit"))
     plans = _plan_folds(labeled, classes, folds, seed, skip=set(finished))
     for k in range(folds):
@@ -116,7 +179,7 @@ def cross_fit(
             catalog, home, k, folds, seed, labeled, finished.get(k), plans.get(k),
             model_cfg=model_cfg,
             training={**training, "cross_fit_of": base_id},
-            device=device,
+            machine=Machine(device=device, workers=workers),
             on_progress=on_progress,
         )  # fmt: skip
         scored = score_catalog(
@@ -139,9 +202,23 @@ def cross_fit(
                 "held_out": len(held),
                 "scored": int(scored["scored"]) + int(scored["already_scored"]),
                 "kept": k in finished,
+                **_fold_figures(catalog, model_id),
             }
         )
     return outcome
+
+
+def _fold_figures(catalog: Catalog, model_id: int) -> dict[str, Any]:
+    """A fold model's val accuracy, how many val images it rests on, its verdict and epochs."""
+    with catalog.reading() as session:
+        model = get_model(session, ref=model_id)
+        val = (model.metrics or {}).get("val") or {}
+        return {
+            "val_accuracy": val.get("accuracy"),
+            "val_images": val.get("n"),
+            "verdict": model.verdict,
+            "epochs": model.epochs,
+        }
 
 
 def _fold_scoring(
@@ -162,14 +239,14 @@ def _fold_model(
     *,
     model_cfg: ModelConfig,
     training: dict[str, Any],
-    device: str,
+    machine: Machine,
     on_progress: Callable[[FoldProgress], None],
 ) -> tuple[int, LoadedModel, list[Example]]:
     """Fold k's model and the images it is to score: the model kept from an earlier run
     (and the images labeled since that fall in its fold and that it did not train on), or a
     new one trained on the fold's plan (and its held-out fold)."""
     if kept is not None:
-        loaded = load_registered(catalog, home, kept, device=device)
+        loaded = load_registered(catalog, home, kept, device=machine.device)
         seen_by_model = loaded.train_ids | loaded.val_ids
         held = [
             e
@@ -178,20 +255,14 @@ def _fold_model(
         ]
         return kept, loaded, held
     assert plan is not None
-    fold_training = {
-        **training,
-        # No early stop: a fold's val set is small and noisy, and a model trained from
-        # scratch can sit on a plateau for epochs before it learns; the best epoch is kept.
-        "patience": max(int(training.get("patience", 3)), int(training.get("epochs", 1))),
-        "include_weak": True,
-        "fold": k,
-        "folds": folds,
-    }
-    model_id = _train_fold(
-        catalog, home, model_cfg, fold_training, plan, k, folds, Machine(device=device),
-        on_progress,
-    )  # fmt: skip
-    return model_id, load_registered(catalog, home, model_id, device=device), plan.splits["test"]
+    recipe = fold_recipe(training, len(plan.splits["train"]))
+    fold = {"cross_fit_of": training["cross_fit_of"], "fold": k, "folds": folds}
+    model_id = _train_fold(catalog, home, model_cfg, recipe, fold, plan, machine, on_progress)
+    return (
+        model_id,
+        load_registered(catalog, home, model_id, device=machine.device),
+        plan.splits["test"],
+    )
 
 
 def _plan_folds(
@@ -220,34 +291,33 @@ def _plan_folds(
     return plans
 
 
-#: What a fold model's record says of it besides its recipe: whose fold of how many.
-FOLD_KEYS = ("cross_fit_of", "fold", "folds")
-
-
 def _train_fold(
     catalog: Catalog,
     home: Path,
     model_cfg: ModelConfig,
-    training: dict[str, Any],
+    recipe: Recipe,
+    fold: dict[str, Any],
     examples: Examples,
-    k: int,
-    folds: int,
     machine: Machine,
     on_progress: Callable[[FoldProgress], None],
 ) -> int:
     """Fold k's model, through the same steps as `curator train` (register, fit, record,
-    mark an interrupted one): its recipe, the fold's examples, which fold it is on record."""
+    mark an interrupted one): its recipe, the fold's examples, which fold it is on record
+    (``fold``: whose fold of how many), no checkpoints (a fold is trained again, not
+    resumed)."""
+    k, folds = fold["fold"], fold["folds"]
     outcome = train_model(
         catalog,
         home,
         model_cfg=model_cfg,
-        cfg=TrainConfig.from_dict(training),
+        recipe=recipe,
         machine=machine,
         examples=examples,
-        recorded={key: training[key] for key in FOLD_KEYS},
+        recorded=fold,
         status=SCORING,
         report=False,
         restart=True,
+        checkpoints=False,
         on_progress=lambda p: on_progress(FoldProgress(k, folds, training=p)),
     )
     return outcome.model_id

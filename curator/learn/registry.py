@@ -26,6 +26,7 @@ from curator.errors import ModelInUse, UnsafeModelFolder, UnusableModel
 from db.catalog import Catalog
 from db.models import Model, Run
 from db.registry import (
+    AT_CHANCE,
     CROSS_FIT,
     DONE,
     SCORING,
@@ -66,6 +67,13 @@ def default_refusal(session: Session, home: Path, model: Model) -> str | None:
         )
     if model.status != DONE:
         return f"model {model.id} {_unfinished(session, model)}, so it has no trained weights"
+    if model.verdict == AT_CHANCE:
+        accuracy = (model.metrics.get("val") or {}).get("accuracy")
+        shown = f" ({accuracy:.1%})" if isinstance(accuracy, float) else ""
+        return (
+            f"model {model.id} is no better than chance on val{shown}: it learned nothing that "
+            "shows there; train one that does (curator train warned what to try)"
+        )
     file = home / model.path / MODEL_FILE
     if not file.is_file():
         return f"model {model.id}'s file is missing: {file}"
