@@ -111,12 +111,15 @@ def _drop_triggers(table: str) -> None:
 
 
 def _default_model(conn: sa.Connection) -> int | None:
-    """db/registry.py default_model as of this migration: the chosen one if it is done,
-    else the newest done model."""
+    """db/registry.py default_model as of this migration: the chosen one if it is done and
+    not at chance (0007's verdict), else the newest such model."""
     chosen = conn.execute(sa.text("SELECT value FROM settings WHERE key = 'default_model'"))
     value = chosen.scalar()
     value = json.loads(value) if isinstance(value, str) else value
-    done = {i for (i,) in conn.execute(sa.text("SELECT id FROM models WHERE status = 'done'"))}
+    usable = sa.text(
+        "SELECT id FROM models WHERE status = 'done' AND (verdict IS NULL OR verdict != 'chance')"
+    )
+    done = {i for (i,) in conn.execute(usable)}
     if isinstance(value, int) and value in done:
         return value
     return max(done) if done else None
