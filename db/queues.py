@@ -44,7 +44,7 @@ from db.models import Image
 from db.predictions import latest_predictions
 from db.properties import ISSUE_QUEUES
 from db.rankings import KEPT, ranked_page
-from db.registry import default_model
+from db.registry import at_chance, default_model
 from db.tallies import tallies
 from db.vectors import cluster_members, outlier_ranking, vector_counts
 
@@ -74,6 +74,18 @@ class NoPredictions(QueueUnavailable):
         super().__init__(
             f"the {name!r} queue ranks images by a model's predictions, and there are none yet"
         )
+
+
+class NoModelLearnedYet(QueueUnavailable):
+    """The uncertain queue, and every finished model is at chance, so none is the default."""
+
+    def __init__(self, name: str, at_chance: list[int]) -> None:
+        ids = ", ".join(str(i) for i in at_chance[:5])
+        super().__init__(
+            f"the {name!r} queue ranks images by the default model's predictions, and no "
+            f"model learned: the finished ones ({ids}) are no better than chance on val"
+        )
+        self.at_chance = at_chance
 
 
 class NoIndependentPredictions(QueueUnavailable):
@@ -261,7 +273,8 @@ def _why_empty(session: Session, name: str) -> None:
     if name == "uncertain":
         model = default_model(session)
         if model is None:
-            raise NoPredictions(name)
+            flagged = at_chance(session)
+            raise NoModelLearnedYet(name, flagged) if flagged else NoPredictions(name)
         if not tally.get(f"predictions:model:{model.id}"):
             raise DefaultModelUnscored(name, model.id)
         return
