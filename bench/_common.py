@@ -35,11 +35,17 @@ def sha_of(i: int) -> str:
     return hashlib.sha256(str(i).encode()).hexdigest()
 
 
-def new_catalog(home: Path, n: int, *, also: tuple[str, ...] = ()) -> sqlite3.Connection | None:
+def _marker(home: Path, n: int, kind: str) -> Path:
+    return home / (f".built-{n}-{kind}" if kind else f".built-{n}")
+
+
+def new_catalog(
+    home: Path, n: int, *, also: tuple[str, ...] = (), kind: str = ""
+) -> sqlite3.Connection | None:
     """A fresh catalog file made by the migrations, and a raw connection to fill it; None
-    when the catalog of ``n`` rows was built before (its marker is there). ``also`` names
-    other files of the home to start afresh."""
-    if (home / f".built-{n}").exists():
+    when the catalog of ``n`` rows (of this ``kind``: what its builder fills) was built
+    before (its marker is there). ``also`` names other files of the home to start afresh."""
+    if _marker(home, n, kind).exists():
         return None
     home.mkdir(parents=True, exist_ok=True)
     for name in ("catalog.db", *also):
@@ -51,8 +57,8 @@ def new_catalog(home: Path, n: int, *, also: tuple[str, ...] = ()) -> sqlite3.Co
     return db
 
 
-def mark_built(home: Path, n: int) -> None:
-    (home / f".built-{n}").write_text("ok")
+def mark_built(home: Path, n: int, *, kind: str = "") -> None:
+    _marker(home, n, kind).write_text("ok")
 
 
 def image_row(i: int, rng: random.Random, now: str) -> tuple[Any, ...]:

@@ -228,6 +228,9 @@ class Machine:
     #: Decode every picture once and keep it in memory when all of them fit in this many
     #: MiB (0: decode from the files on every epoch).
     cache_mb: int = 2048
+    #: A folder where pictures decoded at the model's size are kept across runs
+    #: (classifier/pixelcache.py); None: decode from the originals each run.
+    pixel_cache: str | None = None
 
 
 @dataclass

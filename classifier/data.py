@@ -26,6 +26,7 @@ from classifier.config import Machine, Progress, TrainConfig
 from classifier.distributed import SINGLE, Group
 from classifier.errors import TrainingError
 from classifier.model import ModelConfig
+from classifier.pixelcache import PixelCache
 
 #: The label origins a model learns from: people's only, or weak labels too.
 HUMAN_ONLY = frozenset({"human"})
@@ -161,6 +162,7 @@ class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
         draft: bool = True,
         seed: int = 0,
         pixels: torch.Tensor | None = None,
+        cache: str | None = None,
     ) -> None:
         self.examples = examples
         self.size = size
@@ -169,6 +171,7 @@ class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
         self.draft = draft
         self.seed = seed
         self.pixels = pixels
+        self.cache = PixelCache(cache, size=size, fit=fit, draft=draft) if cache else None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -177,6 +180,8 @@ class CatalogDataset(Dataset[tuple[torch.Tensor, int]]):
         if self.pixels is not None:
             return self.pixels[index]
         example = self.examples[index]
+        if self.cache is not None:  # read once, kept at this size
+            return torch.from_numpy(self.cache.load(example.path).copy())  # (3, S, S) uint8
         picture = images.load(example.path, self.size, self.fit, draft=self.draft)
         return v2.functional.pil_to_tensor(picture)  # (3, S, S) uint8
 
@@ -264,8 +269,8 @@ def pixel_bytes(count: int, size: int) -> int:
 class _Decode(Dataset[tuple[torch.Tensor, str]]):
     """(uint8 picture, "") per example, or (zeros, the reason) when its file cannot be read."""
 
-    def __init__(self, examples: list[Example], size: int, fit: str) -> None:
-        self.plain = CatalogDataset(examples, size=size, fit=fit)
+    def __init__(self, examples: list[Example], size: int, fit: str, cache: str | None) -> None:
+        self.plain = CatalogDataset(examples, size=size, fit=fit, cache=cache)
 
     def __len__(self) -> int:
         return len(self.plain)
@@ -285,6 +290,7 @@ def decode_examples(
     fit: str = "pad",
     workers: int = 2,
     on_step: Callable[[int, int], None] = lambda _d, _t: None,
+    cache: str | None = None,
 ) -> tuple[torch.Tensor, dict[int, str]]:
     """Every example decoded and fitted once, in DataLoader workers: (N, 3, S, S) uint8, and
     the positions of those that could not be read, with the reason."""
@@ -293,7 +299,7 @@ def decode_examples(
     if not examples:
         return out, failed
     loader = DataLoader(
-        _Decode(examples, size, fit),
+        _Decode(examples, size, fit, cache),
         batch_size=64,
         num_workers=max(0, workers),
         generator=torch.Generator(),  # its own: drawing from torch's would shift dropout's
@@ -407,6 +413,7 @@ def training_sets(
                 on_step=lambda done, total: on_progress(
                     Progress("decode", 0, cfg.epochs, done, total)
                 ),
+                cache=machine.pixel_cache,
             )
         except (MemoryError, RuntimeError) as exc:
             if "memory" not in str(exc).lower() and not isinstance(exc, MemoryError):
@@ -434,6 +441,7 @@ def training_sets(
             augment=augment if name == "train" else None,
             seed=cfg.seed,
             pixels=pixels.get(name),
+            cache=machine.pixel_cache,
         )
         for name in ("train", "val", "test")
     )

@@ -18,7 +18,9 @@ from torchvision.transforms import v2
 from classifier import images
 from classifier.data import normalize_batch
 from classifier.device import autocast_dtype
+from classifier.gpudecode import JpegBytes, collate_bytes, decode_batch, decode_on_device
 from classifier.model import DeepConnection
+from classifier.pixelcache import PixelCache
 
 #: Turns a decoding exception into a few words for the user.
 Describe = Callable[[str, BaseException], str]
@@ -38,11 +40,20 @@ class Scored:
 class PictureDataset(Dataset[tuple[torch.Tensor, int, str]]):
     """(uint8 CHW tensor, index, error) per path; a failed picture is zeros and a reason."""
 
-    def __init__(self, paths: Sequence[str], *, size: int, fit: str, describe: Describe) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        size: int,
+        fit: str,
+        describe: Describe,
+        cache: str | None = None,
+    ) -> None:
         self.paths = paths
         self.size = size
         self.fit = fit
         self.describe = describe
+        self.cache = PixelCache(cache, size=size, fit=fit) if cache else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -50,6 +61,8 @@ class PictureDataset(Dataset[tuple[torch.Tensor, int, str]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
         path = self.paths[index]
         try:
+            if self.cache is not None:  # read once, kept at this size
+                return torch.from_numpy(self.cache.load(path).copy()), index, ""
             picture = images.load(path, self.size, self.fit)
             return v2.functional.pil_to_tensor(picture), index, ""
         except Exception as exc:  # a bad file is the file's fault: say why, go on
@@ -91,9 +104,15 @@ def score_paths(
     batch_size: int = 32,
     workers: int = 2,
     describe: Describe = plain_reason,
+    cache: str | None = None,
 ) -> Iterator[list[Scored]]:
-    """Yield the results batch by batch, in input order."""
-    dataset = PictureDataset(paths, size=size, fit=fit, describe=describe)
+    """Yield the results batch by batch, in input order (pictures kept in the ``cache``
+    folder at this size when one is named: see classifier/pixelcache.py), or, on a CUDA
+    device, with JPEGs decoded there in batches (classifier/gpudecode.py)."""
+    if decode_on_device(predictor.device):  # nvJPEG outruns reading the cache's files
+        yield from _score_on_device(predictor, paths, size, fit, batch_size, workers, describe)
+        return
+    dataset = PictureDataset(paths, size=size, fit=fit, describe=describe, cache=cache)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -113,3 +132,36 @@ def score_paths(
             if error:
                 results[position] = Scored(int(indices[position]), None, error)
         yield [results[p] for p in range(len(errors))]
+
+
+def _score_on_device(
+    predictor: Predictor,
+    paths: Sequence[str],
+    size: int,
+    fit: str,
+    batch_size: int,
+    workers: int,
+    describe: Describe,
+) -> Iterator[list[Scored]]:
+    """`score_paths` with the workers reading bytes and the device decoding them."""
+    loader = DataLoader(
+        JpegBytes(paths),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=max(0, workers),
+        collate_fn=collate_bytes,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    for data, indices, read_errors in loader:
+        batch, errors = decode_batch(
+            data, [paths[i] for i in indices], size=size, fit=fit, device=predictor.device,
+            describe=describe,
+        )  # fmt: skip
+        errors = [r or e for r, e in zip(read_errors, errors, strict=True)]
+        ok = [i for i, e in enumerate(errors) if not e]
+        probs = predictor.probabilities(predictor.prepare(batch[ok])) if ok else None
+        row = {position: r for r, position in enumerate(ok)}
+        yield [
+            Scored(indices[p], None, e) if e else Scored(indices[p], probs[row[p]].numpy())  # type: ignore[index]
+            for p, e in enumerate(errors)
+        ]

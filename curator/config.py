@@ -22,6 +22,8 @@ class Layout:
     thumbs.db                         the thumbnails the review page shows
     models/<id>/                      a model's files: model.pt, report.html, checkpoints
     cache/explain/<model>/<id>.png    Grad-CAM figures the review page made
+    cache/near-index-r<radius>.bin    the near-duplicate index, checked against the catalog
+    cache/pixels/<size>-<fit>/        pictures decoded at a model's size (classifier/pixelcache.py)
     logs/                             errors.log: the tracebacks of unexpected errors
     tmp/                              files being written, renamed into place when whole
     """
@@ -51,6 +53,14 @@ class Layout:
     @property
     def explain_cache(self) -> Path:
         return self.home / self.EXPLAIN
+
+    @property
+    def pixel_cache(self) -> Path:
+        return self.home / "cache" / "pixels"
+
+    def near_index(self, radius: int) -> Path:
+        """The near-duplicate index file for this radius (curator/ingest/nearfile.py)."""
+        return self.home / "cache" / f"near-index-r{radius}.bin"
 
     @property
     def logs(self) -> Path:

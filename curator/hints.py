@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from db.queues import DefaultModelUnscored, NoIndependentPredictions, NoPredictions
+from db.queues import (
+    DefaultModelUnscored,
+    NoIndependentPredictions,
+    NoModelLearnedYet,
+    NoPredictions,
+)
 from db.registry import NoModel, NoModelLearned, UnknownModel
 from db.vectors import NoVectors
 
@@ -24,6 +29,7 @@ COMMAND_LINE: Hints = {
     ),
     UnknownModel: "; see curator models",
     NoPredictions: ": train a model and run curator score",
+    NoModelLearnedYet: ": train again (curator train warned what to try)",
     NoIndependentPredictions: ": run curator score --folds auto",
     DefaultModelUnscored: ": run curator score",
     NoVectors: ": run curator embed",

@@ -37,7 +37,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import CatalogBusy, CatalogError, CatalogReadOnly, NotACatalog
-from db.grouplabels import refresh_touched
+from db.rankings import refresh_kept
 
 #: How long a writer waits for another writer's lock before giving up (milliseconds), unless
 #: CURATOR_DB_TIMEOUT (seconds) says otherwise.
@@ -47,7 +47,7 @@ TIMEOUT_ENV = "CURATOR_DB_TIMEOUT"
 WRITE_LOCK_KEY = 0x6375726174  # "curat"
 #: The newest migration. A catalog already there is opened without loading Alembic at all;
 #: tests/test_catalog.py checks that this is the head of alembic/versions.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 
 
 def migrations_dir() -> Path:
@@ -171,7 +171,7 @@ class Catalog:
         with self._write() as session:
             try:
                 yield session
-                refresh_touched(session)  # group labels, in the same transaction
+                refresh_kept(session)  # group labels and rankings, in the same transaction
                 session.commit()
             except DBAPIError as exc:
                 session.rollback()

@@ -7,13 +7,15 @@ catalog in use is copied as it stood at one moment. Before committing, both side
 and digested table by table (every column of every row, in key order); any difference rolls the
 copy back. The tallies are not copied: the destination's triggers count the rows as they
 go in, and the copy checks that they come to the source's. Nor are the embeddings: the copy
-has none until ``curator embed`` makes its own.
+has none until ``curator embed`` makes its own. The copy is given an identity of its own
+(`db.settings.IDENTITY`), so that files kept beside the source are rebuilt for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session
 from db.catalog import Catalog, translate
 from db.errors import CatalogError
 from db.models import Base
+from db.settings import IDENTITY
 from db.tallies import recount, tallies
 
 #: Rows per INSERT batch.
@@ -83,7 +86,10 @@ def _count(conn: Connection, table: Table) -> int:
 
 
 def _batches(conn: Connection, table: Table, size: int) -> Iterator[list[dict[str, Any]]]:
-    result = conn.execution_options(stream_results=True, yield_per=size).execute(_ordered(table))
+    # Options of this statement only: set on the connection, they would stay on it and
+    # make every later statement of the copy's transaction a cursor.
+    options = {"stream_results": True, "yield_per": size}
+    result = conn.execute(_ordered(table), execution_options=options)
     for part in result.mappings().partitions(size):
         yield [dict(row) for row in part]
 
@@ -161,7 +167,7 @@ def _advance_sequences(dst: Connection) -> None:
 
 
 #: The tables whose triggers keep the tallies (alembic 0005).
-COUNTED = ("images", "sources")
+COUNTED = ("images", "sources", "predictions", "rankings")
 
 
 def _pause_counting(target: Connection) -> list[str]:
@@ -184,6 +190,14 @@ def _resume_counting(target: Connection, tables_: list[str]) -> None:
     counts = _tallies(target, recount)
     if counts:
         target.execute(insert(table), [{"name": k, "count": v} for k, v in counts.items()])
+
+
+def _renew_identity(target: Connection) -> None:
+    """The copy is another catalog: files kept beside the source (its near-duplicate index)
+    must not be taken for the copy's."""
+    table = Base.metadata.tables["settings"]
+    target.execute(table.delete().where(table.c.key == IDENTITY))
+    target.execute(insert(table), [{"key": IDENTITY, "value": uuid.uuid4().hex}])
 
 
 def _tallies(conn: Connection, read: Callable[[Session], dict[str, int]] = tallies) -> dict:
@@ -243,6 +257,7 @@ def copy_catalog(
                         f"{rows_after} copied); nothing was committed"
                     )
                 copied.append(TableCopy(table.name, rows, sums))
+            _renew_identity(target)
     except DBAPIError as exc:
         error = translate(exc, dst.timeout_ms)
         if error is exc:

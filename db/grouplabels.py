@@ -6,7 +6,8 @@ strongest origin, then the latest), and ``human_conflict`` whether its members' 
 disagree, so that queues and statistics read a column instead of folding a million events
 per request. The functions that write label events or change which
 group an image belongs to `touch` the images concerned (db/touched.py); `Catalog.writing`
-brings their groups up to date before it commits, in the same transaction.
+brings their groups up to date before it commits, in the same transaction
+(`db.rankings.refresh_kept`, which then brings the ranked queues up to date too).
 """
 
 from __future__ import annotations
@@ -20,15 +21,8 @@ from sqlalchemy.orm import Session
 
 from db.labels import CurrentLabel, best_label, current_labels
 from db.models import Image
-from db.touched import take_touched
 
 _CHUNK = 5000
-
-
-def refresh_touched(session: Session) -> int:
-    """Bring the touched images' groups up to date; returns how many rows changed."""
-    touched = take_touched(session)
-    return refresh(session, touched) if touched else 0
 
 
 def _chunks(ids: list[int]) -> Iterable[list[int]]:

@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import AmbiguousImage, UnknownImage
-from db.models import Image, ImageChange, Source, utcnow
+from db.models import Image, ImageChange, Source, Tally, utcnow
 from db.touched import touch
 
 ACTIVE = "active"
@@ -77,6 +77,20 @@ def find_image(session: Session, *, ref: str) -> Image:
 
 def max_image_id(session: Session) -> int:
     return int(session.scalar(select(func.max(Image.id))) or 0)
+
+
+def images_through(session: Session, *, image_id: int) -> int:
+    """How many image rows have an id up to ``image_id``: the kept count less the few rows
+    after it, in one statement (one snapshot), whatever the catalog's size."""
+    total = select(Tally.count).where(Tally.name == "images").scalar_subquery()
+    after = select(func.count()).where(Image.id > image_id).scalar_subquery()
+    return int(session.scalar(select(func.coalesce(total, 0) - after)) or 0)
+
+
+def hashed_through(session: Session, *, image_id: int, hash_version: str) -> int:
+    """How many images up to ``image_id`` are hashed with this version (a counting scan)."""
+    query = select(func.count()).where(Image.id <= image_id, Image.hash_version == hash_version)
+    return int(session.scalar(query) or 0)
 
 
 def image_by_sha(session: Session, *, sha256: str) -> Image | None:

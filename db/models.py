@@ -252,6 +252,20 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Ranked(Base):
+    """An image's place in a ranked review queue (``uncertain``, ``disagree``, ...), kept by
+    db/rankings.py in the transaction of each write that changes it, so a page walks the
+    index on (queue, score, image) instead of ranking a million predictions per request.
+    Its count per queue is a tally (alembic 0010)."""
+
+    __tablename__ = "rankings"
+    __table_args__ = (Index("ix_rankings_queue_score", "queue", "score", "image_id"),)
+
+    queue: Mapped[str] = mapped_column(String(32), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
 class Embedding(Base):
     """A set of vectors: one embedder at one version, over the catalog's images. The vectors
     are in a file beside the catalog (``folder``, relative to the home); ``count`` says how

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from db.models import Model, Prediction, utcnow
+from db.touched import mark_scored
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def replace_predictions(session: Session, *, model_id: int, rows: list[dict[str,
     if not rows:
         return
     ids = [r["image_id"] for r in rows]
+    mark_scored(session, ids)  # their rankings, brought up to date before the commit
     session.execute(
         delete(Prediction).where(Prediction.model_id == model_id, Prediction.image_id.in_(ids))
     )

@@ -3,7 +3,8 @@
 Each issue type compares one column of ``image_properties`` with a threshold. The defaults
 were measured by bench/image_issues.py on real photographs and degraded copies of them
 (docs/check.md has the table); a catalog overrides any of them in its settings
-(``issue_thresholds``), and every query here reads them from there.
+(``issue_thresholds``), and every query here reads them from there. The issue queues are
+kept in the rankings table by db/rankings.py, which ranks each image as `issue_ranking` does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from db.errors import CatalogError
 from db.images import ACTIVE
 from db.models import Image, ImageProperty, Source
 from db.settings import get_setting, set_setting
+from db.touched import mark_scored
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ def add_properties(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert property rows (``image_id`` and the columns of `db.models.ImageProperty`)."""
     if rows:
         session.execute(insert(ImageProperty), list(rows))
+        # Their places in the issue queues, kept by db/rankings.py, may have changed.
+        mark_scored(session, [row["image_id"] for row in rows])
 
 
 def replace_properties(session: Session, rows: Sequence[dict[str, Any]]) -> None:

@@ -16,12 +16,17 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
 * ``weak-disagree``: the same for labels that came from a search query, the first thing to
   look at after a crawl;
 * ``outlier`` and ``clusters``: by the pictures' vectors (db/vectors.py), the groups without
-  a human label farthest from their neighbours first, and one cluster a page.
+  a human label farthest from their neighbours first, and one cluster a page;
+* ``issues`` and ``issue:<type>`` (``issue:blurry``...): groups without a human label whose
+  measured properties an issue type flags (db/properties.py), the worst first.
 
 Every item is a group's representative (an active image) with its duplicates listed, so a
 decision about it is a decision about the whole group (see `db.labels.group_labels`). A
-group's label is read from its representative's row (db/grouplabels.py keeps it), so a page
-costs the same on a catalog of a thousand images or a million.
+group's label is read from its representative's row (db/grouplabels.py keeps it), and a ranked
+queue's order and every queue's count from rows the writes keep (db/rankings.py, the
+tallies), so a page and the counts cost the same on a catalog of a thousand images or a
+million. The issue queues are kept the same way (db/rankings.py); the vector queues are
+ranked from their own table when asked (an embed run rewrites it wholesale).
 """
 
 from __future__ import annotations
@@ -29,21 +34,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, false, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import CatalogError
 from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
-from db.models import Image, Model, Prediction
-from db.predictions import has_predictions, latest_predictions
-from db.properties import ISSUE_QUEUES, issue_queue_counts, issue_ranking
-from db.registry import default_model
+from db.models import Image
+from db.predictions import latest_predictions
+from db.properties import ISSUE_QUEUES
+from db.rankings import KEPT, ranked_page
+from db.registry import at_chance, default_model
 from db.tallies import tallies
 from db.vectors import cluster_members, outlier_ranking, vector_counts
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
-RANKED_QUEUES = ("uncertain", "disagree", "weak-disagree")
+#: The ranked queues of predictions: kept in the rankings table (add one to db/rankings.py KEPT).
+RANKED_QUEUES = tuple(
+    name for name, kept in KEPT.items() if kept.ranked and name not in ISSUE_QUEUES
+)
 VECTOR_QUEUES = ("outlier", "clusters")
 #: issues, issue:blurry, ...: db/properties.py ranks them, worst first.
 QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *VECTOR_QUEUES, *ISSUE_QUEUES)
@@ -65,6 +74,18 @@ class NoPredictions(QueueUnavailable):
         super().__init__(
             f"the {name!r} queue ranks images by a model's predictions, and there are none yet"
         )
+
+
+class NoModelLearnedYet(QueueUnavailable):
+    """The uncertain queue, and every finished model is at chance, so none is the default."""
+
+    def __init__(self, name: str, at_chance: list[int]) -> None:
+        ids = ", ".join(str(i) for i in at_chance[:5])
+        super().__init__(
+            f"the {name!r} queue ranks images by the default model's predictions, and no "
+            f"model learned: the finished ones ({ids}) are no better than chance on val"
+        )
+        self.at_chance = at_chance
 
 
 class NoIndependentPredictions(QueueUnavailable):
@@ -237,70 +258,30 @@ def _item(row: Any, label: CurrentLabel | None, members: list[dict[str, Any]]) -
 
 
 def ranking(session: Session, name: str) -> list[tuple[int, float]]:
-    """(image id, score) of a ranked queue, first to review first."""
+    """(image id, score) of a ranked queue (or an issue queue), first to review first."""
+    if name not in RANKED_QUEUES and name not in ISSUE_QUEUES:
+        raise UnknownQueue(name)
+    ranked = ranked_page(session, name=name, limit=None, cursor=None)
+    if not ranked and name in RANKED_QUEUES:
+        _why_empty(session, name)
+    return ranked
+
+
+def _why_empty(session: Session, name: str) -> None:
+    """Raise what a ranked queue lacks, when it is empty for want of predictions."""
+    tally = tallies(session)
     if name == "uncertain":
-        return _uncertain(session, limit=None, cursor=None)
-    if name in ISSUE_QUEUES:
-        return issue_ranking(session, name=name)
-    return _self_confidence(session, name)
-
-
-def _independent_latest() -> Any:
-    """Per image, the newest prediction of a model that did not train on it."""
-    return (
-        select(func.max(Prediction.id))
-        .where(Prediction.in_sample.is_(False))
-        .group_by(Prediction.image_id)
-        .scalar_subquery()
-    )
-
-
-def _has_independent(session: Session) -> bool:
-    """Whether any prediction comes from a model that did not train on its image."""
-    first = select(Prediction.id).where(Prediction.in_sample.is_(False)).limit(1)
-    return session.scalar(first) is not None
-
-
-def _model_classes(session: Session) -> dict[int, list[str]]:
-    return {m.id: list(m.classes) for m in session.scalars(select(Model))}
-
-
-def _self_confidence_rows(name: str, *columns: Any) -> Any:
-    """The newest independent prediction of each active group whose label is weak (for
-    weak-disagree: from a search query)."""
-    origins = ("query",) if name == "weak-disagree" else WEAK_ORIGINS
-    return (
-        select(*columns)
-        .select_from(Prediction)
-        .join(Image, Image.id == Prediction.image_id)
-        .where(
-            Prediction.id.in_(_independent_latest()),
-            Image.status == ACTIVE,
-            Image.label_origin.in_(origins),
-        )
-    )
-
-
-def _self_confidence(session: Session, name: str) -> list[tuple[int, float]]:
-    """Those groups ranked by the probability that prediction gives their label, least
-    first (self-confidence). A model trained for other classes has no opinion of a label:
-    left out here, in Python (in the query, the filter makes SQLite walk every prediction of
-    the model by its index: five times slower)."""
-    classes = _model_classes(session)
-    columns = (Prediction.image_id, Prediction.model_id, Prediction.probs, Image.label)
-    scored = [
-        (image_id, float(probs[classes[model_id].index(label)]))
-        for image_id, model_id, probs, label in session.execute(
-            _self_confidence_rows(name, *columns)
-        )
-        if label in classes.get(model_id, ())
-    ]
-    if not scored and not _has_independent(session):
-        if not has_predictions(session):
-            raise NoPredictions(name)
+        model = default_model(session)
+        if model is None:
+            flagged = at_chance(session)
+            raise NoModelLearnedYet(name, flagged) if flagged else NoPredictions(name)
+        if not tally.get(f"predictions:model:{model.id}"):
+            raise DefaultModelUnscored(name, model.id)
+        return
+    if not tally.get("predictions"):
+        raise NoPredictions(name)
+    if not tally.get("predictions:independent"):
         raise NoIndependentPredictions(name)
-    scored.sort(key=lambda pair: (pair[1], pair[0]))
-    return scored
 
 
 def _cursor(after: int | str) -> tuple[float, int] | None:
@@ -316,63 +297,28 @@ def _cursor(after: int | str) -> tuple[float, int] | None:
         ) from None
 
 
-def _uncertain_rows(model_id: int, *columns: Any) -> Any:
-    """The model's predictions for active groups without a human label."""
-    return (
-        select(*columns)
-        .select_from(Prediction)
-        .join(Image, Image.id == Prediction.image_id)
-        .where(Prediction.model_id == model_id, Image.status == ACTIVE, _no_human_label())
-    )
-
-
-def _has_scored(session: Session, model_id: int) -> bool:
-    first = select(Prediction.id).where(Prediction.model_id == model_id).limit(1)
-    return session.scalar(first) is not None
-
-
-def _uncertain(
-    session: Session, *, limit: int | None, cursor: tuple[float, int] | None
-) -> list[tuple[int, float]]:
-    """The default model's predictions for groups without a human label, smallest margin
-    first, straight from the index on (model, margin, image). A default trained for other
-    classes than the catalog's now still ranks: its margin still marks where it hesitates
-    (curator score warns of the difference; see curator.learn.models.class_mismatch)."""
-    model = default_model(session)
-    if model is None:
-        raise NoPredictions("uncertain")
-    query = _uncertain_rows(model.id, Prediction.image_id, Prediction.margin).order_by(
-        Prediction.margin, Prediction.image_id
-    )
-    if cursor is not None:
-        score, image_id = cursor
-        query = query.where(
-            or_(
-                Prediction.margin > score,
-                and_(Prediction.margin == score, Prediction.image_id > image_id),
-            )
-        )
-    if limit is not None:
-        query = query.limit(limit)
-    ranked = [(image_id, float(margin)) for image_id, margin in session.execute(query)]
-    if not ranked and cursor is None and not _has_scored(session, model.id):
-        raise DefaultModelUnscored("uncertain", model.id)
-    return ranked
-
-
 def _ranked_page(
     session: Session, name: str, limit: int, cursor: tuple[float, int] | None
 ) -> QueuePage:
-    if name == "uncertain":
-        ranked = _uncertain(session, limit=limit + 1, cursor=cursor)
-    else:
-        ranked = ranking(session, name)
-        if cursor is not None:
-            ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
-    chosen = [image_id for image_id, _score in ranked[:limit]]
-    rows = {r.id: r for r in session.execute(select(*_COLUMNS).where(Image.id.in_(chosen)))}
-    groups = _duplicates_of(session, chosen)
-    items = [_item(rows[c], _label_of(rows[c]), groups[c]) for c in chosen]
+    """A page of a kept ranking (db/rankings.py): a walk of its index."""
+    ranked = ranked_page(session, name=name, limit=limit + 1, cursor=cursor)
+    if not ranked and cursor is None and name in RANKED_QUEUES:
+        _why_empty(session, name)
+    return _page_of(session, ranked, limit)
+
+
+def _computed_page(
+    session: Session, ranked: list[tuple[int, float]], limit: int, cursor: tuple[float, int] | None
+) -> QueuePage:
+    """A page of a ranking made whole for this request, after ``cursor``."""
+    if cursor is not None:
+        ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
+    return _page_of(session, ranked, limit)
+
+
+def _page_of(session: Session, ranked: list[tuple[int, float]], limit: int) -> QueuePage:
+    """The first ``limit`` of a ranking as a page, its ``next`` the last one's "score:id"."""
+    items = _in_order(session, [image_id for image_id, _score in ranked[:limit]])
     if len(ranked) <= limit:
         return QueuePage(items, None)
     last, score = ranked[limit - 1]
@@ -385,14 +331,7 @@ def _vector_page(session: Session, name: str, limit: int, after: int | str) -> Q
     if name == "clusters":
         number, chosen, more = cluster_members(session, after=int(after or 0))
         return QueuePage(_in_order(session, chosen[:limit]), number if more else None)
-    ranked, cursor = outlier_ranking(session), _cursor(after)
-    if cursor is not None:
-        ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
-    items = _in_order(session, [image_id for image_id, _score in ranked[:limit]])
-    if len(ranked) <= limit:
-        return QueuePage(items, None)
-    last, score = ranked[limit - 1]
-    return QueuePage(items, f"{score!r}:{last}")
+    return _computed_page(session, outlier_ranking(session), limit, _cursor(after))
 
 
 def items_of(session: Session, chosen: list[int]) -> list[QueueItem]:
@@ -441,34 +380,22 @@ def queue_counts(session: Session) -> dict[str, int | None]:
     """How many groups each queue holds (None: not available yet)."""
     tally = tallies(session)
     groups = tally.get("status:active", 0)
-    groups_with_members = select(Image.duplicate_of).where(Image.duplicate_of.is_not(None))
     counts: dict[str, int | None] = {
         "new": groups - tally.get("origin:human", 0),
         "weak": sum(tally.get(f"origin:{origin}", 0) for origin in WEAK_ORIGINS),
         "all": groups,
-        "duplicates": int(
-            session.scalar(
-                select(func.count()).where(
-                    Image.status == ACTIVE, Image.id.in_(groups_with_members)
-                )
-            )
-            or 0
-        ),
+        "duplicates": tally.get("queue:duplicates", 0),
         "conflicts": count_conflicts(session),
+        # Counted from the vectors' own table: an embed run rewrites it wholesale.
         **vector_counts(session),
-        **issue_queue_counts(session),
+        **{name: tally.get(f"queue:{name}", 0) for name in ISSUE_QUEUES},
     }
-    if not has_predictions(session):
+    if not tally.get("predictions"):
         return {**counts, **dict.fromkeys(RANKED_QUEUES)}
     model = default_model(session)
-    counts["uncertain"] = (
-        session.scalar(_uncertain_rows(model.id, func.count()))
-        if model is not None and _has_scored(session, model.id)
-        else None
-    )
-    classes, independent = _model_classes(session), _has_independent(session)
-    fits = [and_(Prediction.model_id == m, Image.label.in_(c)) for m, c in classes.items()]
-    for name in ("disagree", "weak-disagree"):
-        rows = _self_confidence_rows(name, func.count()).where(or_(false(), *fits))
-        counts[name] = session.scalar(rows) if independent else None
+    scored = model is not None and tally.get(f"predictions:model:{model.id}")
+    independent = bool(tally.get("predictions:independent"))
+    for name in RANKED_QUEUES:
+        available = scored if name == "uncertain" else independent
+        counts[name] = tally.get(f"queue:{name}", 0) if available else None
     return counts

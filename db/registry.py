@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from db.errors import CatalogError
 from db.models import Model, Prediction, utcnow
 from db.settings import get_setting, set_setting
+from db.touched import mark_scored
 
 DONE = "done"
 #: Status of the models trained by cross-fitting (curator score --folds): registered, never
@@ -170,6 +171,8 @@ def get_model(session: Session, *, ref: int | None = None) -> Model:
 def delete_model(session: Session, *, model_id: int) -> int:
     """Delete a model's row and its predictions (their only trace in the catalog: no count is
     kept of them), and un-choose it as the default; return how many predictions went."""
+    scored = select(Prediction.image_id).where(Prediction.model_id == model_id)
+    mark_scored(session, session.scalars(scored))  # their rankings lose its predictions
     result = session.execute(delete(Prediction).where(Prediction.model_id == model_id))
     gone = int(getattr(result, "rowcount", 0) or 0)
     session.execute(delete(Model).where(Model.id == model_id))

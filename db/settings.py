@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -97,3 +98,21 @@ def check_class_names(classes: list[str]) -> list[str]:
 def set_classes(session: Session, *, classes: list[str]) -> None:
     """Replace the class names (see `check_class_names`)."""
     set_setting(session, key="classes", value=check_class_names(classes))
+
+
+#: The setting naming this catalog: files kept beside it (the near-duplicate index) record
+#: it, and `db copy` gives the copy a new one, so a file made for one is never read as
+#: another's.
+IDENTITY = "catalog_id"
+
+
+def catalog_identity(session: Session) -> str | None:
+    value = get_setting(session, key=IDENTITY)
+    return value if isinstance(value, str) else None
+
+
+def renew_identity(session: Session) -> str:
+    """Give the catalog a new identity (a copy is another catalog); returns it."""
+    value = uuid.uuid4().hex
+    set_setting(session, key=IDENTITY, value=value)
+    return value

@@ -2,7 +2,10 @@
 
 Names: ``images``, ``bytes``, ``status:<status>``; for active images ``split:<split>``,
 ``label:<label>`` and ``origin:<label origin>`` (the group's label, see db/grouplabels.py);
-for sources ``outcome:<outcome>`` and, for failed ones, ``reason:<reason or unknown>``.
+for sources ``outcome:<outcome>`` and, for failed ones, ``reason:<reason or unknown>``; the
+rows of each kept ranking ``queue:<name>`` (db/rankings.py); ``predictions``, those of models
+that did not train on their image ``predictions:independent``, and ``predictions:model:<id>``
+(alembic 0010).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Image, Source, Tally
+from db.models import Image, Prediction, Ranked, Source, Tally
 
 
 def tallies(session: Session) -> dict[str, int]:
@@ -36,6 +39,13 @@ def recount(session: Session) -> dict[str, int]:
         .group_by(Image.label))  # fmt: skip
     add("origin:", select(Image.label_origin, func.count())
         .where(active, Image.label_origin.is_not(None)).group_by(Image.label_origin))  # fmt: skip
+    add("queue:", select(Ranked.queue, func.count()).group_by(Ranked.queue))
+    out["predictions"] = int(session.scalar(select(func.count()).select_from(Prediction)) or 0)
+    out["predictions:independent"] = int(
+        session.scalar(select(func.count()).where(Prediction.in_sample.is_(False))) or 0
+    )
+    add("predictions:model:", select(Prediction.model_id, func.count())
+        .group_by(Prediction.model_id))  # fmt: skip
     add("outcome:", select(Source.outcome, func.count()).group_by(Source.outcome))
     reason = func.coalesce(Source.reason, "unknown")
     add("reason:", select(reason, func.count()).where(Source.outcome == "failed").group_by(reason))

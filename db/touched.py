@@ -18,3 +18,17 @@ def touch(session: Session, image_ids: Iterable[int | None]) -> None:
 def take_touched(session: Session) -> set[int]:
     """The images marked so far in this session, forgetting them."""
     return session.info.pop(_KEY, None) or set()
+
+
+_SCORED = "curator_scored_images"
+
+
+def mark_scored(session: Session, image_ids: Iterable[int]) -> None:
+    """Mark images whose predictions or properties were written or deleted in this
+    transaction (their places in the ranked queues may have changed; see db/rankings.py)."""
+    session.info.setdefault(_SCORED, set()).update(image_ids)
+
+
+def take_scored(session: Session) -> set[int]:
+    """The images marked scored so far in this session, forgetting them."""
+    return session.info.pop(_SCORED, None) or set()

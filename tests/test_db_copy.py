@@ -204,11 +204,13 @@ def test_a_copy_killed_half_way_leaves_the_destination_empty_and_runs_again(
     proc = spawn(command, stdout=-1, stderr=-1, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        # Wait until the copy is writing rows (the schema is in; its one transaction is not
-        # committed): another connection's latest statement is an INSERT.
+        # Wait until the copy is writing rows (its one transaction is not committed): another
+        # connection's latest statement is an INSERT, past the migrations, which insert rows
+        # too (alembic 0010 fills the rankings) before their tables are committed.
         writing = rows(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND query ILIKE 'INSERT INTO%'",
+            "AND pid <> pg_backend_pid() AND query ILIKE 'INSERT INTO%' "
+            "AND to_regclass('images') IS NOT NULL",
             pg,
         )[0][0]
         if writing:

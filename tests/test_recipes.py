@@ -173,6 +173,11 @@ def test_a_run_that_cannot_learn_is_flagged_and_never_the_default(cli, unlearnab
     assert "model 1 is no better than chance on val" in refused.stderr
     scoring = cli("score")
     assert scoring.exit_code == 1 and "no model that learned" in scoring.stderr
+    # The uncertain queue, which ranks by the default model, says why it has none.
+    queue = cli("queue", "uncertain")
+    assert queue.exit_code == 1 and queue.stderr.count("\n") == 1, queue.output
+    assert "no model learned: the finished ones (1) are no better than chance" in queue.stderr
+    assert queue.stderr.strip().endswith(": train again (curator train warned what to try)")
     # The report says so first, and on what it rests.
     report = unlearnable / listed["path"] / "report.html"
     assert 'class="chance"' in report.read_text(encoding="utf-8")

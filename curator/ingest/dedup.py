@@ -42,7 +42,6 @@ from db.images import (
     HashRow,
     change_image,
     hash_rows,
-    id_phash_pairs,
     image_by_id,
     images_by_id,
     undo_changes,
@@ -331,17 +330,6 @@ def run_dedup(
         run.counts = dict(summary)
         summary["run"] = run.id
     return plan, summary
-
-
-def load_index(session: Session, *, threshold: int) -> NearIndex:
-    """The near-duplicate lookup over every image in the catalog, for checking arrivals.
-
-    The two columns are read as plain tuples and handed to NumPy in one piece: row objects
-    cost ten times more at a million images.
-    """
-    pairs = np.array(id_phash_pairs(session, hash_version=HASH_VERSION), dtype=np.int64)
-    pairs = pairs.reshape(-1, 2)
-    return NearIndex(pairs[:, 0].copy(), pairs[:, 1].copy(), radius=threshold)
 
 
 def near_matches(index: NearIndex, *, phash: int, phash_mirror: int) -> list[int]:

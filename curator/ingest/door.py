@@ -28,8 +28,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from curator.errors import CuratorError, InvalidImage
-from curator.ingest.dedup import load_index, merge_group, near_matches
+from curator.ingest.dedup import merge_group, near_matches
 from curator.ingest.imaging import HASH_VERSION, Analysis, Limits, analyze
+from curator.ingest.nearfile import keep_index, open_index
 from curator.ingest.storage import Store
 from curator.ingest.thumbs import ThumbStore
 from db.catalog import Catalog
@@ -229,22 +230,35 @@ class Ingestor:
         self._buffer: list[Prepared] = []
         self._oldest = 0.0
         with catalog.reading() as session:
-            self.index = load_index(session, threshold=threshold)
-            self._indexed_up_to = max_image_id(session)
+            self._opened = open_index(session, home=store.home, radius=threshold)
+            self.index = self._opened.index
+            self._indexed_up_to = max(self._opened.high_water, max_image_id(session))
 
     def __enter__(self) -> Ingestor:
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
-            self.flush()
-        except Exception:
+            try:
+                self.flush()
+            except Exception:
+                if exc is None:
+                    raise
+                # Already failing (disk full, Ctrl-C...): that first error is the one to report.
+                log.warning("could not record the last batch", exc_info=True)
+                return
             if exc is None:
-                raise
-            # Already failing (disk full, Ctrl-C...): that first error is the one to report.
-            log.warning("could not record the last batch", exc_info=True)
+                self.keep_index()
         finally:
             self.thumbs.close()
+
+    def keep_index(self) -> bool:
+        """Write the near-duplicate index's file again if many rows came since it was."""
+        with self.catalog.reading() as session:
+            return keep_index(
+                session, home=self.store.home, opened=self._opened,
+                indexed_up_to=self._indexed_up_to,
+            )  # fmt: skip
 
     def add(self, item: Prepared) -> None:
         if not self._buffer:

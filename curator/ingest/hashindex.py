@@ -119,6 +119,47 @@ class NearIndex:
     def __len__(self) -> int:
         return self._ids.size + self._n_pending
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What `from_arrays` needs to make this index again without sorting (pending
+        arrivals folded in first): for keeping it in a file."""
+        if self._n_pending:
+            self._fold()
+        out = {"ids": self._ids, "hashes": self._hashes}
+        for k, (_shift, _width, keys, order) in enumerate(self._tables):
+            out[f"keys{k}"], out[f"order{k}"] = keys, order.astype(np.int32)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], *, radius: int) -> NearIndex:
+        """The index `arrays` came from (arrays of another radius or size are refused)."""
+        index = cls.__new__(cls)
+        index.radius = radius
+        index._ids, index._hashes = arrays["ids"], as_u64(arrays["hashes"])
+        if index._ids.shape != index._hashes.shape:
+            raise ValueError("ids and hashes differ in length")
+        index._pending_ids = np.empty(64, dtype=np.int64)
+        index._pending_hashes = np.empty(64, dtype=U64)
+        index._n_pending = 0
+        index._n_blocks, index._flips = cls._choose_blocks(max(index._ids.size, 1), radius)
+        index._tables = []
+        for k, (shift, width) in enumerate(_blocks(index._n_blocks) if index._n_blocks else ()):
+            keys, order = arrays.get(f"keys{k}"), arrays.get(f"order{k}")
+            if keys is None or order is None or keys.shape != index._ids.shape:
+                raise ValueError(f"table {k} is missing or of another size")
+            index._tables.append((shift, width, keys, order))
+        return index
+
+    @property
+    def pending(self) -> int:
+        """Hashes added since the tables were last sorted."""
+        return self._n_pending
+
+    def _fold(self) -> None:
+        self._ids = np.concatenate([self._ids, self._pending_ids[: self._n_pending]])
+        self._hashes = np.concatenate([self._hashes, self._pending_hashes[: self._n_pending]])
+        self._n_pending = 0
+        self._build()
+
     def _build(self) -> None:
         n = max(self._ids.size, 1)
         self._n_blocks, self._flips = self._choose_blocks(n, self.radius)
@@ -155,10 +196,7 @@ class NearIndex:
         self._pending_hashes[n] = int(phash) & 0xFFFFFFFFFFFFFFFF
         self._n_pending = n + 1
         if self._n_pending > max(1024, self._ids.size // 16):
-            self._ids = np.concatenate([self._ids, self._pending_ids[: self._n_pending]])
-            self._hashes = np.concatenate([self._hashes, self._pending_hashes[: self._n_pending]])
-            self._n_pending = 0
-            self._build()
+            self._fold()
 
     def query(self, phash: int, radius: int | None = None) -> list[tuple[int, int]]:
         """(id, distance) of every stored hash within ``radius`` bits, nearest first."""

@@ -10,12 +10,15 @@ no near copy of it is on both sides of a boundary. What a model then does with e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from classifier.config import Machine
 from classifier.data import HUMAN_ONLY, WITH_WEAK, Example, Examples
+from curator.config import Layout
 from db.images import SPLITS, active_rows
 from db.labels import group_labels
 from db.settings import REJECT
@@ -48,3 +51,11 @@ def catalog_examples(
     return Examples(
         classes=list(classes), splits=splits, missing_files=missing, conflicts=conflicts
     )
+
+
+def pixel_cached(machine: Machine, home: Path) -> Machine:
+    """The machine, reading pictures through the home's cache of decoded pictures (see
+    classifier/pixelcache.py) unless it names a cache of its own."""
+    if machine.pixel_cache is not None:
+        return machine
+    return dataclasses.replace(machine, pixel_cache=str(Layout(home).pixel_cache))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from classifier.score import score_paths
+from curator.config import Layout
 from curator.defaults import SCORE
 from curator.errors import CuratorError
 from curator.ingest.door import display_path
@@ -102,6 +103,7 @@ def score_catalog(
                 batch_size=batch_size,
                 workers=workers,
                 describe=describe_failure,
+                cache=str(Layout(home).pixel_cache),
             ):
                 for result in batch:
                     image_id = todo[result.index][0]

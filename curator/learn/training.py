@@ -41,7 +41,7 @@ from classifier.report import mistakes_of, write_report
 from classifier.train import fit
 from curator import __version__
 from curator.config import Layout
-from curator.learn.examples import catalog_examples
+from curator.learn.examples import catalog_examples, pixel_cached
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.registry import DONE, create_model, resumable_model, update_model
@@ -108,7 +108,7 @@ def train_model(
     folds), ``recorded`` settings stored beside the recipe (which fold of which model), the
     ``status`` the finished model takes, no report, and no checkpoints (it is never resumed).
     """
-    machine = machine or Machine()
+    machine = pixel_cached(machine or Machine(), home)
     cfg = recipe.cfg
     if examples is None:
         with catalog.reading() as session:

@@ -51,7 +51,7 @@ from curator.review.payload import BadRequest, cursor, id_list, json_body, path_
 from curator.stats import image_details
 from db.catalog import Catalog
 from db.errors import CatalogBusy, CatalogError, UnknownClass, UnknownImage
-from db.grouplabels import kept_labels, refresh_touched
+from db.grouplabels import kept_labels
 from db.groups import representatives_of
 from db.images import image_by_id, path_and_format
 from db.labels import current_labels, label_images, undo_events
@@ -64,6 +64,7 @@ from db.queues import (
     queue_counts,
     review_queue,
 )
+from db.rankings import refresh_kept
 from db.registry import NoModel, UnknownModel, default_model, model_by_id
 from db.settings import REJECT, get_classes
 from db.vectors import NoVectors
@@ -405,7 +406,7 @@ def stored_file(home: Path, relpath: str, name: str) -> Path:
 def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, Any]]:
     """What the page shows of each image after a change: its group's label (the one every
     command goes by), whether people now disagree on the group, and its own label."""
-    refresh_touched(session)  # the group columns, brought up to date in this transaction
+    refresh_kept(session)  # the group columns, brought up to date in this transaction
     own = current_labels(session, image_ids=ids)
     rep_of = representatives_of(session, image_ids=ids)
     groups = kept_labels(session, image_ids=rep_of.values())

@@ -26,6 +26,8 @@ from db.catalog import open_catalog
 from db.grouplabels import conflicted_groups, recount_conflicts
 from db.grouplabels import recount as recount_groups
 from db.labels import group_labels
+from db.rankings import kept as kept_rankings
+from db.rankings import recount as recount_rankings
 from db.runs import process_alive
 from db.tallies import recount, tallies
 from tests.helpers.sql import rows
@@ -85,13 +87,15 @@ def assert_models_whole(home: Path, url: str) -> None:
 
 
 def assert_kept_counts_true(url: str) -> None:
-    """Tallies and stored group labels equal a recount from the rows and events."""
+    """Tallies, stored group labels and kept rankings equal a recount from the rows,
+    events and predictions."""
     catalog = open_catalog(url)
     try:
         with catalog.reading() as session:
             assert tallies(session) == recount(session)
             assert group_labels(session) == recount_groups(session)
             assert conflicted_groups(session) == recount_conflicts(session)
+            assert kept_rankings(session) == recount_rankings(session)
     finally:
         catalog.dispose()
 

@@ -140,7 +140,13 @@ def test_an_older_catalog_is_upgraded_with_every_row_intact(revision, new_db_url
     catalog = open_catalog(url)  # what every command does first
     try:
         assert rows("SELECT version_num FROM alembic_version", url) == [(SCHEMA_HEAD,)]
-        assert snapshot(url, shape) == before
+        after = snapshot(url, shape)
+        # Later migrations add counts and settings of their own (0010: the predictions'
+        # tallies, the catalog's identity); every row there before is there unchanged.
+        for name in ("tallies", "settings"):
+            kept = after.pop(name, [])
+            assert all(row in kept for row in before.pop(name, [])), name
+        assert after == before
         # And it is a working catalog: a new image and a label go in after the old rows.
         with catalog.writing() as session:
             image = add_image(

@@ -1,0 +1,386 @@
+"""The ranked review queues, kept: each image's place in them, brought up to date by the
+writes that change it, in their own transaction.
+
+A ranked queue (``uncertain``, ``disagree``, ``weak-disagree``) orders groups by a score
+read from predictions and group labels. Ranking them per request reads every prediction: 5 s
+a page at a million images. Instead, the ``rankings`` table holds (queue, image, score) for
+the images each queue holds, and a page walks its index on (queue, score, image): the same
+cost at a thousand images or a million. Its count per queue is a tally kept by a trigger.
+
+What changes a ranking, and how it is kept:
+
+* a label event or a group change: the write functions `touch` the images (db/touched.py),
+  as they do for the group labels;
+* a prediction written or deleted: `db.predictions.replace_predictions` and
+  `db.registry.delete_model` mark the images scored (`db.touched.mark_scored`);
+* another default model (one trained, chosen or removed): the ``uncertain`` ranking is made
+  again from that model's predictions (`BASIS` names the one it was made with);
+* the issue queues (``issues``, ``issue:blurry``...; db/properties.py): properties written
+  (at ingest, by a backfill) mark their images, as predictions do; other thresholds make them
+  again from every image's properties (`ISSUE_BASIS` holds the ones they were made with).
+
+`Catalog.writing` calls `refresh_kept` before it commits: the group labels first (which the
+rankings read), then each touched or scored image's group is scored again and its rows
+written where they changed. `recount` ranks the slow way, from every prediction, to check.
+
+A new ranked queue is one entry of `KEPT`: its name and a function that scores a batch of
+group representatives (returning the ones the queue holds). The ``duplicates`` queue (groups
+with members) is kept the same way for its count, which a query pays 50 ms for at a million.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from db.grouplabels import refresh as refresh_group_labels
+from db.images import ACTIVE
+from db.labels import WEAK_ORIGINS
+from db.models import Image, ImageProperty, Model, Prediction, Ranked
+from db.properties import ISSUE_QUEUES, ISSUES, issue_ranking, severity, thresholds
+from db.registry import default_model
+from db.settings import get_setting, set_setting
+from db.touched import take_scored, take_touched
+
+_CHUNK = 5000
+#: The setting naming the model the kept ``uncertain`` ranking was made with.
+BASIS = "kept_uncertain_model"
+#: The setting holding the issue thresholds the kept issue rankings were made with.
+ISSUE_BASIS = "kept_issue_thresholds"
+
+
+@dataclass
+class Context:
+    """What scoring a batch reads once per transaction: the model classes, the default."""
+
+    session: Session
+    _classes: dict[int, list[str]] | None = None
+    basis: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> dict[int, list[str]]:
+        if self._classes is None:
+            self._classes = {m.id: list(m.classes) for m in self.session.scalars(select(Model))}
+        return self._classes
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """The catalog's issue thresholds."""
+        if "limits" not in self.extra:
+            self.extra["limits"] = thresholds(self.session)
+        return dict(self.extra["limits"])
+
+    def properties(self, ids: list[int]) -> dict[int, Any]:
+        """The property rows of these images, read once for the issue queues of one batch."""
+        key = tuple(ids)
+        if self.extra.get("properties_of") != key:
+            columns = sorted({rule.column for rule in ISSUES.values()})
+            query = select(
+                ImageProperty.image_id, *(getattr(ImageProperty, c) for c in columns)
+            ).where(ImageProperty.image_id.in_(ids))
+            self.extra["properties"] = {row.image_id: row for row in self.session.execute(query)}
+            self.extra["properties_of"] = key
+        return dict(self.extra["properties"])
+
+
+#: A group as a ranking sees it: (id, status, label, label origin).
+GroupRow = Any
+#: Scores a batch of group representatives: {image id: score} for those the queue holds.
+Scorer = Callable[[Context, list[GroupRow]], dict[int, float]]
+
+
+def _uncertain(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+    """Groups without a human label, by the default model's margin (smallest first)."""
+    wanted = [r.id for r in rows if r.status == ACTIVE and r.label_origin != "human"]
+    if ctx.basis is None or not wanted:
+        return {}
+    query = select(Prediction.image_id, Prediction.margin).where(
+        Prediction.model_id == ctx.basis, Prediction.image_id.in_(wanted)
+    )
+    return {image_id: float(margin) for image_id, margin in ctx.session.execute(query)}
+
+
+def _self_confidence(origins: tuple[str, ...]) -> Scorer:
+    """Groups whose label came from one of ``origins``, by the probability that the newest
+    prediction of a model that did not train on the image gives that label (least first);
+    a model trained for other classes has no opinion of it, and leaves the group out."""
+
+    def score(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+        labels = {r.id: r.label for r in rows if r.status == ACTIVE and r.label_origin in origins}
+        if not labels:
+            return {}
+        newest = (
+            select(func.max(Prediction.id))
+            .where(Prediction.in_sample.is_(False), Prediction.image_id.in_(labels))
+            .group_by(Prediction.image_id)
+        )
+        query = select(Prediction.image_id, Prediction.model_id, Prediction.probs).where(
+            Prediction.id.in_(newest.scalar_subquery())
+        )
+        out = {}
+        for image_id, model_id, probs in ctx.session.execute(query):
+            names = ctx.classes.get(model_id, [])
+            if labels[image_id] in names:
+                out[image_id] = float(probs[names.index(labels[image_id])])
+        return out
+
+    return score
+
+
+def _issues(names: tuple[str, ...]) -> Scorer:
+    """Groups without a human label whose properties one of these issue types flags, by
+    minus the worst severity (worst first), as db.properties.issue_ranking ranks them."""
+
+    def score(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+        wanted = [r.id for r in rows if r.status == ACTIVE and r.label_origin != "human"]
+        if not wanted:
+            return {}
+        limits, out = ctx.limits, {}
+        for image_id, row in ctx.properties(wanted).items():
+            found = []
+            for name in names:
+                rule, limit = ISSUES[name], limits[name]
+                value = float(getattr(row, rule.column))
+                if (value < limit) if rule.below else (value > limit):
+                    found.append(severity(rule, limit, value))
+            if found:
+                out[image_id] = -max(found)
+        return out
+
+    return score
+
+
+def _with_properties(ctx: Context) -> Any:
+    return select(ImageProperty.image_id)
+
+
+def _with_members(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+    """Active groups with at least one member (kept for their count; the page walks ids)."""
+    active = [r.id for r in rows if r.status == ACTIVE and r.duplicate_of is None]
+    if not active:
+        return {}
+    query = select(Image.duplicate_of).where(Image.duplicate_of.in_(active)).distinct()
+    return dict.fromkeys(ctx.session.scalars(query), 0.0)
+
+
+def _scored_images(ctx: Context) -> Any:
+    return select(Prediction.image_id).distinct()
+
+
+@dataclass(frozen=True)
+class KeptQueue:
+    name: str
+    scores: Scorer
+    #: The images a rebuild scores (a select of ids).
+    candidates: Callable[[Context], Any] = _scored_images
+    #: Whether the queue is ordered by its score (else its rows are kept for the count).
+    ranked: bool = True
+
+
+#: The queues kept in the ``rankings`` table.
+KEPT: dict[str, KeptQueue] = {
+    q.name: q
+    for q in (
+        KeptQueue("uncertain", _uncertain),
+        KeptQueue("disagree", _self_confidence(WEAK_ORIGINS)),
+        KeptQueue("weak-disagree", _self_confidence(("query",))),
+        KeptQueue(
+            "duplicates",
+            _with_members,
+            candidates=lambda _ctx: select(Image.duplicate_of).distinct(),
+            ranked=False,
+        ),
+        KeptQueue("issues", _issues(tuple(ISSUES)), candidates=_with_properties),
+        *(
+            KeptQueue(f"issue:{name}", _issues((name,)), candidates=_with_properties)
+            for name in ISSUES
+        ),
+    )
+}
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _group_rows(session: Session, ids: list[int]) -> list[GroupRow]:
+    columns = (Image.id, Image.status, Image.label, Image.label_origin, Image.duplicate_of)
+    return list(session.execute(select(*columns).where(Image.id.in_(ids))))
+
+
+def refresh_kept(session: Session) -> None:
+    """Bring the group labels and the rankings up to date with this transaction's writes."""
+    touched = take_touched(session)
+    if touched:
+        refresh_group_labels(session, touched)
+    scored = take_scored(session)
+    ctx = Context(session, basis=_basis(session))
+    renewed = _renew_basis(ctx)
+    issues_renewed = _renew_issues(ctx)
+    skip = {*(["uncertain"] if renewed else []), *(ISSUE_QUEUES if issues_renewed else ())}
+    names = [n for n in KEPT if n not in skip]
+    ids = sorted(touched | scored)
+    for chunk in _chunks(ids):
+        rows = _group_rows(session, chunk)
+        # A member's label event changes its representative's group.
+        reps = {r.duplicate_of for r in rows if r.duplicate_of is not None} - set(chunk)
+        rows += _group_rows(session, sorted(reps)) if reps else []
+        _write(session, ctx, rows, names)
+
+
+def _basis(session: Session) -> int | None:
+    model = default_model(session)
+    return model.id if model is not None else None
+
+
+def _renew_basis(ctx: Context) -> bool:
+    """With another default model than the ``uncertain`` ranking was made with, make it
+    again from the new model's predictions; returns whether it did."""
+    session = ctx.session
+    if get_setting(session, key=BASIS) == ctx.basis:
+        return False
+    session.execute(delete(Ranked).where(Ranked.queue == "uncertain"))
+    set_setting(session, key=BASIS, value=ctx.basis)
+    if ctx.basis is not None:
+        ids = list(
+            session.scalars(select(Prediction.image_id).where(Prediction.model_id == ctx.basis))
+        )
+        for chunk in _chunks(sorted(ids)):
+            _write(session, ctx, _group_rows(session, chunk), ["uncertain"])
+    return True
+
+
+def _renew_issues(ctx: Context) -> bool:
+    """With other issue thresholds than the issue rankings were made with (set by a person,
+    or another default of the code's), make them again; returns whether it did."""
+    session = ctx.session
+    if get_setting(session, key=ISSUE_BASIS) == ctx.limits:
+        return False
+    session.execute(delete(Ranked).where(Ranked.queue.in_(ISSUE_QUEUES)))
+    set_setting(session, key=ISSUE_BASIS, value=ctx.limits)
+    ids = sorted(session.scalars(_with_properties(ctx)))
+    for chunk in _chunks(ids):
+        _write(session, ctx, _group_rows(session, chunk), list(ISSUE_QUEUES))
+    return True
+
+
+def _write(session: Session, ctx: Context, rows: list[GroupRow], names: list[str]) -> None:
+    """Score these groups for these queues and write the rows that changed."""
+    ids = [r.id for r in rows]
+    if not ids or not names:
+        return
+    held = {
+        (q, i): s
+        for q, i, s in session.execute(
+            select(Ranked.queue, Ranked.image_id, Ranked.score).where(
+                Ranked.image_id.in_(ids), Ranked.queue.in_(names)
+            )
+        )
+    }
+    want = {(name, i): s for name in names for i, s in KEPT[name].scores(ctx, rows).items()}
+    gone = [key for key, s in held.items() if want.get(key) != s]
+    for name in names:
+        drop = [i for q, i in gone if q == name]
+        if drop:
+            session.execute(delete(Ranked).where(Ranked.queue == name, Ranked.image_id.in_(drop)))
+    new = [
+        {"queue": q, "image_id": i, "score": s}
+        for (q, i), s in want.items()
+        if held.get((q, i)) != s
+    ]
+    if new:
+        session.execute(insert(Ranked), new)
+
+
+def rebuild(session: Session) -> None:
+    """Make every ranking again from the whole catalog (for rows written by other means
+    than curator's functions)."""
+    session.execute(delete(Ranked))
+    ctx = Context(session, basis=_basis(session))
+    set_setting(session, key=BASIS, value=ctx.basis)
+    set_setting(session, key=ISSUE_BASIS, value=ctx.limits)
+    for name, queue in KEPT.items():
+        ids = {i for i in session.scalars(queue.candidates(ctx)) if i is not None}
+        for chunk in _chunks(sorted(ids)):
+            _write(session, ctx, _group_rows(session, chunk), [name])
+
+
+def ranked_page(
+    session: Session, *, name: str, limit: int | None, cursor: tuple[float, int] | None
+) -> list[tuple[int, float]]:
+    """Up to ``limit`` (None: all) (image id, score) of a kept ranking after ``cursor``,
+    first first."""
+    query = select(Ranked.image_id, Ranked.score).where(Ranked.queue == name)
+    if cursor is not None:
+        score, image_id = cursor
+        # The >= bound lets the index seek; the OR then skips the ties already shown.
+        query = query.where(
+            Ranked.score >= score, or_(Ranked.score > score, Ranked.image_id > image_id)
+        )
+    query = query.order_by(Ranked.score, Ranked.image_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [(i, float(s)) for i, s in session.execute(query)]
+
+
+def kept(session: Session) -> dict[str, list[tuple[int, float]]]:
+    """Every kept ranking in full, first first (for checking against `recount`)."""
+    out: dict[str, list[tuple[int, float]]] = {name: [] for name in KEPT}
+    query = select(Ranked.queue, Ranked.image_id, Ranked.score).order_by(
+        Ranked.queue, Ranked.score, Ranked.image_id
+    )
+    for queue, image_id, score in session.execute(query):
+        out.setdefault(queue, []).append((image_id, float(score)))
+    return out
+
+
+def recount(session: Session) -> dict[str, list[tuple[int, float]]]:
+    """Every ranking made the slow way, from every prediction and group label at once (what
+    the kept rows replace): for checking them."""
+    model = default_model(session)
+    out: dict[str, list[tuple[int, float]]] = {name: [] for name in KEPT}
+    if model is not None:
+        no_human = or_(Image.label_origin.is_(None), Image.label_origin != "human")
+        margins = (
+            select(Prediction.image_id, Prediction.margin)
+            .join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.model_id == model.id, Image.status == ACTIVE, no_human)
+        )
+        out["uncertain"] = sorted(((i, float(m)) for i, m in session.execute(margins)), key=_rank)
+    classes = {m.id: list(m.classes) for m in session.scalars(select(Model))}
+    newest = (
+        select(func.max(Prediction.id))
+        .where(Prediction.in_sample.is_(False))
+        .group_by(Prediction.image_id)
+        .scalar_subquery()
+    )
+    rows = (
+        select(Prediction.image_id, Prediction.model_id, Prediction.probs, Image.label_origin,
+               Image.label)
+        .join(Image, Image.id == Prediction.image_id)
+        .where(Prediction.id.in_(newest), Image.status == ACTIVE)
+    )  # fmt: skip
+    for image_id, model_id, probs, origin, label in session.execute(rows):
+        names = classes.get(model_id, [])
+        if label not in names:
+            continue
+        score = float(probs[names.index(label)])
+        for name, origins in (("disagree", WEAK_ORIGINS), ("weak-disagree", ("query",))):
+            if origin in origins:
+                out[name].append((image_id, score))
+    with_members = select(Image.duplicate_of).where(Image.duplicate_of.is_not(None))
+    groups = select(Image.id).where(Image.status == ACTIVE, Image.id.in_(with_members))
+    out["duplicates"] = [(i, 0.0) for i in session.scalars(groups)]
+    for name in ISSUE_QUEUES:
+        out[name] = issue_ranking(session, name=name)
+    return {name: sorted(ranked, key=_rank) for name, ranked in out.items()}
+
+
+def _rank(pair: tuple[int, float]) -> tuple[float, int]:
+    return pair[1], pair[0]
