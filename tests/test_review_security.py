@@ -75,7 +75,13 @@ def raw(
             conn.putheader("content-length", str(len(body)))
         conn.endheaders(body)
         answer = conn.getresponse()
-        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+        try:
+            content = answer.read()
+        except ConnectionResetError:
+            # The server answered a malformed request and closed without reading the rest of
+            # it: the kernel resets the connection, sometimes before the answer's body is read.
+            content = b""
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, content
     finally:
         conn.close()
 
