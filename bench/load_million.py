@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     INSERT_EVENTS,
     INSERT_IMAGES,
+    add_import_run,
     image_row,
     label_rows,
     mark_built,
@@ -105,11 +106,7 @@ def build(home: Path, n: int) -> None:
         return
     rng = random.Random(0)
     now = utcnow().isoformat()
-    db.execute(
-        "INSERT INTO runs (id, kind, status, params, counts, started_at) "
-        "VALUES (1, 'import', 'done', '{}', '{}', ?)",
-        (now,),
-    )
+    add_import_run(db, now)
     db.execute(
         "INSERT INTO models (id, status, config, training, classes, path, epochs, metrics, "
         "torch_version, curator_version, created_at, finished_at) VALUES (1, 'done', '{}', "

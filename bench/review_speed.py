@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from _common import (  # noqa: E402
     INSERT_EVENTS,
     INSERT_IMAGES,
+    add_import_run,
     image_row,
     label_rows,
     mark_built,
@@ -54,11 +55,7 @@ def build(home: Path, n: int) -> None:
     rng = random.Random(0)
     now = utcnow().isoformat()
     shas = [sha_of(i) for i in range(1, n + 1)]
-    db.execute(
-        "INSERT INTO runs (id, kind, status, params, counts, started_at) "
-        "VALUES (1, 'import', 'done', '{}', '{}', ?)",
-        (now,),
-    )
+    add_import_run(db, now)
     db.executemany(INSERT_IMAGES, [image_row(i, rng, now) for i in range(1, n + 1)])
     db.executemany(INSERT_EVENTS, [e for i in range(1, n + 1) for e in label_rows(i, rng, now)])
     db.commit()

@@ -117,7 +117,7 @@ def range_test(
                 lr = START * (END / START) ** ((step - 1) / (STEPS - 1))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = _step(model, optimizer, scaler, x, y, device, dtype, channels_last)
+                loss = train_step(model, optimizer, scaler, x, y, device, dtype, channels_last)
                 average = SMOOTHING * average + (1 - SMOOTHING) * loss
                 smoothed = average / (1 - SMOOTHING**step)
                 on_step(step, STEPS, smoothed)
@@ -139,7 +139,7 @@ def _batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yield from at_epoch(loader, SWEEP_EPOCHS + sweep)
 
 
-def _step(
+def train_step(
     model: DeepConnection,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
@@ -148,10 +148,14 @@ def _step(
     device: torch.device,
     dtype: torch.dtype | None,
     channels_last: bool,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
+    """One optimiser step on a batch (under autocast when ``dtype`` is given, scaled when
+    ``scaler`` is); returns its loss. The sweep here and each epoch of training take it alike;
+    ``forward`` is the model as DistributedDataParallel wraps it, when it does."""
     x, y = normalize_batch(x, device, channels_last), y.to(device)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        loss = model.loss(model(x), y)
+        loss = model.loss((forward or model)(x), y)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()

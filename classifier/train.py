@@ -53,7 +53,7 @@ from classifier.data import (
 from classifier.device import autocast_dtype, pick_device
 from classifier.distributed import SINGLE, Group, device_of, sync_buffers, wrap
 from classifier.errors import TrainingError
-from classifier.lrfind import find_rate
+from classifier.lrfind import find_rate, train_step
 from classifier.metrics import classification_metrics
 from classifier.model import DeepConnection, ModelConfig
 
@@ -102,23 +102,12 @@ def train_one_epoch(
     """One pass over the training data; returns (mean loss, images seen). ``forward`` is
     the model as DistributedDataParallel wraps it, when several processes train together."""
     model.train()
-    forward = forward or model
     total, seen = 0.0, 0
     steps = len(loader)
     for step, (x, y) in enumerate(loader, 1):
-        x, y = normalize_batch(x, device, channels_last), y.to(device)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = model.loss(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss = train_step(model, optimizer, scaler, x, y, device, dtype, channels_last, forward)
         scheduler.step()
-        total += float(loss.detach()) * len(y)
+        total += loss * len(y)
         seen += len(y)
         on_step(step, steps, total / seen)
     return total / max(seen, 1), seen

@@ -134,23 +134,30 @@ def _unreviewed() -> Any:
     return or_(Image.label_origin.is_(None), Image.label_origin != "human")
 
 
+def _unreviewed_with(embedding_id: int, *selected: Any, having: Any) -> Any:
+    """The columns ``selected`` of the set's active images that no person labeled, those whose
+    ``having`` (their outlier score, their cluster) is set."""
+    return (
+        select(*selected)
+        .join(Image, Image.id == Embedded.image_id)
+        .where(
+            Embedded.embedding_id == embedding_id,
+            having.is_not(None),
+            Image.status == ACTIVE,
+            _unreviewed(),
+        )
+    )
+
+
 def outlier_ranking(session: Session) -> list[tuple[int, float]]:
     """(image id, minus its outlier score) of the newest set's active images that no person
     labeled, farthest from their neighbours first (the order of a ranked queue's cursor)."""
     found = newest_embedding(session)
     if found is None:
         raise NoVectors("the 'outlier' queue")
-    query = (
-        select(Embedded.image_id, Embedded.outlier)
-        .join(Image, Image.id == Embedded.image_id)
-        .where(
-            Embedded.embedding_id == found.id,
-            Embedded.outlier.is_not(None),
-            Image.status == ACTIVE,
-            _unreviewed(),
-        )
-        .order_by(Embedded.outlier.desc(), Embedded.image_id)
-    )
+    query = _unreviewed_with(
+        found.id, Embedded.image_id, Embedded.outlier, having=Embedded.outlier
+    ).order_by(Embedded.outlier.desc(), Embedded.image_id)
     return [(image_id, -float(score or 0.0)) for image_id, score in session.execute(query)]
 
 
@@ -161,16 +168,7 @@ def cluster_members(session: Session, *, after: int = 0) -> tuple[int | None, li
     found = newest_embedding(session)
     if found is None:
         raise NoVectors("the 'clusters' queue")
-    base = (
-        select(Embedded.cluster, Embedded.image_id)
-        .join(Image, Image.id == Embedded.image_id)
-        .where(
-            Embedded.embedding_id == found.id,
-            Embedded.cluster.is_not(None),
-            Image.status == ACTIVE,
-            _unreviewed(),
-        )
-    )
+    base = _unreviewed_with(found.id, Embedded.cluster, Embedded.image_id, having=Embedded.cluster)
     numbers = base.subquery().c.cluster
     first = session.scalar(select(func.min(numbers)).where(numbers > after))
     if first is None:

@@ -11,19 +11,14 @@ import pytest
 from curator.config import load_settings
 from db.catalog import open_catalog
 from tests.helpers import photos
-from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+from tests.helpers.browser import chromium
 from tests.helpers.review_server import review_server
 
 
 @pytest.fixture
 def browser():
-    ensure_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def human(home: Path) -> list[tuple]:

@@ -5,7 +5,6 @@ randomly initialised open_clip model saved to a folder (nothing downloaded)."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from typer.testing import CliRunner
 
 from curator.cli import app
 from curator.config import load_settings
+from tests.helpers.catalog_copy import private_copy
+from tests.helpers.clip import tiny_clip
 from tests.helpers.sql import rows as catalog_rows
 from tests.helpers.training import FAST, blob_picture
 
@@ -35,31 +36,6 @@ def photo(name: str) -> Image.Image:
     import skimage.data
 
     return Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((96, 72))
-
-
-def tiny_clip(folder: Path) -> Path:
-    """An open_clip model of a few million random weights, as open_clip's local-dir loads it."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    config = {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
-        "text_cfg": {
-            "context_length": 77,
-            "vocab_size": 49408,
-            "width": 64,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config}))
-    torch.manual_seed(0)
-    state = open_clip.CLIP(**config).state_dict()
-    save_file({k: v.contiguous() for k, v in state.items()}, folder / "open_clip_model.safetensors")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +60,7 @@ def trained(tmp_path_factory) -> Path:
 @pytest.fixture
 def copy(trained, tmp_path, backend, new_db_url, monkeypatch) -> Path:
     """A private copy of the trained catalog; on PostgreSQL, its catalog copied there."""
-    home = tmp_path / "home"
-    shutil.copytree(trained, home)
-    if backend == "postgresql":
-        url = new_db_url(home)
-        copied = run(home, "db", "copy", home / "catalog.db", url)
-        assert copied.exit_code == 0, copied.output
-        monkeypatch.setenv("CURATOR_DB_URL", url)
-    return home
+    return private_copy(trained, tmp_path / "home", backend, new_db_url, monkeypatch)
 
 
 def photo_ids(home: Path) -> set[int]:

@@ -4,7 +4,6 @@ with a small randomly initialised open_clip model as the embedder (nothing downl
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,32 +15,9 @@ import curator
 from curator.config import load_settings
 from db.catalog import open_catalog
 from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+from tests.helpers.clip import tiny_clip
 from tests.helpers.review_server import review_server
 from tests.helpers.training import blob_picture
-
-
-def tiny_clip(folder: Path) -> Path:
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    config = {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
-        "text_cfg": {
-            "context_length": 77,
-            "vocab_size": 49408,
-            "width": 64,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config}))
-    torch.manual_seed(1)
-    state = open_clip.CLIP(**config).state_dict()
-    save_file({k: v.contiguous() for k, v in state.items()}, folder / "open_clip_model.safetensors")
-    return folder
 
 
 @pytest.fixture
@@ -57,7 +33,7 @@ def embedded(cli, home, tmp_path) -> Path:
         picture.resize((96, 72)).save(tmp_path / "happy" / f"{name}.jpg")
     for label in ("happy", "unhappy"):
         assert cli("import", tmp_path / label, "--label", label).exit_code == 0
-    model = tiny_clip(tmp_path / "clip")
+    model = tiny_clip(tmp_path / "clip", vision_layers=1, seed=1)
     result = cli("embed", "--embedder", "clip", "--clip-model", model, "--workers", "0")
     assert result.exit_code == 0, result.output
     return home

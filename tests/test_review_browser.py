@@ -12,7 +12,7 @@ import pytest
 from curator.config import load_settings
 from db.catalog import open_catalog
 from tests.helpers import imagefiles as f
-from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+from tests.helpers.browser import chromium
 from tests.helpers.review_server import review_server
 
 
@@ -31,18 +31,13 @@ def served(cli, home, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def page(served):
-    ensure_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium() as browser:
         # The page's own CSP forbids eval, which Playwright's wait_for_function needs; the
         # page under its CSP is tested in tests/test_review_security.py.
         tab = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
         tab.goto(served)
         tab.wait_for_function("document.body.dataset.ready === 'true'", timeout=20_000)
         yield tab
-        browser.close()
 
 
 def decisions(home: Path) -> list[tuple]:

@@ -13,7 +13,7 @@ import pytest
 from curator.config import load_settings
 from db.catalog import open_catalog
 from tests.helpers import imagefiles as f
-from tests.helpers.browser import ARGS, CHROMIUM, ensure_chromium
+from tests.helpers.browser import chromium
 from tests.helpers.review_server import review_server
 
 IMAGES = 34
@@ -38,13 +38,8 @@ def served(cli, home, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def browser():
-    ensure_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def open_page(browser, url: str, width: int = 1280, height: int = 900):

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from curator.cli import app
 from curator.config import load_settings
 from tests.helpers import videofiles
+from tests.helpers.catalog_copy import private_copy
 from tests.helpers.sql import rows as catalog_rows
 from tests.helpers.training import FAST, blob_picture
 
@@ -76,14 +77,7 @@ def trained(tmp_path_factory) -> Path:
 def scored_home(trained, tmp_path, backend, new_db_url, monkeypatch) -> Path:
     """A private copy of the trained catalog, for tests that change it; on PostgreSQL, its
     catalog copied there with curator db copy."""
-    home = tmp_path / "home"
-    shutil.copytree(trained, home)
-    if backend == "postgresql":
-        url = new_db_url(home)
-        copied = run(home, "db", "copy", home / "catalog.db", url)
-        assert copied.exit_code == 0, copied.output
-        monkeypatch.setenv("CURATOR_DB_URL", url)
-    return home
+    return private_copy(trained, tmp_path / "home", backend, new_db_url, monkeypatch)
 
 
 def truth_of(home: Path) -> dict[int, str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +27,7 @@ from rich.text import Text
 
 from classifier.errors import TrainingError
 from curator.config import Layout, Settings, load_settings
+from curator.defaults import SCORE
 from curator.display import escape_controls
 from curator.errors import BadRows, CuratorError
 from curator.hints import with_hint
@@ -56,6 +57,20 @@ def threshold_option(default: int) -> Any:
         max=MAX_THRESHOLD,
         help=f"Near-duplicate distance in bits of 64 (0-{MAX_THRESHOLD}).",
     )
+
+
+def device_option(default: str = "auto") -> Any:
+    return typer.Option(default, help="auto, cpu, cuda, cuda:N or mps.")
+
+
+def forward_batch_option() -> Any:
+    """--batch-size of the commands that run a model over pictures (score, embed)."""
+    return typer.Option(SCORE["batch_size"], min=1, help="Pictures per forward pass.")
+
+
+def decoding_workers_option() -> Any:
+    """--workers of the commands that run a model over pictures (score, embed)."""
+    return typer.Option(SCORE["workers"], min=0, help="Processes decoding pictures.")
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -203,6 +218,26 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
     finally:
         if task:
             bar.stop()
+
+
+class PictureProgress(Protocol):
+    """How far a pass over pictures is (scoring's or embedding's progress)."""
+
+    @property
+    def done(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+
+
+def counting_unreadable(update: Callable[..., None]) -> Callable[[PictureProgress], None]:
+    """A pass's progress shown on a `progress_bar`, with the pictures that would not decode."""
+
+    def progress(p: PictureProgress) -> None:
+        update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
+
+    return progress
 
 
 def conflict_note(counts: dict[str, Any]) -> str:

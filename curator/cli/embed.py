@@ -7,7 +7,11 @@ import time
 import typer
 
 from curator.cli.common import (
+    counting_unreadable,
+    decoding_workers_option,
+    device_option,
     fail,
+    forward_batch_option,
     handle_errors,
     open_settings_catalog,
     print_json,
@@ -15,7 +19,7 @@ from curator.cli.common import (
     settings_of,
     stdout,
 )
-from curator.defaults import EMBED, SCORE
+from curator.defaults import EMBED
 from curator.display import escape_controls
 
 EMBEDDER_HELP = "model (a curator model's trunk), imagenet (ResNet-50) or clip (curator[clip])."
@@ -33,9 +37,9 @@ def embed_command(
         help="With --embedder clip: open_clip ARCH:WEIGHTS, or a folder with "
         "open_clip_config.json and its weights.",
     ),
-    batch_size: int = typer.Option(SCORE["batch_size"], min=1, help="Pictures per forward pass."),
-    workers: int = typer.Option(SCORE["workers"], min=0, help="Processes decoding pictures."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    batch_size: int = forward_batch_option(),
+    workers: int = decoding_workers_option(),
+    device: str = device_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Embed every active image as a vector: for the outlier and clusters queues, similar
@@ -53,7 +57,7 @@ def embed_command(
         curator embed --embedder imagenet
         curator embed --embedder clip --clip-model ViT-B-32:laion2b_s34b_b79k
     """
-    from curator.learn.embedding import EmbedProgress, embed_catalog, load_embedder
+    from curator.learn.embedding import embed_catalog, load_embedder
 
     settings = settings_of(ctx)
     catalog = open_settings_catalog(settings)
@@ -67,17 +71,13 @@ def embed_command(
     )
     started = time.monotonic()
     with progress_bar(f"embedding with {embedder.name}", None) as update:
-
-        def progress(p: EmbedProgress) -> None:
-            update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
-
         counts = embed_catalog(
             catalog,
             settings.home,
             embedder,
             batch_size=batch_size,
             workers=workers,
-            on_progress=progress,
+            on_progress=counting_unreadable(update),
         )
     if as_json:
         print_json(counts)

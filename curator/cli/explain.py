@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from curator.cli.common import (
+    device_option,
     fail,
     handle_errors,
     open_settings_catalog,
@@ -25,7 +26,7 @@ def explain_command(
         None, "--model", help="Model id (default: the default model; see curator models)."
     ),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for the PNG files."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = device_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Show why the model decided: Grad-CAM per class, and the state of activation.

@@ -9,8 +9,12 @@ from typing import Any
 import typer
 
 from curator.cli.common import (
+    counting_unreadable,
+    decoding_workers_option,
     default_author,
+    device_option,
     fail,
+    forward_batch_option,
     handle_errors,
     open_settings_catalog,
     pct,
@@ -21,7 +25,6 @@ from curator.cli.common import (
     stdout,
     threshold_option,
 )
-from curator.defaults import SCORE
 from curator.display import escape_controls
 from curator.ingest.door import display_path
 
@@ -65,9 +68,9 @@ def score_command(
         help="Catalog: score only shard I of N (by a stable hash of the image id), so that N "
         "processes or machines share the work, such as --shard 1/4 ... --shard 4/4.",
     ),
-    batch_size: int = typer.Option(SCORE["batch_size"], min=1, help="Pictures per forward pass."),
-    workers: int = typer.Option(SCORE["workers"], min=0, help="Processes decoding pictures."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    batch_size: int = forward_batch_option(),
+    workers: int = decoding_workers_option(),
+    device: str = device_option(),
     author: str = typer.Option(default_author(), help="With --add: who the import is for."),
     threshold: int = threshold_option(10),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -213,14 +216,10 @@ def _score_catalog(
     as_json: bool,
     mismatch: dict[str, list[str]] | None,
 ) -> None:
-    from curator.learn.scoring import ScoreProgress, score_catalog
+    from curator.learn.scoring import score_catalog
 
     started = time.monotonic()
     with progress_bar(f"scoring with model {model.id}", None) as update:
-
-        def progress(p: ScoreProgress) -> None:
-            update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
-
         counts = score_catalog(
             catalog,
             home,
@@ -229,7 +228,7 @@ def _score_catalog(
             shard=shard,
             batch_size=batch_size,
             workers=workers,
-            on_progress=progress,
+            on_progress=counting_unreadable(update),
         )
     if as_json:
         print_json({**counts, "class_mismatch": mismatch})
@@ -284,7 +283,7 @@ def _score_files(
 ) -> dict[str, Any]:
     from curator.ingest.importer import import_paths, some_names
     from curator.learn.outputs import RowWriter, open_output, partial_of
-    from curator.learn.scoring import ScoreProgress, score_files
+    from curator.learn.scoring import score_files
 
     imported = None
     if add:
@@ -307,10 +306,6 @@ def _score_files(
             progress_bar(f"scoring with model {model.id}", None) as update,
         ):
             writer = RowWriter(fh, fmt, model.classes, with_ids=add)
-
-            def progress(p: ScoreProgress) -> None:
-                update(p.done, f"{p.failed} unreadable" if p.failed else "", total=p.total)
-
             counts = score_files(
                 model,
                 files,
@@ -319,7 +314,7 @@ def _score_files(
                 kept=kept,
                 batch_size=batch_size,
                 workers=workers,
-                on_progress=progress,
+                on_progress=counting_unreadable(update),
             )
     except KeyboardInterrupt:
         if out is None or writer is None:

@@ -18,6 +18,7 @@ from classifier.config import (
     format_lr,
 )
 from curator.cli.common import (
+    device_option,
     fail,
     handle_errors,
     open_settings_catalog,
@@ -78,7 +79,7 @@ def train_command(
         "none (from scratch), a path to a ResNet state dict (as imagenet), or an earlier "
         "model's model.pt (fine-tuning it after a review round).",
     ),
-    device: str = typer.Option(MACHINE.device, help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = device_option(MACHINE.device),
     include_weak: bool = typer.Option(
         False, "--include-weak", help="Also train on query and import labels."
     ),

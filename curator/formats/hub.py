@@ -177,15 +177,13 @@ def export_parquet(
     planned["classes.json"] = _digest(classes)
     folder = OutFolder(out, fmt="parquet", files=_PARQUET_FILES, folders=["data"], force=force)
     folder.open(planned)
-    done = kept = 0
-    for rel, rows in shards.items():
-        if folder.is_done(rel, planned[rel]):
-            kept += 1
-        else:
-            folder.write(rel, planned[rel], partial(_write_parquet, rows=rows))
-        done += len(rows)
-        if on_progress:
-            on_progress(done, len(chosen.records))
+    kept = folder.write_shards(
+        shards,
+        planned,
+        lambda rows: partial(_write_parquet, rows=rows),
+        total=len(chosen.records),
+        on_progress=on_progress,
+    )
     folder.write("classes.json", planned["classes.json"], _text(classes), binary=False)
     removed = folder.close(planned)
     return {

@@ -162,6 +162,29 @@ class OutFolder:
         _write_replacing(self.out / rel, write, binary=binary)
         self.done(rel, digest)
 
+    def write_shards(
+        self,
+        shards: dict[str, list[Any]],
+        planned: dict[str, str],
+        write_shard: Callable[[list[Any]], Callable[[IO[Any]], Any]],
+        *,
+        total: int,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Write each shard (``rel`` -> its rows) but those already holding what ``planned``
+        says, with what ``write_shard(rows)`` writes; ``on_progress(rows done, total)`` after
+        each. Returns how many were kept from an earlier run."""
+        done = kept = 0
+        for rel, rows in shards.items():
+            if self.is_done(rel, planned[rel]):
+                kept += 1
+            else:
+                self.write(rel, planned[rel], write_shard(rows))
+            done += len(rows)
+            if on_progress:
+                on_progress(done, total)
+        return kept
+
     def done(self, rel: str, digest: str) -> None:
         self.state[rel] = digest
         self._save()

@@ -91,15 +91,13 @@ def export_webdataset(
     planned["classes.json"] = _digest(classes)
     folder = OutFolder(out, fmt="webdataset", files=_FILES, folders=SPLITS, force=force)
     folder.open(planned)
-    done = kept = 0
-    for rel, rows in shards.items():
-        if folder.is_done(rel, planned[rel]):
-            kept += 1
-        else:
-            folder.write(rel, planned[rel], partial(_write_tar, rows=rows, max_side=max_side))
-        done += len(rows)
-        if on_progress:
-            on_progress(done, len(chosen.records))
+    kept = folder.write_shards(
+        shards,
+        planned,
+        lambda rows: partial(_write_tar, rows=rows, max_side=max_side),
+        total=len(chosen.records),
+        on_progress=on_progress,
+    )
     folder.write(
         "classes.json", planned["classes.json"], lambda fh: fh.write(classes), binary=False
     )

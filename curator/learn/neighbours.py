@@ -128,12 +128,7 @@ def text_search(
     loaded is appended to ``keep``, if given."""
     if not text.strip():
         raise CuratorError("say what to look for, such as curator search 'a single person'")
-    vectors = newest_set(catalog, home, "clip")
-    if vectors is None:
-        newest = newest_set(catalog, home)
-        raise NoTextEmbedder(newest.embedder if newest else "no")
-    vectors = ensure_embedded_set(catalog, home, vectors, device)
-    embedder = set_embedder(catalog, home, vectors, device)
+    vectors, embedder = _clip_set(catalog, home, device)
     if keep is not None:
         keep.append(embedder)
     return _nearest(vectors, embedder.words([text[:300]])[0], limit, set())
@@ -148,6 +143,17 @@ def ensure_embedded_set(catalog: Catalog, home: Path, vectors: VectorSet, device
         embed_catalog(catalog, home, set_embedder(catalog, home, vectors, device), workers=0)
         vectors = newest_set(catalog, home, vectors.embedder) or vectors
     return vectors
+
+
+def _clip_set(catalog: Catalog, home: Path, device: str) -> tuple[VectorSet, Embedder]:
+    """The newest CLIP set, with the active images it lacks embedded, and its embedder (words
+    are embedded only by CLIP: NoTextEmbedder without such a set)."""
+    vectors = newest_set(catalog, home, "clip")
+    if vectors is None:
+        newest = newest_set(catalog, home)
+        raise NoTextEmbedder(newest.embedder if newest else "no")
+    vectors = ensure_embedded_set(catalog, home, vectors, device)
+    return vectors, set_embedder(catalog, home, vectors, device)
 
 
 class Finder:
@@ -195,12 +201,7 @@ def zero_shot(catalog: Catalog, home: Path, *, device: str = "cpu") -> dict[str,
     from db.settings import get_classes
     from db.vectors import unreviewed_rows
 
-    vectors = newest_set(catalog, home, "clip")
-    if vectors is None:
-        newest = newest_set(catalog, home)
-        raise NoTextEmbedder(newest.embedder if newest else "no")
-    vectors = ensure_embedded_set(catalog, home, vectors, device)
-    embedder = set_embedder(catalog, home, vectors, device)
+    vectors, embedder = _clip_set(catalog, home, device)
     with catalog.reading() as session:
         classes = get_classes(session)
         rows = unreviewed_rows(session, embedding_id=vectors.id)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -31,3 +34,15 @@ def ensure_chromium() -> None:
         )
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed and cannot be installed here")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Chromium launched headless by Playwright (skipped where it cannot be had); closed after."""
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
