@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from db.bulk import insert_rows
 from db.models import Model, Prediction, utcnow
 from db.touched import mark_scored
 
@@ -59,7 +60,7 @@ def replace_predictions(session: Session, *, model_id: int, rows: list[dict[str,
     session.execute(
         delete(Prediction).where(Prediction.model_id == model_id, Prediction.image_id.in_(ids))
     )
-    session.execute(insert(Prediction), rows)
+    insert_rows(session, Prediction, rows)
 
 
 def _scored(row: Prediction, classes: list[str]) -> Scored:

@@ -34,9 +34,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, false, func, insert, or_, select, text
+from sqlalchemy import delete, false, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from db.bulk import insert_rows
 from db.grouplabels import refresh as refresh_group_labels
 from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS
@@ -378,7 +379,7 @@ def _write(session: Session, ctx: Context, rows: list[GroupRow], names: list[str
         if held.get((q, i)) != s
     ]
     if new:
-        session.execute(insert(Ranked), new)
+        insert_rows(session, Ranked, new)
 
 
 def rebuild(session: Session) -> None:
