@@ -250,9 +250,10 @@ def _chunked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def window_hashes(square: Image.Image) -> bytes:
     """pHashes of each window (`WINDOWS`) of a grey square of `WINDOW_SIZE` pixels: the
-    pHash's DCT of each window's 32 x 32 cells, for all windows in two matrix products
-    (`window_transform`), and the median of each block. A nearly flat window (sky, a blank
-    page, black space) hashes to noise that matches other flat windows: it is left out."""
+    pHash's DCT of each window's 32 x 32 cells, for all windows in two matrix products per
+    group of spans (`window_transform`), and the median of each block. A nearly flat window
+    (sky, a blank page, black space) hashes to noise that matches other flat windows: it is
+    left out."""
     rows, offsets = window_transform(square.width)
     grey = np.asarray(square, dtype=np.float32)
     blocks = [_chunked(r, _chunked(grey, r.T)).ravel() for r in rows]
