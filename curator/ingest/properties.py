@@ -316,6 +316,14 @@ def _sharpness(grey: np.ndarray, variance: float) -> float:
     return lap_var / max(variance, 1e-4 * 255.0**2)
 
 
+def _at_least(img: Image.Image, side: int) -> Image.Image:
+    """The picture, stretched where a side is under ``side`` pixels (the thumbnail of a long
+    strip can be a pixel high)."""
+    if min(img.size) >= side:
+        return img
+    return img.resize((max(side, img.width), max(side, img.height)), Image.Resampling.BILINEAR)
+
+
 def measure(
     thumb: Image.Image, *, width: int, height: int, grey: Image.Image | None = None
 ) -> Properties:
@@ -335,7 +343,7 @@ def measure(
     rgb8 = np.asarray(small, dtype=np.uint8)[::2]
     square = small_grey.resize((WINDOW_SIZE, WINDOW_SIZE), Image.Resampling.BOX)
     return Properties(
-        sharpness=_sharpness(np.asarray(grey), variance),
+        sharpness=_sharpness(np.asarray(_at_least(grey, 3)), variance),
         brightness_p5=p5,
         brightness_p50=p50,
         brightness_p95=p95,
