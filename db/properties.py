@@ -40,12 +40,12 @@ class IssueRule:
 #: Measured by bench/image_issues.py (docs/check.md): the default of each is the threshold
 #: with the best F1 between degraded copies and clean photos and their re-encodes.
 ISSUES: dict[str, IssueRule] = {
-    "blurry": IssueRule("sharpness", True, 0.099, "little fine detail (out of focus, upscaled)"),
-    "dark": IssueRule("brightness_p50", True, 0.19, "most pixels near black", highest=1.0),
+    "blurry": IssueRule("sharpness", True, 0.16, "little fine detail (out of focus, upscaled)"),
+    "dark": IssueRule("brightness_p50", True, 0.2, "most pixels near black", highest=1.0),
     "bright": IssueRule(
         "brightness_p5", False, 0.52, "washed out: even its shadows are light", highest=1.0
     ),
-    "low-information": IssueRule("entropy", True, 3.8, "nearly blank or flat", highest=8.0),
+    "low-information": IssueRule("entropy", True, 3.9, "nearly blank or flat", highest=8.0),
     "grayscale": IssueRule("colourfulness", True, 7.9, "no colour (or almost none)"),
     "odd-aspect": IssueRule(
         "aspect", False, 2.8, "a strip: letterboxed, a panorama, a banner", lowest=1.0

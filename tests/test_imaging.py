@@ -107,6 +107,19 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert Image.open(io.BytesIO(a.thumbnail)).size[1] > Image.open(io.BytesIO(a.thumbnail)).size[0]
 
 
+def test_a_long_strip_whose_thumbnail_is_a_pixel_high_is_measured() -> None:
+    """The sharpness is taken on the thumbnail as decoded: a 10000 x 32 banner's is 256 x 1."""
+    import skimage.data
+
+    photo = Image.fromarray(skimage.data.astronaut()).resize((10000, 32))
+    for img in (photo, photo.transpose(Image.Transpose.ROTATE_90)):
+        out = io.BytesIO()
+        img.save(out, "PNG")
+        props = analyze(out.getvalue()).properties
+        assert props is not None
+        assert props.sharpness > 0 and props.aspect == 10000 / 32
+
+
 def test_webp(tmp_path: Path) -> None:
     a = analyze(f.webp(tmp_path / "w.webp").read_bytes())
     assert (a.format, a.ext) == ("WEBP", "webp")

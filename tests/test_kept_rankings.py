@@ -293,8 +293,8 @@ def test_every_queue_pages_through_what_its_count_says(db_url: str, tmp_path: Pa
 
 def test_the_migration_ranks_the_issues_of_a_catalog_as_curator_does(db_url: str):
     """Alembic 0010 fills the kept issue queues from the image properties already there (by
-    the catalog's own thresholds), to the rows db/rankings.py keeps, and the first write
-    after it finds them made with those thresholds."""
+    the catalog's own thresholds, else its copy of the defaults), to the rows db/rankings.py
+    keeps; the first write after it ranks again the issues whose default has moved since."""
     from alembic import command
     from sqlalchemy import create_engine
 
@@ -324,6 +324,18 @@ def test_the_migration_ranks_the_issues_of_a_catalog_as_curator_does(db_url: str
         engine.dispose()
     catalog = open_catalog(db_url)  # upgraded again: 0010 fills the rankings
     try:
+        with catalog.reading() as session:
+            # 0010 ranks by the catalog's own thresholds, else by the defaults as they were
+            # when it was written (its own copy of them).
+            basis = get_setting(session, key=ISSUE_BASIS)
+            assert basis["blurry"] == 0.6
+            migrated, now = kept(session), thresholds(session)
+            same = [name for name, value in basis.items() if value == now[name]]
+            assert "blurry" in same
+            assert all(migrated[f"issue:{name}"] == before[f"issue:{name}"] for name in same)
+        # Where a default has moved since, the first write ranks those issues again.
+        with catalog.writing():
+            pass
         with catalog.reading() as session:
             assert kept(session) == before == recount(session)
             assert get_setting(session, key=ISSUE_BASIS) == thresholds(session)

@@ -28,7 +28,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from curator.ingest.hashindex import as_u64, near_pairs_cross
-from curator.ingest.properties import SHARP_SIZE, WINDOWS, box_cells, unpack_window_records
+from curator.ingest.properties import WINDOWS, box_cells, unpack_window_records
 from curator.ingest.thumbs import ThumbStore
 from db.images import images_by_id
 
@@ -42,14 +42,16 @@ WINDOW_THRESHOLD = 14
 #: alone does not join.
 MIN_CORRELATION = 0.97
 
-#: Grey squares (the thumbnail at 256 x 256, as the properties are measured) by image id.
+#: The side of the grey square a candidate pair is verified on (`fit`).
+FIT_SIZE = 256
+#: Grey squares (the thumbnail at `FIT_SIZE` x `FIT_SIZE`) by image id.
 Squares = Callable[[list[int]], dict[int, np.ndarray]]
 
 
 def grey_square(thumbnail: bytes) -> np.ndarray:
-    """A stored thumbnail (JPEG) as the 256 x 256 grey square the windows were hashed on."""
+    """A stored thumbnail (JPEG) as the grey square of `FIT_SIZE` pixels a pair is verified on."""
     with Image.open(io.BytesIO(thumbnail)) as img:
-        grey = img.convert("L").resize((SHARP_SIZE, SHARP_SIZE), Image.Resampling.BILINEAR)
+        grey = img.convert("L").resize((FIT_SIZE, FIT_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(grey, dtype=np.float64)
 
 

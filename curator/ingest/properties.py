@@ -3,8 +3,8 @@
 No second decode: `curator.ingest.imaging.analyze` hands its thumbnail (256 to 320 pixels on
 the longer side, RGB) here, and the numbers land in ``image_properties`` beside the hashes.
 
-* ``sharpness``: variance of the Laplacian of the grey picture resized to 256 x 256 (so
-  that a thumbnail of 256 and one of 320 pixels compare), over the grey variance (so that a
+* ``sharpness``: variance of the Laplacian of the grey thumbnail as it is (no resize: the
+  fine detail a blur removes is only there at full size), over the grey variance (so that a
   dim photo is not called blurry for its dimness alone);
 * ``brightness`` p5, p50, p95: percentiles of luminance, 0 to 1; ``contrast``: its
   standard deviation;
@@ -18,11 +18,13 @@ the longer side, RGB) here, and the numbers land in ``image_properties`` beside 
 * ``windows``: pHashes of sub-regions, so that a cropped copy's whole-frame hash finds the
   picture it was cut from (see `WINDOWS` and docs/check.md).
 
-What they cost counts: every import pays it. The grey statistics come from the luminance
-histogram of the thumbnail resized to `STATS_SIZE` (no sort), the colour ones from the
-thumbnail box-reduced by a whole factor, the sharpness from the 256 x 256 grey square, and
-the windows from that square box-reduced to `WINDOW_SIZE`, all windows at once in a few
-matrix products. bench/import_throughput.py measures the cost (docs/check.md).
+What they cost counts: every import pays it. Only the sharpness reads the thumbnail at full
+size (its grey conversion, shared with the pHash); the rest comes from one copy box-reduced
+by a whole factor to `SMALL_SIZE` and more (`Image.reduce`, 2 x 2 pixels averaged for the
+usual thumbnail): the grey statistics from the luminance histogram of its grey conversion
+(no sort), the colour ones from its pixels, and the windows from that grey copy
+box-resized to `WINDOW_SIZE`, all windows at once in a few matrix products.
+bench/import_throughput.py measures the cost (docs/check.md).
 """
 
 from __future__ import annotations
@@ -34,9 +36,7 @@ import numpy as np
 from PIL import Image
 
 #: Stored beside each row: numbers of another version are computed again by a backfill.
-PROPERTIES_VERSION = "props-v2"
-#: The grey square the sharpness is measured on.
-SHARP_SIZE = 256
+PROPERTIES_VERSION = "props-v3"
 
 
 @dataclass(frozen=True)
@@ -59,18 +59,25 @@ class Properties:
         return {**asdict(self), "version": PROPERTIES_VERSION}
 
 
+def _spread(v: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of a float32 vector, from its sum and sum of squares
+    (einsum: OpenBLAS may thread a dot this long)."""
+    mean = float(v.sum()) / v.size
+    return mean, float(np.sqrt(max(float(np.einsum("i,i->", v, v)) / v.size - mean * mean, 0.0)))
+
+
 def _colourfulness(rgb8: np.ndarray) -> float:
     c = rgb8.reshape(-1, 3).astype(np.int16)
-    rg = (c[:, 0] - c[:, 1]).astype(np.float32)
-    yb = (c[:, 0] + c[:, 1] - 2 * c[:, 2]).astype(np.float32) * 0.5
-    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    rg_mean, rg_std = _spread((c[:, 0] - c[:, 1]).astype(np.float32))
+    yb_mean, yb_std = _spread((c[:, 0] + c[:, 1] - 2 * c[:, 2]).astype(np.float32) * 0.5)
+    return float(np.hypot(rg_std, yb_std) + 0.3 * np.hypot(rg_mean, yb_mean))
 
 
 def _graphic(rgb8: np.ndarray) -> float:
-    q = (rgb8 >> 4).reshape(-1, 3).astype(np.uint16)
-    codes = (q[:, 0] << 8) | (q[:, 1] << 4) | q[:, 2]
+    q = (rgb8 & np.uint8(0xF0)).reshape(-1, 3).astype(np.uint16)
+    codes = (q[:, 0] << 4) | q[:, 1] | (q[:, 2] >> 4)
     counts = np.bincount(codes, minlength=4096)
-    return float(np.partition(counts, 4096 - 8)[-8:].sum() / codes.size)
+    return float(np.sort(counts)[-8:].sum() / codes.size)  # sort: faster than partition here
 
 
 def _grid(scale: float, steps: int) -> list[tuple[float, float, float, float]]:
@@ -149,26 +156,55 @@ def _cell_weights(size: int, start: float, length: float) -> np.ndarray:
     return overlap / (hi - lo)
 
 
+def _span_groups() -> list[list[int]]:
+    """The spans of `_intervals` in groups no window crosses (a grid's places, the banner
+    frames): each window's spans along y and along x lie in one group, so that its block is
+    a product of that group's rows alone."""
+    spans, ys, xs = _intervals()
+    parent = list(range(len(spans)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
+        parent[root(y)] = root(x)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(spans)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
 @functools.cache
-def window_transform(size: int) -> tuple[np.ndarray, np.ndarray]:
+def window_transform(size: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """What turns a grey square of ``size`` pixels into every window's 8 x 8 pHash block at
-    once: for each distinct span of `WINDOWS` along a side, the pHash's 8 DCT rows times the
-    averaging of its 32 cells (`_cell_weights`), stacked (S * 8, size), and the flat offsets
-    of each window's block in ``stacked @ square @ stacked.T``. The same for every image of
-    a size, so computed once."""
+    once: for each group of spans (`_span_groups`), the pHash's 8 DCT rows times the
+    averaging of its 32 cells (`_cell_weights`) for each span, stacked (n * 8, size), and the
+    flat offsets of each window's block in the groups' ``rows @ square @ rows.T``, raveled
+    and joined in turn. The same for every image of a size, so computed once."""
     from curator.ingest.imaging import dct_rows
 
     spans, ys, xs = _intervals()
     average = np.stack([_cell_weights(size, start, length) for start, length in spans])
-    stacked = (dct_rows() @ average).reshape(len(spans) * 8, size)
+    stacked = (dct_rows() @ average).astype(np.float32)  # (S, 8, size)
+    rows, group_of, place, base, start = [], {}, {}, [], 0
+    for g, members in enumerate(_span_groups()):
+        rows.append(stacked[members].reshape(len(members) * 8, size))
+        for i, span in enumerate(members):
+            group_of[span], place[span] = g, i
+        base.append((start, len(members) * 8))
+        start += (len(members) * 8) ** 2
     k = np.arange(8)
-    rows = (ys[:, None, None] * 8 + k[None, :, None]) * (len(spans) * 8)
-    offsets = rows + xs[:, None, None] * 8 + k[None, None, :]
-    return stacked.astype(np.float32), offsets.reshape(len(WINDOWS), 64)
+    offsets = np.empty((len(WINDOWS), 8, 8), dtype=np.intp)
+    for w, (y, x) in enumerate(zip(ys.tolist(), xs.tolist(), strict=True)):
+        first, width = base[group_of[y]]
+        offsets[w] = first + (place[y] * 8 + k[:, None]) * width + place[x] * 8 + k[None, :]
+    return tuple(rows), offsets.reshape(len(WINDOWS), 64)
 
 
-#: The grey square the windows are hashed on: the sharpness square box-reduced by 4. Its
-#: pixels (4 of the 256 square's) are about as fine as a window's cells there (6 to 8).
+#: The grey square the windows are hashed on: the small grey copy box-resized. Its pixels
+#: (4.5 of a 288-pixel thumbnail's) are about as fine as a window's cells (6 to 8).
 WINDOW_SIZE = 64
 
 
@@ -205,6 +241,8 @@ def _chunked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for OpenBLAS to keep on one thread: a bigger one wakes a thread per core in every import
     worker, and they wait on each other (ten times slower on two busy cores)."""
     rows, inner = a.shape
+    if rows * inner * b.shape[1] <= _ONE_THREAD:
+        return a @ b
     most = max(1, _ONE_THREAD // (inner * b.shape[1]))
     step = max(d for d in range(1, min(rows, most) + 1) if rows % d == 0)
     return (a.reshape(rows // step, step, inner) @ b).reshape(rows, b.shape[1])
@@ -212,12 +250,14 @@ def _chunked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def window_hashes(square: Image.Image) -> bytes:
     """pHashes of each window (`WINDOWS`) of a grey square of `WINDOW_SIZE` pixels: the
-    pHash's DCT of each window's 32 x 32 cells, for all windows in two matrix products
-    (`window_transform`), and the median of each block. A nearly flat window (sky, a blank
-    page, black space) hashes to noise that matches other flat windows: it is left out."""
-    stacked, offsets = window_transform(square.width)
+    pHash's DCT of each window's 32 x 32 cells, for all windows in two matrix products per
+    group of spans (`window_transform`), and the median of each block. A nearly flat window
+    (sky, a blank page, black space) hashes to noise that matches other flat windows: it is
+    left out."""
+    rows, offsets = window_transform(square.width)
     grey = np.asarray(square, dtype=np.float32)
-    flat = np.take(_chunked(stacked, _chunked(grey, stacked.T)), offsets)  # (K, 64)
+    blocks = [_chunked(r, _chunked(grey, r.T)).ravel() for r in rows]
+    flat = np.take(np.concatenate(blocks), offsets)  # (K, 64)
     middle = np.sort(flat, axis=1)[:, 31:33].mean(axis=1, keepdims=True)  # the median
     bits = np.packbits(flat > middle, axis=1)
     textured = np.flatnonzero(_window_std(grey.astype(np.float64)) >= MIN_WINDOW_STD)
@@ -237,10 +277,9 @@ def unpack_window_records(blob: bytes | None) -> np.ndarray:
     return np.frombuffer(blob or b"", dtype=WINDOW_DTYPE)
 
 
-#: The longer side of the grey copy of the thumbnail the luminance statistics are computed
-#: on; the colour statistics take the thumbnail box-reduced by the whole factor nearest
-#: below (256 to 320 pixels come down to 128 to 160).
-STATS_SIZE = 128
+#: All but the sharpness are measured on the thumbnail box-reduced by the whole factor that
+#: brings its longer side nearest above this (256 to 320 pixels come down to 128 to 160).
+SMALL_SIZE = 128
 _LEVELS = np.arange(256, dtype=np.float64)
 
 
@@ -264,17 +303,25 @@ def _mean_var(hist: np.ndarray) -> tuple[float, float]:
     return mean, max(float(hist @ (_LEVELS * _LEVELS)) / count - mean * mean, 0.0)
 
 
-def _sharpness(square: Image.Image) -> float:
-    """Variance of the Laplacian over the grey variance (the same on 0-255 as on 0-1)."""
-    g = np.asarray(square).astype(np.int16)
-    lap = g[:-2, 1:-1] + g[2:, 1:-1]
-    lap += g[1:-1, :-2]
-    lap += g[1:-1, 2:]
-    lap -= g[1:-1, 1:-1] * np.int16(4)
-    flat = lap.astype(np.float32).ravel()  # einsum: OpenBLAS may thread a dot this long
-    mean = float(flat.sum()) / flat.size
-    lap_var = float(np.einsum("i,i->", flat, flat)) / flat.size - mean * mean
-    return lap_var / max(_mean_var(_histogram(square))[1], 1e-4 * 255.0**2)
+def _sharpness(grey: np.ndarray, variance: float) -> float:
+    """Variance of the Laplacian over the grey variance (the same on 0-255 as on 0-1). The
+    Laplacian is taken at every other row (each from its full neighbourhood): its variance
+    over tens of thousands of pixels is the same, at half the cost."""
+    g = grey.astype(np.int16)
+    lap = g[:-2:2, 1:-1] + g[2::2, 1:-1]
+    lap += g[1:-1:2, :-2]
+    lap += g[1:-1:2, 2:]
+    lap -= g[1:-1:2, 1:-1] * np.int16(4)
+    lap_var = _spread(lap.astype(np.float32).ravel())[1] ** 2
+    return lap_var / max(variance, 1e-4 * 255.0**2)
+
+
+def _at_least(img: Image.Image, side: int) -> Image.Image:
+    """The picture, stretched where a side is under ``side`` pixels (the thumbnail of a long
+    strip can be a pixel high)."""
+    if min(img.size) >= side:
+        return img
+    return img.resize((max(side, img.width), max(side, img.height)), Image.Resampling.BILINEAR)
 
 
 def measure(
@@ -284,25 +331,27 @@ def measure(
     the caller has one) and its original pixel size."""
     rgb = thumb if thumb.mode == "RGB" else thumb.convert("RGB")
     grey = grey if grey is not None else rgb.convert("L")
-    longer = max(rgb.width, rgb.height)
-    scale = min(1.0, STATS_SIZE / longer)
-    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-    hist = _histogram(grey.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    factor = max(1, max(rgb.width, rgb.height) // SMALL_SIZE)
+    small = rgb.reduce(factor) if factor > 1 else rgb
+    small_grey = small.convert("L")
+    hist = _histogram(small_grey)
     p5, p50, p95 = _percentiles(hist, (5, 50, 95))
     prob = hist[hist > 0] / hist.sum()
-    factor = max(1, longer // STATS_SIZE)
-    rgb8 = np.asarray(rgb.reduce(factor) if factor > 1 else rgb, dtype=np.uint8)
-    square = grey.resize((SHARP_SIZE, SHARP_SIZE), Image.Resampling.BILINEAR)
+    variance = _mean_var(hist)[1]
+    # The colour statistics from every other row: shares and spreads over thousands of
+    # pixels come out the same, at half the cost.
+    rgb8 = np.asarray(small, dtype=np.uint8)[::2]
+    square = small_grey.resize((WINDOW_SIZE, WINDOW_SIZE), Image.Resampling.BOX)
     return Properties(
-        sharpness=_sharpness(square),
+        sharpness=_sharpness(np.asarray(_at_least(grey, 3)), variance),
         brightness_p5=p5,
         brightness_p50=p50,
         brightness_p95=p95,
-        contrast=float(np.sqrt(_mean_var(hist)[1])) / 255.0,
+        contrast=float(np.sqrt(variance)) / 255.0,
         entropy=float(-(prob * np.log2(prob)).sum()),
         colourfulness=_colourfulness(rgb8),
         aspect=max(width, height) / max(1, min(width, height)),
         short_side=min(width, height),
         graphic=_graphic(rgb8),
-        windows=window_hashes(square.reduce(SHARP_SIZE // WINDOW_SIZE)),
+        windows=window_hashes(square),
     )
