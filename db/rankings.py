@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import Row, Select, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from db.grouplabels import refresh as refresh_group_labels
@@ -75,7 +75,7 @@ class Context:
             self.extra["limits"] = thresholds(self.session)
         return dict(self.extra["limits"])
 
-    def properties(self, ids: list[int]) -> dict[int, Any]:
+    def properties(self, ids: list[int]) -> dict[int, Row[int, *tuple[float, ...]]]:
         """The property rows of these images, read once for the issue queues of one batch."""
         key = tuple(ids)
         if self.extra.get("properties_of") != key:
@@ -88,8 +88,8 @@ class Context:
         return dict(self.extra["properties"])
 
 
-#: A group as a ranking sees it: (id, status, label, label origin).
-GroupRow = Any
+#: A group as a ranking sees it: (id, status, label, label origin, representative).
+GroupRow = Row[int, str, str | None, str | None, int | None]
 #: Scores a batch of group representatives: {image id: score} for those the queue holds.
 Scorer = Callable[[Context, list[GroupRow]], dict[int, float]]
 
@@ -155,7 +155,7 @@ def _issues(names: tuple[str, ...]) -> Scorer:
     return score
 
 
-def _with_properties(ctx: Context) -> Any:
+def _with_properties(ctx: Context) -> Select[int]:
     return select(ImageProperty.image_id)
 
 
@@ -168,7 +168,7 @@ def _with_members(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
     return dict.fromkeys(ctx.session.scalars(query), 0.0)
 
 
-def _scored_images(ctx: Context) -> Any:
+def _scored_images(ctx: Context) -> Select[int]:
     return select(Prediction.image_id).distinct()
 
 
@@ -177,7 +177,7 @@ class KeptQueue:
     name: str
     scores: Scorer
     #: The images a rebuild scores (a select of ids).
-    candidates: Callable[[Context], Any] = _scored_images
+    candidates: Callable[[Context], Select[int] | Select[int | None]] = _scored_images
     #: Whether the queue is ordered by its score (else its rows are kept for the count).
     ranked: bool = True
 
@@ -210,8 +210,8 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 
 
 def _group_rows(session: Session, ids: list[int]) -> list[GroupRow]:
-    columns = (Image.id, Image.status, Image.label, Image.label_origin, Image.duplicate_of)
-    return list(session.execute(select(*columns).where(Image.id.in_(ids))))
+    query = select(Image.id, Image.status, Image.label, Image.label_origin, Image.duplicate_of)
+    return list(session.execute(query.where(Image.id.in_(ids))))
 
 
 def refresh_kept(session: Session) -> None:
