@@ -302,8 +302,8 @@ def _train_beside(
 ) -> TrainOutcome:
     """A rank other than 0: the model rank 0 registered, trained on this rank's share of the
     batches; nothing written."""
-    model_id, folder = share(group, None)
-    folder = Path(folder)
+    shared: tuple[int, str] = share(group, None)
+    model_id, folder = shared[0], Path(shared[1])
     result = fit(
         model_cfg=model_cfg,
         cfg=cfg,
