@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,6 +27,13 @@ from curator.cli.common import (
 )
 from curator.display import escape_controls
 from curator.ingest.door import display_path
+
+if TYPE_CHECKING:
+    from curator.config import Settings
+    from curator.ingest.importer import Inputs
+    from curator.learn.models import LoadedModel
+    from curator.learn.outputs import Kept
+    from db.catalog import Catalog
 
 
 def score_command(
@@ -95,7 +102,6 @@ def score_command(
         curator score wedding.mp4 --every 2
     """
     from curator.learn.models import load_registered
-    from curator.learn.outputs import output_format
     from curator.learn.scoring import parse_shard
 
     parts = parse_shard(shard) if shard is not None else None
@@ -123,10 +129,37 @@ def score_command(
             catalog, settings.home, model, rescore, parts, batch_size, workers, as_json, mismatch
         )
         return
+    _score_paths(
+        catalog, settings, model_ref, paths, out, fmt, out_dir, every, add, author, threshold,
+        device, batch_size, workers, as_json,
+    )  # fmt: skip
+
+
+def _score_paths(
+    catalog: Catalog,
+    settings: Settings,
+    model_ref: int | None,
+    paths: list[Path],
+    out: Path | None,
+    fmt_given: str | None,
+    out_dir: Path,
+    every: float,
+    add: bool,
+    author: str,
+    threshold: int,
+    device: str,
+    batch_size: int,
+    workers: int,
+    as_json: bool,
+) -> None:
+    """Score the files and videos named: the pictures' rows to --out (or stdout), each
+    video's frames and timeline to --out-dir; a damaged video fails at the end."""
     from curator.ingest.importer import collect_inputs
+    from curator.learn.models import load_registered
+    from curator.learn.outputs import output_format
     from curator.learn.video import VIDEO_SUFFIXES
 
-    fmt = output_format(out, fmt)
+    fmt = output_format(out, fmt_given)
     videos = [p for p in paths if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
     pictures = [str(p) for p in paths if p not in videos]
     if not pictures and (out or add):
@@ -206,9 +239,9 @@ def _unique_stems(videos: list[Path]) -> list[str]:
 
 
 def _score_catalog(
-    catalog: Any,
+    catalog: Catalog,
     home: Path,
-    model: Any,
+    model: LoadedModel,
     rescore: bool,
     shard: tuple[int, int] | None,
     batch_size: int,
@@ -250,7 +283,7 @@ def _score_catalog(
     stdout.print("next: curator review --queue disagree (or uncertain)")
 
 
-def warn_of_classes(catalog: Any, model: Any) -> dict[str, list[str]] | None:
+def warn_of_classes(catalog: Catalog, model: LoadedModel) -> dict[str, list[str]] | None:
     """One line on stderr when the model was trained for other classes than the catalog's
     (it still scores: see curator.learn.scoring.class_mismatch); the two lists, for --json."""
     from curator.learn.models import class_mismatch
@@ -267,10 +300,10 @@ def warn_of_classes(catalog: Any, model: Any) -> dict[str, list[str]] | None:
 
 
 def _score_files(
-    catalog: Any,
-    settings: Any,
-    model: Any,
-    inputs: Any,
+    catalog: Catalog,
+    settings: Settings,
+    model: LoadedModel,
+    inputs: Inputs,
     pictures: list[str],
     out: Path | None,
     fmt: str,
@@ -356,7 +389,9 @@ def _score_files(
     return counts
 
 
-def _continued(out: Path | None, made_by: dict[str, Any], files: list[str], as_json: bool) -> Any:
+def _continued(
+    out: Path | None, made_by: dict[str, Any], files: list[str], as_json: bool
+) -> Kept | None:
     """The rows of an interrupted run's ``FILE.partial`` that this run keeps (`Kept`), or
     None; says which, unless the output is JSON."""
     from curator.learn.outputs import kept_rows, partial_of
@@ -376,7 +411,7 @@ def _continued(out: Path | None, made_by: dict[str, Any], files: list[str], as_j
 
 
 def _score_video(
-    model: Any,
+    model: LoadedModel,
     video: Path,
     stem: str,
     every: float,
@@ -426,7 +461,7 @@ def _score_video(
 
 
 def _cross_fit(
-    catalog: Any,
+    catalog: Catalog,
     home: Path,
     model_ref: int | None,
     folds: int | None,
