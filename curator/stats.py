@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -70,7 +70,7 @@ def _stats(session: Session, tally: dict[str, int], conflicts: int) -> dict[str,
     }
 
 
-def _time(value: Any) -> str | None:
+def _time(value: datetime | None) -> str | None:
     """UTC, the same from every database (SQLite hands back naive times, PostgreSQL aware)."""
     if value is None:
         return None
