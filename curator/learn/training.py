@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -47,6 +47,9 @@ from db.catalog import Catalog
 from db.registry import DONE, create_model, resumable_model, update_model
 from db.runs import run_is_live
 from db.settings import get_classes
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def choose_recipe(weights: str, *, lr_auto: bool = False, **options: Any) -> Recipe:
@@ -190,7 +193,7 @@ def _register(
     training: dict[str, Any],
     restart: bool,
     on_note: Callable[[str], None],
-) -> tuple[int, Path, int | None, Any]:
+) -> tuple[int, Path, int | None, tuple[dict[str, torch.Tensor] | None, str] | None]:
     """The model to train: the unfinished one trained with the same settings (unless
     ``restart``), or a new one. Returns its id and folder, the epoch a resumed run goes on
     after, and the starting weights of a new run (checked before it is registered)."""
@@ -336,7 +339,7 @@ def _progress(
 
 
 def register_model(
-    session: Any,
+    session: Session,
     home: Path,
     *,
     config: dict[str, Any],
