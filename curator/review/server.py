@@ -72,6 +72,8 @@ from db.settings import REJECT, get_classes
 from db.vectors import NoVectors
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from curator.learn.models import LoadedModel
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -408,7 +410,7 @@ def stored_file(home: Path, relpath: str, name: str) -> Path:
     return path
 
 
-def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, Any]]:
+def _labels(session: Session, ids: list[int]) -> dict[str, dict[str, Any]]:
     """What the page shows of each image after a change: its group's label (the one every
     command goes by), whether people now disagree on the group, and its own label."""
     refresh_kept(session)  # the group columns, brought up to date in this transaction
