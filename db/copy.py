@@ -78,7 +78,7 @@ def _portable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: _utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
-def _canonical(value: Any) -> str:
+def _canonical(value: object) -> str:
     if isinstance(value, datetime):
         return _utc(value).isoformat()
     if isinstance(value, float):

@@ -138,7 +138,7 @@ def _schema() -> pa.Schema:
     return schema.with_metadata(meta)
 
 
-def _feature(kind: Any) -> dict[str, Any]:
+def _feature(kind: pa.DataType) -> dict[str, Any]:
     """A pyarrow type as `datasets.Features` writes it into a Parquet file's metadata."""
     import pyarrow as pa
 

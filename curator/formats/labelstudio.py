@@ -169,7 +169,7 @@ def _image_of(data: dict[str, Any]) -> str | None:
     return found.group(1) if found else None
 
 
-def _latest(annotations: list[Any]) -> dict[str, Any] | None:
+def _latest(annotations: list[object]) -> dict[str, Any] | None:
     done = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
     if not done:
         return None
