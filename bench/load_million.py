@@ -1,11 +1,12 @@
 """A catalog of a million images: how long the everyday operations take.
 
-    python bench/load_million.py [--images 1000000] [--repeat 15]
+    python bench/load_million.py [--images 1000000] [--repeat 15] [--db-url POSTGRESQL_URL]
 
 Builds (once, under .bench/) a catalog of `--images` image rows with synthetic hashes and no
 files: every 25th image a near duplicate of the one before, a source row each, a query label
 on 80 % of them and a human label on 20 %, a trained model's prediction for every image, and
-measured properties for every image (about half of them flagged by an issue type).
+measured properties for every image (about half of them flagged by an issue type), and a
+set of vectors' rows for every active image (an outlier score, one of 4,096 clusters).
 Then times, each the median of `--repeat` runs, beside a bare baseline measured in the same
 run:
 
@@ -20,12 +21,17 @@ run:
 * a review-queue page of 200: `new` at the start and deep in the queue, `uncertain` (ranked
   by the model's margin) at the start and half a million in, and `disagree` (ranked by each
   weak label's probability under models that did not train on it), and the issue queues
-  `issues` and `issue:blurry`; bare: the 200 rows by id straight from SQLite;
+  `issues` and `issue:blurry`, `outlier` (by the vectors' outlier scores) and one cluster of
+  `clusters`; bare: the 200 rows by id straight from the database;
 * the review page's state (every queue's count), and for comparison the issues page and the
-  issue queues' counts computed from every image's properties, as they were before kept;
+  issue queues' counts computed from every image's properties, and the outlier page ranked
+  from the vectors' table, as they were before kept;
 * `curator stats` (`catalog_stats`); bare: images counted by status.
 
-Goal: each under 100 ms on SQLite on this machine, one more image under 20 ms.
+With `--db-url`, the catalog is copied (once, by `curator db copy`'s own function) into that
+empty PostgreSQL database and measured there, the bare baselines by psycopg.
+
+Goal: each under 100 ms on SQLite and PostgreSQL on this machine, one more image under 20 ms.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +62,8 @@ from _common import (  # noqa: E402
     mark_built,
     new_catalog,
 )
+from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from curator.config import Layout, load_settings  # noqa: E402
 from curator.demo.synthetic import draw_couple  # noqa: E402
@@ -63,13 +72,15 @@ from curator.ingest.door import Ingestor, prepare_file  # noqa: E402
 from curator.ingest.imaging import Limits  # noqa: E402
 from curator.ingest.storage import Store  # noqa: E402
 from curator.stats import catalog_stats  # noqa: E402
-from db.catalog import open_catalog  # noqa: E402
+from db.catalog import Catalog, open_catalog  # noqa: E402
+from db.copy import copy_catalog  # noqa: E402
 from db.grouplabels import rebuild as rebuild_group_labels  # noqa: E402
-from db.models import utcnow  # noqa: E402
+from db.models import Base, Image, utcnow  # noqa: E402
 from db.properties import issue_queue_counts, issue_ranking  # noqa: E402
 from db.queues import queue_counts, review_queue  # noqa: E402
 from db.rankings import ranked_page  # noqa: E402
 from db.rankings import rebuild as rebuild_rankings  # noqa: E402
+from db.vectors import outlier_ranking  # noqa: E402
 
 BENCH = ROOT / ".bench"
 #: Each row's goal in milliseconds (100 unless named; None: paid once, no goal).
@@ -81,6 +92,7 @@ GOALS: dict[str, int | None] = {
 PEERS = (
     "issues page ranked from the properties (not kept)",
     "issue queues' counts from the properties (not kept)",
+    "outlier page ranked from the vectors (not kept)",
 )
 
 
@@ -89,6 +101,11 @@ INSERT_PROPERTIES = (
     "brightness_p95, contrast, entropy, colourfulness, aspect, short_side, graphic, windows) "
     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+INSERT_EMBEDDED = (
+    "INSERT INTO embedded (embedding_id, image_id, row, outlier, cluster, centre_distance) "
+    "VALUES (1, ?, ?, ?, ?, ?)"
+)
+CLUSTERS = 4096
 
 
 def property_row(i: int, rng: random.Random) -> tuple[object, ...]:
@@ -101,7 +118,7 @@ def property_row(i: int, rng: random.Random) -> tuple[object, ...]:
 
 
 def build(home: Path, n: int) -> None:
-    db = new_catalog(home, n, kind="properties")
+    db = new_catalog(home, n, kind="vectors")
     if db is None:
         return
     rng = random.Random(0)
@@ -113,11 +130,21 @@ def build(home: Path, n: int) -> None:
         "'{}', '[\"happy\", \"unhappy\"]', 'models/1', 1, '{}', 'x', 'x', ?, ?)",
         (now, now),
     )
+    db.execute(
+        "INSERT INTO embeddings (id, embedder, version, dim, dtype, folder, count, scored, "
+        "clusters, created_at, updated_at) VALUES (1, 'model', 'bench', 64, 'float16', "
+        "'vectors/bench', 0, 0, ?, ?, ?)",
+        (CLUSTERS, now, now),
+    )
     chunk = 50_000
+    embedded = 0
     for start in range(1, n + 1, chunk):
-        images, sources, events, predictions, properties = [], [], [], [], []
+        images, sources, events, predictions, properties, vectors = [], [], [], [], [], []
         for i in range(start, min(start + chunk, n + 1)):
             images.append(image_row(i, rng, now))
+            if images[-1][10] == "active":
+                vectors.append((i, embedded, rng.random(), rng.randint(1, CLUSTERS), rng.random()))
+                embedded += 1
             url = f"https://example.org/{i}.jpg"
             key = hashlib.sha256(url.encode()).hexdigest()
             sources.append((1, "url", url, key, "bing", "couple", "added", i, now))
@@ -149,8 +176,11 @@ def build(home: Path, n: int) -> None:
             predictions,
         )
         db.executemany(INSERT_PROPERTIES, properties)
+        db.executemany(INSERT_EMBEDDED, vectors)
         db.commit()
         print(f"  {min(start + chunk - 1, n):,}", flush=True)
+    db.execute("UPDATE embeddings SET count = ?, scored = ? WHERE id = 1", (embedded, embedded))
+    db.commit()
     db.execute("ANALYZE")
     db.close()
     # Rows written straight into SQLite: the tallies were kept by the triggers, the group
@@ -161,7 +191,7 @@ def build(home: Path, n: int) -> None:
     with catalog.writing() as session:
         rebuild_rankings(session)
     catalog.dispose()
-    mark_built(home, n, kind="properties")
+    mark_built(home, n, kind="vectors")
 
 
 def cursor_into(catalog: object, name: str, *, pages: int) -> str:
@@ -182,18 +212,92 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+class Bare:
+    """Plain SQL on the catalog's own database, beside curator's calls (sqlite3 or psycopg)."""
+
+    def __init__(self, url: str) -> None:
+        self.postgresql = url.startswith("postgresql")
+        if self.postgresql:
+            import psycopg
+
+            plain = make_url(url).set(drivername="postgresql")
+            self.conn: Any = psycopg.connect(
+                plain.render_as_string(hide_password=False), autocommit=True
+            )
+        else:
+            self.conn = sqlite3.connect(str(make_url(url).database), isolation_level=None)
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> Any:
+        if self.postgresql:
+            sql = sql.replace("?", "%s").replace("BEGIN IMMEDIATE", "BEGIN")
+        return self.conn.execute(sql, params)
+
+
+def on_postgresql(home: Path, url: str) -> Catalog:
+    """The SQLite catalog's copy in the empty PostgreSQL database at ``url`` (made once):
+    `curator db copy`'s own function, then the vectors' rows, which a copy leaves behind, and
+    their kept rankings, made by the first write as an embed run's scores make them."""
+    catalog = open_catalog(url)
+    with catalog.reading() as session:
+        held = session.scalar(select(func.count()).select_from(Image))
+    if held:
+        return catalog
+    source = open_catalog(load_settings(home=home).db_url)
+    began = time.perf_counter()
+    print(f"copying the catalog into {make_url(url).render_as_string()} (once)...", flush=True)
+    copy_catalog(source, catalog, on_progress=_copy_progress)
+    with source.engine.connect() as src, catalog.engine.begin() as dst:
+        for name in ("embeddings", "embedded"):
+            table = Base.metadata.tables[name]
+            batch: list[dict[str, Any]] = []
+            for row in src.execute(select(table)).mappings():
+                batch.append(dict(row))
+                if len(batch) == 10_000:
+                    dst.execute(insert(table), batch)
+                    batch = []
+            if batch:
+                dst.execute(insert(table), batch)
+    print(f"  copied in {time.perf_counter() - began:.0f} s; ranking the vectors...", flush=True)
+    began = time.perf_counter()
+    with catalog.writing():
+        pass  # the kept outlier and clusters rankings, made from the set just written
+    print(f"  ranked in {time.perf_counter() - began:.0f} s", flush=True)
+    with catalog.engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+    source.dispose()
+    return catalog
+
+
+def _copy_progress(table: str, done: int, total: int) -> None:
+    if done == total or done % 200_000 == 0:
+        print(f"  {table}: {done:,} of {total:,}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--db-url",
+        help="an empty PostgreSQL database (postgresql+psycopg://...) to copy the catalog "
+        "into and measure there; the default measures the SQLite catalog",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     home = BENCH / f"load-{args.images}"
     build(home, args.images)
-    settings = load_settings(home=home)
-    catalog = open_catalog(settings.db_url)
+    backend = "SQLite"
+    if args.db_url:
+        catalog = on_postgresql(home, args.db_url)
+        home, backend = BENCH / f"load-{args.images}-postgresql", "PostgreSQL"
+        home.mkdir(exist_ok=True)
+        bare_db = Bare(args.db_url)
+    else:
+        catalog = open_catalog(load_settings(home=home).db_url)
+        bare_db = Bare(load_settings(home=home).db_url)
     rows: dict[str, tuple[float, float | None]] = {}
 
     # Opening an importer: once without the index's file (made from the catalog, and
@@ -222,7 +326,6 @@ def main() -> None:
         ingestor.add(prepare_file(str(next(queue)), store, Limits()))
         ingestor.flush()
 
-    bare_db = sqlite3.connect(home / "catalog.db", isolation_level=None)
     bare_counter = iter(range(10**6))
 
     def bare_insert() -> None:
@@ -308,11 +411,19 @@ def main() -> None:
         median_ms(page("weak-disagree", 0), args.repeat),
         median_ms(bare_page(0), args.repeat),
     )
-    for name in ("issues", "issue:blurry"):
+    for name in ("issues", "issue:blurry", "outlier"):
         rows[f"review page: {name}, start"] = (
             median_ms(page(name, 0), args.repeat),
             median_ms(bare_page(0), args.repeat),
         )
+    rows["review page: outlier, 500,000 in"] = (
+        median_ms(page("outlier", cursor_into(catalog, "outlier", pages=2500)), args.repeat),
+        median_ms(bare_page(deep), args.repeat),
+    )
+    rows["review page: clusters, the 2,000th cluster"] = (
+        median_ms(page("clusters", 1999), args.repeat),
+        median_ms(bare_page(deep), args.repeat),
+    )
     # What the kept issue rankings replace: the queue ranked from every image's properties.
     few = max(1, args.repeat // 5)
 
@@ -324,7 +435,12 @@ def main() -> None:
         with catalog.reading() as session:
             return issue_queue_counts(session)
 
+    def live_outliers() -> object:
+        with catalog.reading() as session:
+            return outlier_ranking(session)[:200]
+
     rows["issues page ranked from the properties (not kept)"] = (median_ms(live_issues, few), None)
+    rows["outlier page ranked from the vectors (not kept)"] = (median_ms(live_outliers, few), None)
     rows["issue queues' counts from the properties (not kept)"] = (
         median_ms(live_issue_counts, few),
         None,
@@ -358,15 +474,15 @@ def main() -> None:
         for name, (ms, bare) in rows.items()
     }
     if args.json:
-        print(json.dumps({"images": args.images, "timings": result}))
+        print(json.dumps({"images": args.images, "backend": backend, "timings": result}))
         return
-    print(f"catalog of {args.images:,} image rows (SQLite), median of {args.repeat}:")
+    print(f"catalog of {args.images:,} image rows ({backend}), median of {args.repeat}:")
     for name, (ms, bare) in rows.items():
         limit = GOALS.get(name, 100)
         goal = "once" if limit is None else "ok" if ms < limit else f"over the {limit} ms goal"
         goal = "peer" if name in PEERS else goal
         beside = f"   bare {bare:8.2f} ms ({ms / bare:6.1f}x)" if bare else ""
-        print(f"  {name:<50} {ms:9.2f} ms  {goal:<21}{beside}")
+        print(f"  {name:<58} {ms:9.2f} ms  {goal:<21}{beside}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ empty as it was, and running it again starts over. The source is read in one sna
 catalog in use is copied as it stood at one moment. Before committing, both sides are counted
 and digested table by table (every column of every row, in key order); any difference rolls the
 copy back. The tallies are not copied: the destination's triggers count the rows as they
-go in, and the copy checks that they come to the source's. Nor are the embeddings: the copy
-has none until ``curator embed`` makes its own. The copy is given an identity of its own
+go in, and the copy checks that they come to the source's. Nor are the embeddings, nor the
+outlier and clusters rankings made from them: the copy has none until ``curator embed``
+makes its own. The copy is given an identity of its own
 (`db.settings.IDENTITY`), so that files kept beside the source are rebuilt for it.
 """
 
@@ -41,6 +42,7 @@ from db.errors import CatalogError
 from db.models import Base
 from db.settings import IDENTITY
 from db.tallies import recount, tallies
+from db.vectors import VECTOR_BASIS, VECTOR_QUEUES
 
 #: Rows per INSERT batch.
 BATCH = 2000
@@ -203,6 +205,15 @@ def _resume_counting(target: Connection, tables_: list[str]) -> None:
         target.execute(insert(table), [{"name": k, "count": v} for k, v in counts.items()])
 
 
+def _leave_vector_rankings(target: Connection) -> None:
+    """The outlier and clusters rankings come from the vectors, which stay behind: the copy
+    holds none of them until it embeds (its tallies follow, by the triggers)."""
+    rankings, settings = Base.metadata.tables["rankings"], Base.metadata.tables["settings"]
+    target.execute(rankings.delete().where(rankings.c.queue.in_(VECTOR_QUEUES)))
+    target.execute(settings.delete().where(settings.c.key == VECTOR_BASIS))
+    target.execute(insert(settings), [{"key": VECTOR_BASIS, "value": None}])
+
+
 def _renew_identity(target: Connection) -> None:
     """The copy is another catalog: files kept beside the source (its near-duplicate index)
     must not be taken for the copy's."""
@@ -268,6 +279,7 @@ def copy_catalog(
                         f"{rows_after} copied); nothing was committed"
                     )
                 copied.append(TableCopy(table.name, rows, sums))
+            _leave_vector_rankings(target)
             _renew_identity(target)
     except DBAPIError as exc:
         error = translate(exc, dst.timeout_ms)

@@ -25,8 +25,7 @@ decision about it is a decision about the whole group (see `db.labels.group_labe
 group's label is read from its representative's row (db/grouplabels.py keeps it), and a ranked
 queue's order and every queue's count from rows the writes keep (db/rankings.py, the
 tallies), so a page and the counts cost the same on a catalog of a thousand images or a
-million. The issue queues are kept the same way (db/rankings.py); the vector queues are
-ranked from their own table when asked (an embed run rewrites it wholesale).
+million. The issue queues and the vector queues are kept the same way (db/rankings.py).
 """
 
 from __future__ import annotations
@@ -43,17 +42,18 @@ from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image
 from db.predictions import latest_predictions
 from db.properties import ISSUE_QUEUES
-from db.rankings import KEPT, ranked_page
+from db.rankings import KEPT, cluster_count, cluster_page, ranked_page
 from db.registry import at_chance, default_model
 from db.tallies import tallies
-from db.vectors import cluster_members, outlier_ranking, vector_counts
+from db.vectors import VECTOR_QUEUES, NoVectors, newest_embedding
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
 #: The ranked queues of predictions: kept in the rankings table (add one to db/rankings.py KEPT).
 RANKED_QUEUES = tuple(
-    name for name, kept in KEPT.items() if kept.ranked and name not in ISSUE_QUEUES
+    name
+    for name, kept in KEPT.items()
+    if kept.ranked and name not in ISSUE_QUEUES and name not in VECTOR_QUEUES
 )
-VECTOR_QUEUES = ("outlier", "clusters")
 #: issues, issue:blurry, ...: db/properties.py ranks them, worst first.
 QUEUES = (*ID_QUEUES, *RANKED_QUEUES, *VECTOR_QUEUES, *ISSUE_QUEUES)
 
@@ -260,9 +260,12 @@ def _item(row: ItemRow, label: CurrentLabel | None, members: list[dict[str, Any]
 
 
 def ranking(session: Session, name: str) -> list[tuple[int, float]]:
-    """(image id, score) of a ranked queue (or an issue queue), first to review first."""
-    if name not in RANKED_QUEUES and name not in ISSUE_QUEUES:
+    """(image id, score) of a ranked queue (or an issue queue, or ``outlier``), first to
+    review first."""
+    if name not in RANKED_QUEUES and name not in ISSUE_QUEUES and name != "outlier":
         raise UnknownQueue(name)
+    if name == "outlier" and newest_embedding(session) is None:
+        raise NoVectors("the 'outlier' queue")
     ranked = ranked_page(session, name=name, limit=None, cursor=None)
     if not ranked and name in RANKED_QUEUES:
         _why_empty(session, name)
@@ -309,15 +312,6 @@ def _ranked_page(
     return _page_of(session, ranked, limit)
 
 
-def _computed_page(
-    session: Session, ranked: list[tuple[int, float]], limit: int, cursor: tuple[float, int] | None
-) -> QueuePage:
-    """A page of a ranking made whole for this request, after ``cursor``."""
-    if cursor is not None:
-        ranked = [(i, score) for i, score in ranked if (score, i) > cursor]
-    return _page_of(session, ranked, limit)
-
-
 def _page_of(session: Session, ranked: list[tuple[int, float]], limit: int) -> QueuePage:
     """The first ``limit`` of a ranking as a page, its ``next`` the last one's "score:id"."""
     items = _in_order(session, [image_id for image_id, _score in ranked[:limit]])
@@ -330,10 +324,13 @@ def _page_of(session: Session, ranked: list[tuple[int, float]], limit: int) -> Q
 def _vector_page(session: Session, name: str, limit: int, after: int | str) -> QueuePage:
     """outlier: ranked like the queues above; clusters: one cluster a page (``after``: the
     number of the cluster before), its members nearest its centre first."""
+    if newest_embedding(session) is None:
+        raise NoVectors(f"the {name!r} queue")
     if name == "clusters":
-        number, chosen, more = cluster_members(session, after=int(after or 0))
-        return QueuePage(_in_order(session, chosen[:limit]), number if more else None)
-    return _computed_page(session, outlier_ranking(session), limit, _cursor(after))
+        number, chosen, more = cluster_page(session, after=int(after or 0), limit=limit)
+        return QueuePage(_in_order(session, chosen), number if more else None)
+    return _page_of(session, ranked_page(session, name=name, limit=limit + 1,
+                                         cursor=_cursor(after)), limit)  # fmt: skip
 
 
 def items_of(session: Session, chosen: list[int]) -> list[QueueItem]:
@@ -378,6 +375,13 @@ def count_conflicts(session: Session) -> int:
     return int(session.scalar(select(func.count()).where(Image.human_conflict.is_(True))) or 0)
 
 
+def _vector_counts(session: Session, tally: dict[str, int]) -> dict[str, int | None]:
+    """The outlier queue's groups and the clusters queue's clusters (None: no vectors yet)."""
+    if newest_embedding(session) is None:
+        return dict.fromkeys(VECTOR_QUEUES)
+    return {"outlier": tally.get("queue:outlier", 0), "clusters": cluster_count(session)}
+
+
 def queue_counts(session: Session) -> dict[str, int | None]:
     """How many groups each queue holds (None: not available yet)."""
     tally = tallies(session)
@@ -388,8 +392,7 @@ def queue_counts(session: Session) -> dict[str, int | None]:
         "all": groups,
         "duplicates": tally.get("queue:duplicates", 0),
         "conflicts": count_conflicts(session),
-        # Counted from the vectors' own table: an embed run rewrites it wholesale.
-        **vector_counts(session),
+        **_vector_counts(session, tally),
         **{name: tally.get(f"queue:{name}", 0) for name in ISSUE_QUEUES},
     }
     if not tally.get("predictions"):

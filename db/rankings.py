@@ -34,17 +34,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, insert, or_, select
+from sqlalchemy import Row, Select, delete, false, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from db.grouplabels import refresh as refresh_group_labels
 from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS
-from db.models import Image, ImageProperty, Model, Prediction, Ranked
+from db.models import Embedded, Embedding, Image, ImageProperty, Model, Prediction, Ranked
 from db.properties import ISSUE_QUEUES, ISSUES, issue_ranking, severity, thresholds
 from db.registry import default_model
 from db.settings import get_setting, set_setting
 from db.touched import take_scored, take_touched
+from db.vectors import (
+    VECTOR_BASIS,
+    VECTOR_QUEUES,
+    cluster_ranking,
+    cluster_score,
+    newest_embedding,
+    outlier_ranking,
+)
 
 _CHUNK = 5000
 #: The setting naming the model the kept ``uncertain`` ranking was made with.
@@ -60,6 +68,8 @@ class Context:
     session: Session
     _classes: dict[int, list[str]] | None = None
     basis: int | None = None
+    #: The set of vectors the outlier and clusters rankings go by (the newest).
+    vectors: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,6 +96,18 @@ class Context:
             self.extra["properties"] = {row.image_id: row for row in self.session.execute(query)}
             self.extra["properties_of"] = key
         return dict(self.extra["properties"])
+
+    def scores(self, ids: list[int]) -> dict[int, Row[int, float | None, int | None, float | None]]:
+        """The vector set's (outlier, cluster, centre distance) of these images, read once
+        for the outlier and clusters queues of one batch."""
+        key = tuple(ids)
+        if self.extra.get("scores_of") != key:
+            query = select(
+                Embedded.image_id, Embedded.outlier, Embedded.cluster, Embedded.centre_distance
+            ).where(Embedded.embedding_id == self.vectors, Embedded.image_id.in_(ids))
+            self.extra["scores"] = {row.image_id: row for row in self.session.execute(query)}
+            self.extra["scores_of"] = key
+        return dict(self.extra["scores"])
 
 
 #: A group as a ranking sees it: (id, status, label, label origin, representative).
@@ -155,6 +177,35 @@ def _issues(names: tuple[str, ...]) -> Scorer:
     return score
 
 
+def _by_vectors(ctx: Context, rows: list[GroupRow], what: str) -> dict[int, float]:
+    wanted = [r.id for r in rows if r.status == ACTIVE and r.label_origin != "human"]
+    if ctx.vectors is None or not wanted:
+        return {}
+    out = {}
+    for image_id, row in ctx.scores(wanted).items():
+        if what == "outlier" and row.outlier is not None:
+            out[image_id] = -float(row.outlier)
+        elif what == "clusters" and row.cluster is not None:
+            out[image_id] = cluster_score(row.cluster, row.centre_distance)
+    return out
+
+
+def _outliers(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+    """Groups without a human label, by minus their outlier score (farthest first)."""
+    return _by_vectors(ctx, rows, "outlier")
+
+
+def _clusters(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+    """Groups without a human label in a cluster, by `db.vectors.cluster_score`."""
+    return _by_vectors(ctx, rows, "clusters")
+
+
+def _embedded(ctx: Context) -> Select[int]:
+    if ctx.vectors is None:
+        return select(Embedded.image_id).where(false())
+    return select(Embedded.image_id).where(Embedded.embedding_id == ctx.vectors)
+
+
 def _with_properties(ctx: Context) -> Select[int]:
     return select(ImageProperty.image_id)
 
@@ -195,6 +246,8 @@ KEPT: dict[str, KeptQueue] = {
             candidates=lambda _ctx: select(Image.duplicate_of).distinct(),
             ranked=False,
         ),
+        KeptQueue("outlier", _outliers, candidates=_embedded),
+        KeptQueue("clusters", _clusters, candidates=_embedded),
         KeptQueue("issues", _issues(tuple(ISSUES)), candidates=_with_properties),
         *(
             KeptQueue(f"issue:{name}", _issues((name,)), candidates=_with_properties)
@@ -220,10 +273,15 @@ def refresh_kept(session: Session) -> None:
     if touched:
         refresh_group_labels(session, touched)
     scored = take_scored(session)
-    ctx = Context(session, basis=_basis(session))
+    ctx = _context(session)
     renewed = _renew_basis(ctx)
     issues_renewed = _renew_issues(ctx)
-    skip = {*(["uncertain"] if renewed else []), *(ISSUE_QUEUES if issues_renewed else ())}
+    vectors_renewed = _renew_vectors(ctx)
+    skip = {
+        *(["uncertain"] if renewed else []),
+        *(ISSUE_QUEUES if issues_renewed else ()),
+        *(VECTOR_QUEUES if vectors_renewed else ()),
+    }
     names = [n for n in KEPT if n not in skip]
     ids = sorted(touched | scored)
     for chunk in _chunks(ids):
@@ -237,6 +295,31 @@ def refresh_kept(session: Session) -> None:
 def _basis(session: Session) -> int | None:
     model = default_model(session)
     return model.id if model is not None else None
+
+
+def _context(session: Session) -> Context:
+    found = newest_embedding(session)
+    return Context(session, basis=_basis(session), vectors=found.id if found else None)
+
+
+def _vector_basis(ctx: Context) -> list[int] | None:
+    """The set the vector rankings go by and how many of its rows are scored."""
+    found = ctx.session.get(Embedding, ctx.vectors) if ctx.vectors is not None else None
+    return None if found is None else [found.id, found.scored]
+
+
+def _renew_vectors(ctx: Context) -> bool:
+    """With another newest set of vectors, or new scores (`db.vectors.set_scores` clears the
+    basis), make the outlier and clusters rankings again; returns whether it did."""
+    session, basis = ctx.session, _vector_basis(ctx)
+    if get_setting(session, key=VECTOR_BASIS) == basis:
+        return False
+    session.execute(delete(Ranked).where(Ranked.queue.in_(VECTOR_QUEUES)))
+    set_setting(session, key=VECTOR_BASIS, value=basis)
+    ids = sorted(session.scalars(_embedded(ctx)))
+    for chunk in _chunks(ids):
+        _write(session, ctx, _group_rows(session, chunk), list(VECTOR_QUEUES))
+    return True
 
 
 def _renew_basis(ctx: Context) -> bool:
@@ -302,9 +385,10 @@ def rebuild(session: Session) -> None:
     """Make every ranking again from the whole catalog (for rows written by other means
     than curator's functions)."""
     session.execute(delete(Ranked))
-    ctx = Context(session, basis=_basis(session))
+    ctx = _context(session)
     set_setting(session, key=BASIS, value=ctx.basis)
     set_setting(session, key=ISSUE_BASIS, value=ctx.limits)
+    set_setting(session, key=VECTOR_BASIS, value=_vector_basis(ctx))
     for name, queue in KEPT.items():
         ids = {i for i in session.scalars(queue.candidates(ctx)) if i is not None}
         for chunk in _chunks(sorted(ids)):
@@ -327,6 +411,53 @@ def ranked_page(
     if limit is not None:
         query = query.limit(limit)
     return [(i, float(s)) for i, s in session.execute(query)]
+
+
+def cluster_page(session: Session, *, after: int, limit: int) -> tuple[int | None, list[int], bool]:
+    """The next cluster after number ``after`` (clusters count from 1) in the kept
+    ``clusters`` ranking: (its number, up to ``limit`` members nearest its centre first,
+    whether another follows); (None, [], False) past the last. Three seeks of its index."""
+
+    def first_from(bound: float) -> float | None:
+        query = (
+            select(Ranked.score)
+            .where(Ranked.queue == "clusters", Ranked.score >= bound)
+            .order_by(Ranked.score)
+            .limit(1)
+        )
+        return session.scalar(query)
+
+    found = first_from(after + 1)
+    if found is None:
+        return None, [], False
+    number = int(found)  # scores are the cluster's number plus a fraction under 1
+    members = (
+        select(Ranked.image_id)
+        .where(Ranked.queue == "clusters", Ranked.score >= number, Ranked.score < number + 1)
+        .order_by(Ranked.score, Ranked.image_id)
+        .limit(limit)
+    )
+    chosen = list(session.scalars(members))
+    return number, chosen, first_from(number + 1) is not None
+
+
+def cluster_count(session: Session) -> int:
+    """How many clusters the kept ``clusters`` ranking holds: a walk that seeks from one
+    cluster's first row to the next's (as many index seeks as clusters, not rows)."""
+    whole = "CAST(walk.score AS INTEGER)"  # toward zero: the floor of a positive score
+    if session.get_bind().dialect.name == "postgresql":
+        whole = "floor(walk.score)"
+    query = text(
+        "WITH RECURSIVE walk(score) AS ("
+        " SELECT (SELECT score FROM rankings WHERE queue = 'clusters'"
+        " ORDER BY score LIMIT 1)"
+        " UNION ALL"
+        " SELECT (SELECT r.score FROM rankings r WHERE r.queue = 'clusters'"
+        f" AND r.score >= {whole} + 1 ORDER BY r.score LIMIT 1)"
+        " FROM walk WHERE walk.score IS NOT NULL"
+        ") SELECT count(score) FROM walk"
+    )
+    return int(session.scalar(query) or 0)
 
 
 def kept(session: Session) -> dict[str, list[tuple[int, float]]]:
@@ -379,6 +510,9 @@ def recount(session: Session) -> dict[str, list[tuple[int, float]]]:
     out["duplicates"] = [(i, 0.0) for i in session.scalars(groups)]
     for name in ISSUE_QUEUES:
         out[name] = issue_ranking(session, name=name)
+    if newest_embedding(session) is not None:
+        out["outlier"] = outlier_ranking(session)
+        out["clusters"] = cluster_ranking(session)
     return {name: sorted(ranked, key=_rank) for name, ranked in out.items()}
 
 

@@ -12,12 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.errors import CatalogError
 from db.images import ACTIVE
 from db.models import Embedded, Embedding, Image, utcnow
+from db.settings import set_setting
+
+#: The queues ranked by the vectors, kept in the rankings table (db/rankings.py).
+VECTOR_QUEUES = ("outlier", "clusters")
+#: The setting naming the set, and how many of its rows were scored, that those rankings
+#: were made from; None when new scores are to be ranked.
+VECTOR_BASIS = "kept_vector_basis"
 
 
 class NoVectors(CatalogError):
@@ -122,6 +129,9 @@ def set_scores(
         .where(Embedding.id == embedding_id)
         .values(scored=over, clusters=cluster_count)
     )
+    # Every score may have moved: the kept outlier and clusters rankings are made again from
+    # them before this transaction commits (db/rankings.py).
+    set_setting(session, key=VECTOR_BASIS, value=None)
 
 
 def forget_embedding(session: Session, *, embedding_id: int) -> None:
@@ -163,39 +173,26 @@ def outlier_ranking(session: Session) -> list[tuple[int, float]]:
     return [(image_id, -float(score or 0.0)) for image_id, score in session.execute(query)]
 
 
-def cluster_members(session: Session, *, after: int = 0) -> tuple[int | None, list[int], bool]:
-    """The next cluster after number ``after`` (clusters count from 1) holding an active image
-    no person labeled: (its number, its members nearest its centre first, whether another
-    follows); (None, [], False) past the last."""
-    found = newest_embedding(session)
-    if found is None:
-        raise NoVectors("the 'clusters' queue")
-    base = _unreviewed_with(found.id, Embedded.cluster, Embedded.image_id, having=Embedded.cluster)
-    numbers = base.subquery().c.cluster
-    first = session.scalar(select(func.min(numbers)).where(numbers > after))
-    if first is None:
-        return None, [], False
-    members = base.where(Embedded.cluster == first).order_by(
-        Embedded.centre_distance, Embedded.image_id
-    )
-    more = session.scalar(select(func.max(numbers))) > first
-    return int(first), [image_id for _cluster, image_id in session.execute(members)], more
+def cluster_score(cluster: int, distance: float | None) -> float:
+    """An image's place in the kept ``clusters`` ranking: its cluster's number, plus a fraction
+    that grows with its distance to the centre, so one walk of the index reads a cluster's
+    members nearest first and the next cluster starts at the next whole number."""
+    d = max(0.0, float(distance or 0.0))
+    return cluster + min(d / (1.0 + d), 0.999999)
 
 
-def vector_counts(session: Session) -> dict[str, int | None]:
-    """How many groups the outlier and clusters queues hold (None: no vectors yet)."""
+def cluster_ranking(session: Session) -> list[tuple[int, float]]:
+    """(image id, `cluster_score`) of the newest set's active images that no person labeled
+    and that are in a cluster, the slow way (what db/rankings.py keeps): for checking."""
     found = newest_embedding(session)
     if found is None:
-        return {"outlier": None, "clusters": None}
-    rows = (
-        select(Embedded.image_id, Embedded.cluster)
-        .join(Image, Image.id == Embedded.image_id)
-        .where(Embedded.embedding_id == found.id, Image.status == ACTIVE, _unreviewed())
-    )
-    sub = rows.subquery()
-    outliers = session.scalar(select(func.count()).select_from(sub)) or 0
-    clusters = session.scalar(select(func.count(func.distinct(sub.c.cluster)))) or 0
-    return {"outlier": int(outliers), "clusters": int(clusters)}
+        return []
+    query = _unreviewed_with(
+        found.id, Embedded.image_id, Embedded.cluster, Embedded.centre_distance,
+        having=Embedded.cluster,
+    )  # fmt: skip
+    out = [(i, cluster_score(c, d)) for i, c, d in session.execute(query)]
+    return sorted(out, key=lambda pair: (pair[1], pair[0]))
 
 
 def unreviewed_rows(session: Session, *, embedding_id: int) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from curator.cli import app
 from curator.config import load_settings
+from tests.faults.consistency import assert_kept_counts_true
 from tests.helpers.catalog_copy import private_copy
 from tests.helpers.clip import tiny_clip
 from tests.helpers.sql import rows as catalog_rows
@@ -153,6 +154,11 @@ def test_a_copied_catalog_leaves_its_vectors_behind_and_embeds_its_own(copy, tmp
     target = tmp_path / "copied.db"
     result = run(copy, "db", "copy", copy / "catalog.db", f"sqlite:///{target}")
     assert result.exit_code == 0, result.output
+    # The outlier and clusters rankings stay behind with the vectors they come from.
+    assert catalog_rows(
+        "SELECT count(*) FROM rankings WHERE queue = 'outlier'", f"sqlite:///{target}"
+    ) == [(0,)]
+    assert_kept_counts_true(f"sqlite:///{target}")
     other = CliRunner().invoke(
         app, ["--home", str(copy), "--db-url", f"sqlite:///{target}", "queue", "outlier"]
     )

@@ -29,7 +29,15 @@ from db.registry import DONE, choose_default, create_model, delete_model, update
 from db.runs import start_run
 from db.tallies import recount as recount_tallies
 from db.tallies import tallies
-from db.vectors import embedding_for, outlier_ranking, record_rows, set_scores
+from db.vectors import (
+    VECTOR_BASIS,
+    embedded_ids,
+    embedding_for,
+    embeddings,
+    outlier_ranking,
+    record_rows,
+    set_scores,
+)
 from tests.faults.consistency import assert_kept_counts_true
 
 pytestmark = pytest.mark.backends
@@ -68,7 +76,7 @@ def _score(session, rng: random.Random, model_id: int, classes: list[str], ids: 
 def _step(session, rng: random.Random, ids: list[int], models: dict[int, list[str]], run_id):
     """One random write of a kind that moves the rankings."""
     kind = rng.choice(["label", "label", "score", "score", "group", "ungroup", "reject",
-                       "model", "choose", "delete"])  # fmt: skip
+                       "model", "choose", "delete", "embed", "embed"])  # fmt: skip
     image_id = rng.choice(ids)
     if kind == "label":
         origin = rng.choice(["human", "import", "query", "query", "model"])
@@ -101,6 +109,30 @@ def _step(session, rng: random.Random, ids: list[int], models: dict[int, list[st
         model_id = rng.choice(list(models))
         delete_model(session, model_id=model_id)
         del models[model_id]
+    elif kind == "embed":
+        _embed(session, rng, ids)
+
+
+def _embed(session, rng: random.Random, ids: list[int]) -> None:
+    """A set of vectors made, or one extended (which makes it the newest), then perhaps
+    scored: new outlier scores and clusters for every row it holds."""
+    sets = embeddings(session)
+    if not sets or rng.random() < 0.3:
+        found = embedding_for(session, embedder="imagenet", version=f"v{len(sets)}", dim=4,
+                              dtype="float16", folder=f"vectors/{len(sets)}")  # fmt: skip
+    else:
+        found = rng.choice(sets)
+    held = embedded_ids(session, embedding_id=found.id)
+    new = [i for i in rng.sample(ids, 10) if i not in held]
+    if new:
+        record_rows(session, embedding_id=found.id, image_ids=new)
+    if rng.random() < 0.7:
+        rows = sorted(held | set(new))
+        set_scores(session, embedding_id=found.id,
+                   outliers=[(i, rng.choice([0.1, rng.random()])) for i in rows],
+                   clusters=[(i, rng.randint(1, 4), rng.choice([0.0, rng.random()]))
+                             for i in rows],
+                   cluster_count=4, over=len(rows))  # fmt: skip
 
 
 def test_random_writes_keep_every_ranking_equal_to_a_recount(db_url: str, tmp_path: Path):
@@ -126,11 +158,15 @@ def test_random_writes_keep_every_ranking_equal_to_a_recount(db_url: str, tmp_pa
                 assert held == fresh
                 assert tallies(session) == recount_tallies(session)
                 seen |= {name for name, ranked in held.items() if ranked}
-        assert seen == {"uncertain", "disagree", "weak-disagree", "duplicates"}, "all exercised"
+        exercised = {"uncertain", "disagree", "weak-disagree", "duplicates", "outlier", "clusters"}
+        assert seen == exercised, "all exercised"
         assert_kept_counts_true(db_url)
         with catalog.reading() as session:
             counts = queue_counts(session)
             for name, ranked in recount(session).items():
+                if name == "clusters":
+                    assert counts[name] == len({int(score) for _i, score in ranked})
+                    continue
                 assert counts[name] in (len(ranked), None)
                 if counts[name] and name != "duplicates":
                     assert [i for i, _ in ranking(session, name)] == [i for i, _ in ranked]
@@ -291,5 +327,45 @@ def test_the_migration_ranks_the_issues_of_a_catalog_as_curator_does(db_url: str
         with catalog.reading() as session:
             assert kept(session) == before == recount(session)
             assert get_setting(session, key=ISSUE_BASIS) == thresholds(session)
+    finally:
+        catalog.dispose()
+
+
+def test_the_migration_ranks_the_vector_queues_of_a_catalog_as_curator_does(db_url: str):
+    """Alembic 0011 fills the kept outlier and clusters queues from the newest set of vectors
+    already there, to the rows db/rankings.py keeps, and records the set they came from."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from db.catalog import alembic_config
+    from db.settings import get_setting
+
+    catalog = open_catalog(db_url)
+    rng = random.Random(5)
+    try:
+        with catalog.writing() as session:
+            run_id = start_run(session, kind="import", params={}).id
+            ids = [_image(session, i, run_id) for i in range(1, 21)]
+            for _ in range(3):
+                _embed(session, rng, ids)
+            record_label(session, image_id=ids[0], label="happy", origin="human", author="a")
+        with catalog.reading() as session:
+            before = kept(session)
+            basis = get_setting(session, key=VECTOR_BASIS)
+    finally:
+        catalog.dispose()
+    assert before["outlier"] and before["clusters"] and basis
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0010")
+    finally:
+        engine.dispose()
+    catalog = open_catalog(db_url)  # upgraded again: 0011 fills the two rankings
+    try:
+        with catalog.reading() as session:
+            assert kept(session) == before == recount(session)
+            assert get_setting(session, key=VECTOR_BASIS) == basis
+            assert tallies(session) == recount_tallies(session)
     finally:
         catalog.dispose()
