@@ -160,7 +160,7 @@ def advice(cfg: TrainConfig) -> str:
     return ", ".join(tips[:-1]) + f" or {tips[-1]}" if len(tips) > 1 else tips[0]
 
 
-def shown(value: Any) -> str:
+def shown(value: object) -> str:
     return format_lr(value) if isinstance(value, float) else str(value)
 
 

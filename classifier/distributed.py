@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
 
 from classifier.errors import TrainingError
+
+T = TypeVar("T")
 
 LAUNCH = "torchrun --standalone --nproc-per-node N -m curator train --distributed ..."
 
@@ -71,13 +73,13 @@ def device_of(group: Group, name: str) -> str:
     return name
 
 
-def share(group: Group, value: Any) -> Any:
-    """Rank 0's ``value``, on every rank."""
-    if not group.active:
-        return value
-    box = [value if group.main else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+def share(group: Group, value: T | None) -> T:
+    """Rank 0's ``value``, on every rank (the others pass None)."""
+    if group.active:
+        box = [value if group.main else None]
+        dist.broadcast_object_list(box, src=0)
+        value = box[0]
+    return cast(T, value)  # rank 0's, which it never passes as None
 
 
 def barrier(group: Group) -> None:

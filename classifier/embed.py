@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -163,8 +163,14 @@ def clip_embedder(spec: str, device: torch.device) -> Embedder:
     return Embedder("clip", version, dim, size, "crop", _ImageTower(model), mean, std, text, device)
 
 
+class ClipImages(Protocol):
+    """What an open_clip model offers the image tower: its image encoder."""
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor: ...
+
+
 class _ImageTower(nn.Module):
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: ClipImages) -> None:
         super().__init__()
         self.model = model
 
@@ -172,12 +178,12 @@ class _ImageTower(nn.Module):
         return self.model.encode_image(x)  # (B, 3, S, S) -> (B, D)
 
 
-def _image_size(model: Any) -> int:
+def _image_size(model: object) -> int:
     size = getattr(getattr(model, "visual", None), "image_size", 224)
     return int(size[0] if isinstance(size, tuple | list) else size)
 
 
-def _statistics(preprocess: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _statistics(preprocess: object) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean and std of open_clip's own preprocessing, in 0-255 (CLIP's if not found)."""
     for step in getattr(preprocess, "transforms", []):
         if hasattr(step, "mean") and hasattr(step, "std"):

@@ -13,7 +13,7 @@ picture: the neurons that decide are the bright ones far from the diagonal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from torchvision.transforms import v2
 from classifier import images
 from classifier.data import normalize_batch
 from classifier.model import DeepConnection
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -217,11 +220,11 @@ def activation_figure(result: Explanation) -> Image.Image:
     return image
 
 
-def _to_image(fig: Any, *, tight: bool = False) -> Image.Image:
+def _to_image(fig: Figure, *, tight: bool = False) -> Image.Image:
     import io
 
     buffer = io.BytesIO()
-    extra = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
+    extra: dict[str, Any] = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
     fig.savefig(
         buffer,
         format="png",

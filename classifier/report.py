@@ -10,6 +10,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,11 @@ GALLERY_MAX = 60
 THUMB_PX = 160
 #: The gallery's folder, beside report.html.
 GALLERY = "mistakes"
+#: Each split's ROC data: its test probabilities (one list per image) and true classes.
+Curves = dict[str, dict[str, list[list[float]] | list[int]]]
 
 
-def pyplot() -> Any:
+def pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +97,7 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, p
     plt.close(fig)
 
 
-def plot_roc(curves: dict[str, dict[str, list[Any]]], classes: list[str], path: Path) -> None:
+def plot_roc(curves: Curves, classes: list[str], path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(3.6, 3.4))
     for name, data in curves.items():
@@ -212,7 +215,7 @@ def images_html(counts: dict[str, dict[str, int]], classes: list[str], left_out:
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
-    def fmt(v: Any) -> str:
+    def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     return (
@@ -230,7 +233,7 @@ def write_report(
     classes: list[str],
     history: list[dict[str, Any]],
     metrics: dict[str, dict[str, Any]],
-    curves: dict[str, dict[str, list[Any]]],
+    curves: Curves,
     facts: dict[str, Any],
     counts: dict[str, dict[str, int]] | None = None,
     left_out: int = 0,

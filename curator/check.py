@@ -29,6 +29,7 @@ from db.groups import separated_pairs
 from db.images import DUPLICATE, hash_rows
 from db.properties import (
     ISSUES,
+    PropertyRow,
     count_missing_properties,
     flagged,
     property_rows,
@@ -77,14 +78,14 @@ def fix_splits(
     return {"leaks_before": len(before), "leaks_after": len(after), "dedup": summary}
 
 
-def _site(row: Any) -> str | None:
+def _site(row: PropertyRow) -> str | None:
     url = row.page_url or (row.locator if row.locator and "://" in row.locator else None)
     if not url:
         return None
     return urlsplit(url).hostname or None
 
 
-def balance(rows: list[Any]) -> dict[str, dict[str, int]]:
+def balance(rows: list[PropertyRow]) -> dict[str, dict[str, int]]:
     """Active images per split and label (``(none)``: unlabeled)."""
     out: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
@@ -93,7 +94,7 @@ def balance(rows: list[Any]) -> dict[str, dict[str, int]]:
 
 
 def _source_findings(
-    by_class: dict[str, list[Any]], what: str, key: Callable[[Any], str | None]
+    by_class: dict[str, list[PropertyRow]], what: str, key: Callable[[PropertyRow], str | None]
 ) -> list[dict[str, Any]]:
     """Classes drawn mostly from one value of ``key`` (an engine, a site) the others are not."""
     findings = []
@@ -120,7 +121,7 @@ def _source_findings(
 
 
 def _look_findings(
-    by_class: dict[str, list[Any]], limits: dict[str, float]
+    by_class: dict[str, list[PropertyRow]], limits: dict[str, float]
 ) -> list[dict[str, Any]]:
     """Classes whose pictures are smaller, darker or more often grayscale than the rest."""
     looks = {
@@ -156,9 +157,9 @@ def _look_findings(
     return findings
 
 
-def entanglement(rows: list[Any], limits: dict[str, float]) -> list[dict[str, Any]]:
+def entanglement(rows: list[PropertyRow], limits: dict[str, float]) -> list[dict[str, Any]]:
     """Where the labeled classes and their sources or looks go together."""
-    by_class: dict[str, list[Any]] = defaultdict(list)
+    by_class: dict[str, list[PropertyRow]] = defaultdict(list)
     for row in rows:
         if row.label and row.label != "reject":
             by_class[row.label].append(row)

@@ -31,7 +31,11 @@ from db.catalog import Catalog as Database
 from db.catalog import open_catalog
 
 if TYPE_CHECKING:
+    import pandas
+
+    from classifier.config import Progress
     from classifier.data import ModelInputs
+    from curator.learn.crossfit import CrossFitOutcome
     from curator.learn.training import TrainOutcome
 
 
@@ -105,7 +109,7 @@ class Catalog:
         label: str | None = None,
         status: str | None = "active",
         model: int | None = None,
-    ) -> Any:
+    ) -> pandas.DataFrame | list[dict[str, Any]]:
         """The images as a table: a pandas DataFrame when pandas is installed, else a list of
         dicts, one row per image with the fields of `ImageRow` (``path`` as a string).
         The filters are those of `image_rows`."""
@@ -290,7 +294,7 @@ class Catalog:
         self,
         *,
         restart: bool = True,
-        on_progress: Callable[[Any], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
         **settings: Any,
     ) -> TrainOutcome:
         """`curator train`: ``settings`` are fields of `classifier.config.ModelConfig`
@@ -363,7 +367,7 @@ class Catalog:
 
     def cross_fit(
         self, *, folds: int | None = None, model: int | None = None, **options: Any
-    ) -> Any:
+    ) -> CrossFitOutcome:
         """`curator score --folds K`: out-of-sample predictions for every labeled group, for
         the disagree queues; ``folds`` None: as many as the catalog's size supports. Returns
         the folds' models, their val accuracy and verdict, and counts."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,10 @@ from db.queues import count_conflicts
 from db.runs import run_counts
 from db.settings import get_classes
 from db.tallies import recount, tallies
+
+if TYPE_CHECKING:
+    from db.labels import CurrentLabel
+    from db.models import Image, ImageChange, LabelConflict, LabelEvent, Source
 
 
 def catalog_stats(session: Session) -> dict[str, Any]:
@@ -70,7 +74,7 @@ def _stats(session: Session, tally: dict[str, int], conflicts: int) -> dict[str,
     }
 
 
-def _time(value: Any) -> str | None:
+def _time(value: datetime | None) -> str | None:
     """UTC, the same from every database (SQLite hands back naive times, PostgreSQL aware)."""
     if value is None:
         return None
@@ -105,7 +109,7 @@ def image_details(session: Session, *, ref: str, home: str) -> dict[str, Any]:
     }
 
 
-def _image_row(image: Any, home: str) -> dict[str, Any]:
+def _image_row(image: Image, home: str) -> dict[str, Any]:
     return {
         "id": image.id,
         "sha256": image.sha256,
@@ -124,7 +128,7 @@ def _image_row(image: Any, home: str) -> dict[str, Any]:
     }
 
 
-def _group(rep: Any, members: list[Any], own: dict[int, Any]) -> dict[str, Any]:
+def _group(rep: Image, members: list[Image], own: dict[int, CurrentLabel]) -> dict[str, Any]:
     return {
         "representative": rep.id,
         "human_conflict": bool(rep.human_conflict),
@@ -144,7 +148,7 @@ def _group(rep: Any, members: list[Any], own: dict[int, Any]) -> dict[str, Any]:
     }
 
 
-def _conflict(c: Any) -> dict[str, Any]:
+def _conflict(c: LabelConflict) -> dict[str, Any]:
     return {
         "image": c.image_id,
         "label": c.label,
@@ -158,7 +162,7 @@ def _conflict(c: Any) -> dict[str, Any]:
     }
 
 
-def _source(s: Any) -> dict[str, Any]:
+def _source(s: Source) -> dict[str, Any]:
     return {
         "locator": s.locator,
         "outcome": s.outcome,
@@ -170,7 +174,7 @@ def _source(s: Any) -> dict[str, Any]:
     }
 
 
-def _event(e: Any) -> dict[str, Any]:
+def _event(e: LabelEvent) -> dict[str, Any]:
     return {
         "label": e.label,
         "origin": e.origin,
@@ -180,7 +184,7 @@ def _event(e: Any) -> dict[str, Any]:
     }
 
 
-def _change(c: Any) -> dict[str, Any]:
+def _change(c: ImageChange) -> dict[str, Any]:
     return {
         "run": c.run_id,
         "status": [c.status_before, c.status_after],

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
@@ -38,6 +38,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import CatalogBusy, CatalogError, CatalogReadOnly, NotACatalog
 from db.rankings import refresh_kept
+
+if TYPE_CHECKING:
+    import psycopg
+    from alembic.config import Config
+    from psycopg.rows import TupleRow
 
 #: How long a writer waits for another writer's lock before giving up (milliseconds), unless
 #: CURATOR_DB_TIMEOUT (seconds) says otherwise.
@@ -59,7 +64,7 @@ def migrations_dir() -> Path:
     raise CatalogError("curator's database migrations are missing from this installation")
 
 
-def alembic_config(connection: Connection | None = None) -> Any:
+def alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -98,7 +103,7 @@ def _configure_postgresql(engine: Engine, timeout_ms: int) -> None:
     """A lock timeout on every connection; write transactions take the catalog's write lock."""
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: psycopg.Connection[TupleRow], _record: object) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET lock_timeout = {int(timeout_ms)}")
         dbapi_connection.commit()
@@ -119,7 +124,7 @@ def _configure_sqlite(engine: Engine, timeout_ms: int, *, read_only: bool = Fals
     """
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")

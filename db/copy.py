@@ -22,7 +22,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -69,7 +80,7 @@ def _portable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: _utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
-def _canonical(value: Any) -> str:
+def _canonical(value: object) -> str:
     if isinstance(value, datetime):
         return _utc(value).isoformat()
     if isinstance(value, float):
@@ -79,7 +90,7 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _ordered(table: Table) -> Any:
+def _ordered(table: Table) -> Select[*tuple[Any, ...]]:
     return select(table).order_by(*table.primary_key.columns)
 
 
@@ -123,14 +134,14 @@ def _copy_table(
     # A row may point at a later row of its own table (an image's duplicate_of): those links
     # are written once every row is in.
     selfrefs = _self_references(table)
-    key: Any = next(iter(table.primary_key.columns)) if selfrefs else None
+    key: Column[Any] | None = next(iter(table.primary_key.columns)) if selfrefs else None
     links: list[dict[str, Any]] = []
     done = 0
     for batch in _batches(src, table, BATCH):
         rows = [_portable(row) for row in batch]
         for row in rows:
             for column in selfrefs:
-                if row[column.name] is not None:
+                if key is not None and row[column.name] is not None:
                     links.append({"_key": row[key.name], "_column": column.name,
                                   "_value": row[column.name]})  # fmt: skip
                     row[column.name] = None
@@ -140,7 +151,7 @@ def _copy_table(
             on_progress(table.name, done, total)
     for column in selfrefs:
         pairs = [link for link in links if link["_column"] == column.name]
-        if pairs:
+        if pairs and key is not None:
             statement = (
                 update(table)
                 .where(key == bindparam("_key"))

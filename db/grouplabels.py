@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from db.labels import CurrentLabel, best_label, current_labels
@@ -36,6 +35,10 @@ def human_conflict(ids: Iterable[int], labels: dict[int, CurrentLabel]) -> bool:
     return len(humans) > 1
 
 
+#: A group as its label sees it: id, representative, label, origin, event, conflict.
+LabelRow = Row[int, int | None, str | None, str | None, int | None, bool]
+
+
 def refresh(session: Session, image_ids: Iterable[int]) -> int:
     """Recompute the label of every group these images belong to (or belonged to: pass the
     old representative too) and write the ones that changed."""
@@ -49,8 +52,8 @@ def refresh(session: Session, image_ids: Iterable[int]) -> int:
         Image.human_conflict,
     )
 
-    def read(ids: Iterable[int]) -> dict[int, Any]:
-        out: dict[int, Any] = {}
+    def read(ids: Iterable[int]) -> dict[int, LabelRow]:
+        out: dict[int, LabelRow] = {}
         for chunk in _chunks(sorted(ids)):
             out.update(
                 (r.id, r) for r in session.execute(select(*columns).where(Image.id.in_(chunk)))

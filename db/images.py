@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Row, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import AmbiguousImage, UnknownImage
@@ -165,7 +165,7 @@ def active_rows(session: Session) -> Iterator[ActiveRow]:
     return (ActiveRow(*row) for row in rows)
 
 
-def add_image(session: Session, **fields: Any) -> Image:
+def add_image(session: Session, **fields: object) -> Image:
     """Insert an image row; ``fields`` are the columns of `db.models.Image`."""
     image = Image(**fields)
     session.add(image)
@@ -466,13 +466,18 @@ def undo_changes(session: Session, *, run_id: int, undo_run_id: int) -> tuple[in
     return reverted, conflicts
 
 
+#: What `image_rows` reads: id, sha256, path, split, status, duplicate_of, width, height,
+#: the group's label and its origin.
+ImageRow = Row[int, str, str, str, str, int | None, int, int, str | None, str | None]
+
+
 def image_rows(
     session: Session,
     *,
     split: str | None = None,
     label: str | None = None,
     status: str | None = ACTIVE,
-) -> list[Any]:
+) -> list[ImageRow]:
     """Images in id order with their group's label (a member carries its representative's),
     filtered by split, group label and status (None: any)."""
     rep = aliased(Image)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import CatalogError
@@ -211,7 +211,25 @@ def issue_queue_counts(session: Session) -> dict[str, int]:
     return counts
 
 
-def property_rows(session: Session) -> list[Any]:
+#: What `property_rows` reads: id, split, label, width, height, median brightness,
+#: colourfulness, shorter side, and the first source's engine, query, page and locator.
+PropertyRow = Row[
+    int,
+    str,
+    str | None,
+    int,
+    int,
+    float | None,
+    float | None,
+    int | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+]
+
+
+def property_rows(session: Session) -> list[PropertyRow]:
     """Active images with their properties, split, label and first source's engine, query
     and page: what the label/source entanglement report reads."""
     first_source = (

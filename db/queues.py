@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import ColumnElement, Row, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import CatalogError
@@ -162,13 +162,15 @@ _COLUMNS = (
     Image.label_event,
     Image.human_conflict,
 )
+#: A row of `_COLUMNS`.
+ItemRow = Row[int, str, int, int, str, str | None, str | None, int | None, bool]
 
 
-def _no_human_label() -> Any:
+def _no_human_label() -> ColumnElement[bool]:
     return or_(Image.label_origin.is_(None), Image.label_origin != "human")
 
 
-def _candidates(session: Session, name: str, after: int, limit: int) -> list[Any]:
+def _candidates(session: Session, name: str, after: int, limit: int) -> list[ItemRow]:
     query = select(*_COLUMNS).where(Image.status == ACTIVE, Image.id > after)
     if name == "new":
         query = query.where(_no_human_label())
@@ -210,7 +212,7 @@ def _duplicates_of(session: Session, ids: list[int]) -> dict[int, list[dict[str,
     return out
 
 
-def _label_of(row: Any) -> CurrentLabel | None:
+def _label_of(row: ItemRow) -> CurrentLabel | None:
     if row.label is None:
         return None
     return CurrentLabel(label=row.label, origin=row.label_origin, event_id=row.label_event)
@@ -242,7 +244,7 @@ def _id_page(session: Session, name: str, limit: int, after: int) -> QueuePage:
     return QueuePage(items, rows[-1].id if len(rows) == limit else None)
 
 
-def _item(row: Any, label: CurrentLabel | None, members: list[dict[str, Any]]) -> QueueItem:
+def _item(row: ItemRow, label: CurrentLabel | None, members: list[dict[str, Any]]) -> QueueItem:
     return QueueItem(
         id=row.id,
         sha256=row.sha256,

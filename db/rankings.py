@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, false, func, or_, select, text
+from sqlalchemy import Row, Select, delete, false, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from db.bulk import insert_rows
@@ -86,7 +86,7 @@ class Context:
             self.extra["limits"] = thresholds(self.session)
         return dict(self.extra["limits"])
 
-    def properties(self, ids: list[int]) -> dict[int, Any]:
+    def properties(self, ids: list[int]) -> dict[int, Row[int, *tuple[float, ...]]]:
         """The property rows of these images, read once for the issue queues of one batch."""
         key = tuple(ids)
         if self.extra.get("properties_of") != key:
@@ -98,7 +98,7 @@ class Context:
             self.extra["properties_of"] = key
         return dict(self.extra["properties"])
 
-    def scores(self, ids: list[int]) -> dict[int, Any]:
+    def scores(self, ids: list[int]) -> dict[int, Row[int, float | None, int | None, float | None]]:
         """The vector set's (outlier, cluster, centre distance) of these images, read once
         for the outlier and clusters queues of one batch."""
         key = tuple(ids)
@@ -111,8 +111,8 @@ class Context:
         return dict(self.extra["scores"])
 
 
-#: A group as a ranking sees it: (id, status, label, label origin).
-GroupRow = Any
+#: A group as a ranking sees it: (id, status, label, label origin, representative).
+GroupRow = Row[int, str, str | None, str | None, int | None]
 #: Scores a batch of group representatives: {image id: score} for those the queue holds.
 Scorer = Callable[[Context, list[GroupRow]], dict[int, float]]
 
@@ -201,13 +201,13 @@ def _clusters(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
     return _by_vectors(ctx, rows, "clusters")
 
 
-def _embedded(ctx: Context) -> Any:
+def _embedded(ctx: Context) -> Select[int]:
     if ctx.vectors is None:
         return select(Embedded.image_id).where(false())
     return select(Embedded.image_id).where(Embedded.embedding_id == ctx.vectors)
 
 
-def _with_properties(ctx: Context) -> Any:
+def _with_properties(ctx: Context) -> Select[int]:
     return select(ImageProperty.image_id)
 
 
@@ -220,7 +220,7 @@ def _with_members(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
     return dict.fromkeys(ctx.session.scalars(query), 0.0)
 
 
-def _scored_images(ctx: Context) -> Any:
+def _scored_images(ctx: Context) -> Select[int]:
     return select(Prediction.image_id).distinct()
 
 
@@ -229,7 +229,7 @@ class KeptQueue:
     name: str
     scores: Scorer
     #: The images a rebuild scores (a select of ids).
-    candidates: Callable[[Context], Any] = _scored_images
+    candidates: Callable[[Context], Select[int] | Select[int | None]] = _scored_images
     #: Whether the queue is ordered by its score (else its rows are kept for the count).
     ranked: bool = True
 
@@ -264,8 +264,8 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 
 
 def _group_rows(session: Session, ids: list[int]) -> list[GroupRow]:
-    columns = (Image.id, Image.status, Image.label, Image.label_origin, Image.duplicate_of)
-    return list(session.execute(select(*columns).where(Image.id.in_(ids))))
+    query = select(Image.id, Image.status, Image.label, Image.label_origin, Image.duplicate_of)
+    return list(session.execute(query.where(Image.id.in_(ids))))
 
 
 def refresh_kept(session: Session) -> None:

@@ -54,14 +54,14 @@ class NoModelLearned(NoModel):
         self.at_chance = at_chance
 
 
-def create_model(session: Session, **fields: Any) -> Model:
+def create_model(session: Session, **fields: object) -> Model:
     model = Model(**fields)
     session.add(model)
     session.flush()
     return model
 
 
-def update_model(session: Session, *, model_id: int, **fields: Any) -> Model:
+def update_model(session: Session, *, model_id: int, **fields: object) -> Model:
     model = session.get(Model, model_id)
     if model is None:
         raise UnknownModel(model_id)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, delete, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.errors import CatalogError
 from db.images import ACTIVE
@@ -140,11 +140,13 @@ def forget_embedding(session: Session, *, embedding_id: int) -> None:
     session.execute(delete(Embedding).where(Embedding.id == embedding_id))
 
 
-def _unreviewed() -> Any:
+def _unreviewed() -> ColumnElement[bool]:
     return or_(Image.label_origin.is_(None), Image.label_origin != "human")
 
 
-def _unreviewed_with(embedding_id: int, *selected: Any, having: Any) -> Any:
+def _unreviewed_with(
+    embedding_id: int, *selected: InstrumentedAttribute[Any], having: InstrumentedAttribute[Any]
+) -> Select[*tuple[Any, ...]]:
     """The columns ``selected`` of the set's active images that no person labeled, those whose
     ``having`` (their outlier score, their cluster) is set."""
     return (

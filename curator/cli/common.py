@@ -19,6 +19,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -49,7 +50,9 @@ stdout = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 MAX_THRESHOLD = 16
 
 
-def threshold_option(default: int) -> Any:
+# The option factories are typed as the value the parameter receives, as typer.Option is
+# used: ``threshold: int = threshold_option(10)``.
+def threshold_option(default: int) -> int:
     return typer.Option(
         default,
         "--threshold",
@@ -59,16 +62,16 @@ def threshold_option(default: int) -> Any:
     )
 
 
-def device_option(default: str = "auto") -> Any:
+def device_option(default: str = "auto") -> str:
     return typer.Option(default, help="auto, cpu, cuda, cuda:N or mps.")
 
 
-def forward_batch_option() -> Any:
+def forward_batch_option() -> int:
     """--batch-size of the commands that run a model over pictures (score, embed)."""
     return typer.Option(SCORE["batch_size"], min=1, help="Pictures per forward pass.")
 
 
-def decoding_workers_option() -> Any:
+def decoding_workers_option() -> int:
     """--workers of the commands that run a model over pictures (score, embed)."""
     return typer.Option(SCORE["workers"], min=0, help="Processes decoding pictures.")
 
@@ -203,7 +206,7 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
         TextColumn("{task.fields[status]}", markup=False),
     ]
     bar = Progress(*columns, console=stderr, transient=False)
-    task: list[Any] = []
+    task: list[TaskID] = []
 
     def update(completed: int, status: str = "", total: int | None = None) -> None:
         if not task:

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -27,6 +27,9 @@ from curator.cli.common import (
 from curator.defaults import CRAWL, DEFAULT_THRESHOLD, ENGINE_NAMES, LIMITS, REJECT_HELP
 from curator.display import escape_controls, escape_controls_in
 
+if TYPE_CHECKING:
+    from curator.crawl.query import CrawlProgress
+
 #: Seconds between two progress lines when stderr is not a terminal (a log file, a pipe).
 PLAIN_EVERY = 5.0
 
@@ -36,7 +39,7 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def plain_status(p: Any, seconds: float) -> str:
+def plain_status(p: CrawlProgress, seconds: float) -> str:
     """One line for a log: ``crawling 'q' (bing): added 16/100, failed 3, 0:12``."""
     c = p.counts
     parts = [f"added {p.added}/{p.target}", f"failed {c.get('failed', 0)}"]
@@ -51,7 +54,7 @@ def plain_status(p: Any, seconds: float) -> str:
     return f"crawling '{escape_controls(p.query)}'{engine}: {', '.join(parts)}, {_clock(seconds)}"
 
 
-def fitted_status(p: Any, seconds: float, width: int) -> Text:
+def fitted_status(p: CrawlProgress, seconds: float, width: int) -> Text:
     """The terminal's status line within ``width`` columns: whole parts are left out, the least
     telling first, rather than every column cut into an ellipsis (``2…``)."""
     c = p.counts
@@ -94,7 +97,7 @@ class _LiveStatus:
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.progress: Any = None
+        self.progress: CrawlProgress | None = None
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if self.progress is not None:
@@ -103,7 +106,7 @@ class _LiveStatus:
 
 
 @contextmanager
-def crawl_progress(console: Console) -> Iterator[Callable[[Any], None]]:
+def crawl_progress(console: Console) -> Iterator[Callable[[CrawlProgress], None]]:
     """Progress on ``console`` (stderr), from the first update on: in a terminal, a live line
     fitted to its width; elsewhere (a log file, a pipe), a plain line every `PLAIN_EVERY`
     seconds and one at the end, with no bar or cursor movement, and none at all for a crawl
@@ -113,7 +116,7 @@ def crawl_progress(console: Console) -> Iterator[Callable[[Any], None]]:
         status = _LiveStatus()
         live = Live(status, console=console, refresh_per_second=4, transient=False)
 
-        def draw(p: Any) -> None:
+        def draw(p: CrawlProgress) -> None:
             if status.progress is None:
                 live.start()
             status.progress = p
@@ -126,7 +129,7 @@ def crawl_progress(console: Console) -> Iterator[Callable[[Any], None]]:
         return
     shown: dict[str, Any] = {"next": started + PLAIN_EVERY, "last": None, "printed": None}
 
-    def write(p: Any) -> None:
+    def write(p: CrawlProgress) -> None:
         last = shown["last"]
         if last is not None and last.query != p.query and shown["printed"] == last.query:
             console.print(Text(plain_status(last, time.monotonic() - started)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,6 +18,11 @@ from curator.ingest import dedup as dedup_lib
 from curator.runs import tracked_run
 from db.images import changes_of_run
 from db.runs import latest_run, run_by_id, runs_of_kind
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from db.catalog import Catalog
 
 
 def dedup_command(
@@ -81,7 +86,7 @@ def dedup_command(
         )
 
 
-def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
+def _undo_dedup(catalog: Catalog, run_id: int | None, as_json: bool) -> None:
     with catalog.reading() as session:
         if run_id is None:
             run = latest_run(session, kind="dedup")
@@ -117,7 +122,7 @@ def _undo_dedup(catalog: Any, run_id: int | None, as_json: bool) -> None:
         stdout.print(f"{regrouped} images that joined those groups later were regrouped")
 
 
-def _undone_by(session: Any, run_id: int) -> int | None:
+def _undone_by(session: Session, run_id: int) -> int | None:
     """The undo run that put back what run ``run_id`` changed, unless that undo was itself
     undone since (then the run's changes stand again); None when nothing undid it."""
     for undo in runs_of_kind(session, kind="dedup-undo"):

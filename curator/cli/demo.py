@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import (
@@ -18,6 +18,9 @@ from rich.text import Text
 
 from curator.cli.common import handle_errors, pct, print_json, settings_of, stderr, stdout
 from curator.display import escape_controls
+
+if TYPE_CHECKING:
+    from curator.demo.setup import DemoConfig, DemoResult
 
 
 def demo_command(
@@ -83,7 +86,7 @@ def demo_command(
     _print_result(result)
 
 
-def _run(demo_home: Path, config: Any) -> Any:
+def _run(demo_home: Path, config: DemoConfig) -> DemoResult:
     """The demo with a line a step and a bar for the step's work, on stderr."""
     from curator.demo import run_demo
 
@@ -123,7 +126,7 @@ def _run(demo_home: Path, config: Any) -> Any:
     return result
 
 
-def _print_result(result: Any) -> None:
+def _print_result(result: DemoResult) -> None:
     for query, counts in result.crawl.items():
         failed = ", ".join(f"{k} {v}" for k, v in counts["failed_by_reason"].items())
         stdout.print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,6 +17,9 @@ from curator.cli.common import (
     stdout,
 )
 from curator.display import escape_controls, escape_controls_in
+
+if TYPE_CHECKING:
+    from db.catalog import Catalog
 
 DEFAULT_HELP = (
     "the default model of curator score, explain, the uncertain queue and the review page's "
@@ -73,7 +76,7 @@ def models_command(
     _list(catalog, as_json)
 
 
-def _choose(catalog: Any, home: Path, value: str, as_json: bool) -> None:
+def _choose(catalog: Catalog, home: Path, value: str, as_json: bool) -> None:
     from curator.learn.registry import follow_newest, set_default
 
     if value.strip().lower() == "newest":
@@ -98,7 +101,7 @@ def _choose(catalog: Any, home: Path, value: str, as_json: bool) -> None:
         )
 
 
-def _remove(catalog: Any, home: Path, model_id: int, as_json: bool) -> None:
+def _remove(catalog: Catalog, home: Path, model_id: int, as_json: bool) -> None:
     from curator.learn.registry import remove_model
 
     removal = remove_model(catalog, home, model_id)
@@ -130,7 +133,7 @@ def _remove(catalog: Any, home: Path, model_id: int, as_json: bool) -> None:
         typer.echo(f"warning: could not delete all of {escape_controls(path)}", err=True)
 
 
-def _list(catalog: Any, as_json: bool) -> None:
+def _list(catalog: Catalog, as_json: bool) -> None:
     from db.registry import chosen_default, default_model, list_models
 
     with catalog.reading() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,6 +27,13 @@ from curator.cli.common import (
 )
 from curator.display import escape_controls
 from curator.ingest.door import display_path
+
+if TYPE_CHECKING:
+    from curator.config import Settings
+    from curator.ingest.importer import Inputs
+    from curator.learn.models import LoadedModel
+    from curator.learn.outputs import Kept
+    from db.catalog import Catalog
 
 
 def score_command(
@@ -95,7 +102,6 @@ def score_command(
         curator score wedding.mp4 --every 2
     """
     from curator.learn.models import load_registered
-    from curator.learn.outputs import output_format
     from curator.learn.scoring import parse_shard
 
     parts = parse_shard(shard) if shard is not None else None
@@ -112,7 +118,9 @@ def score_command(
         if add or out:
             fail("--add and --out are for scoring files: give paths")
         if folds:
-            _cross_fit(
+            from curator.cli.crossfit import run_cross_fit
+
+            run_cross_fit(
                 catalog, settings.home, model_ref, fold_count, device, batch_size, workers,
                 as_json,
             )  # fmt: skip
@@ -123,10 +131,37 @@ def score_command(
             catalog, settings.home, model, rescore, parts, batch_size, workers, as_json, mismatch
         )
         return
+    _score_paths(
+        catalog, settings, model_ref, paths, out, fmt, out_dir, every, add, author, threshold,
+        device, batch_size, workers, as_json,
+    )  # fmt: skip
+
+
+def _score_paths(
+    catalog: Catalog,
+    settings: Settings,
+    model_ref: int | None,
+    paths: list[Path],
+    out: Path | None,
+    fmt_given: str | None,
+    out_dir: Path,
+    every: float,
+    add: bool,
+    author: str,
+    threshold: int,
+    device: str,
+    batch_size: int,
+    workers: int,
+    as_json: bool,
+) -> None:
+    """Score the files and videos named: the pictures' rows to --out (or stdout), each
+    video's frames and timeline to --out-dir; a damaged video fails at the end."""
     from curator.ingest.importer import collect_inputs
+    from curator.learn.models import load_registered
+    from curator.learn.outputs import output_format
     from curator.learn.video import VIDEO_SUFFIXES
 
-    fmt = output_format(out, fmt)
+    fmt = output_format(out, fmt_given)
     videos = [p for p in paths if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
     pictures = [str(p) for p in paths if p not in videos]
     if not pictures and (out or add):
@@ -206,9 +241,9 @@ def _unique_stems(videos: list[Path]) -> list[str]:
 
 
 def _score_catalog(
-    catalog: Any,
+    catalog: Catalog,
     home: Path,
-    model: Any,
+    model: LoadedModel,
     rescore: bool,
     shard: tuple[int, int] | None,
     batch_size: int,
@@ -250,7 +285,7 @@ def _score_catalog(
     stdout.print("next: curator review --queue disagree (or uncertain)")
 
 
-def warn_of_classes(catalog: Any, model: Any) -> dict[str, list[str]] | None:
+def warn_of_classes(catalog: Catalog, model: LoadedModel) -> dict[str, list[str]] | None:
     """One line on stderr when the model was trained for other classes than the catalog's
     (it still scores: see curator.learn.scoring.class_mismatch); the two lists, for --json."""
     from curator.learn.models import class_mismatch
@@ -267,10 +302,10 @@ def warn_of_classes(catalog: Any, model: Any) -> dict[str, list[str]] | None:
 
 
 def _score_files(
-    catalog: Any,
-    settings: Any,
-    model: Any,
-    inputs: Any,
+    catalog: Catalog,
+    settings: Settings,
+    model: LoadedModel,
+    inputs: Inputs,
     pictures: list[str],
     out: Path | None,
     fmt: str,
@@ -356,7 +391,9 @@ def _score_files(
     return counts
 
 
-def _continued(out: Path | None, made_by: dict[str, Any], files: list[str], as_json: bool) -> Any:
+def _continued(
+    out: Path | None, made_by: dict[str, Any], files: list[str], as_json: bool
+) -> Kept | None:
     """The rows of an interrupted run's ``FILE.partial`` that this run keeps (`Kept`), or
     None; says which, unless the output is JSON."""
     from curator.learn.outputs import kept_rows, partial_of
@@ -376,7 +413,7 @@ def _continued(out: Path | None, made_by: dict[str, Any], files: list[str], as_j
 
 
 def _score_video(
-    model: Any,
+    model: LoadedModel,
     video: Path,
     stem: str,
     every: float,
@@ -423,80 +460,6 @@ def _score_video(
         stdout.print(f"  frames: {escape_controls(frames_csv)}")
         stdout.print(f"  timeline: {escape_controls(timeline)}")
     return found
-
-
-def _cross_fit(
-    catalog: Any,
-    home: Path,
-    model_ref: int | None,
-    folds: int | None,
-    device: str,
-    batch_size: int,
-    workers: int,
-    as_json: bool,
-) -> None:
-    from curator.learn.crossfit import FoldProgress, cross_fit
-
-    with progress_bar("cross-fitting", None) as update:
-
-        def progress(p: FoldProgress) -> None:
-            if p.training is not None and p.training.kind == "step":
-                t = p.training
-                update(
-                    t.step,
-                    f"fold {p.fold + 1}/{p.folds} · epoch {t.epoch}/{t.epochs} · loss {t.loss:.3f}",
-                    total=t.steps,
-                )
-            elif p.scoring is not None:
-                update(
-                    p.scoring.done, f"fold {p.fold + 1}/{p.folds} · scoring", total=p.scoring.total
-                )
-
-        outcome = cross_fit(
-            catalog,
-            home,
-            base_ref=model_ref,
-            folds=folds,
-            device=device,
-            batch_size=batch_size,
-            workers=workers,
-            on_progress=progress,
-        )
-    at_chance = [f for f in outcome.folds if f.get("verdict") == "chance"]
-    for fold in at_chance:
-        stderr.print(
-            f"warning: fold {fold['fold'] + 1}'s model {fold['model']} is no better than chance "
-            f"on val ({pct(fold['val_accuracy'])} of {fold['val_images']}): its held-out images "
-            "are ranked by a model that learned nothing; label more, or cross-fit a model "
-            "trained with other settings"
-        )
-    if as_json:
-        print_json(
-            {
-                "base": outcome.base,
-                "folds": outcome.folds,
-                "scored": outcome.scored,
-                "count": outcome.count,
-                "rule": outcome.rule,
-            }
-        )
-        return
-    covered = sum(f["scored"] for f in outcome.folds)
-    kept = sum(1 for f in outcome.folds if f.get("kept"))
-    why = "" if folds is not None else f" ({outcome.rule})"
-    stdout.print(
-        f"cross-fitted {outcome.count} folds{why} from model {outcome.base}'s starting point: "
-        f"{covered} labeled images have a prediction from a model that never saw them"
-        + (f" ({kept} folds kept from an earlier run; {outcome.scored} images new)" if kept else "")
-    )
-    for fold in outcome.folds:
-        verdict = {"chance": ", at chance", "learned": ""}.get(fold.get("verdict") or "", "")
-        stdout.print(
-            f"  fold {fold['fold'] + 1}: model {fold['model']}, {fold['scored']} scored, val "
-            f"accuracy {pct(fold['val_accuracy'])} of {fold['val_images']} images after "
-            f"{fold['epochs']} epochs{verdict}"
-        )
-    stdout.print("next: curator review --queue disagree")
 
 
 def register(app: typer.Typer) -> None:

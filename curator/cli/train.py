@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from classifier.config import (
     RECIPES,
     Machine,
     ModelConfig,
+    Recipe,
     format_lr,
 )
 from curator.cli.common import (
@@ -29,6 +30,11 @@ from curator.cli.common import (
     stdout,
 )
 from curator.display import escape_controls
+
+if TYPE_CHECKING:
+    from classifier.distributed import Group
+    from curator.learn.training import TrainOutcome
+    from db.catalog import Catalog
 
 #: The defaults the model's and the machine's options show and fall back to: the settings'
 #: own (classifier.config). The recipe's options default to None: the recipe's value.
@@ -218,9 +224,9 @@ def parse_lr(value: str | None) -> tuple[float | None, bool]:
 
 def _train(
     ctx: typer.Context,
-    group: Any,
+    group: Group,
     model_cfg: ModelConfig,
-    recipe: Any,
+    recipe: Recipe,
     machine: Machine,
     as_json: bool,
     restart: bool,
@@ -282,14 +288,15 @@ def _train(
             raise typer.Exit(AT_CHANCE_EXIT)
 
 
-def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
+def _report(catalog: Catalog, outcome: TrainOutcome, as_json: bool) -> None:
     from db.registry import chosen_default, default_model
 
     with catalog.reading() as session:
         now = default_model(session)
         default_id = now.id if now is not None else None
         chosen = default_id is not None and chosen_default(session) == default_id
-    result = outcome.result
+    result, recipe = outcome.result, outcome.recipe
+    assert recipe is not None  # rank 0's outcome, which names the recipe it trained with
     test, val = result.metrics["test"], result.metrics["val"]
     if as_json:
         print_json(
@@ -311,9 +318,9 @@ def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
                 "default": default_id,
                 "verdict": result.verdict,
                 "recipe": {
-                    "name": outcome.recipe.name,
-                    "values": outcome.recipe.cfg.as_dict(),
-                    "given": list(outcome.recipe.given),
+                    "name": recipe.name,
+                    "values": recipe.cfg.as_dict(),
+                    "given": list(recipe.given),
                 },
                 "lr_range": _range_summary(result.extras.get("lr_range")),
             }
@@ -343,7 +350,7 @@ def _report(catalog: Any, outcome: Any, as_json: bool) -> None:
         stays = f"the default stays model {default_id}" if default_id else "there is no default"
         stdout.print(
             f"model {outcome.model_id} is {describe_verdict(result.verdict)}; {stays}. Try "
-            f"{advice(outcome.recipe.cfg)}"
+            f"{advice(recipe.cfg)}"
         )
     elif default_id != outcome.model_id:  # one chosen, or a newer model finished meanwhile
         why = "chosen with curator models --default" if chosen else "the newest finished one"

@@ -22,7 +22,7 @@ import socket
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -147,7 +147,7 @@ def connect_checked(
     guard: AddressGuard,
     timeout: float | None,
     source_address: tuple[str, int] | None = None,
-    socket_options: Any = None,
+    socket_options: list[tuple[int, int, int | bytes]] | None = None,
 ) -> socket.socket:
     """A socket connected to one of ``host``'s allowed addresses, resolved once.
 
@@ -186,7 +186,7 @@ class _Checked:
         super().__init__(*args, **kwargs)
 
     def _new_conn(self) -> socket.socket:
-        conn: Any = self  # an HTTPConnection: urllib3's own _new_conn, but for the socket
+        conn = cast(HTTPConnection, self)  # urllib3's own _new_conn, but for the socket
         try:
             sock = connect_checked(
                 conn._dns_host,

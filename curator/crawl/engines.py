@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
+import requests
 from bs4 import BeautifulSoup
 from icrawler import Feeder, Parser, UrlListFeeder
 from icrawler.builtin.baidu import BaiduFeeder as _BaiduFeeder
@@ -38,14 +39,16 @@ Task = dict[str, Any]
 
 
 class BingFeeder(_BingFeeder):
-    def feed(self, keyword: str, offset: int, max_num: int, filters: Any = None) -> None:
+    def feed(
+        self, keyword: str, offset: int, max_num: int, filters: dict[str, Any] | None = None
+    ) -> None:
         super().feed(quote_plus(keyword), offset, max_num, filters)
 
 
 class BingParser(_BingParser):
     """Every ``a[m]`` of a result tile: its JSON holds the image (murl) and its page (purl)."""
 
-    def parse(self, response: Any) -> Iterator[Task]:
+    def parse(self, response: requests.Response) -> Iterator[Task]:
         soup = BeautifulSoup(response.content.decode("utf-8", "ignore"), "lxml")
         for anchor in soup.select("div.imgpt a[m], a.iusc[m]"):
             try:
@@ -57,7 +60,7 @@ class BingParser(_BingParser):
 
 
 class SafeGoogleParser(GoogleParser):
-    def parse(self, response: Any) -> list[Task]:
+    def parse(self, response: requests.Response) -> list[Task]:
         found = super().parse(response) or []
         seen: set[str] = set()
         unique = []
@@ -69,12 +72,14 @@ class SafeGoogleParser(GoogleParser):
 
 
 class BaiduFeeder(_BaiduFeeder):
-    def feed(self, keyword: str, offset: int, max_num: int, filters: Any = None) -> None:
+    def feed(
+        self, keyword: str, offset: int, max_num: int, filters: dict[str, Any] | None = None
+    ) -> None:
         super().feed(quote(keyword), offset, max_num, filters)
 
 
 class BaiduParser(_BaiduParser):
-    def parse(self, response: Any) -> Iterator[Task]:
+    def parse(self, response: requests.Response) -> Iterator[Task]:
         try:
             content = json.loads(
                 response.content.decode("utf-8", "ignore").replace("\\'", "'"), strict=False
@@ -95,7 +100,12 @@ class BaiduParser(_BaiduParser):
 
 
 class FlickrPageParser(FlickrParser):
-    def parse(self, response: Any, apikey: str, size_preference: Any = None) -> Iterator[Task]:
+    def parse(
+        self,
+        response: requests.Response,
+        apikey: str,
+        size_preference: str | list[str] | None = None,
+    ) -> Iterator[Task]:
         for task in super().parse(response, apikey, size_preference):
             meta = task.pop("meta", {}) or {}
             if meta.get("owner") and meta.get("id"):

@@ -405,7 +405,7 @@ class Fetcher:
         return b"".join(chunks)
 
 
-def _read_timeout(raw: Any, seconds: float) -> None:
+def _read_timeout(raw: object, seconds: float) -> None:
     """Set the socket timeout of a streamed urllib3 response for its next read (the socket is
     the connection's while the response holds it; without one, the request's timeout stays)."""
     sock = getattr(getattr(raw, "_connection", None), "sock", None)

@@ -214,7 +214,11 @@ class PageReader:
             self.judge.finish()
 
     def _parse(
-        self, parser: Parser, response: requests.Response, kwargs: dict[str, Any], pages: Any
+        self,
+        parser: Parser,
+        response: requests.Response,
+        kwargs: dict[str, Any],
+        pages: queue.Queue[str],
     ) -> tuple[int, int, bool]:
         """Offer a page's image URLs: (URLs found, of which new, whether the parser raised)."""
         found = new = 0

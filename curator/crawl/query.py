@@ -144,7 +144,7 @@ class _PageLoop:
 class _PassThrough(Parser):
     """The ``urls`` engine: each fed URL is an image."""
 
-    def parse(self, response: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    def parse(self, response: requests.Response, **kwargs: Any) -> list[dict[str, Any]]:
         return []
 
 

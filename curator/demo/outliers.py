@@ -5,13 +5,16 @@ web's off-topic pictures the first twice-their-number of the queue hold, beside 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from db.catalog import Catalog
+
 
 def outlier_order(
-    catalog: Any, home: Path, model_id: int, *, device: str = "auto", workers: int = 2
+    catalog: Catalog, home: Path, model_id: int, *, device: str = "auto", workers: int = 2
 ) -> list[int]:
     """Embed the catalog with the model's trunk, and return the outlier queue's order."""
     from curator.learn.embedding import embed_catalog, load_embedder

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -39,6 +39,11 @@ from curator.demo.setup import (
 )
 from curator.demo.synthetic import CLASSES, Item, clean_collection, make_collection
 
+if TYPE_CHECKING:
+    from curator.crawl.query import CrawlProgress
+    from curator.learn.models import LoadedModel
+    from db.catalog import Catalog
+
 
 class _Clock:
     def __init__(self, result: DemoResult) -> None:
@@ -51,7 +56,7 @@ class _Clock:
         self.name, self.began = name, now
 
 
-def health_of(catalog: Any, home: Path) -> dict[str, Any]:
+def health_of(catalog: Catalog, home: Path) -> dict[str, Any]:
     """What curator check says of the catalog: counts per issue type, leaks, entanglements."""
     from curator.check import check_catalog
 
@@ -166,11 +171,11 @@ def _crawl_web(
             result.crawl[query] = counts[query]
 
 
-def _crawl_bar(progress: ProgressFn, query: str, p: Any) -> None:
+def _crawl_bar(progress: ProgressFn, query: str, p: CrawlProgress) -> None:
     progress(f"crawling {query!r}", p.added, p.target, "")
 
 
-def _truth_by_image(catalog: Any, by_file: dict[str, Item]) -> dict[int, Item]:
+def _truth_by_image(catalog: Catalog, by_file: dict[str, Item]) -> dict[int, Item]:
     """image id -> the generated item it came from (the first source that added it)."""
     from db.images import image_locators
 
@@ -186,7 +191,7 @@ def _truth_by_image(catalog: Any, by_file: dict[str, Item]) -> dict[int, Item]:
 
 
 def _train(
-    catalog: Any,
+    catalog: Catalog,
     home: Path,
     config: DemoConfig,
     result: DemoResult,
@@ -229,7 +234,7 @@ def _train(
 
 
 def _pipeline(
-    catalog: Any,
+    catalog: Catalog,
     home: Path,
     config: DemoConfig,
     result: DemoResult,
@@ -287,7 +292,7 @@ def _pipeline(
 
 
 def _noise(
-    catalog: Any, truth: dict[int, Item], result: DemoResult
+    catalog: Catalog, truth: dict[int, Item], result: DemoResult
 ) -> tuple[dict[int, str], set[int]]:
     """Each group's split, and the groups whose weak label the truth says is wrong."""
     from db.images import active_splits
@@ -306,7 +311,7 @@ def _noise(
 
 
 def _rank(
-    catalog: Any, home: Path, config: DemoConfig, model: Any, progress: ProgressFn
+    catalog: Catalog, home: Path, config: DemoConfig, model: LoadedModel, progress: ProgressFn
 ) -> tuple[list[int], list[int]]:
     """Round 1's predictions, and the folds' out-of-sample ones: the disagree and uncertain
     queues in their order."""
@@ -344,7 +349,7 @@ def _rank(
 
 
 def _outliers(
-    catalog: Any,
+    catalog: Catalog,
     home: Path,
     config: DemoConfig,
     model_id: int,
@@ -377,7 +382,7 @@ def _found(result: DemoResult, disagree: list[int], wrong: set[int]) -> None:
 
 
 def _review(
-    catalog: Any,
+    catalog: Catalog,
     config: DemoConfig,
     result: DemoResult,
     truth: dict[int, Item],
@@ -427,7 +432,9 @@ def _review(
     return chosen
 
 
-def _metrics(catalog: Any, model_id: int, ids: list[int], truth: dict[int, Item]) -> dict[str, Any]:
+def _metrics(
+    catalog: Catalog, model_id: int, ids: list[int], truth: dict[int, Item]
+) -> dict[str, Any]:
     from classifier.metrics import classification_metrics
     from db.predictions import latest_predictions
 
@@ -441,7 +448,7 @@ def _metrics(catalog: Any, model_id: int, ids: list[int], truth: dict[int, Item]
     return metrics
 
 
-def _score_new_photos(home: Path, model: Any, config: DemoConfig) -> dict[str, Any]:
+def _score_new_photos(home: Path, model: LoadedModel, config: DemoConfig) -> dict[str, Any]:
     from curator.ingest.importer import collect_inputs
     from curator.learn.outputs import RowWriter
     from curator.learn.scoring import score_files
@@ -464,7 +471,7 @@ def _score_new_photos(home: Path, model: Any, config: DemoConfig) -> dict[str, A
 
 
 def _explain(
-    home: Path, model: Any, ids: list[int], truth: dict[int, Item], count: int
+    home: Path, model: LoadedModel, ids: list[int], truth: dict[int, Item], count: int
 ) -> list[str]:
     from curator.learn.explaining import write_explanation
     from db.catalog import open_catalog

@@ -75,7 +75,7 @@ curator explain 42</pre>
 esc = html.escape
 
 
-def pct(v: Any) -> str:
+def pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f} %"
 
 

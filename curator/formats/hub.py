@@ -17,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sized
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from curator.errors import ExportError
 from curator.export import _place
 from curator.formats.outdir import OutFolder
 from curator.formats.records import Record, Selection, shard_plan
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: The catalog's split names, as `datasets` names them.
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
@@ -97,18 +100,18 @@ def export_hf(
     return {"files": len(chosen.records), "removed": removed, **_counts(splits)}
 
 
-def _text(text: str) -> Callable[[IO[Any]], Any]:
+def _text(text: str) -> Callable[[IO[str]], int]:
     return lambda fh: fh.write(text)
 
 
-def _counts(splits: dict[str, list[Any]]) -> dict[str, int]:
+def _counts(splits: Mapping[str, Sized]) -> dict[str, int]:
     return {f"{name}": len(rows) for name, rows in splits.items()}
 
 
 # -- Parquet ----------------------------------------------------------------------------------
 
 
-def _schema() -> Any:
+def _schema() -> pa.Schema:
     import pyarrow as pa
 
     text, real = pa.string(), pa.float64()
@@ -135,7 +138,7 @@ def _schema() -> Any:
     return schema.with_metadata(meta)
 
 
-def _feature(kind: Any) -> dict[str, Any]:
+def _feature(kind: pa.DataType) -> dict[str, Any]:
     """A pyarrow type as `datasets.Features` writes it into a Parquet file's metadata."""
     import pyarrow as pa
 

@@ -169,7 +169,7 @@ def _image_of(data: dict[str, Any]) -> str | None:
     return found.group(1) if found else None
 
 
-def _latest(annotations: list[Any]) -> dict[str, Any] | None:
+def _latest(annotations: list[object]) -> dict[str, Any] | None:
     done = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
     if not done:
         return None
@@ -177,7 +177,7 @@ def _latest(annotations: list[Any]) -> dict[str, Any] | None:
     return max(enumerate(done), key=lambda p: (str(p[1].get("updated_at") or ""), p[0]))[1]
 
 
-def _read_task(where: str, task: Any) -> Annotation | None:
+def _read_task(where: str, task: object) -> Annotation | None:
     """The task's decision, None when it has none (unlabeled, skipped, or unchanged)."""
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         return Annotation(where, None, None, None, "not a task: it has no data")

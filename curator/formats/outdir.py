@@ -24,10 +24,16 @@ import re
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from curator.errors import DamagedManifest, ExportError, LinkedFolder
 from curator.export import MANIFEST, _write_replacing
+
+if TYPE_CHECKING:
+    from curator.formats.records import Record
+
+#: What writes one file: into a binary file, or (with ``binary=False``) a text one.
+Writer = Callable[[IO[bytes]], object] | Callable[[IO[str]], object]
 
 #: A leftover of a write that did not finish: mkstemp's name beside the file's.
 _PARTIAL = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]+\.part")
@@ -155,18 +161,16 @@ class OutFolder:
         except FileNotFoundError:
             return False
 
-    def write(
-        self, rel: str, digest: str, write: Callable[[IO[Any]], Any], *, binary: bool = True
-    ) -> None:
+    def write(self, rel: str, digest: str, write: Writer, *, binary: bool = True) -> None:
         """Write ``rel`` beside its name, rename it into place and record it done."""
         _write_replacing(self.out / rel, write, binary=binary)
         self.done(rel, digest)
 
     def write_shards(
         self,
-        shards: dict[str, list[Any]],
+        shards: dict[str, list[Record]],
         planned: dict[str, str],
-        write_shard: Callable[[list[Any]], Callable[[IO[Any]], Any]],
+        write_shard: Callable[[list[Record]], Writer],
         *,
         total: int,
         on_progress: Callable[[int, int], None] | None = None,

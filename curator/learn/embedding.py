@@ -44,6 +44,7 @@ QUERY_ROWS = 1024
 
 if TYPE_CHECKING:
     from classifier.embed import Embedder
+    from db.models import Embedding
 
 
 @dataclass
@@ -112,7 +113,7 @@ class VectorSet:
         return VectorIndex.open(self.files.folder, vectors)
 
 
-def _vector_set(row: Any, home: Path) -> VectorSet:
+def _vector_set(row: Embedding, home: Path) -> VectorSet:
     files = VectorFiles(home / row.folder, row.dim, row.dtype)
     return VectorSet(row.id, row.embedder, row.version, row.count, files)
 

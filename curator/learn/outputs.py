@@ -30,11 +30,10 @@ class RowWriter:
         # CSV rows on a terminal are read, not parsed: a file name's ESC or newline is shown
         # escaped there; in a file or a pipe it is kept exactly. (JSON escapes them anyway.)
         self.text: Callable[[str], str] = escape_controls if _is_terminal(out) else str
-        self.csv: Any = None
+        self.csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
         #: Rows written so far (kept ones included).
         self.rows = 0
-        if fmt == "csv":
-            self.csv = csv.writer(out, lineterminator="\n")
+        if self.csv is not None:
             self.csv.writerow([self.text(name) for name in csv_header(classes, with_ids)])
 
     def write_kept(self, kept: Kept) -> None:
@@ -43,10 +42,12 @@ class RowWriter:
             if self.csv is not None:
                 self.csv.writerow(row)
             else:
-                self.out.write(row + "\n")
+                self.out.write(f"{row}\n")
         self.rows += len(kept.rows)
 
-    def write(self, path: str, probs: np.ndarray | None, error: str | None, image_id: Any) -> None:
+    def write(
+        self, path: str, probs: np.ndarray | None, error: str | None, image_id: int | None
+    ) -> None:
         shown = display_path(path)
         if probs is None:
             values: list[float | None] = [None] * len(self.classes)
@@ -115,12 +116,12 @@ class Kept:
     """The rows of an interrupted run's ``FILE.partial`` that a rerun keeps instead of
     scoring their files again: CSV rows as lists of fields, JSON Lines as lines."""
 
-    rows: list[Any] = field(default_factory=list)
+    rows: list[list[str] | str] = field(default_factory=list)
     paths: set[str] = field(default_factory=set)
     failed: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
 
-    def add(self, row: Any, path: str, predicted: str | None) -> None:
+    def add(self, row: list[str] | str, path: str, predicted: str | None) -> None:
         self.rows.append(row)
         self.paths.add(path)
         if predicted:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -47,6 +47,9 @@ from db.catalog import Catalog
 from db.registry import DONE, create_model, resumable_model, update_model
 from db.runs import run_is_live
 from db.settings import get_classes
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def choose_recipe(weights: str, *, lr_auto: bool = False, **options: Any) -> Recipe:
@@ -190,7 +193,7 @@ def _register(
     training: dict[str, Any],
     restart: bool,
     on_note: Callable[[str], None],
-) -> tuple[int, Path, int | None, Any]:
+) -> tuple[int, Path, int | None, tuple[dict[str, torch.Tensor] | None, str] | None]:
     """The model to train: the unfinished one trained with the same settings (unless
     ``restart``), or a new one. Returns its id and folder, the epoch a resumed run goes on
     after, and the starting weights of a new run (checked before it is registered)."""
@@ -302,8 +305,8 @@ def _train_beside(
 ) -> TrainOutcome:
     """A rank other than 0: the model rank 0 registered, trained on this rank's share of the
     batches; nothing written."""
-    model_id, folder = share(group, None)
-    folder = Path(folder)
+    shared: tuple[int, str] = share(group, None)
+    model_id, folder = shared[0], Path(shared[1])
     result = fit(
         model_cfg=model_cfg,
         cfg=cfg,
@@ -336,7 +339,7 @@ def _progress(
 
 
 def register_model(
-    session: Any,
+    session: Session,
     home: Path,
     *,
     config: dict[str, Any],

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
 
 #: Below this many rows, exact search: faster than building anything.
 EXACT_BELOW = 50_000
@@ -56,7 +59,7 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 class VectorIndex:
     """Search over a set's rows: exact, or faiss's inverted file once the set is large."""
 
-    def __init__(self, vectors: np.ndarray, approximate: object | None = None) -> None:
+    def __init__(self, vectors: np.ndarray, approximate: faiss.Index | None = None) -> None:
         self.vectors = vectors
         self.approximate = approximate
         # Small enough to hold: float32 once, instead of converted at every query.
@@ -78,7 +81,7 @@ class VectorIndex:
         import faiss
 
         path = folder / "index.faiss"
-        index: Any = faiss.read_index(str(path)) if path.exists() else None
+        index: faiss.Index | None = faiss.read_index(str(path)) if path.exists() else None
         if index is not None and (index.ntotal > len(vectors) or index.d != vectors.shape[1]):
             index = None  # of rows since cut off, or of other vectors: not to be trusted
         trained_on = int(index.ntotal) if index is not None else 0
@@ -107,7 +110,7 @@ class VectorIndex:
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1 if len(queries) < 16 else threads)
         try:
-            sims, rows = self.approximate.search(queries, k)  # type: ignore[attr-defined]
+            sims, rows = self.approximate.search(queries, k)
         finally:
             faiss.omp_set_num_threads(threads)
         return rows, sims
@@ -116,7 +119,7 @@ class VectorIndex:
         return self.search_rows(queries, k)
 
 
-def _trained(vectors: np.ndarray) -> object:
+def _trained(vectors: np.ndarray) -> faiss.Index:
     """faiss's inverted file of float16 vectors, its lists trained on a sample of the rows."""
     import faiss
 
@@ -137,9 +140,9 @@ def _trained(vectors: np.ndarray) -> object:
     return index
 
 
-def _add(index: object, vectors: np.ndarray, start: int) -> None:
+def _add(index: faiss.Index, vectors: np.ndarray, start: int) -> None:
     for first in range(start, len(vectors), 100_000):
-        index.add(np.asarray(vectors[first : first + 100_000], dtype=np.float32))  # type: ignore[attr-defined]
+        index.add(np.asarray(vectors[first : first + 100_000], dtype=np.float32))
 
 
 def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from curator.defaults import SCORE
 from curator.errors import CuratorError
 from curator.learn.models import LoadedModel
 from curator.learn.scoring import ScoreProgress
+
+if TYPE_CHECKING:
+    import PIL.Image
+    from av.container import InputContainer
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
@@ -79,7 +83,7 @@ class VideoVerdict:
         }
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path) -> InputContainer:
     import av
 
     if not path.exists():
@@ -103,7 +107,9 @@ def _why(exc: BaseException) -> str:
     return str(getattr(exc, "strerror", None) or exc).rstrip(".")
 
 
-def sample_frames(path: Path, every: float, found: VideoVerdict) -> Iterator[tuple[float, Any]]:
+def sample_frames(
+    path: Path, every: float, found: VideoVerdict
+) -> Iterator[tuple[float, PIL.Image.Image]]:
     """(seconds, RGB picture) of the first frame at or after each multiple of ``every``."""
     import av
 

@@ -21,7 +21,6 @@ import ipaddress
 import secrets
 import socket
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
@@ -238,7 +237,7 @@ def _matches(given: str | None, secret: bytes) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), secret)
 
 
-def protect(app: Any, *, hosts: frozenset[str], token: str | None, port: int) -> Any:
+def protect(app: ASGIApp, *, hosts: frozenset[str], token: str | None, port: int) -> ASGIApp:
     """The app behind its gates: the Host and origin checks first, then the token."""
     inner = TokenGate(app, token=token, port=port) if token is not None else app
     return Guard(inner, hosts=hosts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -67,11 +67,11 @@ async def _read(request: Request) -> bytes:
     return bytes(body)
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def row_id(value: Any, what: str = "an id") -> int:
+def row_id(value: object, what: str = "an id") -> int:
     """An integer 1 <= id < 2**63 (never a bool, a float or a string of digits)."""
     if type(value) is not int or not 1 <= value < _MAX_ROW_ID:
         raise BadRequest(f"{what} must be a whole number from 1 to 2^63 - 1")

@@ -30,8 +30,9 @@ import os
 import re
 import threading
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from classifier.errors import TrainingError
 from curator.config import Layout
@@ -68,6 +70,11 @@ from db.rankings import refresh_kept
 from db.registry import NoModel, UnknownModel, default_model, model_by_id
 from db.settings import REJECT, get_classes
 from db.vectors import NoVectors
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from curator.learn.models import LoadedModel
 
 STATIC = Path(__file__).resolve().parent / "static"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -163,7 +170,7 @@ def create_app(
     port: int = 0,
     hosts: frozenset[str] = LOOPBACK_NAMES,
     queue: str = "new",
-) -> Any:
+) -> ASGIApp:
     """The review app for one catalog; ``author`` is who every decision is recorded for, and
     ``run_id`` the review run they belong to (an undo withdraws only decisions of this run).
     ``hosts`` are the names it answers to (`curator.review.guard.allowed_hosts`); with a
@@ -217,10 +224,10 @@ class Handlers:
     async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    def health(self, request: Request, _body: Any) -> Response:
+    def health(self, request: Request, _body: None) -> Response:
         return JSONResponse({"ok": True})
 
-    def state(self, request: Request, _body: Any) -> Response:
+    def state(self, request: Request, _body: None) -> Response:
         with self.catalog.reading() as session:
             classes = get_classes(session)
             counts = queue_counts(session)
@@ -244,7 +251,7 @@ class Handlers:
             }
         )
 
-    def queue_page(self, request: Request, _body: Any) -> Response:
+    def queue_page(self, request: Request, _body: None) -> Response:
         limit = min(max(int(request.query_params.get("limit", 200)), 1), 500)
         after = cursor(request.query_params.get("after", "0"))
         name = request.path_params["name"]
@@ -252,12 +259,12 @@ class Handlers:
             page = review_queue(session, name=name, limit=limit, after=after)
         return JSONResponse({"items": [i.as_dict() for i in page.items], "next": page.next})
 
-    def similar(self, request: Request, _body: Any) -> Response:
+    def similar(self, request: Request, _body: None) -> Response:
         limit = min(max(int(request.query_params.get("limit", 100)), 1), 500)
         chosen = self.finder.similar(path_id(str(request.path_params["image_id"])), limit)
         return self.as_page(chosen)
 
-    def search(self, request: Request, _body: Any) -> Response:
+    def search(self, request: Request, _body: None) -> Response:
         limit = min(max(int(request.query_params.get("limit", 100)), 1), 500)
         text = request.query_params.get("text", "")
         if len(text) > 300:
@@ -269,7 +276,7 @@ class Handlers:
             items = items_of(session, chosen)
         return JSONResponse({"items": [i.as_dict() for i in items], "next": None})
 
-    def image(self, request: Request, _body: Any) -> Response:
+    def image(self, request: Request, _body: None) -> Response:
         with self.catalog.reading() as session:
             ref = str(path_id(str(request.path_params["image_id"])))
             info = image_details(session, ref=ref, home=str(self.home))
@@ -324,13 +331,13 @@ class Handlers:
             blob = await run_in_threadpool(self.thumbs.get_or_make, sha, Path(path))
         return Response(blob, media_type="image/jpeg", headers=_IMMUTABLE)
 
-    def original(self, request: Request, _body: Any) -> Response:
+    def original(self, request: Request, _body: None) -> Response:
         path, fmt = self.sha_row(request.path_params["sha"])
         return FileResponse(
             path, media_type=_MEDIA.get(fmt, "application/octet-stream"), headers=_IMMUTABLE
         )
 
-    def explanation(self, request: Request, _body: Any) -> Response:
+    def explanation(self, request: Request, _body: None) -> Response:
         wanted = request.query_params.get("model")
         model = None if wanted is None else path_id(wanted)
         png, used = self.explainer.png(path_id(str(request.path_params["image_id"])), model)
@@ -346,10 +353,10 @@ class Explainer:
     def __init__(self, catalog: Catalog, home: Path) -> None:
         self.catalog, self.home = catalog, home
         self.lock = threading.Lock()
-        self.loaded: Any = None
-        self.key: tuple[int, Any] | None = None
+        self.loaded: LoadedModel | None = None
+        self.key: tuple[int, datetime] | None = None
 
-    def _model(self, wanted: int | None) -> Any:
+    def _model(self, wanted: int | None) -> LoadedModel:
         from curator.learn.models import load_registered
 
         with self.catalog.reading() as session:
@@ -403,7 +410,7 @@ def stored_file(home: Path, relpath: str, name: str) -> Path:
     return path
 
 
-def _labels(session: Any, ids: list[int]) -> dict[str, dict[str, Any]]:
+def _labels(session: Session, ids: list[int]) -> dict[str, dict[str, Any]]:
     """What the page shows of each image after a change: its group's label (the one every
     command goes by), whether people now disagree on the group, and its own label."""
     refresh_kept(session)  # the group columns, brought up to date in this transaction

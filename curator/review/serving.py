@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from curator.errors import CuratorError
@@ -149,7 +150,7 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def make_server(app: Any, *, limits: Limits | None = None, **config: Any) -> Server:
+def make_server(app: ASGIApp, *, limits: Limits | None = None, **config: Any) -> Server:
     """A server for ``app`` with curator's limits; run it with ``serve(server, sockets)``."""
     return Server(
         uvicorn.Config(
