@@ -42,10 +42,10 @@ from db.labels import WEAK_ORIGINS, CurrentLabel, current_labels
 from db.models import Image
 from db.predictions import latest_predictions
 from db.properties import ISSUE_QUEUES
-from db.rankings import KEPT, cluster_count, cluster_page, ranked_page
+from db.rankings import KEPT, ranked_page
 from db.registry import at_chance, default_model
 from db.tallies import tallies
-from db.vectors import VECTOR_QUEUES, NoVectors, newest_embedding
+from db.vectors import VECTOR_QUEUES, NoVectors, cluster_count, cluster_page, newest_embedding
 
 ID_QUEUES = ("new", "weak", "all", "duplicates", "conflicts")
 #: The ranked queues of predictions: kept in the rankings table (add one to db/rankings.py KEPT).

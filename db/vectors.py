@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, or_, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.errors import CatalogError
 from db.images import ACTIVE
-from db.models import Embedded, Embedding, Image, utcnow
+from db.models import Embedded, Embedding, Image, Ranked, utcnow
 from db.settings import set_setting
 
 #: The queues ranked by the vectors, kept in the rankings table (db/rankings.py).
@@ -204,3 +204,50 @@ def unreviewed_rows(session: Session, *, embedding_id: int) -> list[tuple[int, i
         .order_by(Embedded.row)
     )
     return [(image_id, row) for image_id, row in session.execute(query)]
+
+
+def cluster_page(session: Session, *, after: int, limit: int) -> tuple[int | None, list[int], bool]:
+    """The next cluster after number ``after`` (clusters count from 1) in the kept
+    ``clusters`` ranking: (its number, up to ``limit`` members nearest its centre first,
+    whether another follows); (None, [], False) past the last. Three seeks of its index."""
+
+    def first_from(bound: float) -> float | None:
+        query = (
+            select(Ranked.score)
+            .where(Ranked.queue == "clusters", Ranked.score >= bound)
+            .order_by(Ranked.score)
+            .limit(1)
+        )
+        return session.scalar(query)
+
+    found = first_from(after + 1)
+    if found is None:
+        return None, [], False
+    number = int(found)  # scores are the cluster's number plus a fraction under 1
+    members = (
+        select(Ranked.image_id)
+        .where(Ranked.queue == "clusters", Ranked.score >= number, Ranked.score < number + 1)
+        .order_by(Ranked.score, Ranked.image_id)
+        .limit(limit)
+    )
+    chosen = list(session.scalars(members))
+    return number, chosen, first_from(number + 1) is not None
+
+
+def cluster_count(session: Session) -> int:
+    """How many clusters the kept ``clusters`` ranking holds: a walk that seeks from one
+    cluster's first row to the next's (as many index seeks as clusters, not rows)."""
+    whole = "CAST(walk.score AS INTEGER)"  # toward zero: the floor of a positive score
+    if session.get_bind().dialect.name == "postgresql":
+        whole = "floor(walk.score)"
+    query = text(
+        "WITH RECURSIVE walk(score) AS ("
+        " SELECT (SELECT score FROM rankings WHERE queue = 'clusters'"
+        " ORDER BY score LIMIT 1)"
+        " UNION ALL"
+        " SELECT (SELECT r.score FROM rankings r WHERE r.queue = 'clusters'"
+        f" AND r.score >= {whole} + 1 ORDER BY r.score LIMIT 1)"
+        " FROM walk WHERE walk.score IS NOT NULL"
+        ") SELECT count(score) FROM walk"
+    )
+    return int(session.scalar(query) or 0)
