@@ -304,6 +304,10 @@ def _table_pairs(
     return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
+#: Most pairs across the two sides of a cross join compared one by one (about a second).
+_BRUTE_CROSS_MAX = 300_000_000
+
+
 def _brute_pairs(hashes: np.ndarray, radius: int, n_left: int) -> np.ndarray:
     """Codes i * n + j (i < j) of pairs within ``radius``, by comparing all pairs."""
     n = hashes.size
@@ -320,9 +324,28 @@ def _brute_pairs(hashes: np.ndarray, radius: int, n_left: int) -> np.ndarray:
     return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
+def _brute_cross(hashes: np.ndarray, radius: int, n_left: int) -> np.ndarray:
+    """Codes i * n + j (i < n_left <= j) of pairs within ``radius`` across the two sides, by
+    comparing every pair across them (none within a side)."""
+    n = hashes.size
+    left, right = hashes[:n_left], hashes[n_left:]
+    found = []
+    step = max(1, 4_000_000 // max(n_left, 1))
+    for start in range(0, right.size, step):
+        block = right[start : start + step, None] ^ left[None, :]
+        j, i = np.nonzero(popcount(block) <= radius)
+        found.append(i.astype(np.int64) * n + (j + start + n_left))
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+
 def _value_pairs(values: np.ndarray, radius: int, n_left: int, workers: int) -> np.ndarray:
     """Pairs of distinct values within ``radius``, as codes i * n + j (i < j)."""
     n = values.size
+    if n_left < n and n_left * (n - n_left) <= _BRUTE_CROSS_MAX:
+        # A small side against a large one (an image's windows against a few thousand
+        # frames): comparing across costs less than the tables, which at a wide radius
+        # split 64 bits into blocks so short that most of their rows collide.
+        return np.unique(_brute_cross(values, radius, n_left))
     m = _choose_tables(n, radius) if n > _BRUTE_FORCE_MAX else None
     if m is None:
         return np.unique(_brute_pairs(values, radius, n_left))
