@@ -66,6 +66,20 @@ def new_catalog(
     return db
 
 
+def keep_derived(home: Path) -> None:
+    """After rows written straight into SQLite (the tallies kept by its triggers): make the
+    group labels and the rankings that curator's write functions keep, once."""
+    from db.grouplabels import rebuild as rebuild_group_labels
+    from db.rankings import rebuild as rebuild_rankings
+
+    catalog = open_catalog(load_settings(home=home).db_url)
+    with catalog.writing() as session:
+        rebuild_group_labels(session)
+    with catalog.writing() as session:
+        rebuild_rankings(session)
+    catalog.dispose()
+
+
 def mark_built(home: Path, n: int, *, kind: str = "") -> None:
     _marker(home, n, kind).write_text("ok")
 

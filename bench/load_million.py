@@ -58,6 +58,7 @@ from _common import (  # noqa: E402
     INSERT_IMAGES,
     add_import_run,
     image_row,
+    keep_derived,
     label_rows,
     mark_built,
     new_catalog,
@@ -74,12 +75,10 @@ from curator.ingest.storage import Store  # noqa: E402
 from curator.stats import catalog_stats  # noqa: E402
 from db.catalog import Catalog, open_catalog  # noqa: E402
 from db.copy import copy_catalog  # noqa: E402
-from db.grouplabels import rebuild as rebuild_group_labels  # noqa: E402
 from db.models import Base, Image, utcnow  # noqa: E402
 from db.properties import issue_queue_counts, issue_ranking  # noqa: E402
 from db.queues import queue_counts, review_queue  # noqa: E402
 from db.rankings import ranked_page  # noqa: E402
-from db.rankings import rebuild as rebuild_rankings  # noqa: E402
 from db.vectors import outlier_ranking  # noqa: E402
 
 BENCH = ROOT / ".bench"
@@ -183,14 +182,7 @@ def build(home: Path, n: int) -> None:
     db.commit()
     db.execute("ANALYZE")
     db.close()
-    # Rows written straight into SQLite: the tallies were kept by the triggers, the group
-    # labels and rankings curator's write functions keep are made here, once.
-    catalog = open_catalog(load_settings(home=home).db_url)
-    with catalog.writing() as session:
-        rebuild_group_labels(session)
-    with catalog.writing() as session:
-        rebuild_rankings(session)
-    catalog.dispose()
+    keep_derived(home)
     mark_built(home, n, kind="vectors")
 
 

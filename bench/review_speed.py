@@ -37,6 +37,7 @@ from _common import (  # noqa: E402
     INSERT_IMAGES,
     add_import_run,
     image_row,
+    keep_derived,
     label_rows,
     mark_built,
     new_catalog,
@@ -45,11 +46,7 @@ from _common import (  # noqa: E402
 )
 from PIL import Image  # noqa: E402
 
-from curator.config import load_settings  # noqa: E402
-from db.catalog import open_catalog  # noqa: E402
-from db.grouplabels import rebuild as rebuild_group_labels  # noqa: E402
 from db.models import utcnow  # noqa: E402
-from db.rankings import rebuild as rebuild_rankings  # noqa: E402
 
 
 def build(home: Path, n: int) -> None:
@@ -64,14 +61,7 @@ def build(home: Path, n: int) -> None:
     db.executemany(INSERT_EVENTS, [e for i in range(1, n + 1) for e in label_rows(i, rng, now)])
     db.commit()
     db.close()
-    # Rows written straight into SQLite: the group labels and the rankings that curator's
-    # write functions keep are made here, once.
-    catalog = open_catalog(load_settings(home=home).db_url)
-    with catalog.writing() as session:
-        rebuild_group_labels(session)
-    with catalog.writing() as session:
-        rebuild_rankings(session)
-    catalog.dispose()
+    keep_derived(home)
     blobs = []
     for seed in range(300):
         cells = Image.new("RGB", (6, 4))
