@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import CatalogError, UnknownClass, UnknownImage
 from db.models import Image, LabelConflict, LabelEvent, utcnow
-from db.settings import REJECT, get_classes
+from db.settings import REJECT, check_class_names, get_classes, set_classes
 from db.touched import touch
 
 #: Origins from strongest to weakest.
@@ -409,3 +409,19 @@ def label_history(session: Session, *, image_id: int) -> list[LabelEvent]:
             select(LabelEvent).where(LabelEvent.image_id == image_id).order_by(LabelEvent.id)
         )
     )
+
+
+def replace_classes(session: Session, *, classes: list[str]) -> list[str]:
+    """Replace the class names (`curator classes A B ...`), checked as stored (a name given
+    decomposed is the same name); a class that images are labeled with cannot be removed.
+    Returns the names as stored."""
+    wanted = check_class_names(classes)
+    removed = set(get_classes(session)) - set(wanted)
+    in_use = {c.label for c in current_labels(session).values() if c.label in removed}
+    if in_use:
+        raise CatalogError(
+            f"images are labeled {', '.join(sorted(in_use))}; relabel them before removing "
+            "that class"
+        )
+    set_classes(session, classes=wanted)
+    return wanted

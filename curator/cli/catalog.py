@@ -12,7 +12,6 @@ import typer
 from curator.cli.common import (
     conflict_note,
     default_author,
-    fail,
     handle_errors,
     open_settings_catalog,
     print_json,
@@ -31,8 +30,8 @@ from curator.ingest.imaging import Limits
 from curator.ingest.importer import ImportProgress, import_paths, some_names
 from curator.stats import catalog_stats, image_details
 from db.catalog import display_url
-from db.labels import current_labels
-from db.settings import check_class_names, get_classes, set_classes
+from db.labels import replace_classes
+from db.settings import get_classes
 
 
 def _format_counts(counts: dict[str, Any]) -> str:
@@ -149,7 +148,7 @@ def import_command(
 
         counts = import_paths(
             catalog,
-            settings,
+            settings.home,
             [str(p) for p in paths],
             label=label,
             relabel=relabel,
@@ -316,17 +315,8 @@ def classes_command(
     """
     catalog = open_settings_catalog(settings_of(ctx))
     if names:
-        wanted = check_class_names(names)  # as stored: a class given decomposed is the same
         with catalog.writing() as session:
-            old = get_classes(session)
-            removed = set(old) - set(wanted)
-            in_use = {c.label for c in current_labels(session).values() if c.label in removed}
-            if in_use:
-                fail(
-                    f"images are labeled {', '.join(sorted(in_use))}; relabel them before "
-                    "removing that class"
-                )
-            set_classes(session, classes=wanted)
+            replace_classes(session, classes=names)
     with catalog.reading() as session:
         stdout.print(" ".join(escape_controls(c) for c in get_classes(session)))
 
