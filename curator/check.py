@@ -73,7 +73,7 @@ def fix_splits(
     """Regroup near copies across splits: ``curator dedup`` with crops, which puts every
     group in one split. Returns the leaks before and after, and dedup's summary."""
     before = leaks(catalog, home, threshold=threshold)
-    _plan, summary = run_dedup(catalog, threshold=threshold, home=home)
+    _plan, summary = run_dedup(catalog, home, threshold=threshold)
     after = leaks(catalog, home, threshold=threshold)
     return {"leaks_before": len(before), "leaks_after": len(after), "dedup": summary}
 

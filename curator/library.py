@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from classifier.config import Progress
     from classifier.data import ModelInputs
+    from curator.crawl.query import CrawlProgress
     from curator.learn.crossfit import CrossFitOutcome
     from curator.learn.training import TrainOutcome
 
@@ -56,6 +57,8 @@ class ImageRow:
     label_origin: str | None
     predicted: str | None = None
     confidence: float | None = None
+    #: The same prediction's probability of each class.
+    probs: dict[str, float] | None = None
 
 
 def _author() -> str:
@@ -94,6 +97,14 @@ class Catalog:
 
         with self.db.reading() as session:
             return get_classes(session)
+
+    def set_classes(self, names: Sequence[str]) -> list[str]:
+        """`curator classes A B ...`: replace the class names (a class images are labeled
+        with cannot be removed); returns them as stored."""
+        from db.labels import replace_classes
+
+        with self.db.writing() as session:
+            return replace_classes(session, classes=list(names))
 
     def stats(self) -> dict[str, Any]:
         """What `curator stats --json` prints."""
@@ -164,6 +175,7 @@ class Catalog:
                     label_origin=r.label_origin,
                     predicted=p.predicted if p else None,
                     confidence=p.confidence if p else None,
+                    probs=dict(p.probs) if p else None,
                 )
             )
         return out
@@ -214,6 +226,33 @@ class Catalog:
             page = review_queue(session, name=name, limit=limit)
         return [item.as_dict() for item in page.items]
 
+    def ranking(self, name: str) -> list[tuple[int, float]]:
+        """A ranked queue whole (``disagree``, ``uncertain``, ``outlier``, ``issue:dark``...):
+        (image id, score), first to review first. A queue that lacks what it ranks by (no
+        predictions yet, no vectors) raises `db.queues.QueueUnavailable` saying what to run."""
+        from db.queues import ranking
+
+        with self.db.reading() as session:
+            return ranking(session, name)
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Where each image came from, one row per source in the order they came: ``image``
+        (its id), ``locator`` (the URL or file), ``engine`` and ``query`` (None for an import)."""
+        from db.images import image_provenance
+
+        with self.db.reading() as session:
+            return [
+                {"image": image_id, "locator": locator, "engine": engine, "query": query}
+                for image_id, locator, engine, query in image_provenance(session)
+            ]
+
+    def check(self, *, examples: int = 5) -> dict[str, Any]:
+        """`curator check --json`: the count and examples of each issue type, near copies
+        across splits, the label balance per split, and labels entangled with sources."""
+        from curator.check import check_catalog
+
+        return check_catalog(self.db, self.home, examples=examples)
+
     def models(self) -> list[dict[str, Any]]:
         """The registered models, newest first, as `curator models --json` lists them."""
         from db.registry import default_model, list_models
@@ -249,7 +288,7 @@ class Catalog:
 
         return import_paths(
             self.db,
-            self.settings,
+            self.home,
             [str(Path(p).expanduser()) for p in paths],
             label=label,
             relabel=relabel,
@@ -258,20 +297,29 @@ class Catalog:
             workers=workers,
         )
 
-    def crawl(self, queries: Sequence[str], **options: Any) -> dict[str, Any]:
+    def crawl(
+        self,
+        queries: Sequence[str],
+        *,
+        on_progress: Callable[[CrawlProgress], None] | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
         """`curator crawl`: ``options`` are `curator.crawl.runner.CrawlOptions` fields
         (engine, max_images, label, threads, policy...); returns counts per query."""
         from curator.crawl.runner import CrawlOptions, crawl
 
         options.setdefault("author", _author())
-        return crawl(self.settings, list(queries), CrawlOptions(**options))
+        return crawl(
+            self.db, self.home, list(queries), CrawlOptions(**options), on_progress=on_progress
+        )
 
-    def dedup(self, *, threshold: int | None = None) -> dict[str, Any]:
-        """`curator dedup`: near-duplicate groups over the whole catalog; returns its summary."""
+    def dedup(self, *, threshold: int | None = None, crops: bool = True) -> dict[str, Any]:
+        """`curator dedup`: near-duplicate groups over the whole catalog (with ``crops``,
+        copies cut from a picture too); returns its summary."""
         from curator.ingest.dedup import DEFAULT_THRESHOLD, run_dedup
 
         _plan, summary = run_dedup(
-            self.db, threshold=threshold or DEFAULT_THRESHOLD, home=self.home
+            self.db, self.home, threshold=threshold or DEFAULT_THRESHOLD, crops=crops
         )
         return summary
 
@@ -294,6 +342,8 @@ class Catalog:
         self,
         *,
         restart: bool = True,
+        checkpoints: bool = True,
+        report: bool = True,
         on_progress: Callable[[Progress], None] | None = None,
         **settings: Any,
     ) -> TrainOutcome:
@@ -302,6 +352,8 @@ class Catalog:
         include_weak, augment...) and `Machine` (device, workers, cache_mb), each in its
         place. As on the command line, the weights (default imagenet) choose the recipe and
         every training setting not given takes its value; ``lr="auto"`` runs the range test.
+        ``checkpoints`` False keeps no checkpoint to resume from (a run rebuilt each time),
+        ``report`` False writes no report.html.
         Returns the outcome: the model's id, folder, report, metrics, verdict and recipe."""
         from classifier.config import Machine, ModelConfig, TrainConfig
         from curator.learn.training import choose_recipe, train_model
@@ -324,6 +376,8 @@ class Catalog:
             recipe=choose_recipe(weights, lr_auto=lr_auto, **training),
             machine=Machine(**parts[Machine]),
             restart=restart,
+            checkpoints=checkpoints,
+            report=report,
             on_progress=on_progress or (lambda _p: None),
         )
 
@@ -338,6 +392,61 @@ class Catalog:
         device = options.pop("device", "auto")
         loaded = load_registered(self.db, self.home, model, device=device)
         return score_catalog(self.db, self.home, loaded, rescore=rescore, **options)
+
+    def score_files(
+        self,
+        paths: Iterable[str | Path],
+        out: str | Path,
+        *,
+        model: int | None = None,
+        format: str | None = None,
+        device: str = "auto",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """`curator score PATHS --out FILE`: the model's (the default one's) predictions for
+        picture files and folders, into a CSV or JSON Lines file (by its suffix, or
+        ``format``), written beside and renamed into place when whole; the catalog is not
+        changed. ``options``: batch_size, workers, on_progress. Returns the counts."""
+        from curator.ingest.importer import collect_inputs
+        from curator.learn.models import load_registered
+        from curator.learn.outputs import RowWriter, open_output, output_format
+        from curator.learn.scoring import score_files
+
+        target = Path(out).expanduser()
+        fmt = output_format(target, format)
+        files = collect_inputs([str(Path(p).expanduser()) for p in paths]).files
+        loaded = load_registered(self.db, self.home, model, device=device)
+        made_by = {"model": loaded.id, "format": fmt, "classes": loaded.classes}
+        with open_output(target, {**made_by, "with_ids": False}) as fh:
+            writer = RowWriter(fh, fmt, loaded.classes, with_ids=False)
+            return {"model": loaded.id, **score_files(loaded, files, writer, **options)}
+
+    def explain(
+        self,
+        ref: int | str,
+        out: str | Path = ".",
+        *,
+        model: int | None = None,
+        device: str = "auto",
+    ) -> dict[str, Any]:
+        """`curator explain`: Grad-CAM per class and the activation plot of one picture (a
+        catalog image by id or sha256 prefix, or a file) as PNG files in ``out``; returns
+        what `curator explain --json` prints, and ``gradcam``: each class's file."""
+        from curator.learn.explaining import resolve, write_explanation
+        from curator.learn.models import load_registered
+
+        name, file = resolve(self.db, self.home, str(ref))
+        loaded = load_registered(self.db, self.home, model, device=device)
+        done = write_explanation(loaded, name, file, Path(out).expanduser())
+        e = done.explanation
+        return {
+            "source": done.source,
+            "model": loaded.id,
+            "predicted": e.classes[e.predicted],
+            "probs": dict(zip(e.classes, e.probs, strict=True)),
+            "files": [str(f) for f in done.files],
+            "gradcam": {c: str(f) for c, f in zip(e.classes, done.files, strict=False)},
+        }
 
     def embed(
         self, *, embedder: str = "model", model: int | None = None, **options: Any

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from curator.config import load_settings
 from curator.crawl.http import FetchPolicy
-from curator.crawl.runner import CrawlOptions, NoNetwork, crawl
+from curator.crawl.runner import CrawlOptions, NoNetwork
 from curator.ingest.imaging import Limits
 from tests.helpers.crawl_server import (
     COPY_PAIRS,
@@ -23,7 +22,7 @@ from tests.helpers.crawl_server import (
     hostile_catalogue,
     page_of,
 )
-from tests.helpers.crawling import FAST, route_to
+from tests.helpers.crawling import FAST, crawl_home, route_to
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def rows(home: Path, sql: str, *args) -> list[tuple]:
 
 
 def run(home: Path, server: EngineServer, queries: list[str], **kw) -> dict:
-    return crawl(load_settings(home=home), queries, options(server, **kw))
+    return crawl_home(home, queries, options(server, **kw))
 
 
 def test_bing_crawl_records_every_url_with_its_outcome(tmp_path, server):
@@ -316,7 +315,7 @@ def test_no_network_is_one_clear_error_and_writes_nothing(tmp_path, monkeypatch,
     dead = {host: "http://127.0.0.1:9" for host in ("www.bing.com",)}  # port 9: refused
     home = tmp_path / "home"
     with pytest.raises(NoNetwork, match=r"cannot reach www\.bing\.com .*nothing was changed"):
-        crawl(load_settings(home=home), ["q"], CrawlOptions(routes=dead, policy=FAST))
+        crawl_home(home, ["q"], CrawlOptions(routes=dead, policy=FAST))
     assert not home.exists()
     route_to(monkeypatch, dead)
     result = cli("--home", home, "crawl", "happy couple", "--retries", "0")

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from curator.config import load_settings
 from curator.crawl import runner
 from curator.crawl.addresses import AddressGuard, PrivateAddress, why_not_public
 from curator.crawl.http import Fetcher, FetchError, FetchPolicy, new_session
-from curator.crawl.runner import CrawlOptions, crawl
+from curator.crawl.runner import CrawlOptions
 from curator.demo.localsearch import LocalSearch
 from curator.ingest.imaging import Limits
 from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawling import crawl_home
 
 POLICY = FetchPolicy(read_timeout=3, deadline=5, retries=1, backoff=0.05, max_bytes=2_000_000)
 
@@ -175,7 +175,7 @@ def test_private_targets_straight_or_redirected_are_refused_unreached(tmp_path, 
     home = tmp_path / "home"
     query = query_for(engine, hosts, urls, tmp_path)
     options = CrawlOptions(engine=engine, routes=hosts.routes, policy=POLICY, max_images=50)
-    summary = crawl(load_settings(home=home), [query], options)[query]
+    summary = crawl_home(home, [query], options)[query]
     got = sources(home)
     assert got.pop("http://img.public.example/img/good.jpg") == ("added", None)
     assert got == {url: ("failed", "private-address") for url in urls[1:]}
@@ -222,7 +222,7 @@ def test_a_site_on_a_private_address_is_a_refused_page_not_no_network(tmp_path, 
     hosts.inside.site_pages["index.html"] = "<img src='/img/x.jpg'>"
     site = f"{hosts.inside.base}/site/index.html"
     options = CrawlOptions(engine="greedy", routes=hosts.routes, policy=POLICY)
-    summary = crawl(load_settings(home=tmp_path / "home"), [site], options)[site]
+    summary = crawl_home(tmp_path / "home", [site], options)[site]
     assert summary["pages_failed_by_reason"] == {"private-address": 1}
     assert hosts.inside.connections == 0
 
@@ -253,7 +253,7 @@ def test_the_demo_engine_is_allowed_its_own_address_only(tmp_path, hosts):
     with _Elsewhere(web, {"couple": ["own.jpg"]}, elsewhere) as engine:
         options = CrawlOptions(routes=engine.routes, policy=POLICY)
         home = tmp_path / "home"
-        summary = crawl(load_settings(home=home), ["couple"], options)["couple"]
+        summary = crawl_home(home, ["couple"], options)["couple"]
     assert summary["added"] == 1 and summary["failed_by_reason"] == {"private-address": 2}
     assert sources(home)[f"{engine.base}/img/own.jpg"] == ("added", None)
     assert hosts.machine.connections == 0 and hosts.inside.connections == 0
@@ -270,7 +270,7 @@ def test_a_redirect_from_the_routed_engine_to_another_port_is_refused(tmp_path, 
         urls.append(public.image_url(f"hop-{name}.jpg"))  # the engine's own address
     public.results["couple"] = [(url, None) for url in urls]
     options = CrawlOptions(routes=public.routes, policy=POLICY)
-    summary = crawl(load_settings(home=tmp_path / "home"), ["couple"], options)["couple"]
+    summary = crawl_home(tmp_path / "home", ["couple"], options)["couple"]
     assert summary["failed_by_reason"] == {"private-address": 2}
     assert len(public.image_requests()) == 2  # the engine itself was asked
     assert hosts.machine.connections == 0 and hosts.inside.connections == 0
@@ -295,7 +295,7 @@ def test_through_a_proxy_the_target_is_checked_before_sending(tmp_path, hosts, m
         listing.write_text("\n".join(urls) + "\n")
         options = CrawlOptions(engine="urls", routes=hosts.routes, policy=POLICY, trust_env=True)
         home = tmp_path / "home"
-        summary = crawl(load_settings(home=home), [str(listing)], options)[str(listing)]
+        summary = crawl_home(home, [str(listing)], options)[str(listing)]
         assert summary["added"] == 1 and summary["failed_by_reason"] == {"private-address": 2}
         # The public image came through the proxy; nothing was asked of it for the others.
         assert [r.path for r in proxy.requests] == ["/img/good.jpg"]
@@ -308,7 +308,7 @@ def test_through_a_proxy_the_target_is_checked_before_sending(tmp_path, hosts, m
             policy=FetchPolicy(allow_private=True, retries=0),
             limits=Limits(max_bytes=2_000_000),
         )
-        summary = crawl(load_settings(home=home), [str(listing)], allowed)[str(listing)]
+        summary = crawl_home(home, [str(listing)], allowed)[str(listing)]
         assert summary["added"] == 2 and summary["known"] == 1  # through the proxy now
         asked = sorted(r.path for r in proxy.requests[1:])
         assert asked == ["/img/localhost.jpg", "/img/other-address.jpg"]

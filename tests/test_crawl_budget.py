@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from curator.config import load_settings
 from curator.crawl.http import FetchPolicy
-from curator.crawl.runner import CrawlOptions, crawl
+from curator.crawl.runner import CrawlOptions
 from curator.ingest.imaging import Limits
 from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawling import crawl_home
 
 #: A budget of 2 s for each URL, a silent server waited for 3 s: the budget decides.
 BUDGET = FetchPolicy(
@@ -36,7 +36,7 @@ def server():
 
 def run(home: Path, server: EngineServer, queries: list[str], **kw) -> dict:
     base = dict(routes=server.routes, policy=BUDGET, threads=8, limits=Limits(max_bytes=2_000_000))
-    return crawl(load_settings(home=home), queries, CrawlOptions(**{**base, **kw}))
+    return crawl_home(home, queries, CrawlOptions(**{**base, **kw}))
 
 
 def outcomes(home: Path) -> dict[str, tuple[str, str | None, str | None]]:

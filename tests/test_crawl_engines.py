@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from curator.config import load_settings
 from curator.crawl.pages import BrokenEngine
-from curator.crawl.runner import CrawlOptions, NoEngineServed, crawl
+from curator.crawl.runner import CrawlOptions, NoEngineServed
 from curator.ingest.imaging import Limits
 from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
-from tests.helpers.crawling import FAST, route_to
+from tests.helpers.crawling import FAST, crawl_home, route_to
 
 ERROR = (
     "error: bing answered but no image was found on its page; its format may have changed "
@@ -76,7 +75,7 @@ def catalog_rows(home: Path, sql: str) -> list[tuple]:
 
 def run(home: Path, server: EngineServer, queries: list[str], **kw) -> dict:
     base = dict(routes=server.routes, policy=FAST, threads=4, limits=Limits(max_bytes=2_000_000))
-    return crawl(load_settings(home=home), queries, CrawlOptions(**{**base, **kw}))
+    return crawl_home(home, queries, CrawlOptions(**{**base, **kw}))
 
 
 def test_a_changed_bing_page_is_one_line_and_the_page_is_kept(tmp_path, monkeypatch, cli, server):

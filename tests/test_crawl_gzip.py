@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from curator.config import load_settings
 from curator.crawl import runner
 from curator.crawl.encoding import (
     CorruptEncoding,
@@ -23,9 +22,10 @@ from curator.crawl.encoding import (
     decoder_for,
 )
 from curator.crawl.http import FetchPolicy
-from curator.crawl.runner import CrawlOptions, crawl
+from curator.crawl.runner import CrawlOptions
 from curator.ingest.imaging import Limits
 from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawling import crawl_home
 
 CAP = 2_000_000
 POLICY = FetchPolicy(read_timeout=3, deadline=10, retries=0, max_bytes=CAP)
@@ -161,7 +161,7 @@ def test_a_gzip_encoded_result_page_is_parsed(tmp_path, server):
         (server.add_image(f"p{i}.jpg", Behaviour(good_jpeg(4100 + i))), None) for i in range(3)
     ]
     options = CrawlOptions(routes=server.routes, policy=POLICY, limits=Limits(max_bytes=CAP))
-    summary = crawl(load_settings(home=tmp_path / "home"), ["couple"], options)["couple"]
+    summary = crawl_home(tmp_path / "home", ["couple"], options)["couple"]
     assert summary["added"] == 3 and summary["pages"] >= 1 and summary["pages_failed"] == 0
     page = next(r for r in server.requests if r.path == "/bing/images/async")
     assert page.headers["Accept-Encoding"] == "gzip, deflate"

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from curator.config import load_settings
-from curator.crawl.runner import CrawlOptions, crawl
+from curator.crawl.runner import CrawlOptions
 from curator.ingest.imaging import Limits
 from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
-from tests.helpers.crawling import FAST, route_to
+from tests.helpers.crawling import FAST, crawl_home, route_to
 
 
 @pytest.fixture
@@ -88,7 +87,7 @@ def test_retry_failed_fetches_again_only_the_passing_failures(tmp_path, monkeypa
 
 def run(home: Path, server: EngineServer, queries: list[str], **kw) -> dict:
     base = dict(routes=server.routes, policy=FAST, threads=4, limits=Limits(max_bytes=2_000_000))
-    return crawl(load_settings(home=home), queries, CrawlOptions(**{**base, **kw}))
+    return crawl_home(home, queries, CrawlOptions(**{**base, **kw}))
 
 
 def test_retry_failed_keeps_to_max_and_to_its_own_search(tmp_path, server):

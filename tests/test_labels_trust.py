@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from curator.config import load_settings
-from curator.crawl.runner import CrawlOptions, crawl
+from curator.crawl.runner import CrawlOptions
 from curator.ingest.imaging import Limits
 from curator.learn.examples import catalog_examples
 from db.catalog import open_catalog
 from tests.helpers import imagefiles as f
 from tests.helpers.crawl_server import Behaviour, EngineServer, good_jpeg
+from tests.helpers.crawling import crawl_home
 from tests.helpers.sql import rows
 
 pytestmark = pytest.mark.backends
@@ -92,7 +93,6 @@ def test_a_crawl_query_label_that_differs_is_a_conflict_too(home, tmp_path):
         data = good_jpeg(5)
         first = server.add_image("one.jpg", Behaviour(data))
         second = server.add_image("same-bytes-elsewhere.jpg", Behaviour(data))
-        settings = load_settings(home=home)
 
         def run(url: str, label: str, **kw) -> dict:
             listing = tmp_path / f"{label}.txt"
@@ -101,7 +101,7 @@ def test_a_crawl_query_label_that_differs_is_a_conflict_too(home, tmp_path):
                 engine="urls", label=label, routes=server.routes, threads=2,
                 limits=Limits(max_bytes=2_000_000), **kw,
             )  # fmt: skip
-            return crawl(settings, [str(listing)], opts)[str(listing)]
+            return crawl_home(home, [str(listing)], opts)[str(listing)]
 
         assert run(first, "happy")["added"] == 1
         met = run(second, "unhappy")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import pytest
 
 import curator
@@ -43,10 +46,33 @@ def test_a_notebook_imports_trains_and_scores_through_the_library(tmp_path, monk
         assert scored["scored"] == added
         rows = catalog.image_rows()
         assert all(r.predicted in ("happy", "unhappy") and 0.5 <= r.confidence <= 1 for r in rows)
+        assert all(r.probs and max(r.probs.values()) == pytest.approx(r.confidence) for r in rows)
         assert len(catalog.queue("uncertain", limit=5)) == 5
+        ranked = catalog.ranking("uncertain")
+        assert sorted(i for i, _s in ranked) == sorted(r.id for r in rows)
+        assert [i for i, _s in ranked[:5]] == [q["id"] for q in catalog.queue("uncertain", limit=5)]
+        sources = catalog.sources()
+        assert len(sources) == 48 and {s["image"] for s in sources} >= {r.id for r in rows}
+        assert all(s["engine"] is None and s["locator"].endswith(".jpg") for s in sources)
+        out = tmp_path / "out" / "rows.csv"
+        out.parent.mkdir()
+        files = catalog.score_files([tmp_path / "pictures" / "happy"], out, workers=0)
+        assert files["model"] == outcome.model_id and files["scored"] == 24
+        with out.open(encoding="utf-8") as fh:
+            assert len(list(csv.DictReader(fh))) == 24
+        assert not list(out.parent.glob("*.partial"))
+        explained = catalog.explain(rows[0].id, tmp_path / "cams")
+        assert explained["predicted"] == rows[0].predicted
+        assert Path(explained["gradcam"][explained["predicted"]]).is_file()
         first = rows[0].id
         assert catalog.label([first], "unhappy") == 1
         assert catalog.show(first)["label"] == "unhappy"
+        with pytest.raises(CatalogError, match="images are labeled happy; relabel them"):
+            catalog.set_classes(["unhappy", "neutral"])
+        assert catalog.set_classes(["happy", "unhappy", "neutral"]) == [
+            "happy", "unhappy", "neutral",
+        ]  # fmt: skip
+        assert catalog.classes() == ["happy", "unhappy", "neutral"]
     # What the library wrote is the catalog the commands read.
     home = tmp_path / "home"
     assert (home / "catalog.db").is_file() and (home / "models" / str(outcome.model_id)).is_dir()

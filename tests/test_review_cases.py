@@ -39,7 +39,9 @@ def test_a_concurrent_writer_s_images_are_found_as_near_duplicates(tmp_path, hom
         f.jpeg(tmp_path / "originals" / f"{i}.jpg", f.texture(i, (600, 450)))
     # An ingestor opened before another process imports the originals...
     ingestor = Ingestor(catalog, store=store, run_id=_run(catalog), threshold=DEFAULT_THRESHOLD)
-    import_paths(catalog, settings, [str(tmp_path / "originals")], author="other", threshold=10)
+    import_paths(
+        catalog, settings.home, [str(tmp_path / "originals")], author="other", threshold=10
+    )
     with ingestor:
         for path in sorted((tmp_path / "copies").iterdir()):
             ingestor.add(prepare_file(str(path), store, Limits()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -297,6 +298,7 @@ def crawl_command(
     from curator.crawl.runner import CrawlOptions, crawl
     from curator.ingest.health import parse_issue_list, reject_limits
     from curator.ingest.imaging import Limits
+    from db.catalog import open_catalog
 
     settings = settings_of(ctx)
     refused = parse_issue_list(reject_issues) if reject_issues is not None else []
@@ -329,7 +331,9 @@ def crawl_command(
     )
     started = time.monotonic()
     with crawl_progress(stderr) as update:
-        results = crawl(settings, queries, options, on_progress=update)
+        # opened once the first result page has come back (no network: no home made)
+        opener = functools.partial(open_catalog, settings.db_url)
+        results = crawl(opener, settings.home, queries, options, on_progress=update)
     if as_json:
         print_json({"engine": engine, "queries": results})
     else:

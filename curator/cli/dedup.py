@@ -66,7 +66,7 @@ def dedup_command(
         _undo_dedup(catalog, run_id, as_json)
         return
     plan, summary = dedup_lib.run_dedup(
-        catalog, threshold=threshold, dry_run=dry_run, home=settings.home if crops else None
+        catalog, settings.home, threshold=threshold, dry_run=dry_run, crops=crops
     )
     if as_json:
         print_json({**summary, "groups_list": plan.groups})

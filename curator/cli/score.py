@@ -325,7 +325,7 @@ def _score_files(
         with progress_bar("importing", None) as update:
             imported = import_paths(
                 catalog,
-                settings,
+                settings.home,
                 pictures,
                 author=author,
                 threshold=threshold,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import requests
 
-from curator.config import Settings
 from curator.crawl.engines import Engine, engines_named
 from curator.crawl.http import new_session
 from curator.crawl.pacing import HostGate
@@ -24,7 +24,7 @@ from curator.crawl.query import CrawlOptions, CrawlProgress, NoNetwork, QueryCra
 from curator.errors import CuratorError
 from curator.ingest.storage import Store
 from curator.runs import tracked_run
-from db.catalog import Catalog, open_catalog
+from db.catalog import Catalog
 from db.labels import check_author, check_label
 
 log = logging.getLogger("curator.crawl")
@@ -122,16 +122,20 @@ class _EngineChain:
 
 
 def crawl(
-    settings: Settings,
+    catalog: Catalog | Callable[[], Catalog],
+    home: Path,
     queries: list[str],
     options: CrawlOptions,
     *,
     on_progress: Callable[[CrawlProgress], None] | None = None,
 ) -> dict[str, Any]:
-    """Crawl each query in turn into the catalog of ``settings``; return counts per query.
+    """Crawl each query in turn into ``catalog``, its images into ``home``; return counts per
+    query.
 
-    The first result page is fetched before the catalog is even opened: without network the
-    crawl ends in `NoNetwork` having written nothing.
+    ``catalog`` may be a function that opens it (`curator crawl` passes one): it is called
+    only once the first result page has come back, and the catalog closed again at the end,
+    so that without network the crawl ends in `NoNetwork` having written nothing, not even a
+    new home folder.
     """
     engines = engines_named(options.engine)
     if any(e.name == "flickr" for e in engines) and not options.flickr_key:
@@ -146,26 +150,28 @@ def crawl(
         trust_env=options.trust_env,
     )
     try:
-        return _crawl(settings, _EngineChain(engines, options, session), queries, on_progress)
+        chain = _EngineChain(engines, options, session)
+        return _crawl(catalog, home, chain, queries, on_progress)
     finally:
         session.close()
 
 
 def _crawl(
-    settings: Settings,
+    opener: Catalog | Callable[[], Catalog],
+    home: Path,
     chain: _EngineChain,
     queries: list[str],
     on_progress: Callable[[CrawlProgress], None] | None,
 ) -> dict[str, Any]:
     options = chain.options
     first = chain.job(queries[0])
-    catalog = open_catalog(settings.db_url)
+    catalog = opener() if callable(opener) else opener
     chain.opened = True
     try:
         if options.label is not None:
             with catalog.reading() as db:
                 check_label(db, label=options.label)
-        store = Store(settings.home)
+        store = Store(home)
         store.sweep_temporary()
         params = {
             "engine": options.engine,
@@ -191,4 +197,5 @@ def _crawl(
                 run.counts = {"queries": results}
         return results
     finally:
-        catalog.dispose()
+        if callable(opener):
+            catalog.dispose()

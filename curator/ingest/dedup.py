@@ -297,19 +297,20 @@ APPLY_BATCH = 1000
 
 def run_dedup(
     catalog: Catalog,
+    home: Path,
     *,
     threshold: int = DEFAULT_THRESHOLD,
     dry_run: bool = False,
-    home: Path | None = None,
+    crops: bool = True,
 ) -> tuple[DedupPlan, dict[str, Any]]:
     """Group the whole catalog's near duplicates and mark them (``curator dedup``): the plan
     is made from one read, then applied in short transactions as a tracked run; an image
-    that changed meanwhile is left as it is. Given the catalog's ``home``, copies cut from a
-    picture join its group too (`curator.ingest.crops`). Returns the plan and its summary
-    (with the run's id, and what changed meanwhile, when something was applied)."""
+    that changed meanwhile is left as it is. With ``crops``, copies cut from a picture join
+    its group too (`curator.ingest.crops`, reading the thumbnails of ``home``). Returns the
+    plan and its summary (with the run's id, and what changed meanwhile, when something was
+    applied)."""
     with catalog.reading() as session:
-        plan = plan_dedup(session, threshold=threshold, home=home)
-    crops = home is not None
+        plan = plan_dedup(session, threshold=threshold, home=home if crops else None)
     summary: dict[str, Any] = {
         "threshold": threshold,
         "crops": crops,

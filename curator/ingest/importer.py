@@ -10,9 +10,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from curator.config import Settings
 from curator.errors import PathNotFound
 from curator.ingest.door import Ingestor, Prepared, display_path, failure, prepare_file
 from curator.ingest.imaging import Limits, warm_up
@@ -191,7 +191,7 @@ def _prepared(
 
 def import_paths(
     catalog: Catalog,
-    settings: Settings,
+    home: Path,
     paths: list[str],
     *,
     label: str | None = None,
@@ -209,7 +209,7 @@ def import_paths(
     if label is not None:
         with catalog.reading() as session:
             check_label(session, label=label)
-    store = Store(settings.home)
+    store = Store(home)
     store.sweep_temporary()
     workers = workers or os.cpu_count() or 1
     params = {
