@@ -31,73 +31,53 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402
-
-from classifier.config import Machine  # noqa: E402
-from classifier.model import ModelConfig  # noqa: E402
-from curator.config import load_settings  # noqa: E402
+import curator  # noqa: E402
 from curator.demo.synthetic import CLASSES, clean_collection, make_collection  # noqa: E402
-from curator.ingest.importer import import_paths  # noqa: E402
-from curator.learn.crossfit import cross_fit  # noqa: E402
-from curator.learn.models import load_registered  # noqa: E402
-from curator.learn.outputs import RowWriter  # noqa: E402
-from curator.learn.scoring import score_catalog, score_files  # noqa: E402
-from curator.learn.training import choose_recipe, train_model  # noqa: E402
-from db.catalog import Catalog, open_catalog  # noqa: E402
-from db.labels import label_images  # noqa: E402
-from db.models import Source  # noqa: E402
-from db.queues import ranking  # noqa: E402
 
 
-def open_home(home: Path) -> tuple[Catalog, object]:
-    settings = load_settings(home=home, db_url=f"sqlite:///{home / 'catalog.db'}")
-    return open_catalog(settings.db_url), settings
+def open_home(home: Path) -> curator.Catalog:
+    """The home's own SQLite catalog, whatever CURATOR_DB_URL says."""
+    return curator.open(home, db_url=f"sqlite:///{home / 'catalog.db'}")
 
 
-def truth_by_image(catalog: Catalog, sample: Path) -> dict[int, tuple[str, str]]:
+def truth_by_image(catalog: curator.Catalog, sample: Path) -> dict[int, tuple[str, str]]:
     """image id -> (true class, weak label), from the generator's truth file."""
     truth = {
         row["file"]: (row["truth"], row["query"])
         for row in json.loads((sample / "truth.json").read_text())
     }
     out: dict[int, tuple[str, str]] = {}
-    with catalog.reading() as session:
-        for image_id, locator in session.execute(
-            select(Source.image_id, Source.locator).where(Source.image_id.is_not(None))
-        ):
-            key = str(Path(locator).relative_to(sample))
-            if key in truth:
-                out[image_id] = truth[key]
+    for source in catalog.sources():
+        key = str(Path(source["locator"]).relative_to(sample))
+        if key in truth:
+            out[source["image"]] = truth[key]
     return out
 
 
-def train(catalog: Catalog, home: Path, args: argparse.Namespace, start: Path | None = None) -> int:
+def train(catalog: curator.Catalog, args: argparse.Namespace, start: Path | None = None) -> int:
     """Round 1 from scratch; round 2 (``start``: round 1's model file) fine-tunes it, as the
     demo and the README's workflow do, unless ``--round2 scratch``: each with the recipe of
     its starting point, as curator train chooses it (classifier.config.RECIPES)."""
-    outcome = train_model(
-        catalog,
-        home,
-        model_cfg=ModelConfig(backbone="resnet18", head="spp-pmt", image_size=args.size),
-        recipe=choose_recipe(
-            str(start) if start else "none",
-            epochs=args.finetune_epochs if start else args.epochs,
-            seed=args.seed,
-            include_weak=True,
-        ),
-        machine=Machine(workers=2),
+    outcome = catalog.train(
+        backbone="resnet18",
+        head="spp-pmt",
+        image_size=args.size,
+        weights=str(start) if start else "none",
+        epochs=args.finetune_epochs if start else args.epochs,
+        seed=args.seed,
+        include_weak=True,
+        workers=2,
     )
     return outcome.model_id
 
 
-def test_accuracy(catalog: Catalog, home: Path, model_id: int, test_set: Path) -> float:
-    model = load_registered(catalog, home, model_id)
+def test_accuracy(catalog: curator.Catalog, model_id: int, test_set: Path) -> float:
     items = [i for i in json.loads((test_set / "truth.json").read_text()) if i["truth"]]
-    files = [str(test_set / i["file"]) for i in items]
-    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "rows.jsonl", "w+") as fh:
-        score_files(model, files, RowWriter(fh, "jsonl", model.classes, False), workers=2)
-        fh.seek(0)
-        rows = [json.loads(line) for line in fh]
+    files = [test_set / i["file"] for i in items]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.jsonl"
+        catalog.score_files(files, out, model=model_id, workers=2)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
     right = sum(r["predicted"] == i["truth"] for r, i in zip(rows, items, strict=True))
     return right / len(items)
 
@@ -141,22 +121,19 @@ def main() -> None:
         seed=args.seed + 1000,
         base_size=200,
     )
-    catalog, settings = open_home(home)
+    catalog = open_home(home)
     for label in CLASSES:
-        import_paths(
-            catalog, settings, [str(sample / label)], label=label, author="crawl", threshold=10
-        )
+        catalog.import_paths([sample / label], label=label, author="crawl")
     truth = truth_by_image(catalog, sample)
     wrong = {i for i, (true, weak) in truth.items() if true != weak}
     print(f"{len(truth)} images, {len(wrong)} with a wrong weak label", flush=True)
 
-    base = train(catalog, home, args)
-    score_catalog(catalog, home, load_registered(catalog, home, base), workers=2)
-    cross_fit(catalog, home, base_ref=base, folds=args.folds, workers=2)
-    round1 = test_accuracy(catalog, home, base, test_set)
-    with catalog.reading() as session:
-        disagree = [i for i, _s in ranking(session, "disagree")]
-        uncertain = [i for i, _s in ranking(session, "uncertain")]
+    base = train(catalog, args)
+    catalog.score(model=base, workers=2)
+    catalog.cross_fit(model=base, folds=args.folds, workers=2)
+    round1 = test_accuracy(catalog, base, test_set)
+    disagree = [i for i, _s in catalog.ranking("disagree")]
+    uncertain = [i for i, _s in catalog.ranking("uncertain")]
     top = disagree[: round(len(disagree) * 0.10)]
     shuffled = list(disagree)
     random.Random(args.seed).shuffle(shuffled)
@@ -166,7 +143,7 @@ def main() -> None:
         "precision_of_top": len(set(top) & wrong) / max(len(top), 1),
     }
     print(f"wrong labels in the first 10 % of disagree: {found}", flush=True)
-    catalog.dispose()
+    catalog.close()
 
     budget = round(len(truth) * args.budget)
     pool = sorted(truth)
@@ -180,18 +157,17 @@ def main() -> None:
     for arm, ids in choices.items():
         arm_home = work / f"round2-{arm}"
         shutil.copytree(home, arm_home)
-        arm_catalog, _s = open_home(arm_home)
-        with arm_catalog.writing() as session:
-            for true in CLASSES:
-                chosen = [i for i in ids if truth[i][0] == true]
-                label_images(session, image_ids=chosen, label=true, author="reviewer")
+        arm_catalog = open_home(arm_home)
+        for true in CLASSES:
+            chosen = [i for i in ids if truth[i][0] == true]
+            arm_catalog.label(chosen, true, author="reviewer")
         fixed[arm] = len(set(ids) & wrong)
         start = arm_home / "models" / str(base) / "model.pt" if args.round2 == "finetune" else None
-        model_id = train(arm_catalog, arm_home, args, start)
+        model_id = train(arm_catalog, args, start)
         accuracy[f"round 2, {budget} relabeled by {arm}"] = test_accuracy(
-            arm_catalog, arm_home, model_id, test_set
+            arm_catalog, model_id, test_set
         )
-        arm_catalog.dispose()
+        arm_catalog.close()
         print(f"{arm}: {fixed[arm]} wrong labels fixed, accuracy {accuracy}", flush=True)
     result = {
         "images": len(truth),

@@ -45,17 +45,14 @@ sys.path.insert(0, str(ROOT))
 
 OURS = """
 import sys, time
-from curator.config import load_settings
-from curator.ingest.importer import import_paths
-from db.catalog import open_catalog
+import curator
 home, folder, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if sys.argv[4:] == ["bare"]:  # the same import without the image properties, to cost them
     import curator.ingest.imaging as imaging
     imaging.measure = lambda *args, **kwargs: None
-settings = load_settings(home=home)
-catalog = open_catalog(settings.db_url)
+catalog = curator.open(home)
 t = time.perf_counter()
-counts = import_paths(catalog, settings, [folder], author="bench", threshold=10, workers=workers)
+counts = catalog.import_paths([folder], author="bench", workers=workers)
 print(time.perf_counter() - t, counts["added"] + counts["near_duplicate"])
 """
 

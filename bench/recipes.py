@@ -45,10 +45,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import curator  # noqa: E402
-from curator.learn.models import load_registered  # noqa: E402
-from curator.learn.outputs import RowWriter  # noqa: E402
-from curator.learn.scoring import score_files  # noqa: E402
-from db.settings import set_classes  # noqa: E402
 
 #: The model each set trains (the same for every arm).
 MODELS: dict[str, dict[str, Any]] = {
@@ -129,25 +125,22 @@ def catalog_of(work: Path, name: str, shuffled: bool = False) -> tuple[Path, dic
 
 def _import(home: Path, data: Path, classes: list[str], shuffled: bool) -> None:
     with curator.open(home) as catalog:
-        with catalog.db.writing() as session:
-            set_classes(session, classes=classes)
+        catalog.set_classes(classes)
         files = sorted((p, p.parent.name) for p in (data / "catalog").rglob("*") if p.is_file())
         if shuffled:  # the same pictures under labels drawn at random
             labels = [label for _p, label in files]
             random.Random(41).shuffle(labels)
             files = [(p, label) for (p, _l), label in zip(files, labels, strict=True)]
         for label in classes:
-            catalog.import_paths([str(p) for p, lab in files if lab == label], label=label)
+            catalog.import_paths([p for p, lab in files if lab == label], label=label)
 
 
 def held_out_accuracy(home: Path, model_id: int, held: dict[str, Path]) -> float:
-    with curator.open(home) as catalog:
-        model = load_registered(catalog.db, home, model_id)
-    files = [(str(p), c) for c, folder in held.items() for p in sorted(folder.iterdir())]
-    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "rows.jsonl", "w+") as fh:
-        score_files(model, [f for f, _c in files], RowWriter(fh, "jsonl", model.classes, False))
-        fh.seek(0)
-        rows = [json.loads(line) for line in fh]
+    files = [(p, c) for c, folder in held.items() for p in sorted(folder.iterdir())]
+    with tempfile.TemporaryDirectory() as tmp, curator.open(home) as catalog:
+        out = Path(tmp) / "rows.jsonl"
+        catalog.score_files([f for f, _c in files], out, model=model_id)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
     return sum(r["predicted"] == c for r, (_f, c) in zip(rows, files, strict=True)) / len(rows)
 
 
@@ -183,20 +176,14 @@ def _train(home: Path, name: str, seed: int, options: dict[str, Any]) -> Any:
     given in its place), without the per-epoch checkpoints and the report: on these small
     sets, writing the weights, the best weights and the optimizer's state after each epoch
     takes longer than the epoch, and no run here is ever resumed."""
-    from classifier.config import Machine, ModelConfig
-    from curator.learn.training import choose_recipe, train_model
-
-    lr_auto = options.get("lr") == "auto"
-    if lr_auto:
-        options.pop("lr")
     with curator.open(home) as catalog:
-        return train_model(
-            catalog.db,
-            home,
-            model_cfg=ModelConfig(**MODELS[name]),
-            recipe=choose_recipe("none", lr_auto=lr_auto, include_weak=True, seed=seed, **options),
-            machine=Machine(workers=WORKERS[0]),
-            restart=True,
+        return catalog.train(
+            **MODELS[name],
+            weights="none",
+            include_weak=True,
+            seed=seed,
+            **options,
+            workers=WORKERS[0],
             report=False,
             checkpoints=False,
         )

@@ -1,29 +1,12 @@
-"""The outlier queue on a generated web: embed with a model, rank, and count how many of the
-web's off-topic pictures the first twice-their-number of the queue hold, beside a random order
-(the demo's report, bench/outliers.py)."""
+"""The outlier queue on a generated web: how many of the web's off-topic pictures the first
+twice-their-number of the queue hold, beside a random order (the demo's report,
+bench/outliers.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from db.catalog import Catalog
-
-
-def outlier_order(
-    catalog: Catalog, home: Path, model_id: int, *, device: str = "auto", workers: int = 2
-) -> list[int]:
-    """Embed the catalog with the model's trunk, and return the outlier queue's order."""
-    from curator.learn.embedding import embed_catalog, load_embedder
-    from db.vectors import outlier_ranking
-
-    embedder = load_embedder(catalog, home, "model", model_ref=model_id, device=device)
-    embed_catalog(catalog, home, embedder, workers=workers)
-    with catalog.reading() as session:
-        return [image_id for image_id, _score in outlier_ranking(session)]
 
 
 def off_topic_found(order: list[int], off_topic: set[int], *, seed: int = 0) -> dict[str, Any]:

@@ -4,7 +4,8 @@
    near copies, broken files, off-topic pictures, a query's label wrong about one time in ten),
    and the truth about each, seeded.
 2. A local search engine on 127.0.0.1 (`curator.demo.localsearch`) answering in Bing's format.
-3. The pipeline, through the code a user's commands run: crawl "happy couple" and "unhappy
+3. The pipeline, through the library face (`curator.open`: the code a user's commands run):
+   crawl "happy couple" and "unhappy
    couple" -> dedup -> train round 1 on the weak labels -> score the catalog, cross-fit ->
    embed with round 1's trunk -> a simulated reviewer (who knows the truth) relabels the top
    of `disagree`, then of `outlier`, then of `uncertain`, within a budget -> train round 2 ->
@@ -25,7 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from curator.config import Layout, Settings, load_settings
+import curator
+from curator.config import Layout
 from curator.demo.report import write_demo_report
 from curator.demo.setup import (
     QUERIES,
@@ -41,8 +43,11 @@ from curator.demo.synthetic import CLASSES, Item, clean_collection, make_collect
 
 if TYPE_CHECKING:
     from curator.crawl.query import CrawlProgress
-    from curator.learn.models import LoadedModel
-    from db.catalog import Catalog
+    from curator.library import Catalog
+
+
+#: What the report shows of the dedup run's summary.
+_DEDUP_KEYS = ("images", "groups", "in_groups", "changed", "to_duplicate", "to_active")
 
 
 class _Clock:
@@ -56,11 +61,9 @@ class _Clock:
         self.name, self.began = name, now
 
 
-def health_of(catalog: Catalog, home: Path) -> dict[str, Any]:
+def health_of(catalog: Catalog) -> dict[str, Any]:
     """What curator check says of the catalog: counts per issue type, leaks, entanglements."""
-    from curator.check import check_catalog
-
-    found = check_catalog(catalog, home)
+    found = catalog.check()
     return {
         "counts": found["counts"],
         "leaks": len(found["leaks"]),
@@ -75,30 +78,25 @@ def run_demo(
     step: Step = lambda _m: None,
     progress: ProgressFn = lambda *_a: None,
 ) -> DemoResult:
-    from curator.ingest.dedup import run_dedup
-    from db.catalog import open_catalog
-
     config = config or DemoConfig()
     check_config(config)
     prepare_home(home)
-    settings: Settings = load_settings(home=home, db_url=f"sqlite:///{Layout(home).catalog}")
     result = DemoResult(home=home, config=asdict(config), machine=machine_of(config.device))
     clock = _Clock(result)
     clock.lap("generate")
     items, results = _generate(home, config, result, step)
-    clock.lap("crawl")
-    _crawl_web(settings, home / "web", results, result, step, progress)
-    catalog = open_catalog(settings.db_url)
-    try:
+    # the demo's own SQLite catalog, whatever CURATOR_DB_URL says
+    with curator.open(home, db_url=f"sqlite:///{Layout(home).catalog}") as catalog:
+        clock.lap("crawl")
+        _crawl_web(catalog, home / "web", results, result, step, progress)
         clock.lap("dedup")
         step("grouping near duplicates over the whole catalog")
-        plan, _summary = run_dedup(catalog)
-        result.dedup = plan.summary()
-        result.health = health_of(catalog, home)
+        # exact and perceptual copies; cut copies are what the health check counts
+        summary = catalog.dedup(crops=False)
+        result.dedup = {k: summary[k] for k in _DEDUP_KEYS if k in summary}
+        result.health = health_of(catalog)
         truth = _truth_by_image(catalog, {i.file: i for i in items})
-        _pipeline(catalog, home, config, result, truth, clock, step, progress)
-    finally:
-        catalog.dispose()
+        _pipeline(catalog, config, result, truth, clock, step, progress)
     clock.lap("")
     result.report = write_demo_report(home, result)
     return result
@@ -140,7 +138,7 @@ def _generate(
 
 
 def _crawl_web(
-    settings: Settings,
+    catalog: Catalog,
     web: Path,
     results: dict[str, list[str]],
     result: DemoResult,
@@ -148,24 +146,19 @@ def _crawl_web(
     progress: ProgressFn,
 ) -> None:
     """Both searches crawled through curator's own crawl, from the local engine."""
-    from curator.crawl.runner import CrawlOptions, crawl
     from curator.demo.localsearch import LocalSearch
 
     with LocalSearch(web, results) as engine:
         for label in CLASSES:
             query = QUERIES[label]
             step(f"crawling {query!r} from a local search engine at {engine.base} (Bing's format)")
-            options = CrawlOptions(
+            counts = catalog.crawl(
+                [query],
                 engine="bing",
                 max_images=len(results[query]),
                 label=label,
                 author="demo",
                 routes=engine.routes,
-            )
-            counts = crawl(
-                settings,
-                [query],
-                options,
                 on_progress=partial(_crawl_bar, progress, query),
             )
             result.crawl[query] = counts[query]
@@ -177,22 +170,18 @@ def _crawl_bar(progress: ProgressFn, query: str, p: CrawlProgress) -> None:
 
 def _truth_by_image(catalog: Catalog, by_file: dict[str, Item]) -> dict[int, Item]:
     """image id -> the generated item it came from (the first source that added it)."""
-    from db.images import image_locators
-
     out: dict[int, Item] = {}
-    with catalog.reading() as session:
-        for image_id, locator in image_locators(session):
-            path = unquote(urlsplit(locator).path)
-            if path.startswith("/img/") and image_id not in out:
-                item = by_file.get(path[len("/img/") :])
-                if item is not None:
-                    out[image_id] = item
+    for source in catalog.sources():
+        path = unquote(urlsplit(source["locator"]).path)
+        if path.startswith("/img/") and source["image"] not in out:
+            item = by_file.get(path[len("/img/") :])
+            if item is not None:
+                out[source["image"]] = item
     return out
 
 
 def _train(
     catalog: Catalog,
-    home: Path,
     config: DemoConfig,
     result: DemoResult,
     name: str,
@@ -202,40 +191,34 @@ def _train(
     """A round's model, with the recipe of its starting point as curator train chooses it:
     round 1 from ``config.weights``, round 2 fine-tuning round 1's (``start``); the demo
     gives only what it sets itself (None: the recipe's)."""
-    from classifier.config import Machine, Progress
-    from classifier.model import ModelConfig
-    from curator.learn.training import choose_recipe, train_model
+    from classifier.config import Progress
 
     def on_progress(p: Progress) -> None:
         if p.kind == "step":
             progress(name, p.step, p.steps, f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.3f}")
 
-    recipe = choose_recipe(
-        str(start) if start else config.weights,
+    outcome = catalog.train(
+        weights=str(start) if start else config.weights,
         epochs=config.finetune_epochs if start else config.epochs,
         batch_size=config.batch_size,
         lr=config.finetune_lr if start else config.lr,
         seed=config.seed,
         include_weak=True,
-    )
-    outcome = train_model(
-        catalog,
-        home,
-        model_cfg=ModelConfig(backbone=config.backbone, image_size=config.image_size),
-        recipe=recipe,
-        machine=Machine(device=config.device, workers=config.workers),
+        backbone=config.backbone,
+        image_size=config.image_size,
+        device=config.device,
+        workers=config.workers,
         on_progress=on_progress,
-        restart=True,
         checkpoints=False,  # the demo is rebuilt on each run, never resumed
     )
     shown = "model.pt of round 1" if start else config.weights
-    result.recipes[name.removeprefix("training ")] = recipe.line(weights_shown=shown)
+    if outcome.recipe is not None:
+        result.recipes[name.removeprefix("training ")] = outcome.recipe.line(weights_shown=shown)
     return outcome.model_id
 
 
 def _pipeline(
     catalog: Catalog,
-    home: Path,
     config: DemoConfig,
     result: DemoResult,
     truth: dict[int, Item],
@@ -243,24 +226,20 @@ def _pipeline(
     step: Step,
     progress: ProgressFn,
 ) -> None:
-    from curator.learn.models import load_registered
-    from curator.learn.scoring import score_catalog
-
     groups, wrong = _noise(catalog, truth, result)
     clock.lap("round 1")
     step(
         f"round 1: training {config.backbone} at {config.image_size} px on the crawl's weak "
         f"labels ({len(groups)} groups, {len(wrong)} of them wrongly labeled)"
     )
-    first = _train(catalog, home, config, result, "training round 1", progress)
+    first = _train(catalog, config, result, "training round 1", progress)
     clock.lap("score and cross-fit")
     step(f"scoring the catalog with model {first}, then cross-fitting {config.folds} folds")
-    model = load_registered(catalog, home, first, device=config.device)
-    disagree, uncertain = _rank(catalog, home, config, model, progress)
+    disagree, uncertain = _rank(catalog, config, first, progress)
     _found(result, disagree, wrong)
     clock.lap("embed")
     step(f"embedding the catalog with model {first}'s trunk, for the outlier queue")
-    outliers = _outliers(catalog, home, config, first, truth, result)
+    outliers = _outliers(catalog, config, first, truth, result)
     clock.lap("review")
     chosen = _review(
         catalog, config, result, truth, len(groups), [disagree, outliers, uncertain], step
@@ -270,12 +249,12 @@ def _pipeline(
 
     clock.lap("round 2")
     step(f"round 2: fine-tuning model {first} on the corrected labels")
+    round1 = next(m for m in catalog.models() if m["id"] == first)
     second = _train(
-        catalog, home, config, result, "training round 2", progress,
-        start=model.folder / "model.pt",
+        catalog, config, result, "training round 2", progress,
+        start=Path(round1["folder"]) / "model.pt",
     )  # fmt: skip
-    model2 = load_registered(catalog, home, second, device=config.device)
-    score_catalog(catalog, home, model2, workers=config.workers)
+    catalog.score(model=second, device=config.device, workers=config.workers)
     test_ids = [
         i for i, split in groups.items() if split == "test" and i in truth and truth[i].truth
     ]
@@ -284,52 +263,44 @@ def _pipeline(
 
     clock.lap("new photos")
     step(f"scoring {2 * config.new_photos} new photos in bulk with model {second}")
-    result.new_photos = _score_new_photos(home, model2, config)
+    result.new_photos = _score_new_photos(catalog, second, config)
 
     clock.lap("explain")
     step(f"Grad-CAM for {config.explain} test images")
-    result.explained = _explain(home, model2, test_ids, truth, config.explain)
+    result.explained = _explain(catalog, second, test_ids, truth, config)
 
 
 def _noise(
     catalog: Catalog, truth: dict[int, Item], result: DemoResult
 ) -> tuple[dict[int, str], set[int]]:
     """Each group's split, and the groups whose weak label the truth says is wrong."""
-    from db.images import active_splits
-    from db.labels import group_labels
-
-    with catalog.reading() as session:
-        groups = active_splits(session)
-        labels = group_labels(session)
+    rows = catalog.image_rows()  # a group's active image, with the group's label
+    groups = {r.id: r.split for r in rows}
+    labels = {r.id: r.label for r in rows if r.label is not None}
     wrong = {
         i
         for i in groups
-        if i in truth and i in labels and labels[i].label != (truth[i].truth or "reject")
+        if i in truth and i in labels and labels[i] != (truth[i].truth or "reject")
     }
     result.noise = {"groups": len(groups), "wrong_weak_labels": len(wrong)}
     return groups, wrong
 
 
 def _rank(
-    catalog: Catalog, home: Path, config: DemoConfig, model: LoadedModel, progress: ProgressFn
+    catalog: Catalog, config: DemoConfig, model_id: int, progress: ProgressFn
 ) -> tuple[list[int], list[int]]:
     """Round 1's predictions, and the folds' out-of-sample ones: the disagree and uncertain
     queues in their order."""
-    from curator.learn.crossfit import cross_fit
-    from curator.learn.scoring import score_catalog
-    from db.queues import QueueUnavailable, ranking
+    from db.queues import QueueUnavailable
 
-    score_catalog(
-        catalog,
-        home,
-        model,
+    catalog.score(
+        model=model_id,
+        device=config.device,
         workers=config.workers,
         on_progress=lambda p: progress("scoring", p.done, p.total, ""),
     )
-    cross_fit(
-        catalog,
-        home,
-        base_ref=model.id,
+    catalog.cross_fit(
+        model=model_id,
         folds=config.folds,
         device=config.device,
         workers=config.workers,
@@ -339,27 +310,26 @@ def _rank(
             else None
         ),
     )
-    with catalog.reading() as session:
-        disagree = [i for i, _s in ranking(session, "disagree")]
-        try:
-            uncertain = [i for i, _s in ranking(session, "uncertain")]
-        except QueueUnavailable:  # round 1 at chance: no default model, no uncertain queue
-            uncertain = []
+    disagree = [i for i, _s in catalog.ranking("disagree")]
+    try:
+        uncertain = [i for i, _s in catalog.ranking("uncertain")]
+    except QueueUnavailable:  # round 1 at chance: no default model, no uncertain queue
+        uncertain = []
     return disagree, uncertain
 
 
 def _outliers(
     catalog: Catalog,
-    home: Path,
     config: DemoConfig,
     model_id: int,
     truth: dict[int, Item],
     result: DemoResult,
 ) -> list[int]:
     """The outlier queue by round 1's trunk, and how many off-topic pictures it puts first."""
-    from curator.demo.outliers import off_topic_found, outlier_order
+    from curator.demo.outliers import off_topic_found
 
-    order = outlier_order(catalog, home, model_id, device=config.device, workers=config.workers)
+    catalog.embed(embedder="model", model=model_id, device=config.device, workers=config.workers)
+    order = [image_id for image_id, _score in catalog.ranking("outlier")]
     off = {i for i, item in truth.items() if item.kind == "off-topic"}
     result.outliers = off_topic_found(order, off, seed=config.seed)
     return order
@@ -392,8 +362,6 @@ def _review(
 ) -> list[int]:
     """A reviewer who knows the truth decides about the top of disagree, then of outlier,
     then of uncertain, within the budget; returns the images looked at."""
-    from db.labels import label_images
-
     disagree, outliers, uncertain = queues
     budget = round(groups * config.budget)
     chosen = disagree[: round(budget * config.disagree_share)]
@@ -419,9 +387,8 @@ def _review(
     for image_id in chosen:
         item = truth.get(image_id)
         decisions.setdefault(item.truth if item and item.truth else "reject", []).append(image_id)
-    with catalog.writing() as session:
-        for label, ids in decisions.items():
-            label_images(session, image_ids=ids, label=label, author="demo reviewer")
+    for label, ids in decisions.items():
+        catalog.label(ids, label, author="demo reviewer")
     result.review = {
         "budget": budget,
         "looked_at": len(chosen),
@@ -436,61 +403,45 @@ def _metrics(
     catalog: Catalog, model_id: int, ids: list[int], truth: dict[int, Item]
 ) -> dict[str, Any]:
     from classifier.metrics import classification_metrics
-    from db.predictions import latest_predictions
 
-    with catalog.reading() as session:
-        found = latest_predictions(session, image_ids=ids, model_id=model_id)
-    ids = [i for i in ids if i in found]
-    probs = np.array([[found[i].probs[c] for c in CLASSES] for i in ids])
+    wanted = set(ids)
+    found = {r.id: r.probs for r in catalog.image_rows(model=model_id) if r.id in wanted}
+    ids = [i for i in ids if found.get(i)]
+    probs = np.array([[(found[i] or {})[c] for c in CLASSES] for i in ids])
     target = np.array([CLASSES.index(truth[i].truth or "") for i in ids])
     metrics = classification_metrics(probs, target, list(CLASSES))
     metrics.pop("per_class", None)
     return metrics
 
 
-def _score_new_photos(home: Path, model: LoadedModel, config: DemoConfig) -> dict[str, Any]:
-    from curator.ingest.importer import collect_inputs
-    from curator.learn.outputs import RowWriter
-    from curator.learn.scoring import score_files
+def _score_new_photos(catalog: Catalog, model_id: int, config: DemoConfig) -> dict[str, Any]:
+    import csv
 
-    files = collect_inputs([str(home / "new-photos")]).files
+    home = catalog.home
     out = home / "new-photos.csv"
-    with open(out, "w", encoding="utf-8", newline="") as fh:
-        counts = score_files(
-            model, files, RowWriter(fh, "csv", model.classes, False), workers=config.workers
-        )
+    counts = catalog.score_files(
+        [home / "new-photos"], out, model=model_id, device=config.device, workers=config.workers
+    )
     truth = {
         str(home / "new-photos" / row["file"]): row["truth"]
         for row in json.loads((home / "new-photos-truth.json").read_text())
     }
-    import csv
-
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    with out.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     right = sum(1 for r in rows if r["predicted"] == truth.get(r["path"]))
     return {**counts, "csv": str(out), "accuracy": right / max(len(rows), 1)}
 
 
 def _explain(
-    home: Path, model: LoadedModel, ids: list[int], truth: dict[int, Item], count: int
+    catalog: Catalog, model_id: int, ids: list[int], truth: dict[int, Item], config: DemoConfig
 ) -> list[str]:
-    from curator.learn.explaining import write_explanation
-    from db.catalog import open_catalog
-    from db.images import images_by_id
-
-    out = home / "report"
+    out = catalog.home / "report"
     by_class = [[i for i in ids if truth[i].truth == label] for label in CLASSES]
     picked: list[int] = []
     for rank in range(max(map(len, by_class), default=0)):  # the classes in turn
         picked += [group[rank] for group in by_class if rank < len(group)]
-    catalog = open_catalog(f"sqlite:///{Layout(home).catalog}")
     files: list[str] = []
-    try:
-        with catalog.reading() as session:
-            rows = images_by_id(session, image_ids=picked)
-            paths = {i: home / rows[i].path for i in picked}
-    finally:
-        catalog.dispose()
-    for image_id in picked[:count]:
-        done = write_explanation(model, f"image-{image_id}", paths[image_id], out)
-        files.append(str(done.files[done.explanation.predicted].relative_to(out)))
+    for image_id in picked[: config.explain]:
+        done = catalog.explain(image_id, out, model=model_id, device=config.device)
+        files.append(str(Path(done["gradcam"][done["predicted"]]).relative_to(out)))
     return files
