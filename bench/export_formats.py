@@ -20,6 +20,7 @@ the manifest and the rename of each file cost.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import random
 import shutil
@@ -138,7 +139,7 @@ def main() -> None:
     print(f"{'format':<14}{'seconds':>9}{'MB/s':>8}   baseline{'':>5}{'seconds':>9}  ratio")
     for fmt, peer in rows:
         bare = baselines[peer]
-        seconds, base = timed(ours(fmt), lambda out, bare=bare: bare(paths, out), args.repeat)
+        seconds, base = timed(ours(fmt), functools.partial(bare, paths), args.repeat)
         print(
             f"{fmt:<14}{seconds:>9.2f}{megabytes / seconds:>8.0f}   {peer:<13}"
             f"{base:>9.2f}  {seconds / base:.2f}x"

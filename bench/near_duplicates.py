@@ -119,11 +119,11 @@ def main() -> None:
 
         windows = np.random.default_rng(2).integers(0, 2**64, n * args.windows, dtype=np.uint64)
         t = time.perf_counter()
-        found = near_pairs_cross(
+        crop_pairs = near_pairs_cross(
             np.concatenate([hashes, mirrors]), windows, WINDOW_THRESHOLD, workers=args.workers
         )
         result["crop_join_s"] = round(time.perf_counter() - t, 2)
-        result["crop_candidates"] = len(found)
+        result["crop_candidates"] = len(crop_pairs)
         result["crop_join_peak_rss_mb"] = round(peak_rss_mb(), 1)
         result["crop_join_ratio"] = round(result["crop_join_s"] / mirror_join_s, 1)
     if args.json:

@@ -22,6 +22,7 @@ the median of three:
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import statistics
 import sys
@@ -128,10 +129,12 @@ def main() -> None:
         )
         for name, mb in (("pictures in memory", 2048), ("read from disk every epoch", 0)):
             rows[f"demo round 2: one epoch, {name}"] = (
-                timed(lambda mb=mb: one_epoch(examples, size, folder, Machine(cache_mb=mb)), 1),
                 timed(
-                    lambda mb=mb: one_epoch(
-                        examples, size, folder, Machine(cache_mb=mb, pixel_cache=cache)
+                    functools.partial(one_epoch, examples, size, folder, Machine(cache_mb=mb)), 1
+                ),
+                timed(
+                    functools.partial(
+                        one_epoch, examples, size, folder, Machine(cache_mb=mb, pixel_cache=cache)
                     ),
                     1,
                 ),

@@ -44,7 +44,7 @@ from curator.learn.scoring import score_files  # noqa: E402
 def photos(folder: Path | None, count: int) -> list[str]:
     if folder is None:
         sys.path.insert(0, str(ROOT / "bench"))
-        from import_throughput import ensure_images  # type: ignore[import-not-found]
+        from import_throughput import ensure_images
 
         folder = ensure_images(2000)
     return [str(p) for p in sorted(folder.glob("*.jpg"))[:count]]

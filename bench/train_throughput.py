@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -92,9 +93,11 @@ def recipe(
     device: torch.device,
     workers: int,
     augment: str = "reference",
-) -> tuple[torch.nn.Module, DataLoader, object, object]:
+) -> tuple[torch.nn.Module, DataLoader, torch.optim.Optimizer, torch.dtype | None]:
     torch.manual_seed(0)
     config = ModelConfig(backbone=backbone, image_size=size)
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
     if name == "reference":
         model = ReferenceModel(config).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=0.1)
@@ -117,7 +120,15 @@ def recipe(
     return model, loader, optimizer, dtype
 
 
-def step(model, optimizer, x, y, device, dtype, channels_last) -> float:
+def step(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+) -> float:
     if x.dtype == torch.uint8:  # curator's loader: normalised on the batch
         x = normalize_batch(x, device, channels_last)
     x, y = x.to(device), y.to(device)
@@ -135,12 +146,14 @@ def throughput(name: str, examples, size, backbone, device, workers, steps) -> f
     model, loader, optimizer, dtype = recipe(name, examples, size, backbone, device, workers)
     model.train()
     batches = iter(loader)
-    step(model, optimizer, *next(batches), device, dtype, name != "reference")  # warm-up
+    x, y = next(batches)
+    step(model, optimizer, x, y, device, dtype, name != "reference")  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
     for _ in range(steps):
-        step(model, optimizer, *next(batches), device, dtype, name != "reference")
+        x, y = next(batches)
+        step(model, optimizer, x, y, device, dtype, name != "reference")
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * BATCH / (time.perf_counter() - t)
