@@ -416,8 +416,8 @@ class Catalog:
         fmt = output_format(target, format)
         files = collect_inputs([str(Path(p).expanduser()) for p in paths]).files
         loaded = load_registered(self.db, self.home, model, device=device)
-        made_by = {"model": loaded.id, "format": fmt, "classes": loaded.classes}
-        with open_output(target, {**made_by, "with_ids": False}) as fh:
+        made_by = {"model": loaded.id, "format": fmt, "classes": loaded.classes, "with_ids": False}
+        with open_output(target, made_by) as fh:
             writer = RowWriter(fh, fmt, loaded.classes, with_ids=False)
             return {"model": loaded.id, **score_files(loaded, files, writer, **options)}
 
@@ -438,15 +438,9 @@ class Catalog:
         name, file = resolve(self.db, self.home, str(ref))
         loaded = load_registered(self.db, self.home, model, device=device)
         done = write_explanation(loaded, name, file, Path(out).expanduser())
-        e = done.explanation
-        return {
-            "source": done.source,
-            "model": loaded.id,
-            "predicted": e.classes[e.predicted],
-            "probs": dict(zip(e.classes, e.probs, strict=True)),
-            "files": [str(f) for f in done.files],
-            "gradcam": {c: str(f) for c, f in zip(e.classes, done.files, strict=False)},
-        }
+        classes = done.explanation.classes
+        gradcam = {c: str(f) for c, f in zip(classes, done.files, strict=False)}
+        return {**done.as_dict(loaded.id), "gradcam": gradcam}
 
     def embed(
         self, *, embedder: str = "model", model: int | None = None, **options: Any

@@ -53,15 +53,7 @@ def explain_command(
     done = write_explanation(model, name, file, out)
     e = done.explanation
     if as_json:
-        print_json(
-            {
-                "source": done.source,
-                "model": model.id,
-                "predicted": e.classes[e.predicted],
-                "probs": dict(zip(e.classes, e.probs, strict=True)),
-                "files": [str(f) for f in done.files],
-            }
-        )
+        print_json(done.as_dict(model.id))
         return
     stdout.print(
         f"{escape_controls(ref)}: {escape_controls(e.classes[e.predicted])} "

@@ -43,6 +43,7 @@ from curator.demo.synthetic import CLASSES, Item, clean_collection, make_collect
 
 if TYPE_CHECKING:
     from curator.crawl.query import CrawlProgress
+    from curator.learn.training import TrainOutcome
     from curator.library import Catalog
 
 
@@ -187,7 +188,7 @@ def _train(
     name: str,
     progress: ProgressFn,
     start: Path | None = None,
-) -> int:
+) -> TrainOutcome:
     """A round's model, with the recipe of its starting point as curator train chooses it:
     round 1 from ``config.weights``, round 2 fine-tuning round 1's (``start``); the demo
     gives only what it sets itself (None: the recipe's)."""
@@ -214,7 +215,7 @@ def _train(
     shown = "model.pt of round 1" if start else config.weights
     if outcome.recipe is not None:
         result.recipes[name.removeprefix("training ")] = outcome.recipe.line(weights_shown=shown)
-    return outcome.model_id
+    return outcome
 
 
 def _pipeline(
@@ -232,7 +233,8 @@ def _pipeline(
         f"round 1: training {config.backbone} at {config.image_size} px on the crawl's weak "
         f"labels ({len(groups)} groups, {len(wrong)} of them wrongly labeled)"
     )
-    first = _train(catalog, config, result, "training round 1", progress)
+    round1 = _train(catalog, config, result, "training round 1", progress)
+    first = round1.model_id
     clock.lap("score and cross-fit")
     step(f"scoring the catalog with model {first}, then cross-fitting {config.folds} folds")
     disagree, uncertain = _rank(catalog, config, first, progress)
@@ -249,11 +251,9 @@ def _pipeline(
 
     clock.lap("round 2")
     step(f"round 2: fine-tuning model {first} on the corrected labels")
-    round1 = next(m for m in catalog.models() if m["id"] == first)
     second = _train(
-        catalog, config, result, "training round 2", progress,
-        start=Path(round1["folder"]) / "model.pt",
-    )  # fmt: skip
+        catalog, config, result, "training round 2", progress, start=round1.folder / "model.pt"
+    ).model_id
     catalog.score(model=second, device=config.device, workers=config.workers)
     test_ids = [
         i for i, split in groups.items() if split == "test" and i in truth and truth[i].truth
@@ -405,9 +405,11 @@ def _metrics(
     from classifier.metrics import classification_metrics
 
     wanted = set(ids)
-    found = {r.id: r.probs for r in catalog.image_rows(model=model_id) if r.id in wanted}
-    ids = [i for i in ids if found.get(i)]
-    probs = np.array([[(found[i] or {})[c] for c in CLASSES] for i in ids])
+    found = {
+        r.id: p for r in catalog.image_rows(model=model_id) if r.id in wanted and (p := r.probs)
+    }
+    ids = [i for i in ids if i in found]
+    probs = np.array([[found[i][c] for c in CLASSES] for i in ids])
     target = np.array([CLASSES.index(truth[i].truth or "") for i in ids])
     metrics = classification_metrics(probs, target, list(CLASSES))
     metrics.pop("per_class", None)

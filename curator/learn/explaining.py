@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image as PILImage
 from PIL import ImageOps
@@ -22,7 +23,19 @@ from db.images import find_image
 class Explained:
     source: str
     explanation: Explanation
+    #: One Grad-CAM figure per class, in the classes' order, then the activation plot.
     files: list[Path]
+
+    def as_dict(self, model_id: int) -> dict[str, Any]:
+        """What `curator explain --json` prints."""
+        e = self.explanation
+        return {
+            "source": self.source,
+            "model": model_id,
+            "predicted": e.classes[e.predicted],
+            "probs": dict(zip(e.classes, e.probs, strict=True)),
+            "files": [str(f) for f in self.files],
+        }
 
 
 def open_picture(path: Path) -> PILImage.Image:
