@@ -406,10 +406,19 @@ class Catalog:
         """`curator score PATHS --out FILE`: the model's (the default one's) predictions for
         picture files and folders, into a CSV or JSON Lines file (by its suffix, or
         ``format``), written beside and renamed into place when whole; the catalog is not
-        changed. ``options``: batch_size, workers, on_progress. Returns the counts."""
+        changed. An interrupted call leaves its rows in ``FILE.partial``, and the same call
+        again scores only the rest, as the command does. ``options``: batch_size, workers,
+        on_progress. Returns the counts (``kept``: rows continued from ``FILE.partial``)."""
+        from curator.ingest.door import display_path
         from curator.ingest.importer import collect_inputs
         from curator.learn.models import load_registered
-        from curator.learn.outputs import RowWriter, open_output, output_format
+        from curator.learn.outputs import (
+            RowWriter,
+            kept_rows,
+            open_output,
+            output_format,
+            partial_of,
+        )
         from curator.learn.scoring import score_files
 
         target = Path(out).expanduser()
@@ -417,9 +426,13 @@ class Catalog:
         files = collect_inputs([str(Path(p).expanduser()) for p in paths]).files
         loaded = load_registered(self.db, self.home, model, device=device)
         made_by = {"model": loaded.id, "format": fmt, "classes": loaded.classes, "with_ids": False}
+        kept = None
+        if partial_of(target).exists():  # the same model and format, or nothing is kept
+            kept = kept_rows(target, made_by, {display_path(p) for p in files})
         with open_output(target, made_by) as fh:
             writer = RowWriter(fh, fmt, loaded.classes, with_ids=False)
-            return {"model": loaded.id, **score_files(loaded, files, writer, **options)}
+            counts = score_files(loaded, files, writer, kept=kept, **options)
+            return {"model": loaded.id, **counts}
 
     def explain(
         self,

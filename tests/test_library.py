@@ -61,6 +61,7 @@ def test_a_notebook_imports_trains_and_scores_through_the_library(tmp_path, monk
         with out.open(encoding="utf-8") as fh:
             assert len(list(csv.DictReader(fh))) == 24
         assert not list(out.parent.glob("*.partial"))
+        _an_interrupted_scoring_continues(catalog, tmp_path / "pictures" / "happy", out)
         explained = catalog.explain(rows[0].id, tmp_path / "cams")
         assert explained["predicted"] == rows[0].predicted
         assert Path(explained["gradcam"][explained["predicted"]]).is_file()
@@ -89,3 +90,23 @@ def test_the_library_says_what_is_wrong_as_the_commands_do(tmp_path, monkeypatch
         with pytest.raises(TypeError, match="unknown setting 'epoch'"):
             catalog.train(epoch=3)
     assert repr(catalog).startswith("curator.Catalog(")
+
+
+def _an_interrupted_scoring_continues(catalog: curator.Catalog, folder: Path, whole: Path):
+    """Stopped after its second batch (Ctrl-C in a notebook), score_files keeps the rows in
+    FILE.partial; the same call again scores only the rest, and the file is the whole one."""
+    out = whole.with_name("again.csv")
+
+    def stop(p) -> None:
+        if p.done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        catalog.score_files([folder], out, workers=0, batch_size=4, on_progress=stop)
+    partial = out.with_name("again.csv.partial")
+    assert not out.exists() and len(partial.read_text(encoding="utf-8").splitlines()) == 1 + 8
+    counts = catalog.score_files([folder], out, workers=0, batch_size=4)
+    assert counts["kept"] == 8 and counts["scored"] == 24 and not partial.exists()
+    with out.open(encoding="utf-8") as fh, whole.open(encoding="utf-8") as theirs:
+        ours, expected = list(csv.reader(fh)), list(csv.reader(theirs))
+    assert [r[:2] for r in ours] == [r[:2] for r in expected]  # every file once, same class
