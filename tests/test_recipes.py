@@ -68,7 +68,7 @@ def test_chance_is_the_majority_rate_and_a_margin_a_handful_of_images_cannot_fak
 
 def test_the_warning_says_what_is_wrong_and_what_to_try():
     even = Chance.of([30, 30])
-    cfg = resolve_recipe("none", batch_size=48, lr=3e-4, augment="reference").cfg
+    cfg = resolve_recipe("none", batch_size=48, lr=3e-4, augment="reference", epochs=15).cfg
     warning = stall_warning(
         epoch=5, epochs=15, accuracies=[0.5, 0.52, 0.5, 0.55, 0.5],
         train_losses=[0.70, 0.69, 0.69, 0.70, 0.69], chance=even, classes=2, cfg=cfg,
@@ -82,7 +82,7 @@ def test_the_warning_says_what_is_wrong_and_what_to_try():
     )
     fitting = stall_warning(
         epoch=5, epochs=15, accuracies=[0.5] * 5, train_losses=[0.7, 0.5, 0.3, 0.2, 0.1],
-        chance=even, classes=2, cfg=resolve_recipe("none").cfg,
+        chance=even, classes=2, cfg=resolve_recipe("none", epochs=15).cfg,
     )  # fmt: skip
     assert fitting is not None and "fits its training pictures without telling val apart" in (
         fitting
@@ -116,7 +116,7 @@ def test_folds_train_with_the_recipe_that_learns_on_small_sets_for_enough_steps(
 
 def test_the_help_shows_each_recipe(cli):
     text = " ".join(cli("train", "--help").stdout.split())
-    assert "from scratch (--weights none): epochs 15, batch 16, lr 2e-3" in text
+    assert "from scratch (--weights none): epochs 30, batch 16, lr 2e-3" in text
     assert "ImageNet fine-tuning (--weights imagenet): epochs 15, batch 48, lr 3e-4" in text
     assert "fine-tuning an earlier model (--weights MODEL.pt): epochs 6, batch 16, lr 1e-3" in text
 

@@ -22,7 +22,7 @@ class DemoConfig:
     seed: int = 0
     backbone: str = "resnet18"
     image_size: int = 80
-    #: Round 1's epochs (fewer than the from-scratch recipe's 15, for time); the options
+    #: Round 1's epochs (fewer than the from-scratch recipe's 30, for time); the options
     #: left None take the recipe of the round's starting point (classifier.config.RECIPES).
     epochs: int | None = 10
     batch_size: int | None = None

@@ -58,6 +58,9 @@ FOLD_STEPS = 400
 #: ... but never more epochs than this: on a tiny catalog 400 steps would be hundreds of
 #: passes over the same few pictures.
 FOLD_MAX_EPOCHS = 30
+#: ... and at least the recipe's epochs up to this many: steps, not the whole run's length
+#: (the from-scratch recipe's 30), are what a fold needs.
+FOLD_MIN_EPOCHS = 15
 #: Folds when none are asked for: 5, or one per this many labeled groups when there are
 #: fewer than 5 times as many (at least 2), so that each held-out fold has some of each class.
 GROUPS_PER_FOLD = 20
@@ -101,7 +104,7 @@ def fold_recipe(root: dict[str, Any], train_images: int) -> Recipe:
         include_weak=True,
         lr_auto=False,
     )
-    epochs = fold_epochs(train_images, base.batch_size, base.epochs)
+    epochs = fold_epochs(train_images, base.batch_size, min(base.epochs, FOLD_MIN_EPOCHS))
     return Recipe(name, replace(base, epochs=epochs, patience=epochs), tuple(options))
 
 
