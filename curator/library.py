@@ -412,13 +412,7 @@ class Catalog:
         from curator.ingest.door import display_path
         from curator.ingest.importer import collect_inputs
         from curator.learn.models import load_registered
-        from curator.learn.outputs import (
-            RowWriter,
-            kept_rows,
-            open_output,
-            output_format,
-            partial_of,
-        )
+        from curator.learn.outputs import RowWriter, kept_rows, open_output, output_format
         from curator.learn.scoring import score_files
 
         target = Path(out).expanduser()
@@ -426,9 +420,8 @@ class Catalog:
         files = collect_inputs([str(Path(p).expanduser()) for p in paths]).files
         loaded = load_registered(self.db, self.home, model, device=device)
         made_by = {"model": loaded.id, "format": fmt, "classes": loaded.classes, "with_ids": False}
-        kept = None
-        if partial_of(target).exists():  # the same model and format, or nothing is kept
-            kept = kept_rows(target, made_by, {display_path(p) for p in files})
+        # An interrupted call's rows, when the same model wrote them in the same format.
+        kept = kept_rows(target, made_by, {display_path(p) for p in files})
         with open_output(target, made_by) as fh:
             writer = RowWriter(fh, fmt, loaded.classes, with_ids=False)
             counts = score_files(loaded, files, writer, kept=kept, **options)

@@ -80,9 +80,10 @@ def folds_for(labeled: int) -> tuple[int, str]:
 
 def fold_epochs(train_images: int, batch_size: int, recipe_epochs: int) -> int:
     """Epochs enough for `FOLD_STEPS` steps on a fold's training pictures, at least the
-    recipe's and at most `FOLD_MAX_EPOCHS`."""
+    recipe's (up to `FOLD_MIN_EPOCHS`) and at most `FOLD_MAX_EPOCHS`."""
     steps = max(1, train_images // batch_size)  # full batches: the last partial one is dropped
-    return min(FOLD_MAX_EPOCHS, max(recipe_epochs, math.ceil(FOLD_STEPS / steps)))
+    floor = min(recipe_epochs, FOLD_MIN_EPOCHS)
+    return min(FOLD_MAX_EPOCHS, max(floor, math.ceil(FOLD_STEPS / steps)))
 
 
 def fold_recipe(root: dict[str, Any], train_images: int) -> Recipe:
@@ -104,7 +105,7 @@ def fold_recipe(root: dict[str, Any], train_images: int) -> Recipe:
         include_weak=True,
         lr_auto=False,
     )
-    epochs = fold_epochs(train_images, base.batch_size, min(base.epochs, FOLD_MIN_EPOCHS))
+    epochs = fold_epochs(train_images, base.batch_size, base.epochs)
     return Recipe(name, replace(base, epochs=epochs, patience=epochs), tuple(options))
 
 
