@@ -48,9 +48,22 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 in hardware (AVX-512 with BF16 or AMX on x86, BF16 on
+    Arm), as PyTorch's oneDNN kernels judge it. Without it they emulate bf16: on a 2-core
+    AVX2 EPYC, a resnet18 step at 80 px took 15 times as long under bf16 autocast as in
+    fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The precision autocast runs in with ``amp``: bf16 where the hardware has it, fp16 on
+    a GPU without it (with a GradScaler), and none (fp32) on a CPU without it."""
     if not amp:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None

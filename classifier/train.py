@@ -5,8 +5,9 @@ What differs from the paper's reference recipe (docs/training.md), and why:
 
 * AdamW with decoupled weight decay (not Adam with L2 0.1 on everything), none on biases and
   normalisation; a linear warm-up, then cosine decay to 2 % of the rate (never an epoch at 0);
-* mixed precision through ``torch.autocast``: bf16 on the CPU and on GPUs that have it, fp16
-  with a GradScaler on those that do not; the head always in fp32;
+* mixed precision through ``torch.autocast``: bf16 on GPUs and CPUs that have it in
+  hardware, fp16 with a GradScaler on GPUs that do not, fp32 on CPUs that do not (emulated
+  bf16 is many times slower); the head always in fp32;
 * multi-sample dropout with the 8 losses averaged, as published;
 * early stopping on the validation loss with patience, counted only once val accuracy has
   left chance (classifier.chance), the best epoch's weights kept, and the untouched test
