@@ -37,7 +37,7 @@ def test_a_notebook_imports_trains_and_scores_through_the_library(tmp_path, monk
         assert train and all(r.split == "train" and r.label == "happy" for r in train)
         assert catalog.stats()["images"]["active"] == added
         outcome = catalog.train(
-            backbone="resnet18", image_size=48, weights="none", epochs=2, batch_size=16,
+            backbone="resnet18", image_size=48, weights="none", epochs=4, batch_size=16,
             include_weak=True, augment="light", workers=0,
         )  # fmt: skip
         assert outcome.report.is_file() and outcome.result.best_epoch >= 1

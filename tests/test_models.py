@@ -81,8 +81,9 @@ def registry(tmp_path_factory) -> Path:
         other = "unhappy" if label == "happy" else "happy"
         assert run(home, "label", image_id, "--as", other).exit_code == 0
     weak = ["--include-weak", *FAST]
-    assert run(home, "train", *weak, "--epochs", "2").exit_code == 0
-    assert run(home, "train", *weak, "--epochs", "2", "--head", "gap").exit_code == 0
+    # 4 epochs: at 2, whether a model has left chance depends on the precision it trains in
+    assert run(home, "train", *weak, "--epochs", "4").exit_code == 0
+    assert run(home, "train", *weak, "--epochs", "4", "--head", "gap").exit_code == 0
     for model in (TRAINED, SECOND):
         assert run(home, "score", "--model", model, "--workers", "0").exit_code == 0
     assert run(home, "score", "--model", SECOND, "--folds", "2").exit_code == 0
