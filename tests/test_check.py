@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from curator.config import load_settings
@@ -225,3 +226,31 @@ def test_issue_queues_rank_flagged_pictures_until_a_person_decides(cli, home, de
     after = json.loads(cli("queue", "issue:dark", "--json").stdout)["items"]
     assert [item["id"] for item in after] == dark[1:]
     assert cli("queue", "issue:fuzzy").exit_code == 1
+
+
+def test_the_pixel_check_averages_each_box_as_a_plain_mean_would():
+    """The crop check's cells (one summed-area table per container, shared by its candidates)
+    equal each cell's plain mean, and the correlation from the regions' sums equals NumPy's
+    correlation of the two sets of cells, on a real photograph."""
+    from curator.ingest.crops import _correlations, _whole_cells, grey_square
+    from curator.ingest.imaging import encode_jpeg
+    from curator.ingest.properties import box_cells, box_edges, integral_image
+
+    square = grey_square(encode_jpeg(photos.photo("astronaut")))
+    rng = np.random.default_rng(0)
+    sizes = rng.uniform(0.3, 1.0, (6, 2))
+    boxes = np.column_stack(
+        [rng.uniform(0, 1 - sizes[:, 0]), rng.uniform(0, 1 - sizes[:, 1]), sizes]
+    )
+    cells = box_cells(square, boxes, integral_image(square))
+    ys, xs = box_edges(square.shape[0], boxes)
+    for k in range(len(boxes)):
+        for i, j in ((0, 0), (5, 17), (31, 31)):
+            block = square[ys[k, i] : ys[k, i + 1], xs[k, j] : xs[k, j + 1]]
+            assert cells[k, i, j] == pytest.approx(block.mean(), abs=1e-6)
+    assert np.allclose(_whole_cells(square), box_cells(square, ((0.0, 0.0, 1.0, 1.0),))[0])
+    target = _whole_cells(grey_square(encode_jpeg(photos.photo("coffee")))).reshape(-1)
+    target = target - target.mean()
+    got = _correlations(square, integral_image(square), target, boxes)
+    want = [np.corrcoef(cells[k].reshape(-1), target)[0, 1] for k in range(len(boxes))]
+    assert np.allclose(got, want, atol=1e-9)

@@ -28,7 +28,12 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from curator.ingest.hashindex import as_u64, near_pairs_cross
-from curator.ingest.properties import WINDOWS, box_cells, unpack_window_records
+from curator.ingest.properties import (
+    WINDOWS,
+    box_cells,
+    integral_image,
+    unpack_window_records,
+)
 from curator.ingest.thumbs import ThumbStore
 from db.images import images_by_id
 
@@ -60,14 +65,20 @@ def grey_square(thumbnail: bytes) -> np.ndarray:
     return np.asarray(grey, dtype=np.float64)
 
 
-def _correlations(container: np.ndarray, target: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def _correlations(
+    container: np.ndarray, integral: np.ndarray, target: np.ndarray, boxes: np.ndarray
+) -> np.ndarray:
     arr = boxes.copy()
     arr[:, 2:] = np.clip(arr[:, 2:], 0.05, 1.0)
     arr[:, 0] = np.clip(arr[:, 0], 0.0, 1.0 - arr[:, 2])
     arr[:, 1] = np.clip(arr[:, 1], 0.0, 1.0 - arr[:, 3])
-    regions = box_cells(container, arr).reshape(len(arr), -1)
-    regions = regions - regions.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(regions, axis=1) * max(float(np.linalg.norm(target)), 1e-9)
+    regions = box_cells(container, arr, integral).reshape(len(arr), -1)
+    # ``target`` has zero mean, so a region's own mean drops out of its product with it,
+    # and its spread follows from its sums: no centred copy of the regions is made.
+    count = regions.shape[1]
+    sums = regions.sum(axis=1)
+    spread = np.sqrt(np.maximum(np.einsum("ij,ij->i", regions, regions) - sums * sums / count, 0.0))
+    norms = spread * max(float(np.linalg.norm(target)), 1e-9)
     return (regions @ target) / np.maximum(norms, 1e-9)
 
 
@@ -86,17 +97,32 @@ def _around(box: np.ndarray, shift: float, grow: float, steps: int) -> np.ndarra
     )
 
 
-def fit(container: np.ndarray, part: np.ndarray, window: int) -> float:
+def _whole_cells(square: np.ndarray) -> np.ndarray:
+    """A grey square averaged down to 32 x 32 cells, as `box_cells` does for the whole frame
+    (a plain block mean where the side is a multiple of 32, as `FIT_SIZE` is)."""
+    size = square.shape[0]
+    if size % 32:
+        return box_cells(square, ((0.0, 0.0, 1.0, 1.0),))[0]
+    step = size // 32
+    return square.reshape(32, step, 32, step).mean(axis=(1, 3))
+
+
+def fit(
+    container: np.ndarray, part: np.ndarray, window: int, integral: np.ndarray | None = None
+) -> float:
     """How well ``part`` matches a region of ``container`` near `WINDOWS` [window]: the best
     correlation of their 32 x 32 cells, searched coarse to fine over shifts and scalings of
-    the window (a texture decorrelates within a pixel of misfit, so the search must land)."""
-    target = box_cells(part, ((0.0, 0.0, 1.0, 1.0),)).reshape(-1)
+    the window (a texture decorrelates within a pixel of misfit, so the search must land).
+    ``integral``: the container's `integral_image`, where the caller keeps it for several
+    candidates of one container."""
+    integral = integral_image(container) if integral is None else integral
+    target = _whole_cells(part).reshape(-1)
     target = target - target.mean()
     best_box, best = np.array(WINDOWS[window], dtype=np.float64), -1.0
     shift, grow = 0.06, 0.08
     for stage, steps in enumerate((9, 5, 5, 5)):
         boxes = _around(best_box, shift, grow, steps)
-        corr = _correlations(container, target, boxes)
+        corr = _correlations(container, integral, target, boxes)
         k = int(corr.argmax())
         if corr[k] > best:
             best, best_box = float(corr[k]), boxes[k]
@@ -172,11 +198,15 @@ def crop_edges(
     rows = sorted(set(found[:, 0].tolist()) | set(found[:, 1].tolist()))
     pixels = squares([int(ids[r]) for r in rows])
     keep = []
-    for part, container, window, mirrored in found.tolist():
+    # By container, so that each container's integral image is made once.
+    integral, of = None, None
+    for part, container, window, mirrored in found[np.argsort(found[:, 1], kind="stable")].tolist():
         a, b = pixels.get(int(ids[part])), pixels.get(int(ids[container]))
         if a is None or b is None:
             continue  # no thumbnail to verify on: not joined
-        if fit(b, a[:, ::-1] if mirrored else a, window) >= MIN_CORRELATION:
+        if of != container:
+            integral, of = integral_image(b), container
+        if fit(b, a[:, ::-1] if mirrored else a, window, integral) >= MIN_CORRELATION:
             keep.append((part, container))
     return np.array(keep, dtype=np.int64).reshape(-1, 2)
 

@@ -121,18 +121,34 @@ def box_edges(
     return clip(ys), clip(xs)
 
 
-def box_cells(square: np.ndarray, boxes: np.ndarray | tuple) -> np.ndarray:
-    """Each box of a grey square averaged down to 32 x 32 cells, in one batch over an
-    integral image: (K, 32, 32)."""
+def integral_image(square: np.ndarray) -> np.ndarray:
+    """The summed-area table of a grey square, a row and a column of zeros first."""
     size = square.shape[0]
     integral = np.zeros((size + 1, size + 1), dtype=np.float64)
     integral[1:, 1:] = square.cumsum(0).cumsum(1)
+    return integral
+
+
+def box_cells(
+    square: np.ndarray, boxes: np.ndarray | tuple, integral: np.ndarray | None = None
+) -> np.ndarray:
+    """Each box of a grey square averaged down to 32 x 32 cells, in one batch over its
+    integral image (`integral_image`, made here unless given): (K, 32, 32)."""
+    size = square.shape[0]
+    integral = integral_image(square) if integral is None else integral
     ys, xs = box_edges(size, boxes)
     flat = ys[:, :, None] * (size + 1) + xs[:, None, :]
-    area = np.diff(ys, axis=1)[:, :, None] * np.diff(xs, axis=1)[:, None, :]
     corners = np.take(integral, flat)  # (K, 33, 33)
-    sums = corners[:, 1:, 1:] - corners[:, :-1, 1:] - corners[:, 1:, :-1] + corners[:, :-1, :-1]
-    return sums / np.maximum(area, 1).astype(np.float64)
+    sums = corners[:, 1:, 1:] - corners[:, :-1, 1:]
+    sums -= corners[:, 1:, :-1]
+    sums += corners[:, :-1, :-1]
+    # One over each cell's area, as a product of its height's and its width's: a cell of
+    # no height or width sums to 0 and stays 0.
+    tall = 1.0 / np.maximum(np.diff(ys, axis=1), 1)
+    wide = 1.0 / np.maximum(np.diff(xs, axis=1), 1)
+    sums *= tall[:, :, None]
+    sums *= wide[:, None, :]
+    return sums
 
 
 def _intervals() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
