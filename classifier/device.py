@@ -3,6 +3,8 @@ takes them, checked before anything is registered or written."""
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 from classifier.errors import TrainingError
@@ -49,13 +51,15 @@ def pick_device(name: str) -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 in hardware (AVX-512 with BF16 or AMX on x86, BF16 on
-    Arm), as PyTorch's oneDNN kernels judge it. Without it they emulate bf16: on a 2-core
-    AVX2 EPYC, a resnet18 step at 80 px took 11 times as long under bf16 autocast as in
-    fp32 (bench/precision.py)."""
+    """Whether this CPU computes bf16 in hardware: AVX-512 BF16 or AMX on x86 (oneDNN's own
+    check also passes plain AVX-512, where bf16 runs converted, slower than fp32), BF16 on
+    Arm as oneDNN judges it. Without it bf16 is emulated: on a 2-core AVX2 EPYC, a resnet18
+    step at 80 px took 11 times as long under bf16 autocast as in fp32 (bench/precision.py)."""
     try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
+    except (AttributeError, RuntimeError):  # another build of PyTorch: fp32 is always safe
         return False
 
 

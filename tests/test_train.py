@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import random
 import urllib.error
 from pathlib import Path
@@ -364,3 +365,21 @@ def test_pictures_are_decoded_once_when_they_fit(toy, monkeypatch):
         # cached: each picture once; not: the full batches of train and all of val on each
         # of 2 epochs, then val and test
         assert len(opened) == (expected or 2 * (train // 16 * 16 + val) + val + test)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the x86 rule")
+def test_autocast_on_an_x86_cpu_takes_bf16_only_where_it_is_in_hardware(monkeypatch):
+    """What the CPU reports is the one thing made up here: plain AVX-512 (which oneDNN's own
+    check passes, though bf16 runs converted there) gets fp32; AVX-512 BF16 or AMX, bf16."""
+    from classifier.device import autocast_dtype
+
+    cpu = torch.device("cpu")
+    for bf16, amx, want in (
+        (False, False, None),
+        (True, False, torch.bfloat16),
+        (False, True, torch.bfloat16),
+    ):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert autocast_dtype(cpu, True) is want
+        assert autocast_dtype(cpu, False) is None
