@@ -6,7 +6,8 @@ Times one training step of DeepConnection (forward, the 8 losses, backward, fuse
 random batch, in fp32 and under bf16 autocast in turn, ``--rounds`` rounds of 3 steps each
 after one warm-up step of each (so that drifting load meets both alike), and prints the median
 of each, their ratio, and what `classifier.device.autocast_dtype` picks on this CPU: bf16 only
-where oneDNN runs it in hardware (AVX-512 BF16, AMX, Arm BF16). Where it does not, bf16 is
+where the CPU computes it in hardware (`classifier.device.cpu_has_bf16`: AVX-512 BF16 or AMX
+on x86, BF16 on Arm). Where it does not, bf16 is
 emulated and many times slower than fp32. docs/training.md quotes the figures.
 """
 
