@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from curator.ingest.crops import thumbnail_squares
+from curator.ingest.crops import crops_by_default, thumbnail_squares
 from curator.ingest.dedup import DEFAULT_THRESHOLD, row_edges, run_dedup
 from curator.ingest.imaging import HASH_VERSION
 from curator.ingest.properties import PROPERTIES_VERSION
@@ -46,16 +46,26 @@ OTHERS_SHARE = 0.3
 MIN_CLASS = 10
 
 
-def leaks(catalog: Catalog, home: Path, *, threshold: int = DEFAULT_THRESHOLD) -> list[list[int]]:
-    """Pairs [a, b] (a < b) of near copies, cropped ones included, that sit in different
-    splits; pairs a person separated are not copies."""
+def leaks(
+    catalog: Catalog,
+    home: Path,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    crops: bool | None = None,
+) -> list[list[int]]:
+    """Pairs [a, b] (a < b) of near copies, cropped ones included (``crops`` None: up to
+    `curator.ingest.crops.CROPS_AUTO_LIMIT` pictures), that sit in different splits;
+    pairs a person separated are not copies."""
     with catalog.reading() as session:
         rows = hash_rows(session, hash_version=HASH_VERSION)
         if not rows:
             return []
         separated = separated_pairs(session)
-        squares = thumbnail_squares(session, home)
-        a, b = row_edges(rows, threshold, None, window_rows(session), squares)
+        if crops if crops is not None else crops_by_default(len(rows)):
+            windows, squares = window_rows(session), thumbnail_squares(session, home)
+        else:
+            windows, squares = None, None
+        a, b = row_edges(rows, threshold, None, windows, squares)
     found = set()
     for i, j in zip(a.tolist(), b.tolist(), strict=True):
         x, y = rows[i], rows[j]
@@ -179,9 +189,8 @@ def check_catalog(catalog: Catalog, home: Path, *, examples: int = 5) -> dict[st
         limits = thresholds(session)
         rows = property_rows(session)
         missing = count_missing_properties(session, version=PROPERTIES_VERSION)
-        duplicates = sum(
-            1 for r in hash_rows(session, hash_version=HASH_VERSION) if r.status == DUPLICATE
-        )
+        hashed = hash_rows(session, hash_version=HASH_VERSION)
+        duplicates = sum(1 for r in hashed if r.status == DUPLICATE)
     found = leaks(catalog, home)
     return {
         "images": len(rows),
@@ -192,6 +201,8 @@ def check_catalog(catalog: Catalog, home: Path, *, examples: int = 5) -> dict[st
         "examples": {name: [i for i, _ in issues[name][:examples]] for name in ISSUES},
         "issues": {name: [i for i, _ in issues[name]] for name in ISSUES},
         "leaks": found,
+        # Crop matching left out of the leaks for the catalog's size (`crops_by_default`).
+        "leaks_without_crops": not crops_by_default(len(hashed)),
         "balance": balance(rows),
         "entanglement": entanglement(rows, limits),
     }

@@ -313,9 +313,10 @@ class Catalog:
             self.db, self.home, list(queries), CrawlOptions(**options), on_progress=on_progress
         )
 
-    def dedup(self, *, threshold: int | None = None, crops: bool = True) -> dict[str, Any]:
+    def dedup(self, *, threshold: int | None = None, crops: bool | None = None) -> dict[str, Any]:
         """`curator dedup`: near-duplicate groups over the whole catalog (with ``crops``,
-        copies cut from a picture too); returns its summary."""
+        copies cut from a picture too; None: up to `curator.ingest.crops.CROPS_AUTO_LIMIT`
+        pictures); returns its summary."""
         from curator.ingest.dedup import DEFAULT_THRESHOLD, run_dedup
 
         _plan, summary = run_dedup(

@@ -17,6 +17,7 @@ from curator.cli.common import (
     stdout,
 )
 from curator.display import escape_controls, escape_controls_in
+from curator.ingest.crops import CROPS_LEFT_OUT
 
 
 def _print_result(result: dict[str, Any]) -> None:
@@ -36,6 +37,7 @@ def _print_result(result: dict[str, Any]) -> None:
     stdout.print(
         f"leaks across splits: {len(leaks)} pairs of near copies"
         + (f" ({shown}); curator check --fix-splits regroups them" if leaks else "")
+        + (f" (whole frames only: {CROPS_LEFT_OUT})" if result.get("leaks_without_crops") else "")
     )
     stdout.print("label balance per split:")
     for split, by_label in result["balance"].items():

@@ -10,11 +10,13 @@ from curator.cli.common import (
     fail,
     open_settings_catalog,
     print_json,
+    progress_bar,
     settings_of,
     stdout,
     threshold_option,
 )
 from curator.ingest import dedup as dedup_lib
+from curator.ingest.crops import CROPS_LEFT_OUT
 from curator.runs import tracked_run
 from db.images import changes_of_run
 from db.runs import latest_run, run_by_id, runs_of_kind
@@ -31,10 +33,14 @@ def dedup_command(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change; change nothing."
     ),
-    crops: bool = typer.Option(
-        True,
+    crops: bool | None = typer.Option(
+        None,
         "--crops/--no-crops",
-        help="Also join copies cut from a picture, or with a banner added (window hashes).",
+        help=(
+            "Also join copies cut from a picture, or with a banner added (window hashes). "
+            "Default: on up to 50,000 pictures."
+        ),
+        show_default=False,
     ),
     undo: bool = typer.Option(False, "--undo", help="Put back what the last dedup run changed."),
     run_id: int | None = typer.Option(
@@ -47,7 +53,9 @@ def dedup_command(
     Images whose perceptual hashes (or mirrored hashes) lie within the threshold form a group;
     the one with the most pixels (then the oldest) stays active, the others are marked
     duplicate. Copies cut from a picture (10 to 25 % of each side) or with a banner added
-    join its group too, by the hashes of its windows (--no-crops: whole frames only).
+    join its group too, by the hashes of its windows (--no-crops: whole frames only). That
+    scan's time grows with the square of the catalog's size, so over 50,000 pictures it
+    runs only with --crops.
     Group members share one split. Nothing is deleted, and --undo reverts a run:
     the last dedup run, or --run N (an import's grouping, too). A run already undone is said
     to be so, and nothing changes (exit 0).
@@ -65,13 +73,21 @@ def dedup_command(
     if undo:
         _undo_dedup(catalog, run_id, as_json)
         return
-    plan, summary = dedup_lib.run_dedup(
-        catalog, settings.home, threshold=threshold, dry_run=dry_run, crops=crops
-    )
+    with progress_bar("matching crops", None) as update:
+        plan, summary = dedup_lib.run_dedup(
+            catalog,
+            settings.home,
+            threshold=threshold,
+            dry_run=dry_run,
+            crops=crops,
+            on_progress=lambda stage, done, total: update(done, stage, total=total),
+        )
     if as_json:
         print_json({**summary, "groups_list": plan.groups})
         return
     stdout.print(f"near-duplicate threshold: {threshold} bits of 64")
+    if summary["crops_left_out"]:
+        stdout.print(f"whole frames only: {CROPS_LEFT_OUT}")
     stdout.print(
         f"{plan.images} images; {len(plan.groups)} groups holding {summary['in_groups']} images"
     )

@@ -8,26 +8,27 @@ frames). A crop's whole-frame hash then lies within a few bits of one of its pho
 a photo with a banner added holds the photo, so the photo's hash lies near one of the banner
 copy's windows.
 
-Candidates come from one bipartite join (`curator.ingest.hashindex.near_pairs_cross`):
-every whole-frame hash and its mirror against every stored window, within
-`WINDOW_THRESHOLD` bits. A window hash alone is loose (windows of two photos of one
-texture, or of one palette, meet), so each candidate is verified on the pixels of the two
-thumbnails: the correlation of the copy with the best-fitting region near the window that
-matched. bench/crops.py measured the choices (docs/check.md).
+Candidates come from one exact scan (`window_search`, faiss's binary flat index): every
+whole-frame hash and its mirror against every stored window, within `WINDOW_THRESHOLD`
+bits, each picture keeping its `MOST_CONTAINERS` nearest. A window hash alone is loose
+(windows of two photos of one texture, or of one palette, meet), so each candidate is
+verified on the pixels of the two thumbnails: the correlation of the copy with the
+best-fitting region near the window that matched. bench/crops.py measured the choices,
+bench/crop_scale.py the bound and the cost as the catalog grows (docs/check.md).
 """
 
 from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from curator.ingest.hashindex import as_u64, near_pairs_cross
+from curator.ingest.hashindex import as_u64
 from curator.ingest.properties import (
     WINDOWS,
     box_cells,
@@ -153,6 +154,67 @@ def window_arrays(
     return np.concatenate(hashes), np.concatenate(owners), np.concatenate(which)
 
 
+#: The most containers a picture is verified against: its nearest by window distance. A
+#: crop lies within a few bits of a window of its photo, and joining it to one member of
+#: the photo's group joins the group; without a bound, a catalog of similar pictures (one
+#: palette, one style) gives each picture candidates in proportion to the catalog's size.
+#: Measured by bench/crop_scale.py (docs/check.md).
+MOST_CONTAINERS = 4
+#: Queries per range search: bounds the memory of the pairs one search returns.
+_QUERY_CHUNK = 4096
+#: Pictures up to which `curator dedup` and `curator check` match crops unless told not to.
+#: The scan compares every hash with every window, so its time grows with the square of the
+#: catalog: measured by bench/crop_scale.py, about 37 s at 20,000 drawn pictures and 1.5
+#: billion comparisons a second on 2 cores, so some 4 minutes at 50,000 (and the pixel check
+#: of up to `MOST_CONTAINERS` candidates a picture on top), but a day at a million. Over
+#: it, crop matching runs when asked (``--crops``), and says so when it is left out.
+CROPS_AUTO_LIMIT = 50_000
+#: What long crop matching reports: (stage, done, total), the stage ``scan`` or ``check``.
+CropProgress = Callable[[str, int, int], None]
+
+
+#: Said where crop matching was left out for the catalog's size.
+CROPS_LEFT_OUT = (
+    f"cropped copies are matched by default up to {CROPS_AUTO_LIMIT:,} pictures; "
+    "curator dedup --crops matches them in a larger catalog (hours at a million)"
+)
+
+
+def crops_by_default(pictures: int) -> bool:
+    """Whether crop matching runs on a catalog of this many pictures when not told."""
+    return pictures <= CROPS_AUTO_LIMIT
+
+
+def _codes(hashes: np.ndarray) -> np.ndarray:
+    """64-bit hashes as faiss's binary codes: 8 bytes each, most significant first."""
+    return np.ascontiguousarray(as_u64(hashes).astype(">u8").view(np.uint8).reshape(-1, 8))
+
+
+def window_search(
+    queries: np.ndarray,
+    hashes: np.ndarray,
+    radius: int,
+    on_progress: CropProgress | None = None,
+) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(query, hash, distance) of every pair within ``radius`` bits, a chunk of queries at
+    a time: an exact scan of the hashes by faiss's binary flat index (its popcounts run
+    several times faster than NumPy's and on every core)."""
+    import faiss
+
+    index = faiss.IndexBinaryFlat(64)
+    index.add(_codes(hashes))
+    for start in range(0, queries.size, _QUERY_CHUNK):
+        chunk = _codes(queries[start : start + _QUERY_CHUNK])
+        lims, dist, found = index.range_search(chunk, radius + 1)  # strictly under
+        rows = (
+            np.repeat(np.arange(chunk.shape[0], dtype=np.int64), np.diff(lims).astype(np.int64))
+            + start
+        )
+        yield rows, found.astype(np.int64), dist.astype(np.int64)
+        if on_progress is not None:
+            on_progress("scan", min(start + _QUERY_CHUNK, queries.size), queries.size)
+
+
 def candidates(
     ids: np.ndarray,
     plain: np.ndarray,
@@ -160,24 +222,45 @@ def candidates(
     windows: list[tuple[int, bytes]],
     *,
     radius: int = WINDOW_THRESHOLD,
-    workers: int | None = None,
+    most: int = MOST_CONTAINERS,
+    on_progress: CropProgress | None = None,
 ) -> np.ndarray:
-    """(part row, container row, window index, mirrored) of every pair where the part's
-    hash (or its mirror) lies within ``radius`` bits of one of the container's windows."""
+    """(part row, container row, window index, mirrored, distance) of the pairs where the
+    part's hash (or its mirror) lies within ``radius`` bits of one of the container's
+    windows: for each part its ``most`` nearest containers, nearest first, by the window
+    nearest to it."""
     n = len(ids)
     hashes, owners, which = window_arrays(ids, windows)
     if n == 0 or hashes.size == 0:
-        return np.empty((0, 4), dtype=np.int64)
+        return np.empty((0, 5), dtype=np.int64)
     queries = np.concatenate([as_u64(plain), as_u64(mirror)])
-    found = near_pairs_cross(queries, hashes, radius, workers=workers)
+    kept = []
+    for query, window, dist in window_search(queries, hashes, radius, on_progress):
+        part, container = query % n, owners[window]
+        found = np.stack([part, container, which[window], query // n, dist], axis=1)
+        kept.append(_nearest(found[part != container], most))
+    if not kept:
+        return np.empty((0, 5), dtype=np.int64)
+    # A part's plain and mirrored hashes fall in different chunks: bound it again.
+    return _nearest(np.concatenate(kept), most)
+
+
+def _nearest(found: np.ndarray, most: int) -> np.ndarray:
+    """Of rows (part, container, window, mirrored, distance): one per pair of part and
+    container (its nearest window), and each part's ``most`` nearest containers."""
     if found.size == 0:
-        return np.empty((0, 4), dtype=np.int64)
-    part, container = found[:, 0] % n, owners[found[:, 1]]
-    out = np.stack([part, container, which[found[:, 1]], found[:, 0] // n], axis=1)
-    out = out[part != container]
-    # One candidate per pair (the first window that matched), for one verification.
-    _, first = np.unique(out[:, :2], axis=0, return_index=True)
-    return out[np.sort(first)]
+        return found.reshape(0, 5)
+    found = found[np.lexsort((found[:, 1], found[:, 4], found[:, 0]))]
+    _, first = np.unique(found[:, :2], axis=0, return_index=True)
+    found = found[np.sort(first)]  # by part, then distance: each pair's nearest window
+    found = found[np.lexsort((found[:, 1], found[:, 4], found[:, 0]))]
+    starts = np.searchsorted(found[:, 0], found[:, 0], side="left")
+    return found[np.arange(len(found)) - starts < most]
+
+
+#: Candidates verified per batch: the grey squares of a batch's pictures (512 KB each, 256
+#: at most) are all that is held, whatever the catalog's size.
+_VERIFY_BATCH = 128
 
 
 def crop_edges(
@@ -188,27 +271,47 @@ def crop_edges(
     squares: Squares,
     *,
     radius: int = WINDOW_THRESHOLD,
-    workers: int | None = None,
+    most: int = MOST_CONTAINERS,
+    on_progress: CropProgress | None = None,
 ) -> np.ndarray:
     """Pairs of rows (part, container): a copy cut from a picture (or the picture inside a
     copy with a banner), found by window hashes and verified on the thumbnails' pixels."""
-    found = candidates(ids, plain, mirror, windows, radius=radius, workers=workers)
-    if found.size == 0:
-        return np.empty((0, 2), dtype=np.int64)
-    rows = sorted(set(found[:, 0].tolist()) | set(found[:, 1].tolist()))
-    pixels = squares([int(ids[r]) for r in rows])
-    keep = []
+    found = candidates(
+        ids, plain, mirror, windows, radius=radius, most=most, on_progress=on_progress
+    )
+    return found[verified(ids, found, squares, on_progress)][:, :2]
+
+
+def verified(
+    ids: np.ndarray,
+    found: np.ndarray,
+    squares: Squares,
+    on_progress: CropProgress | None = None,
+) -> np.ndarray:
+    """Which candidates (rows of `candidates`) fit on the pixels: a mask. A candidate
+    without a thumbnail on either side is not."""
     # By container, so that each container's integral image is made once.
-    integral, of = None, None
-    for part, container, window, mirrored in found[np.argsort(found[:, 1], kind="stable")].tolist():
-        a, b = pixels.get(int(ids[part])), pixels.get(int(ids[container]))
-        if a is None or b is None:
-            continue  # no thumbnail to verify on: not joined
-        if of != container:
-            integral, of = integral_image(b), container
-        if fit(b, a[:, ::-1] if mirrored else a, window, integral) >= MIN_CORRELATION:
-            keep.append((part, container))
-    return np.array(keep, dtype=np.int64).reshape(-1, 2)
+    order = np.argsort(found[:, 1], kind="stable")
+    fits = np.zeros(len(found), dtype=bool)
+    held: dict[int, np.ndarray] = {}
+    for start in range(0, len(order), _VERIFY_BATCH):
+        rows = order[start : start + _VERIFY_BATCH]
+        wanted = {int(ids[r]) for r in found[rows, :2].ravel().tolist()}
+        missing = sorted(wanted - held.keys())
+        held = {i: held[i] for i in wanted & held.keys()} | (squares(missing) if missing else {})
+        integral, of = None, None
+        for row in rows.tolist():
+            part, container, window, mirrored = found[row, :4].tolist()
+            a, b = held.get(int(ids[part])), held.get(int(ids[container]))
+            if a is None or b is None:
+                continue
+            if of != container:
+                integral, of = integral_image(b), container
+            square = a[:, ::-1] if mirrored else a
+            fits[row] = fit(b, square, window, integral) >= MIN_CORRELATION
+        if on_progress is not None:
+            on_progress("check", min(start + _VERIFY_BATCH, len(order)), len(order))
+    return fits
 
 
 def thumbnail_squares(session: Session, home: Path) -> Squares:

@@ -21,7 +21,13 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from curator import defaults
-from curator.ingest.crops import Squares, crop_edges, thumbnail_squares
+from curator.ingest.crops import (
+    CropProgress,
+    Squares,
+    crop_edges,
+    crops_by_default,
+    thumbnail_squares,
+)
 from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
 from curator.ingest.imaging import HASH_VERSION
 from curator.runs import tracked_run
@@ -68,6 +74,9 @@ class DedupPlan:
     threshold: int
     images: int = 0
     groups: list[list[int]] = field(default_factory=list)
+    #: Whether crops were matched, and whether they were left out for the catalog's size.
+    crops: bool = False
+    crops_left_out: bool = False
     changes: dict[int, Target] = field(default_factory=dict)
     #: The state each changed image was in when the plan was made.
     before: dict[int, Target] = field(default_factory=dict)
@@ -116,6 +125,7 @@ def component_labels(
     separated: set[tuple[int, int]] | None = None,
     windows: list[tuple[int, bytes]] | None = None,
     squares: Squares | None = None,
+    on_progress: CropProgress | None = None,
 ) -> np.ndarray:
     """Connected-component label of each row: rows joined by plain or mirrored hash matches,
     and with ``windows`` (image id, window hashes) by crop matches too
@@ -124,7 +134,7 @@ def component_labels(
     n = len(rows)
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    a, b = row_edges(rows, threshold, workers, windows, squares)
+    a, b = row_edges(rows, threshold, workers, windows, squares, on_progress)
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -146,6 +156,7 @@ def row_edges(
     workers: int | None = None,
     windows: list[tuple[int, bytes]] | None = None,
     squares: Squares | None = None,
+    on_progress: CropProgress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of rows (as two index arrays, a != b) that are near copies: by plain or
     mirrored hash, and with ``windows`` and ``squares`` (their pixels, to verify on) as
@@ -160,22 +171,34 @@ def row_edges(
     a, b = a[keep], b[keep]
     if windows and squares is not None:
         ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
-        crops = crop_edges(ids, plain, mirror, windows, squares, workers=workers)
+        crops = crop_edges(ids, plain, mirror, windows, squares, on_progress=on_progress)
         a, b = np.concatenate([a, crops[:, 0]]), np.concatenate([b, crops[:, 1]])
     return a, b
 
 
 def plan_dedup(
-    session: Session, *, threshold: int, workers: int | None = None, home: Path | None = None
+    session: Session,
+    *,
+    threshold: int,
+    workers: int | None = None,
+    home: Path | None = None,
+    crops: bool | None = None,
+    on_progress: CropProgress | None = None,
 ) -> DedupPlan:
     """What the catalog should look like with groups at this threshold, as changes; given
     the ``home`` (the thumbnails, to verify on), cropped copies and copies with a banner
-    join their photo's group too."""
+    join their photo's group too: with ``crops`` None, when the catalog is small enough
+    for that to be quick (`curator.ingest.crops.crops_by_default`)."""
     rows = hash_rows(session, hash_version=HASH_VERSION)
     plan = DedupPlan(threshold=threshold, images=len(rows))
-    windows = window_rows(session) if home is not None else None
-    squares = thumbnail_squares(session, home) if home is not None else None
-    labels = component_labels(rows, threshold, workers, separated_pairs(session), windows, squares)
+    wanted = crops if crops is not None else crops_by_default(len(rows))
+    plan.crops = home is not None and wanted
+    plan.crops_left_out = home is not None and crops is None and not wanted
+    windows = window_rows(session) if plan.crops else None
+    squares = thumbnail_squares(session, home) if plan.crops and home is not None else None
+    labels = component_labels(
+        rows, threshold, workers, separated_pairs(session), windows, squares, on_progress
+    )
     members: dict[int, list[HashRow]] = {}
     for row, label in zip(rows, labels.tolist(), strict=True):
         members.setdefault(label, []).append(row)
@@ -301,25 +324,30 @@ def run_dedup(
     *,
     threshold: int = DEFAULT_THRESHOLD,
     dry_run: bool = False,
-    crops: bool = True,
+    crops: bool | None = None,
+    on_progress: CropProgress | None = None,
 ) -> tuple[DedupPlan, dict[str, Any]]:
     """Group the whole catalog's near duplicates and mark them (``curator dedup``): the plan
     is made from one read, then applied in short transactions as a tracked run; an image
-    that changed meanwhile is left as it is. With ``crops``, copies cut from a picture join
-    its group too (`curator.ingest.crops`, reading the thumbnails of ``home``). Returns the
+    that changed meanwhile is left as it is. With ``crops`` (None: up to
+    `curator.ingest.crops.CROPS_AUTO_LIMIT` pictures), copies cut from a picture join its
+    group too (`curator.ingest.crops`, reading the thumbnails of ``home``). Returns the
     plan and its summary (with the run's id, and what changed meanwhile, when something was
     applied)."""
     with catalog.reading() as session:
-        plan = plan_dedup(session, threshold=threshold, home=home if crops else None)
+        plan = plan_dedup(
+            session, threshold=threshold, home=home, crops=crops, on_progress=on_progress
+        )
     summary: dict[str, Any] = {
         "threshold": threshold,
-        "crops": crops,
+        "crops": plan.crops,
+        "crops_left_out": plan.crops_left_out,
         **plan.summary(),
         "dry_run": dry_run,
     }
     if dry_run or not plan.changes:
         return plan, summary
-    params = {"threshold": threshold, "crops": crops}
+    params = {"threshold": threshold, "crops": plan.crops}
     with tracked_run(catalog, kind="dedup", params=params) as run:
         ids = sorted(plan.changes)
         skipped = 0

@@ -1,0 +1,127 @@
+"""Crop matching as catalogs grow: the exact window scan against a plain comparison of every
+pair, each picture's bound of containers, the pixel check in bounded batches, and crop
+matching left out of a catalog over its size (and said so), on real photographs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+import curator.ingest.crops as crops
+import curator.ingest.imaging as imaging
+from curator.ingest.hashindex import as_u64
+from curator.ingest.properties import unpack_window_records
+from tests.helpers import photos
+
+
+@pytest.fixture(scope="module")
+def pictures() -> list[tuple[int, int, bytes, bytes]]:
+    """Real photos, their quarters, crops of 10 to 25 % and a banner copy: (pHash, mirror
+    pHash, windows, thumbnail)."""
+    found = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        img = photos.photo(name, 400)
+        kinds = [img, photos.with_banner(img), *photos.quarters(name)]
+        kinds += [photos.cropped(img, share, seed=i) for i, share in enumerate((0.1, 0.2, 0.25))]
+        for one in kinds:
+            out = io.BytesIO()
+            one.convert("RGB").save(out, "JPEG", quality=90)
+            a = imaging.analyze(out.getvalue())
+            assert a.properties is not None
+            found.append((a.phash, a.phash_mirror, a.properties.windows, a.thumbnail))
+    return found
+
+
+def arrays(pictures):
+    ids = np.arange(100, 100 + len(pictures))  # ids are not row numbers
+    plain = as_u64([p[0] for p in pictures])
+    mirror = as_u64([p[1] for p in pictures])
+    windows = [(int(ids[i]), p[2]) for i, p in enumerate(pictures)]
+    return ids, plain, mirror, windows
+
+
+def plainly(pictures, radius: int) -> dict[tuple[int, int], int]:
+    """(part, container) -> the least distance of the part's hash or mirror to one of the
+    container's windows, within ``radius``, by comparing every pair."""
+    out = {}
+    for c, container in enumerate(pictures):
+        hashes = unpack_window_records(container[2])["hash"].astype(np.uint64)
+        for p, part in enumerate(pictures):
+            if p == c or not hashes.size:
+                continue
+            d = min(int(np.bitwise_count(hashes ^ np.uint64(h)).min()) for h in part[:2])
+            if d <= radius:
+                out[(p, c)] = d
+    return out
+
+
+def test_the_window_scan_finds_every_pair_a_plain_comparison_finds(pictures):
+    ids, plain, mirror, windows = arrays(pictures)
+    found = crops.candidates(ids, plain, mirror, windows, most=len(pictures))
+    got = {(p, c): d for p, c, _w, _m, d in found.tolist()}
+    want = plainly(pictures, crops.WINDOW_THRESHOLD)
+    assert want and got == want
+    for p, c, w, mirrored, d in found.tolist():  # the window named is one at that distance
+        records = unpack_window_records(pictures[c][2])
+        h = records["hash"][records["index"] == w].astype(np.uint64)[0]
+        assert int(np.bitwise_count(h ^ np.uint64(pictures[p][mirrored]))) == d
+
+
+def test_each_picture_keeps_only_its_nearest_containers(pictures):
+    ids, plain, mirror, windows = arrays(pictures)
+    want = plainly(pictures, crops.WINDOW_THRESHOLD)
+    for most in (1, 2):
+        found = crops.candidates(ids, plain, mirror, windows, most=most)
+        parts = found[:, 0].tolist()
+        assert max(parts.count(p) for p in set(parts)) <= most
+        for p in {p for p, _c in want}:
+            kept = sorted(d for q, _c, _w, _m, d in found.tolist() if q == p)
+            assert kept == sorted(d for (q, _c), d in want.items() if q == p)[:most]
+
+
+def test_the_pixel_check_in_small_batches_holds_few_pictures_and_agrees(pictures, monkeypatch):
+    ids, plain, mirror, windows = arrays(pictures)
+    by_id = {int(ids[i]): p for i, p in enumerate(pictures)}
+    asked: list[int] = []
+
+    def squares(wanted: list[int]) -> dict[int, np.ndarray]:
+        asked.append(len(wanted))
+        return {i: crops.grey_square(by_id[i][3]) for i in wanted}
+
+    whole = crops.crop_edges(ids, plain, mirror, windows, squares)
+    monkeypatch.setattr(crops, "_VERIFY_BATCH", 2)
+    asked.clear()
+    batched = crops.crop_edges(ids, plain, mirror, windows, squares)
+    assert sorted(map(tuple, batched.tolist())) == sorted(map(tuple, whole.tolist()))
+    assert len(whole) >= 6 and max(asked) <= 4  # two candidates: four pictures at most
+    # Each crop and the banner copy joined to its photo (rows 0, 1 and 6 to 8 of each).
+    joined = {frozenset(pair) for pair in whole.tolist()}
+    for base in range(0, len(pictures), 9):
+        for copy in (base + 1, base + 6, base + 7, base + 8):
+            assert frozenset((base, copy)) in joined
+
+
+@pytest.mark.backends
+def test_a_catalog_over_the_size_leaves_crops_out_and_says_so(cli, home, tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    astronaut = photos.photo("astronaut", 400)
+    astronaut.save(folder / "astronaut.jpg", quality=92)
+    photos.cropped(astronaut, 0.2, seed=3).save(folder / "crop20.jpg", quality=92)
+    assert cli("import", folder).exit_code == 0
+    monkeypatch.setattr(crops, "CROPS_AUTO_LIMIT", 1)
+    left_out = json.loads(cli("dedup", "--dry-run", "--json").stdout)
+    assert left_out["crops"] is False and left_out["crops_left_out"] is True
+    assert left_out["in_groups"] == 0
+    shown = cli("dedup", "--dry-run")
+    assert shown.exit_code == 0 and "whole frames only" in shown.stdout
+    checked = json.loads(cli("check", "--json").stdout)
+    assert checked["leaks_without_crops"] is True
+    forced = json.loads(cli("dedup", "--crops", "--json").stdout)
+    assert forced["crops"] is True and forced["crops_left_out"] is False
+    assert forced["in_groups"] == 2
+    monkeypatch.setattr(crops, "CROPS_AUTO_LIMIT", 50_000)
+    assert json.loads(cli("check", "--json").stdout)["leaks_without_crops"] is False
