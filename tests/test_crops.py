@@ -106,12 +106,7 @@ def test_the_pixel_check_in_small_batches_holds_few_pictures_and_agrees(pictures
 
 @pytest.mark.backends
 def test_a_catalog_over_the_size_leaves_crops_out_and_says_so(cli, home, tmp_path, monkeypatch):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    astronaut = photos.photo("astronaut", 400)
-    astronaut.save(folder / "astronaut.jpg", quality=92)
-    photos.cropped(astronaut, 0.2, seed=3).save(folder / "crop20.jpg", quality=92)
-    assert cli("import", folder).exit_code == 0
+    assert cli("import", photos.photo_and_crop(tmp_path / "in")).exit_code == 0
     monkeypatch.setattr(crops, "CROPS_AUTO_LIMIT", 1)
     left_out = json.loads(cli("dedup", "--dry-run", "--json").stdout)
     assert left_out["crops"] is False and left_out["crops_left_out"] is True
@@ -123,5 +118,5 @@ def test_a_catalog_over_the_size_leaves_crops_out_and_says_so(cli, home, tmp_pat
     forced = json.loads(cli("dedup", "--crops", "--json").stdout)
     assert forced["crops"] is True and forced["crops_left_out"] is False
     assert forced["in_groups"] == 2
-    monkeypatch.setattr(crops, "CROPS_AUTO_LIMIT", 50_000)
+    monkeypatch.setattr(crops, "CROPS_AUTO_LIMIT", 20_000)
     assert json.loads(cli("check", "--json").stdout)["leaks_without_crops"] is False

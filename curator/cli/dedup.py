@@ -38,7 +38,7 @@ def dedup_command(
         "--crops/--no-crops",
         help=(
             "Also join copies cut from a picture, or with a banner added (window hashes). "
-            "Default: on up to 50,000 pictures."
+            "Default: on up to 20,000 pictures."
         ),
         show_default=False,
     ),
@@ -54,7 +54,7 @@ def dedup_command(
     the one with the most pixels (then the oldest) stays active, the others are marked
     duplicate. Copies cut from a picture (10 to 25 % of each side) or with a banner added
     join its group too, by the hashes of its windows (--no-crops: whole frames only). That
-    scan's time grows with the square of the catalog's size, so over 50,000 pictures it
+    scan's time grows with the square of the catalog's size, so over 20,000 pictures it
     runs only with --crops.
     Group members share one split. Nothing is deleted, and --undo reverts a run:
     the last dedup run, or --run N (an import's grouping, too). A run already undone is said

@@ -20,8 +20,10 @@ bench/crop_scale.py the bound and the cost as the catalog grows (docs/check.md).
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +62,11 @@ Squares = Callable[[list[int]], dict[int, np.ndarray]]
 
 
 def grey_square(thumbnail: bytes) -> np.ndarray:
-    """A stored thumbnail (JPEG) as the grey square of `FIT_SIZE` pixels a pair is verified on."""
+    """A stored thumbnail (JPEG) as the grey square of `FIT_SIZE` pixels a pair is verified
+    on: 8-bit (64 KB), whose summed-area table is exact in 32-bit integers."""
     with Image.open(io.BytesIO(thumbnail)) as img:
         grey = img.convert("L").resize((FIT_SIZE, FIT_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(grey, dtype=np.float64)
+    return np.asarray(grey, dtype=np.uint8)
 
 
 def _correlations(
@@ -118,7 +121,7 @@ def fit(
     candidates of one container."""
     integral = integral_image(container) if integral is None else integral
     target = _whole_cells(part).reshape(-1)
-    target = target - target.mean()
+    target = (target - target.mean()).astype(np.float32)  # as the regions (`box_cells`)
     best_box, best = np.array(WINDOWS[window], dtype=np.float64), -1.0
     shift, grow = 0.06, 0.08
     for stage, steps in enumerate((9, 5, 5, 5)):
@@ -164,11 +167,12 @@ MOST_CONTAINERS = 4
 _QUERY_CHUNK = 4096
 #: Pictures up to which `curator dedup` and `curator check` match crops unless told not to.
 #: The scan compares every hash with every window, so its time grows with the square of the
-#: catalog: measured by bench/crop_scale.py, about 37 s at 20,000 drawn pictures and 1.5
-#: billion comparisons a second on 2 cores, so some 4 minutes at 50,000 (and the pixel check
-#: of up to `MOST_CONTAINERS` candidates a picture on top), but a day at a million. Over
-#: it, crop matching runs when asked (``--crops``), and says so when it is left out.
-CROPS_AUTO_LIMIT = 50_000
+#: catalog's size, and the pixel check with the candidates. Measured by bench/crop_scale.py
+#: on 2 cores, among drawn couples (one style: every picture has its 4 candidates): at
+#: 10,595 pictures 4.9 s of scan and 106 s of pixel check, so some 4 minutes at
+#: 20,000, but half a day at a million. Over it, crop matching runs when asked (``--crops``),
+#: and says so when it is left out.
+CROPS_AUTO_LIMIT = 20_000
 #: What long crop matching reports: (stage, done, total), the stage ``scan`` or ``check``.
 CropProgress = Callable[[str, int, int], None]
 
@@ -287,30 +291,43 @@ def verified(
     found: np.ndarray,
     squares: Squares,
     on_progress: CropProgress | None = None,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Which candidates (rows of `candidates`) fit on the pixels: a mask. A candidate
-    without a thumbnail on either side is not."""
+    without a thumbnail on either side is not. The squares are read in this thread (a
+    database session is not shared), the fits run in ``workers`` threads (NumPy lets go of
+    the interpreter for its array work), a container's candidates in one of them."""
     # By container, so that each container's integral image is made once.
     order = np.argsort(found[:, 1], kind="stable")
     fits = np.zeros(len(found), dtype=bool)
     held: dict[int, np.ndarray] = {}
-    for start in range(0, len(order), _VERIFY_BATCH):
-        rows = order[start : start + _VERIFY_BATCH]
-        wanted = {int(ids[r]) for r in found[rows, :2].ravel().tolist()}
-        missing = sorted(wanted - held.keys())
-        held = {i: held[i] for i in wanted & held.keys()} | (squares(missing) if missing else {})
-        integral, of = None, None
-        for row in rows.tolist():
-            part, container, window, mirrored = found[row, :4].tolist()
-            a, b = held.get(int(ids[part])), held.get(int(ids[container]))
-            if a is None or b is None:
-                continue
-            if of != container:
-                integral, of = integral_image(b), container
-            square = a[:, ::-1] if mirrored else a
-            fits[row] = fit(b, square, window, integral) >= MIN_CORRELATION
-        if on_progress is not None:
-            on_progress("check", min(start + _VERIFY_BATCH, len(order)), len(order))
+
+    def one_container(rows: list[int]) -> None:
+        b = held.get(int(ids[found[rows[0], 1]]))
+        if b is None:
+            return
+        integral = integral_image(b)
+        for row in rows:
+            part, _container, window, mirrored = found[row, :4].tolist()
+            a = held.get(int(ids[part]))
+            if a is not None:
+                square = a[:, ::-1] if mirrored else a
+                fits[row] = fit(b, square, window, integral) >= MIN_CORRELATION
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for start in range(0, len(order), _VERIFY_BATCH):
+            rows = order[start : start + _VERIFY_BATCH]
+            wanted = {int(ids[r]) for r in found[rows, :2].ravel().tolist()}
+            missing = sorted(wanted - held.keys())
+            held = {i: held[i] for i in wanted & held.keys()} | (
+                squares(missing) if missing else {}
+            )
+            groups: dict[int, list[int]] = {}
+            for row in rows.tolist():
+                groups.setdefault(int(found[row, 1]), []).append(row)
+            list(pool.map(one_container, groups.values()))
+            if on_progress is not None:
+                on_progress("check", min(start + _VERIFY_BATCH, len(order)), len(order))
     return fits
 
 

@@ -122,10 +122,12 @@ def box_edges(
 
 
 def integral_image(square: np.ndarray) -> np.ndarray:
-    """The summed-area table of a grey square, a row and a column of zeros first."""
+    """The summed-area table of a grey square, a row and a column of zeros first: exact in
+    32-bit integers for a square of 8-bit pixels (up to 2,900 on a side), else float64."""
     size = square.shape[0]
-    integral = np.zeros((size + 1, size + 1), dtype=np.float64)
-    integral[1:, 1:] = square.cumsum(0).cumsum(1)
+    exact = square.dtype == np.uint8 and size * size * 255 < 2**31
+    integral = np.zeros((size + 1, size + 1), dtype=np.int32 if exact else np.float64)
+    integral[1:, 1:] = square.cumsum(0, dtype=integral.dtype).cumsum(1, dtype=integral.dtype)
     return integral
 
 
@@ -133,7 +135,9 @@ def box_cells(
     square: np.ndarray, boxes: np.ndarray | tuple, integral: np.ndarray | None = None
 ) -> np.ndarray:
     """Each box of a grey square averaged down to 32 x 32 cells, in one batch over its
-    integral image (`integral_image`, made here unless given): (K, 32, 32)."""
+    integral image (`integral_image`, made here unless given): (K, 32, 32) float32. The
+    corners are differenced in the table's own type (exact for 8-bit pixels), and the
+    averages kept in float32: half the memory traffic of float64, which bounds this."""
     size = square.shape[0]
     integral = integral_image(square) if integral is None else integral
     ys, xs = box_edges(size, boxes)
@@ -144,11 +148,12 @@ def box_cells(
     sums += corners[:, :-1, :-1]
     # One over each cell's area, as a product of its height's and its width's: a cell of
     # no height or width sums to 0 and stays 0.
-    tall = 1.0 / np.maximum(np.diff(ys, axis=1), 1)
-    wide = 1.0 / np.maximum(np.diff(xs, axis=1), 1)
-    sums *= tall[:, :, None]
-    sums *= wide[:, None, :]
-    return sums
+    tall = (1.0 / np.maximum(np.diff(ys, axis=1), 1)).astype(np.float32)
+    wide = (1.0 / np.maximum(np.diff(xs, axis=1), 1)).astype(np.float32)
+    cells = sums.astype(np.float32)
+    cells *= tall[:, :, None]
+    cells *= wide[:, None, :]
+    return cells
 
 
 def _intervals() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

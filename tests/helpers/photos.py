@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -49,6 +50,15 @@ def cropped(img: Image.Image, share: float, seed: int = 0) -> Image.Image:
     kw, kh = round(w * (1 - share)), round(h * (1 - share))
     x, y = rng.randint(0, w - kw), rng.randint(0, h - kh)
     return img.crop((x, y, x + kw, y + kh))
+
+
+def photo_and_crop(folder: Path) -> Path:
+    """A folder holding a real photo and a copy of it cut by 20 % of each side."""
+    folder.mkdir()
+    astronaut = photo("astronaut", 400)
+    astronaut.save(folder / "astronaut.jpg", quality=92)
+    cropped(astronaut, 0.2, seed=3).save(folder / "crop20.jpg", quality=92)
+    return folder
 
 
 def with_banner(img: Image.Image) -> Image.Image:
