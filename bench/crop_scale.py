@@ -99,9 +99,11 @@ def run(pics: list[Pic], origin: list[int], most: list[int]) -> dict[str, object
     n = len(pics)
     ids = np.arange(n)
     plain, mirror = as_u64([p[0] for p in pics]), as_u64([p[1] for p in pics])
+    whole = _whole_frame_edges(plain, mirror)
+    groups = _components(n, whole)  # as curator dedup passes them: its whole-frame groups
     start = time.perf_counter()
     found = crops.candidates(
-        ids, plain, mirror, [(i, p[2]) for i, p in enumerate(pics)], most=max(most)
+        ids, plain, mirror, [(i, p[2]) for i, p in enumerate(pics)], most=max(most), groups=groups
     )
     scan = time.perf_counter() - start
     rank = np.arange(len(found)) - np.searchsorted(found[:, 0], found[:, 0], side="left")
@@ -120,7 +122,6 @@ def run(pics: list[Pic], origin: list[int], most: list[int]) -> dict[str, object
     photo = np.array([i == 0 or origin[i] != origin[i - 1] for i in range(len(origin))])
     copies_total = int((~photo).sum())
     out: dict[str, object] = {"scan_s": scan}
-    whole = _whole_frame_edges(plain, mirror)
     for k in most:
         joined = found[fits & (rank < k), :2]
         same = where[joined[:, 0]] == where[joined[:, 1]]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from curator.ingest.crops import crops_by_default, thumbnail_squares
+from curator.ingest.crops import CropProgress, crops_by_default, thumbnail_squares
 from curator.ingest.dedup import DEFAULT_THRESHOLD, row_edges, run_dedup
 from curator.ingest.imaging import HASH_VERSION
 from curator.ingest.properties import PROPERTIES_VERSION
@@ -52,6 +52,7 @@ def leaks(
     *,
     threshold: int = DEFAULT_THRESHOLD,
     crops: bool | None = None,
+    on_progress: CropProgress | None = None,
 ) -> list[list[int]]:
     """Pairs [a, b] (a < b) of near copies, cropped ones included (``crops`` None: up to
     `curator.ingest.crops.CROPS_AUTO_LIMIT` pictures), that sit in different splits;
@@ -65,7 +66,7 @@ def leaks(
             windows, squares = window_rows(session), thumbnail_squares(session, home)
         else:
             windows, squares = None, None
-        a, b = row_edges(rows, threshold, None, windows, squares)
+        a, b = row_edges(rows, threshold, None, windows, squares, on_progress)
     found = set()
     for i, j in zip(a.tolist(), b.tolist(), strict=True):
         x, y = rows[i], rows[j]
@@ -78,14 +79,27 @@ def leaks(
 
 
 def fix_splits(
-    catalog: Catalog, home: Path, *, threshold: int = DEFAULT_THRESHOLD
+    catalog: Catalog,
+    home: Path,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    crops: bool | None = None,
+    on_progress: CropProgress | None = None,
 ) -> dict[str, Any]:
-    """Regroup near copies across splits: ``curator dedup`` with crops, which puts every
-    group in one split. Returns the leaks before and after, and dedup's summary."""
-    before = leaks(catalog, home, threshold=threshold)
-    _plan, summary = run_dedup(catalog, home, threshold=threshold)
-    after = leaks(catalog, home, threshold=threshold)
-    return {"leaks_before": len(before), "leaks_after": len(after), "dedup": summary}
+    """Regroup near copies across splits: ``curator dedup`` (with crops as it matches
+    them), which puts every group in one split. Returns the leaks before and after (their
+    count, and the pairs left after as ``leaks``), and dedup's summary."""
+    before = leaks(catalog, home, threshold=threshold, crops=crops, on_progress=on_progress)
+    _plan, summary = run_dedup(
+        catalog, home, threshold=threshold, crops=crops, on_progress=on_progress
+    )
+    after = leaks(catalog, home, threshold=threshold, crops=crops, on_progress=on_progress)
+    return {
+        "leaks_before": len(before),
+        "leaks_after": len(after),
+        "dedup": summary,
+        "leaks": after,
+    }
 
 
 def _site(row: PropertyRow) -> str | None:
@@ -182,8 +196,17 @@ def entanglement(rows: list[PropertyRow], limits: dict[str, float]) -> list[dict
     ]
 
 
-def check_catalog(catalog: Catalog, home: Path, *, examples: int = 5) -> dict[str, Any]:
-    """Everything ``curator check`` reports, as one JSON-ready dict."""
+def check_catalog(
+    catalog: Catalog,
+    home: Path,
+    *,
+    examples: int = 5,
+    crops: bool | None = None,
+    on_progress: CropProgress | None = None,
+    found: list[list[int]] | None = None,
+) -> dict[str, Any]:
+    """Everything ``curator check`` reports, as one JSON-ready dict: the leaks with crops
+    matched as `leaks` matches them (``found``: leaks the caller has just counted)."""
     with catalog.reading() as session:
         issues = flagged(session)
         limits = thresholds(session)
@@ -191,7 +214,9 @@ def check_catalog(catalog: Catalog, home: Path, *, examples: int = 5) -> dict[st
         missing = count_missing_properties(session, version=PROPERTIES_VERSION)
         hashed = hash_rows(session, hash_version=HASH_VERSION)
         duplicates = sum(1 for r in hashed if r.status == DUPLICATE)
-    found = leaks(catalog, home)
+    if found is None:
+        found = leaks(catalog, home, crops=crops, on_progress=on_progress)
+    matched = crops if crops is not None else crops_by_default(len(hashed))
     return {
         "images": len(rows),
         "duplicates": duplicates,
@@ -201,8 +226,8 @@ def check_catalog(catalog: Catalog, home: Path, *, examples: int = 5) -> dict[st
         "examples": {name: [i for i, _ in issues[name][:examples]] for name in ISSUES},
         "issues": {name: [i for i, _ in issues[name]] for name in ISSUES},
         "leaks": found,
-        # Crop matching left out of the leaks for the catalog's size (`crops_by_default`).
-        "leaks_without_crops": not crops_by_default(len(hashed)),
+        # Crop matching left out of the leaks (for the catalog's size, or as asked).
+        "leaks_without_crops": not matched,
         "balance": balance(rows),
         "entanglement": entanglement(rows, limits),
     }

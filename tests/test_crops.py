@@ -58,7 +58,11 @@ def plainly(pictures, radius: int) -> dict[tuple[int, int], int]:
     return out
 
 
-def test_the_window_scan_finds_every_pair_a_plain_comparison_finds(pictures):
+@pytest.mark.parametrize("chunks", ["one", "many"])
+def test_the_window_scan_finds_every_pair_a_plain_comparison_finds(pictures, chunks, monkeypatch):
+    if chunks == "many":  # queries in chunks of a few, sized down by the pairs they bring
+        monkeypatch.setattr(crops, "_FIRST_CHUNK", 3)
+        monkeypatch.setattr(crops, "_CHUNK_PAIRS", 40)
     ids, plain, mirror, windows = arrays(pictures)
     found = crops.candidates(ids, plain, mirror, windows, most=len(pictures))
     got = {(p, c): d for p, c, _w, _m, d in found.tolist()}
@@ -104,6 +108,42 @@ def test_the_pixel_check_in_small_batches_holds_few_pictures_and_agrees(pictures
             assert frozenset((base, copy)) in joined
 
 
+def test_a_crop_with_many_copies_of_its_own_still_finds_its_photo():
+    """A picture's own whole-frame group does not take the places of its photo: five
+    re-encoded copies of one crop are nearer one another than the photo's windows."""
+    from curator.ingest.dedup import row_edges
+    from db.images import HashRow, to_signed64
+
+    img = photos.photo("astronaut", 400)
+    crop = photos.cropped(img, 0.2, seed=1)
+    pics = [img] + [crop.resize((crop.width - 8 * k, crop.height - 6 * k)) for k in range(5)]
+    found = []
+    for k, one in enumerate(pics):
+        out = io.BytesIO()
+        one.convert("RGB").save(out, "JPEG", quality=90 - k)
+        found.append(imaging.analyze(out.getvalue()))
+    rows = [
+        HashRow(
+            10 + i,
+            to_signed64(a.phash),
+            to_signed64(a.phash_mirror),
+            a.width * a.height,
+            "active",
+            None,
+            "train",
+        )
+        for i, a in enumerate(found)
+    ]
+    thumbs = {10 + i: crops.grey_square(a.thumbnail) for i, a in enumerate(found)}
+    assert found[0].properties is not None
+    windows = [(10 + i, a.properties.windows) for i, a in enumerate(found) if a.properties]
+    a, b = row_edges(rows, 10, None, windows, lambda ids: {i: thumbs[i] for i in ids})
+    joined = {frozenset(p) for p in zip(a.tolist(), b.tolist(), strict=True)}
+    assert any(frozenset((0, copy)) in joined for copy in range(1, 6))
+    copies = {frozenset((x, y)) for x in range(1, 6) for y in range(1, 6) if x < y}
+    assert copies & joined  # the copies found one another by whole frame
+
+
 @pytest.mark.backends
 def test_a_catalog_over_the_size_leaves_crops_out_and_says_so(cli, home, tmp_path, monkeypatch):
     assert cli("import", photos.photo_and_crop(tmp_path / "in")).exit_code == 0
@@ -115,8 +155,16 @@ def test_a_catalog_over_the_size_leaves_crops_out_and_says_so(cli, home, tmp_pat
     assert shown.exit_code == 0 and "whole frames only" in shown.stdout
     checked = json.loads(cli("check", "--json").stdout)
     assert checked["leaks_without_crops"] is True
+    assert json.loads(cli("check", "--crops", "--json").stdout)["leaks_without_crops"] is False
     forced = json.loads(cli("dedup", "--crops", "--json").stdout)
     assert forced["crops"] is True and forced["crops_left_out"] is False
-    assert forced["in_groups"] == 2
+    assert forced["in_groups"] == 2 and forced["changed"] == 1
+    # Left out again, crop matching undoes nothing: the group it made is kept.
+    again = json.loads(cli("dedup", "--json").stdout)
+    assert again["crops_left_out"] is True
+    assert again["in_groups"] == 2 and again["changed"] == 0
+    # Asked for whole frames, the copy is released.
+    whole = json.loads(cli("dedup", "--no-crops", "--json").stdout)
+    assert whole["in_groups"] == 0 and whole["to_active"] == 1
     monkeypatch.setattr(crops, "CROPS_AUTO_LIMIT", 20_000)
     assert json.loads(cli("check", "--json").stdout)["leaks_without_crops"] is False

@@ -17,7 +17,7 @@ from curator.cli.common import (
     stdout,
 )
 from curator.display import escape_controls, escape_controls_in
-from curator.ingest.crops import CROPS_LEFT_OUT
+from curator.ingest.crops import crops_left_out
 
 
 def _print_result(result: dict[str, Any]) -> None:
@@ -34,10 +34,11 @@ def _print_result(result: dict[str, Any]) -> None:
         stdout.print(f"  {name:<17}{count:>6}  {result['thresholds'][name]:>9g}   {examples}")
     leaks = result["leaks"]
     shown = ", ".join(f"{a}/{b}" for a, b in leaks[:5])
+    whole = result.get("leaks_without_crops")
     stdout.print(
         f"leaks across splits: {len(leaks)} pairs of near copies"
         + (f" ({shown}); curator check --fix-splits regroups them" if leaks else "")
-        + (f" (whole frames only: {CROPS_LEFT_OUT})" if result.get("leaks_without_crops") else "")
+        + (f" (whole frames only: {crops_left_out()})" if whole else "")
     )
     stdout.print("label balance per split:")
     for split, by_label in result["balance"].items():
@@ -73,6 +74,12 @@ def check_command(
     fix_splits: bool = typer.Option(
         False, "--fix-splits", help="Regroup near copies that sit on both sides of a split."
     ),
+    crops: bool | None = typer.Option(
+        None,
+        "--crops/--no-crops",
+        help="Count cropped copies among the leaks (default: up to 20,000 pictures).",
+        show_default=False,
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="Set an issue type's threshold for this catalog: ISSUE=VALUE."
     ),
@@ -81,10 +88,10 @@ def check_command(
 
     Issue types, each at a threshold measured on real photographs (curator check --set
     changes it for this catalog): blurry, dark, bright, low-information, grayscale,
-    odd-aspect, small. Also: near copies (cropped ones too) on both sides of a split
-    boundary, the label balance per split, and classes entangled with a source (an engine,
-    a site) or a look (smaller, darker, grayscale). Review flagged images with
-    curator review --queue issues (or issue:blurry, ...).
+    odd-aspect, small. Also: near copies (cropped ones too, by default up to 20,000
+    pictures) on both sides of a split boundary, the label balance per split, and classes
+    entangled with a source (an engine, a site) or a look (smaller, darker, grayscale).
+    Review flagged images with curator review --queue issues (or issue:blurry, ...).
 
     Example:
 
@@ -94,8 +101,6 @@ def check_command(
         curator check --fix-splits
         curator check --json | jq '.issues.blurry'
     """
-    from curator.check import check_catalog
-    from curator.check import fix_splits as regroup
     from curator.checkreport import prepare_folder, write_report
     from curator.ingest.health import backfill as measure_all
     from curator.ingest.health import parse_settings, store_settings
@@ -122,8 +127,7 @@ def check_command(
                 f"measured {counts['measured']} images"
                 + (f"; {counts['unreadable']} originals unreadable" if counts["unreadable"] else "")
             )
-    fixed = regroup(catalog, settings.home) if fix_splits else None
-    result = check_catalog(catalog, settings.home)
+    result, fixed = _checked(catalog, settings.home, fix=fix_splits, crops=crops)
     if fixed is not None:
         result["fix_splits"] = fixed
     if report is not None:
@@ -140,6 +144,25 @@ def check_command(
     _print_result(result)
     if report is not None:
         stdout.print(f"report: {escape_controls(str(page))}")
+
+
+def _checked(
+    catalog: Any, home: Path, *, fix: bool, crops: bool | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The check's result, after regrouping near copies across splits where asked (and what
+    that did), with a progress bar while crops are matched."""
+    from curator.check import check_catalog
+    from curator.check import fix_splits as regroup
+
+    with progress_bar("matching crops", None) as update:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            update(done, stage, total=total)
+
+        fixed = regroup(catalog, home, crops=crops, on_progress=progress) if fix else None
+        found = fixed.pop("leaks") if fixed is not None else None
+        result = check_catalog(catalog, home, crops=crops, on_progress=progress, found=found)
+    return result, fixed
 
 
 def register(app: typer.Typer) -> None:

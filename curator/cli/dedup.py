@@ -16,7 +16,7 @@ from curator.cli.common import (
     threshold_option,
 )
 from curator.ingest import dedup as dedup_lib
-from curator.ingest.crops import CROPS_LEFT_OUT
+from curator.ingest.crops import crops_left_out
 from curator.runs import tracked_run
 from db.images import changes_of_run
 from db.runs import latest_run, run_by_id, runs_of_kind
@@ -87,7 +87,7 @@ def dedup_command(
         return
     stdout.print(f"near-duplicate threshold: {threshold} bits of 64")
     if summary["crops_left_out"]:
-        stdout.print(f"whole frames only: {CROPS_LEFT_OUT}")
+        stdout.print(f"whole frames only: {crops_left_out()}")
     stdout.print(
         f"{plan.images} images; {len(plan.groups)} groups holding {summary['in_groups']} images"
     )

@@ -79,9 +79,12 @@ def _correlations(
     regions = box_cells(container, arr, integral).reshape(len(arr), -1)
     # ``target`` has zero mean, so a region's own mean drops out of its product with it,
     # and its spread follows from its sums: no centred copy of the regions is made.
+    # The sums in float64: the spread of a nearly flat region is a small difference of two
+    # large numbers, which float32 would lose.
     count = regions.shape[1]
-    sums = regions.sum(axis=1)
-    spread = np.sqrt(np.maximum(np.einsum("ij,ij->i", regions, regions) - sums * sums / count, 0.0))
+    sums = regions.sum(axis=1, dtype=np.float64)
+    squares = np.einsum("ij,ij->i", regions, regions, dtype=np.float64)
+    spread = np.sqrt(np.maximum(squares - sums * sums / count, 0.0))
     norms = spread * max(float(np.linalg.norm(target)), 1e-9)
     return (regions @ target) / np.maximum(norms, 1e-9)
 
@@ -163,8 +166,12 @@ def window_arrays(
 #: palette, one style) gives each picture candidates in proportion to the catalog's size.
 #: Measured by bench/crop_scale.py (docs/check.md).
 MOST_CONTAINERS = 4
-#: Queries per range search: bounds the memory of the pairs one search returns.
+#: Queries per range search, at first and at most; fewer where they bring many pairs.
 _QUERY_CHUNK = 4096
+_FIRST_CHUNK = 256
+#: The pairs one range search should return, about: what bounds the scan's memory (a pair
+#: costs some 150 bytes on its way through `candidates`), however alike the pictures.
+_CHUNK_PAIRS = 1_000_000
 #: Pictures up to which `curator dedup` and `curator check` match crops unless told not to.
 #: The scan compares every hash with every window, so its time grows with the square of the
 #: catalog's size, and the pixel check with the candidates. Measured by bench/crop_scale.py
@@ -177,11 +184,21 @@ CROPS_AUTO_LIMIT = 20_000
 CropProgress = Callable[[str, int, int], None]
 
 
-#: Said where crop matching was left out for the catalog's size.
-CROPS_LEFT_OUT = (
-    f"cropped copies are matched by default up to {CROPS_AUTO_LIMIT:,} pictures; "
-    "curator dedup --crops matches them in a larger catalog (hours at a million)"
-)
+def crops_left_out() -> str:
+    """What is said where crop matching was left out for the catalog's size."""
+    return (
+        f"cropped copies are matched by default up to {CROPS_AUTO_LIMIT:,} pictures, and "
+        "the groups already made are kept; curator dedup --crops matches them in a larger "
+        "catalog (hours at a million)"
+    )
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity, where the system tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def crops_by_default(pictures: int) -> bool:
@@ -207,16 +224,19 @@ def window_search(
 
     index = faiss.IndexBinaryFlat(64)
     index.add(_codes(hashes))
-    for start in range(0, queries.size, _QUERY_CHUNK):
-        chunk = _codes(queries[start : start + _QUERY_CHUNK])
+    start, step = 0, _FIRST_CHUNK
+    while start < queries.size:
+        chunk = _codes(queries[start : start + step])
         lims, dist, found = index.range_search(chunk, radius + 1)  # strictly under
-        rows = (
-            np.repeat(np.arange(chunk.shape[0], dtype=np.int64), np.diff(lims).astype(np.int64))
-            + start
-        )
+        counts = np.diff(lims).astype(np.int64)
+        rows = np.repeat(np.arange(chunk.shape[0], dtype=np.int64), counts) + start
         yield rows, found.astype(np.int64), dist.astype(np.int64)
+        start += chunk.shape[0]
         if on_progress is not None:
-            on_progress("scan", min(start + _QUERY_CHUNK, queries.size), queries.size)
+            on_progress("scan", start, queries.size)
+        # The next chunk sized for about `_CHUNK_PAIRS` pairs at this chunk's rate.
+        rate = max(found.size, 1) / chunk.shape[0]
+        step = int(np.clip(_CHUNK_PAIRS / rate, 16, min(2 * step, _QUERY_CHUNK)))
 
 
 def candidates(
@@ -227,42 +247,47 @@ def candidates(
     *,
     radius: int = WINDOW_THRESHOLD,
     most: int = MOST_CONTAINERS,
+    groups: np.ndarray | None = None,
     on_progress: CropProgress | None = None,
 ) -> np.ndarray:
     """(part row, container row, window index, mirrored, distance) of the pairs where the
     part's hash (or its mirror) lies within ``radius`` bits of one of the container's
     windows: for each part its ``most`` nearest containers, nearest first, by the window
-    nearest to it."""
+    nearest to it. With ``groups`` (a label per row: the whole-frame groups), containers
+    of the part's own group are left out and each other group counts once (by its nearest
+    member), so that a picture's own copies do not take the places of its photo."""
     n = len(ids)
     hashes, owners, which = window_arrays(ids, windows)
     if n == 0 or hashes.size == 0:
         return np.empty((0, 5), dtype=np.int64)
+    label = np.arange(n, dtype=np.int64) if groups is None else np.asarray(groups, np.int64)
     queries = np.concatenate([as_u64(plain), as_u64(mirror)])
     kept = []
     for query, window, dist in window_search(queries, hashes, radius, on_progress):
         part, container = query % n, owners[window]
-        found = np.stack([part, container, which[window], query // n, dist], axis=1)
-        kept.append(_nearest(found[part != container], most))
+        found = np.stack(
+            [part, container, which[window], query // n, dist, label[container]], axis=1
+        )
+        kept.append(_nearest(found[label[part] != label[container]], most))
     if not kept:
         return np.empty((0, 5), dtype=np.int64)
     # A part's plain and mirrored hashes fall in different chunks: bound it again.
-    return _nearest(np.concatenate(kept), most)
+    return _nearest(np.concatenate(kept), most)[:, :5]
 
 
 def _nearest(found: np.ndarray, most: int) -> np.ndarray:
-    """Of rows (part, container, window, mirrored, distance): one per pair of part and
-    container (its nearest window), and each part's ``most`` nearest containers."""
+    """Of rows (part, container, window, mirrored, distance, container's group): one per
+    part and group (its nearest window), and each part's ``most`` nearest groups."""
     if found.size == 0:
-        return found.reshape(0, 5)
+        return found.reshape(0, 6)
     found = found[np.lexsort((found[:, 1], found[:, 4], found[:, 0]))]
-    _, first = np.unique(found[:, :2], axis=0, return_index=True)
-    found = found[np.sort(first)]  # by part, then distance: each pair's nearest window
-    found = found[np.lexsort((found[:, 1], found[:, 4], found[:, 0]))]
+    _, first = np.unique(found[:, [0, 5]], axis=0, return_index=True)
+    found = found[np.sort(first)]  # by part, then distance: each group's nearest window
     starts = np.searchsorted(found[:, 0], found[:, 0], side="left")
     return found[np.arange(len(found)) - starts < most]
 
 
-#: Candidates verified per batch: the grey squares of a batch's pictures (512 KB each, 256
+#: Candidates verified per batch: the grey squares of a batch's pictures (64 KB each, 256
 #: at most) are all that is held, whatever the catalog's size.
 _VERIFY_BATCH = 128
 
@@ -276,12 +301,21 @@ def crop_edges(
     *,
     radius: int = WINDOW_THRESHOLD,
     most: int = MOST_CONTAINERS,
+    groups: np.ndarray | None = None,
     on_progress: CropProgress | None = None,
 ) -> np.ndarray:
     """Pairs of rows (part, container): a copy cut from a picture (or the picture inside a
-    copy with a banner), found by window hashes and verified on the thumbnails' pixels."""
+    copy with a banner), found by window hashes and verified on the thumbnails' pixels
+    (``groups``: the rows' whole-frame groups, see `candidates`)."""
     found = candidates(
-        ids, plain, mirror, windows, radius=radius, most=most, on_progress=on_progress
+        ids,
+        plain,
+        mirror,
+        windows,
+        radius=radius,
+        most=most,
+        groups=groups,
+        on_progress=on_progress,
     )
     return found[verified(ids, found, squares, on_progress)][:, :2]
 
@@ -314,7 +348,7 @@ def verified(
                 square = a[:, ::-1] if mirrored else a
                 fits[row] = fit(b, square, window, integral) >= MIN_CORRELATION
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or usable_cpus()) as pool:
         for start in range(0, len(order), _VERIFY_BATCH):
             rows = order[start : start + _VERIFY_BATCH]
             wanted = {int(ids[r]) for r in found[rows, :2].ravel().tolist()}

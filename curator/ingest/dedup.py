@@ -126,18 +126,18 @@ def component_labels(
     windows: list[tuple[int, bytes]] | None = None,
     squares: Squares | None = None,
     on_progress: CropProgress | None = None,
+    kept: bool = False,
 ) -> np.ndarray:
     """Connected-component label of each row: rows joined by plain or mirrored hash matches,
     and with ``windows`` (image id, window hashes) by crop matches too
-    (`curator.ingest.crops`), except pairs a person separated (``separated`` holds
-    (smaller id, larger id))."""
+    (`curator.ingest.crops`), and with ``kept`` by the groups they are in already, except
+    pairs a person separated (``separated`` holds (smaller id, larger id))."""
     n = len(rows)
     if n == 0:
         return np.empty(0, dtype=np.int64)
     a, b = row_edges(rows, threshold, workers, windows, squares, on_progress)
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    if kept:
+        a, b = _with_groups(rows, a, b)
     keep = np.ones(a.size, dtype=bool)
     if separated:
         ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
@@ -146,8 +146,25 @@ def component_labels(
             [(x, y) not in separated for x, y in zip(lo.tolist(), hi.tolist(), strict=True)],
             dtype=bool,
         )
-    graph = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+    return _components(n, a[keep], b[keep])
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(a.size), (a, b)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
+
+
+def _with_groups(rows: list[HashRow], a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The edges, and one from each duplicate to its representative: the groups as they are."""
+    where = {row.id: i for i, row in enumerate(rows)}
+    pairs = [(i, where[r.duplicate_of]) for i, r in enumerate(rows) if r.duplicate_of in where]
+    if not pairs:
+        return a, b
+    extra = np.array(pairs, dtype=np.int64)
+    return np.concatenate([a, extra[:, 0]]), np.concatenate([b, extra[:, 1]])
 
 
 def row_edges(
@@ -160,7 +177,7 @@ def row_edges(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of rows (as two index arrays, a != b) that are near copies: by plain or
     mirrored hash, and with ``windows`` and ``squares`` (their pixels, to verify on) as
-    crops of one another."""
+    crops of one another (each picture against other whole-frame groups than its own)."""
     n = len(rows)
     plain = as_u64(np.fromiter((r.phash for r in rows), dtype=np.int64, count=n))
     mirror = as_u64(np.fromiter((r.phash_mirror for r in rows), dtype=np.int64, count=n))
@@ -171,7 +188,10 @@ def row_edges(
     a, b = a[keep], b[keep]
     if windows and squares is not None:
         ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
-        crops = crop_edges(ids, plain, mirror, windows, squares, on_progress=on_progress)
+        whole = _components(n, a, b)
+        crops = crop_edges(
+            ids, plain, mirror, windows, squares, groups=whole, on_progress=on_progress
+        )
         a, b = np.concatenate([a, crops[:, 0]]), np.concatenate([b, crops[:, 1]])
     return a, b
 
@@ -188,7 +208,9 @@ def plan_dedup(
     """What the catalog should look like with groups at this threshold, as changes; given
     the ``home`` (the thumbnails, to verify on), cropped copies and copies with a banner
     join their photo's group too: with ``crops`` None, when the catalog is small enough
-    for that to be quick (`curator.ingest.crops.crops_by_default`)."""
+    for that to be quick (`curator.ingest.crops.crops_by_default`); where it is not, the
+    groups already made are kept (crop matches of an earlier run included), and whole-frame
+    matches join them."""
     rows = hash_rows(session, hash_version=HASH_VERSION)
     plan = DedupPlan(threshold=threshold, images=len(rows))
     wanted = crops if crops is not None else crops_by_default(len(rows))
@@ -197,7 +219,14 @@ def plan_dedup(
     windows = window_rows(session) if plan.crops else None
     squares = thumbnail_squares(session, home) if plan.crops and home is not None else None
     labels = component_labels(
-        rows, threshold, workers, separated_pairs(session), windows, squares, on_progress
+        rows,
+        threshold,
+        workers,
+        separated_pairs(session),
+        windows,
+        squares,
+        on_progress,
+        kept=plan.crops_left_out,
     )
     members: dict[int, list[HashRow]] = {}
     for row, label in zip(rows, labels.tolist(), strict=True):
