@@ -205,6 +205,42 @@ def test_a_ranked_page_walks_on_past_ties_and_images_leaving_the_queue(db_url: s
         catalog.dispose()
 
 
+def test_disagree_averages_the_default_model_in_and_follows_it_when_it_changes(db_url: str):
+    """A weak label's disagree score: the independent model's probability of it, averaged
+    with the default model's (in sample or not); made again when another model becomes the
+    default; the independent one alone where the default has no opinion."""
+    catalog = open_catalog(db_url)
+    try:
+        with catalog.writing() as session:
+            run_id = start_run(session, kind="import", params={}).id
+            ids = [_image(session, i, run_id) for i in range(1, 5)]
+            for i in ids:
+                record_label(session, image_id=i, label="happy", origin="query", author="t")
+            fold = _model(session, CLASSES, status="cross-fit")
+            first, second = _model(session, CLASSES), _model(session, CLASSES)
+            for model_id, happy, in_sample in (
+                (fold, [0.2, 0.4, 0.6, 0.8], False),
+                (first, [0.9, 0.1, 0.9, 0.1], True),  # trained on them
+                (second, [0.1, 0.9, 0.5], True),  # no opinion of the fourth
+            ):
+                rows = [prediction_row(model_id=model_id, image_id=i, probs=[p, 1 - p],
+                                       classes=CLASSES, in_sample=in_sample)
+                        for i, p in zip(ids, happy, strict=False)]  # fmt: skip
+                replace_predictions(session, model_id=model_id, rows=rows)
+            choose_default(session, first)
+        with catalog.reading() as session:
+            by_first = dict(ranking(session, name="disagree"))
+        with catalog.writing() as session:
+            choose_default(session, second)
+        with catalog.reading() as session:
+            by_second = dict(ranking(session, name="disagree"))
+            assert kept(session)["disagree"] == recount(session)["disagree"]
+        assert by_first == pytest.approx(dict(zip(ids, [0.55, 0.25, 0.75, 0.45], strict=True)))
+        assert by_second == pytest.approx(dict(zip(ids, [0.15, 0.65, 0.55, 0.8], strict=True)))
+    finally:
+        catalog.dispose()
+
+
 def _properties(image_id: int, rng: random.Random) -> dict:
     """Property rows some issue types flag (about one image in three is blurry or dark)."""
     return {

@@ -53,7 +53,7 @@ def demo_command(
     answers as Bing does, then: crawl "happy couple" and "unhappy couple" -> dedup -> train
     round 1 on the weak labels -> score and cross-fit -> a simulated reviewer relabels the top
     of the disagree and uncertain queues -> round 2 fine-tunes round 1 -> score new photos ->
-    Grad-CAM -> an HTML report. The demo home is wiped and rebuilt on each run. About 5
+    Grad-CAM -> an HTML report. The demo home is wiped and rebuilt on each run. About 4
     minutes on two CPU cores with bf16 in hardware, 11 on two that train in fp32.
 
     Example:
