@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from curator.ingest.crops import CropProgress, crops_by_default, thumbnail_squares
+from curator.ingest.crops import CropProgress, crops_wanted, thumbnail_squares
 from curator.ingest.dedup import DEFAULT_THRESHOLD, row_edges, run_dedup
 from curator.ingest.imaging import HASH_VERSION
 from curator.ingest.properties import PROPERTIES_VERSION
@@ -62,7 +62,7 @@ def leaks(
         if not rows:
             return []
         separated = separated_pairs(session)
-        if crops if crops is not None else crops_by_default(len(rows)):
+        if crops_wanted(crops, len(rows)):
             windows, squares = window_rows(session), thumbnail_squares(session, home)
         else:
             windows, squares = None, None
@@ -216,7 +216,7 @@ def check_catalog(
         duplicates = sum(1 for r in hashed if r.status == DUPLICATE)
     if found is None:
         found = leaks(catalog, home, crops=crops, on_progress=on_progress)
-    matched = crops if crops is not None else crops_by_default(len(hashed))
+    matched = crops_wanted(crops, len(hashed))
     return {
         "images": len(rows),
         "duplicates": duplicates,

@@ -483,7 +483,7 @@ def recount(session: Session) -> dict[str, list[tuple[int, float]]]:
         .join(Image, Image.id == Prediction.image_id)
         .where(Prediction.id.in_(newest), Image.status == ACTIVE)
     )  # fmt: skip
-    default = {}
+    default, basis = {}, classes.get(model.id, []) if model is not None else []
     if model is not None:
         opinions = select(Prediction.image_id, Prediction.probs).where(
             Prediction.model_id == model.id
@@ -493,7 +493,7 @@ def recount(session: Session) -> dict[str, list[tuple[int, float]]]:
         names = classes.get(model_id, [])
         if label not in names:
             continue
-        theirs, basis = default.get(image_id), classes.get(model.id, []) if model else []
+        theirs = default.get(image_id)
         score = blend(
             float(probs[names.index(label)]),
             float(theirs[basis.index(label)]) if theirs is not None and label in basis else None,

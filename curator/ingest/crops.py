@@ -201,9 +201,10 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def crops_by_default(pictures: int) -> bool:
-    """Whether crop matching runs on a catalog of this many pictures when not told."""
-    return pictures <= CROPS_AUTO_LIMIT
+def crops_wanted(asked: bool | None, pictures: int) -> bool:
+    """Whether crop matching runs on a catalog of this many pictures: as ``asked``, or when
+    not told (None), up to `CROPS_AUTO_LIMIT`."""
+    return asked if asked is not None else pictures <= CROPS_AUTO_LIMIT
 
 
 def _codes(hashes: np.ndarray) -> np.ndarray:
@@ -303,10 +304,12 @@ def crop_edges(
     most: int = MOST_CONTAINERS,
     groups: np.ndarray | None = None,
     on_progress: CropProgress | None = None,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Pairs of rows (part, container): a copy cut from a picture (or the picture inside a
     copy with a banner), found by window hashes and verified on the thumbnails' pixels
-    (``groups``: the rows' whole-frame groups, see `candidates`)."""
+    (``groups``: the rows' whole-frame groups, see `candidates`; ``workers``: the threads
+    of the pixel check, see `verified`)."""
     found = candidates(
         ids,
         plain,
@@ -317,7 +320,7 @@ def crop_edges(
         groups=groups,
         on_progress=on_progress,
     )
-    return found[verified(ids, found, squares, on_progress)][:, :2]
+    return found[verified(ids, found, squares, on_progress, workers)][:, :2]
 
 
 def verified(

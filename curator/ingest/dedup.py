@@ -25,7 +25,7 @@ from curator.ingest.crops import (
     CropProgress,
     Squares,
     crop_edges,
-    crops_by_default,
+    crops_wanted,
     thumbnail_squares,
 )
 from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
@@ -190,7 +190,14 @@ def row_edges(
         ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=n)
         whole = _components(n, a, b)
         crops = crop_edges(
-            ids, plain, mirror, windows, squares, groups=whole, on_progress=on_progress
+            ids,
+            plain,
+            mirror,
+            windows,
+            squares,
+            groups=whole,
+            on_progress=on_progress,
+            workers=workers,
         )
         a, b = np.concatenate([a, crops[:, 0]]), np.concatenate([b, crops[:, 1]])
     return a, b
@@ -208,12 +215,12 @@ def plan_dedup(
     """What the catalog should look like with groups at this threshold, as changes; given
     the ``home`` (the thumbnails, to verify on), cropped copies and copies with a banner
     join their photo's group too: with ``crops`` None, when the catalog is small enough
-    for that to be quick (`curator.ingest.crops.crops_by_default`); where it is not, the
+    for that to be quick (`curator.ingest.crops.crops_wanted`); where it is not, the
     groups already made are kept (crop matches of an earlier run included), and whole-frame
     matches join them."""
     rows = hash_rows(session, hash_version=HASH_VERSION)
     plan = DedupPlan(threshold=threshold, images=len(rows))
-    wanted = crops if crops is not None else crops_by_default(len(rows))
+    wanted = crops_wanted(crops, len(rows))
     plan.crops = home is not None and wanted
     plan.crops_left_out = home is not None and crops is None and not wanted
     windows = window_rows(session) if plan.crops else None
