@@ -43,6 +43,7 @@ from crops import copies
 import curator.ingest.crops as crops
 import curator.ingest.imaging as imaging
 from curator.ingest.hashindex import as_u64, near_pairs_cross
+from curator.ingest.windows import windows_of
 
 BENCH = Path(__file__).resolve().parent.parent / ".bench"
 #: One analysed picture: (pHash, mirror pHash, window records, thumbnail JPEG).
@@ -53,8 +54,7 @@ def analysed(img: Image.Image) -> Pic:
     out = io.BytesIO()
     img.convert("RGB").save(out, "JPEG", quality=88)
     a = imaging.analyze(out.getvalue())
-    assert a.properties is not None
-    return a.phash, a.phash_mirror, a.properties.windows, a.thumbnail
+    return a.phash, a.phash_mirror, windows_of(a.thumbnail), a.thumbnail
 
 
 def _couple(seed: int) -> Pic:

@@ -5,9 +5,10 @@ photo through its window hashes and the pixel check, and does any distinct photo
 
 Every photo of bench/_photos.py (scikit-image's and Matplotlib's, and their quadrants) goes
 through curator's own pipeline (`curator.ingest.imaging.analyze`): a whole-frame pHash, the
-pHashes of its windows (`curator.ingest.properties.WINDOWS`) and the thumbnail. Copies: each
-photo cut to keep 90, 85, 80 and 75 % of each side (a 10, 15, 20, 25 % crop) at a random
-place in the frame; a 20 % crop then halved; the photo with a banner of text added under it.
+pHashes of its windows (`curator.ingest.windows.WINDOWS`, made from the thumbnail, as
+``curator dedup`` makes them) and the thumbnail. Copies: each photo cut to keep 90, 85, 80
+and 75 % of each side (a 10, 15, 20, 25 % crop) at a random place in the frame; a 20 % crop
+then halved; the photo with a banner of text added under it.
 
 A pair is joined as ``curator dedup`` joins it: by whole-frame pHash within the plain
 threshold, or when one's hash (or its mirror) lies within the window radius of one of the
@@ -36,7 +37,7 @@ from _photos import photos
 import curator.ingest.imaging as imaging
 from curator.defaults import DEFAULT_THRESHOLD
 from curator.ingest.crops import fit, grey_square
-from curator.ingest.properties import unpack_window_records
+from curator.ingest.windows import unpack_window_records, windows_of
 
 
 def encode(img: Image.Image) -> bytes:
@@ -75,11 +76,10 @@ Pic = tuple[int, int, np.ndarray, np.ndarray]  # phash, mirror, window records, 
 
 def hashes(img: Image.Image) -> Pic:
     a = imaging.analyze(encode(img))
-    assert a.properties is not None
     return (
         a.phash,
         a.phash_mirror,
-        unpack_window_records(a.properties.windows),
+        unpack_window_records(windows_of(a.thumbnail)),
         grey_square(a.thumbnail),
     )
 

@@ -97,8 +97,8 @@ PEERS = (
 
 INSERT_PROPERTIES = (
     "INSERT INTO image_properties (image_id, version, sharpness, brightness_p5, brightness_p50, "
-    "brightness_p95, contrast, entropy, colourfulness, aspect, short_side, graphic, windows) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "brightness_p95, contrast, entropy, colourfulness, aspect, short_side, graphic) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 INSERT_EMBEDDED = (
     "INSERT INTO embedded (embedding_id, image_id, row, outlier, cluster, centre_distance) "
@@ -112,7 +112,6 @@ def property_row(i: int, rng: random.Random) -> tuple[object, ...]:
     return (
         i, "bench", rng.random() * 0.6, rng.random() * 0.5, rng.random(), 0.9, 0.3,
         3 + rng.random() * 5, rng.random() * 60, 3.2 if i % 40 == 0 else 1.33, 480, 0.0,
-        bytes(8 * 16),
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from curator.ingest.crops import CropProgress, crops_wanted, thumbnail_squares
+from curator.ingest.crops import CropProgress, crops_wanted, thumbnail_squares, wanted_windows
 from curator.ingest.dedup import DEFAULT_THRESHOLD, row_edges, run_dedup
 from curator.ingest.imaging import HASH_VERSION
 from curator.ingest.properties import PROPERTIES_VERSION
@@ -34,7 +34,6 @@ from db.properties import (
     flagged,
     property_rows,
     thresholds,
-    window_rows,
 )
 
 #: A class drawn this much from one engine or site, when the other classes are not, is
@@ -57,15 +56,13 @@ def leaks(
     """Pairs [a, b] (a < b) of near copies, cropped ones included (``crops`` None: up to
     `curator.ingest.crops.CROPS_AUTO_LIMIT` pictures), that sit in different splits;
     pairs a person separated are not copies."""
+    windows = wanted_windows(catalog, home, crops, on_progress)
     with catalog.reading() as session:
         rows = hash_rows(session, hash_version=HASH_VERSION)
         if not rows:
             return []
         separated = separated_pairs(session)
-        if crops_wanted(crops, len(rows)):
-            windows, squares = window_rows(session), thumbnail_squares(session, home)
-        else:
-            windows, squares = None, None
+        squares = thumbnail_squares(session, home) if windows is not None else None
         a, b = row_edges(rows, threshold, None, windows, squares, on_progress)
     found = set()
     for i, j in zip(a.tolist(), b.tolist(), strict=True):

@@ -327,5 +327,15 @@ class ImageProperty(Base):
     #: The original's shorter side in pixels.
     short_side: Mapped[int] = mapped_column(Integer)
     graphic: Mapped[float] = mapped_column(Float)
-    #: pHashes of sub-regions, 8 bytes each: a cropped copy's hash finds its original.
+
+
+class ImageWindows(Base):
+    """The pHashes of one picture's windows (curator/ingest/windows.py), by which a copy cut
+    from it finds it: measured from its thumbnail when crop matching first needs them."""
+
+    __tablename__ = "image_windows"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(16))
+    #: A record per window not left out as flat: its index (1 byte), its hash (8 bytes).
     windows: Mapped[bytes] = mapped_column(LargeBinary)

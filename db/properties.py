@@ -21,7 +21,7 @@ from db.errors import CatalogError
 from db.images import ACTIVE
 from db.models import Image, ImageProperty, Source
 from db.settings import get_setting, set_setting
-from db.touched import mark_scored
+from db.touched import mark_measured
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,13 @@ class IssueRule:
 #: Measured by bench/image_issues.py (docs/check.md): the default of each is the threshold
 #: with the best F1 between degraded copies and clean photos and their re-encodes.
 ISSUES: dict[str, IssueRule] = {
-    "blurry": IssueRule("sharpness", True, 0.16, "little fine detail (out of focus, upscaled)"),
+    "blurry": IssueRule("sharpness", True, 0.15, "little fine detail (out of focus, upscaled)"),
     "dark": IssueRule("brightness_p50", True, 0.2, "most pixels near black", highest=1.0),
     "bright": IssueRule(
         "brightness_p5", False, 0.52, "washed out: even its shadows are light", highest=1.0
     ),
-    "low-information": IssueRule("entropy", True, 3.9, "nearly blank or flat", highest=8.0),
-    "grayscale": IssueRule("colourfulness", True, 7.9, "no colour (or almost none)"),
+    "low-information": IssueRule("entropy", True, 3.8, "nearly blank or flat", highest=8.0),
+    "grayscale": IssueRule("colourfulness", True, 9.4, "no colour (or almost none)"),
     "odd-aspect": IssueRule(
         "aspect", False, 2.8, "a strip: letterboxed, a panorama, a banner", lowest=1.0
     ),
@@ -114,7 +114,7 @@ def add_properties(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         session.execute(insert(ImageProperty), list(rows))
         # Their places in the issue queues, kept by db/rankings.py, may have changed.
-        mark_scored(session, [row["image_id"] for row in rows])
+        mark_measured(session, [row["image_id"] for row in rows])
 
 
 def replace_properties(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -153,6 +153,25 @@ def severity(rule: IssueRule, threshold: float, value: float) -> float:
     """How far past its threshold a value lies, as a share of the threshold (0: at it)."""
     scale = max(abs(threshold), 1e-9)
     return (threshold - value) / scale if rule.below else (value - threshold) / scale
+
+
+def issue_severities(
+    session: Session, ids: Sequence[int], limits: dict[str, float]
+) -> dict[int, dict[str, float]]:
+    """For each of these images that an issue type flags at these thresholds, {issue type:
+    severity}: their properties read once, every type at once."""
+    columns = sorted({rule.column for rule in ISSUES.values()})
+    query = select(ImageProperty.image_id, *(getattr(ImageProperty, c) for c in columns))
+    out: dict[int, dict[str, float]] = {}
+    for row in session.execute(query.where(ImageProperty.image_id.in_(ids))):
+        found = {}
+        for name, rule in ISSUES.items():
+            value, limit = float(getattr(row, rule.column)), limits[name]
+            if (value < limit) if rule.below else (value > limit):
+                found[name] = severity(rule, limit, value)
+        if found:
+            out[int(row.image_id)] = found
+    return out
 
 
 def flagged(
@@ -260,9 +279,3 @@ def property_rows(session: Session) -> list[PropertyRow]:
         .order_by(Image.id)
     )
     return list(session.execute(query))
-
-
-def window_rows(session: Session) -> list[tuple[int, bytes]]:
-    """(image id, window hashes) of every image that has them."""
-    query = select(ImageProperty.image_id, ImageProperty.windows).order_by(ImageProperty.image_id)
-    return [(int(i), bytes(w)) for i, w in session.execute(query)]

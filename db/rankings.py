@@ -16,8 +16,8 @@ What changes a ranking, and how it is kept:
 * another default model (one trained, chosen or removed): the ``uncertain`` ranking is made
   again from that model's predictions (`BASIS` names the one it was made with);
 * the issue queues (``issues``, ``issue:blurry``...; db/properties.py): properties written
-  (at ingest, by a backfill) mark their images, as predictions do; other thresholds make them
-  again from every image's properties (`ISSUE_BASIS` holds the ones they were made with).
+  (at ingest, by a backfill) mark their images measured, and only these queues score them
+  again; other thresholds make them again from every image's properties (`ISSUE_BASIS`).
 
 `Catalog.writing` calls `refresh_kept` before it commits: the group labels first (which the
 rankings read), then each touched or scored image's group is scored again and its rows
@@ -42,10 +42,10 @@ from db.grouplabels import refresh as refresh_group_labels
 from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS
 from db.models import Embedded, Embedding, Image, ImageProperty, Model, Prediction, Ranked
-from db.properties import ISSUE_QUEUES, ISSUES, issue_ranking, severity, thresholds
+from db.properties import ISSUE_QUEUES, ISSUES, issue_ranking, issue_severities, thresholds
 from db.registry import default_model
 from db.settings import get_setting, set_setting
-from db.touched import take_scored, take_touched
+from db.touched import take_measured, take_scored, take_touched
 from db.vectors import (
     VECTOR_BASIS,
     VECTOR_QUEUES,
@@ -89,17 +89,14 @@ class Context:
             self.extra["limits"] = thresholds(self.session)
         return dict(self.extra["limits"])
 
-    def properties(self, ids: list[int]) -> dict[int, Row[int, *tuple[float, ...]]]:
-        """The property rows of these images, read once for the issue queues of one batch."""
+    def severities(self, ids: list[int]) -> dict[int, dict[str, float]]:
+        """What the issue types flag among these images (`db.properties.issue_severities`),
+        worked out once for the issue queues of one batch."""
         key = tuple(ids)
-        if self.extra.get("properties_of") != key:
-            columns = sorted({rule.column for rule in ISSUES.values()})
-            query = select(
-                ImageProperty.image_id, *(getattr(ImageProperty, c) for c in columns)
-            ).where(ImageProperty.image_id.in_(ids))
-            self.extra["properties"] = {row.image_id: row for row in self.session.execute(query)}
-            self.extra["properties_of"] = key
-        return dict(self.extra["properties"])
+        if self.extra.get("severities_of") != key:
+            self.extra["severities"] = issue_severities(self.session, ids, self.limits)
+            self.extra["severities_of"] = key
+        return dict(self.extra["severities"])
 
     def scores(self, ids: list[int]) -> dict[int, Row[int, float | None, int | None, float | None]]:
         """The vector set's (outlier, cluster, centre distance) of these images, read once
@@ -191,16 +188,11 @@ def _issues(names: tuple[str, ...]) -> Scorer:
         wanted = [r.id for r in rows if r.status == ACTIVE and r.label_origin != "human"]
         if not wanted:
             return {}
-        limits, out = ctx.limits, {}
-        for image_id, row in ctx.properties(wanted).items():
-            found = []
-            for name in names:
-                rule, limit = ISSUES[name], limits[name]
-                value = float(getattr(row, rule.column))
-                if (value < limit) if rule.below else (value > limit):
-                    found.append(severity(rule, limit, value))
-            if found:
-                out[image_id] = -max(found)
+        out = {}
+        for image_id, found in ctx.severities(wanted).items():
+            worst = [found[name] for name in names if name in found]
+            if worst:
+                out[image_id] = -max(worst)
         return out
 
     return score
@@ -313,12 +305,14 @@ def refresh_kept(session: Session) -> None:
     }
     names = [n for n in KEPT if n not in skip]
     ids = sorted(touched | scored)
-    for chunk in _chunks(ids):
-        rows = _group_rows(session, chunk)
-        # A member's label event changes its representative's group.
-        reps = {r.duplicate_of for r in rows if r.duplicate_of is not None} - set(chunk)
-        rows += _group_rows(session, sorted(reps)) if reps else []
-        _write(session, ctx, rows, names)
+    measured = sorted(take_measured(session) - set(ids))  # in the issue queues alone
+    for todo, queues in ((ids, names), (measured, [n for n in names if n in ISSUE_QUEUES])):
+        for chunk in _chunks(todo):
+            rows = _group_rows(session, chunk)
+            # A member's label event changes its representative's group.
+            reps = {r.duplicate_of for r in rows if r.duplicate_of is not None} - set(chunk)
+            rows += _group_rows(session, sorted(reps)) if reps else []
+            _write(session, ctx, rows, queues)
 
 
 def _basis(session: Session) -> int | None:

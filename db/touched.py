@@ -24,11 +24,26 @@ _SCORED = "curator_scored_images"
 
 
 def mark_scored(session: Session, image_ids: Iterable[int]) -> None:
-    """Mark images whose predictions or properties were written or deleted in this
-    transaction (their places in the ranked queues may have changed; see db/rankings.py)."""
+    """Mark images whose predictions were written or deleted in this transaction (their
+    places in the ranked queues may have changed; see db/rankings.py)."""
     session.info.setdefault(_SCORED, set()).update(image_ids)
 
 
 def take_scored(session: Session) -> set[int]:
     """The images marked scored so far in this session, forgetting them."""
     return session.info.pop(_SCORED, None) or set()
+
+
+_MEASURED = "curator_measured_images"
+
+
+def mark_measured(session: Session, image_ids: Iterable[int]) -> None:
+    """Mark images whose properties were written in this transaction: their places in the
+    issue queues alone may have changed (an import measures every image it adds, and the
+    other queues need not be looked at for that)."""
+    session.info.setdefault(_MEASURED, set()).update(image_ids)
+
+
+def take_measured(session: Session) -> set[int]:
+    """The images marked measured so far in this session, forgetting them."""
+    return session.info.pop(_MEASURED, None) or set()

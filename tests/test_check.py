@@ -98,7 +98,7 @@ def test_an_interrupted_backfill_keeps_its_work_and_a_rerun_finishes_it(
     from curator.ingest import health
 
     assert cli("import", degraded_folder).exit_code == 0
-    before = rows(home, "SELECT image_id, sharpness, windows FROM image_properties ORDER BY 1")
+    before = rows(home, "SELECT image_id, sharpness, entropy FROM image_properties ORDER BY 1")
     catalog = open_catalog(load_settings(home=home).db_url)
     with catalog.writing() as session:  # as a catalog from before properties were measured
         from db.models import ImageProperty
@@ -115,9 +115,9 @@ def test_an_interrupted_backfill_keeps_its_work_and_a_rerun_finishes_it(
     assert check_json(cli)["not_measured"] == len(before) - 3
     result = cli("check", "--backfill")
     assert result.exit_code == 0 and f"measured {len(before) - 3} images" in result.stdout
-    after = rows(home, "SELECT image_id, sharpness, windows FROM image_properties ORDER BY 1")
-    assert [(i, round(s, 9), bytes(w)) for i, s, w in after] == [
-        (i, round(s, 9), bytes(w)) for i, s, w in before
+    after = rows(home, "SELECT image_id, sharpness, entropy FROM image_properties ORDER BY 1")
+    assert [(i, round(s, 9), round(e, 9)) for i, s, e in after] == [
+        (i, round(s, 9), round(e, 9)) for i, s, e in before
     ]
     assert "measured 0 images" in cli("check", "--backfill").stdout
 
@@ -230,7 +230,7 @@ def test_the_pixel_check_averages_each_box_as_a_plain_mean_would():
     which the cells are kept; the table itself is exact, in integers)."""
     from curator.ingest.crops import _correlations, _whole_cells, grey_square
     from curator.ingest.imaging import encode_jpeg
-    from curator.ingest.properties import box_cells, box_edges, integral_image
+    from curator.ingest.windows import box_cells, box_edges, integral_image
 
     square = grey_square(encode_jpeg(photos.photo("astronaut")))
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ import pytest
 import curator.ingest.crops as crops
 import curator.ingest.imaging as imaging
 from curator.ingest.hashindex import as_u64
-from curator.ingest.properties import unpack_window_records
+from curator.ingest.windows import unpack_window_records, windows_of
 from tests.helpers import photos
 
 
@@ -30,8 +30,7 @@ def pictures() -> list[tuple[int, int, bytes, bytes]]:
             out = io.BytesIO()
             one.convert("RGB").save(out, "JPEG", quality=90)
             a = imaging.analyze(out.getvalue())
-            assert a.properties is not None
-            found.append((a.phash, a.phash_mirror, a.properties.windows, a.thumbnail))
+            found.append((a.phash, a.phash_mirror, windows_of(a.thumbnail), a.thumbnail))
     return found
 
 
@@ -135,8 +134,7 @@ def test_a_crop_with_many_copies_of_its_own_still_finds_its_photo():
         for i, a in enumerate(found)
     ]
     thumbs = {10 + i: crops.grey_square(a.thumbnail) for i, a in enumerate(found)}
-    assert found[0].properties is not None
-    windows = [(10 + i, a.properties.windows) for i, a in enumerate(found) if a.properties]
+    windows = [(10 + i, windows_of(a.thumbnail)) for i, a in enumerate(found)]
     a, b = row_edges(rows, 10, None, windows, lambda ids: {i: thumbs[i] for i in ids})
     joined = {frozenset(p) for p in zip(a.tolist(), b.tolist(), strict=True)}
     assert any(frozenset((0, copy)) in joined for copy in range(1, 6))
@@ -168,3 +166,85 @@ def test_a_catalog_over_the_size_leaves_crops_out_and_says_so(cli, home, tmp_pat
     assert whole["in_groups"] == 0 and whole["to_active"] == 1
     monkeypatch.setattr(crops, "CROPS_AUTO_LIMIT", 20_000)
     assert json.loads(cli("check", "--json").stdout)["leaks_without_crops"] is False
+
+
+def _rows(home, sql: str) -> list[tuple]:
+    from curator.config import load_settings
+    from tests.helpers.sql import rows
+
+    return rows(sql, load_settings(home=home).db_url)
+
+
+@pytest.mark.backends
+def test_windows_are_made_when_crops_are_first_matched_kept_and_not_made_twice(
+    cli, home, tmp_path, monkeypatch
+):
+    """An import makes no windows; the first crop matching makes them from the thumbnails
+    (the crop joins its photo), a rerun makes none, and an interrupted making keeps what it
+    stored and the next run finishes it."""
+    import curator.ingest.windows as windows
+
+    folder = photos.photo_and_crop(tmp_path / "in")
+    for i, name in enumerate(("coffee", "chelsea", "rocket")):
+        photos.photo(name, 300).save(folder / f"{name}.jpg", quality=90 - i)
+    assert cli("import", folder).exit_code == 0
+    assert _rows(home, "SELECT COUNT(*) FROM image_windows") == [(0,)]
+    made = []
+    real = windows.windows_of
+    monkeypatch.setattr(crops, "windows_of", lambda blob: made.append(1) or real(blob))
+    monkeypatch.setattr(crops, "_WINDOWS_BATCH", 2)
+
+    def stop(stage: str, done: int, total: int) -> None:
+        if stage == "windows":
+            raise KeyboardInterrupt
+
+    from curator.config import load_settings
+    from db.catalog import open_catalog
+
+    catalog = open_catalog(load_settings(home=home).db_url)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            crops.catalog_windows(catalog, home, on_progress=stop)
+    finally:
+        catalog.dispose()
+    assert _rows(home, "SELECT COUNT(*) FROM image_windows") == [(2,)] and len(made) == 2
+    first = json.loads(cli("dedup", "--json").stdout)
+    assert first["crops"] is True and first["in_groups"] == 2  # the crop and its photo
+    stored = _rows(home, "SELECT image_id, version, windows FROM image_windows ORDER BY 1")
+    assert len(stored) == 5 and {v for _, v, _ in stored} == {windows.WINDOWS_VERSION}
+    assert len(made) == 5  # the two kept from the interrupted run were not made again
+    assert all(len(w) % windows.WINDOW_DTYPE.itemsize == 0 and w for _, _, w in stored)
+    assert json.loads(cli("check", "--json").stdout)["leaks"] == []
+    assert json.loads(cli("dedup", "--json").stdout)["in_groups"] == 2 and len(made) == 5
+
+
+@pytest.mark.backends
+def test_windows_measured_before_their_table_move_there_and_back(cli, home, tmp_path):
+    """A catalog of the schema before image_windows keeps the windows of the properties'
+    third version through the upgrade, and a downgrade puts them back (real photos, windows
+    made by a real crop matching)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from curator.config import load_settings
+    from db.catalog import alembic_config, open_catalog
+
+    assert cli("import", photos.photo_and_crop(tmp_path / "in")).exit_code == 0
+    assert json.loads(cli("dedup", "--json").stdout)["in_groups"] == 2
+    made = _rows(home, "SELECT image_id, windows FROM image_windows ORDER BY 1")
+    assert len(made) == 2
+    catalog = open_catalog(load_settings(home=home).db_url)
+    try:
+        with catalog.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0012")
+        back = _rows(home, "SELECT image_id, windows FROM image_properties ORDER BY 1")
+        assert [(i, bytes(w)) for i, w in back] == [(i, bytes(w)) for i, w in made]
+        with catalog.engine.begin() as conn:  # as the third version measured them
+            conn.execute(text("UPDATE image_properties SET version = 'props-v3'"))
+            command.upgrade(alembic_config(conn), "head")
+    finally:
+        catalog.dispose()
+    moved = _rows(home, "SELECT image_id, version, windows FROM image_windows ORDER BY 1")
+    assert [(i, bytes(w)) for i, _, w in moved] == [(i, bytes(w)) for i, w in made]
+    assert {v for _, v, _ in moved} == {"windows-v1"}
+    assert json.loads(cli("dedup", "--json").stdout)["in_groups"] == 2

@@ -199,19 +199,41 @@ def test_damaged_files_of_every_format_are_refused_with_a_reason_never_a_crash()
 
 
 def test_the_properties_shortcuts_give_what_their_plain_definitions_give() -> None:
-    """Percentiles from a histogram, window spreads from sums, every window's pHash from two
-    matrix products: each against the slow way, on a real photograph."""
+    """Percentiles, spread and entropy from a histogram, window spreads from sums, every
+    window's pHash from two matrix products, the colour statistics from one product: each
+    against the slow way, on real photographs."""
+    import math
+
     import numpy as np
     import skimage.data
 
-    from curator.ingest import properties as p
+    from curator.ingest import properties as props
+    from curator.ingest import windows as p
     from curator.ingest.imaging import dct_rows
 
     photo = Image.fromarray(skimage.data.camera())
-    values = np.asarray(photo.resize((97, 61)), dtype=np.int64).ravel()
-    hist = np.bincount(values, minlength=256).astype(np.float64)
-    qs = (0, 5, 50, 95, 100)
-    assert np.allclose(p._percentiles(hist, qs), np.percentile(values / 255.0, qs))
+    small = photo.resize((97, 61))
+    values = np.asarray(small, dtype=np.int64).ravel()
+    percentiles, variance, entropy, graphic = props._grey_statistics(small)
+    assert np.allclose(percentiles, np.percentile(values / 255.0, (5, 50, 95)))
+    assert variance == pytest.approx(values.var())
+    counts = np.bincount(values, minlength=256)
+    shares = counts / values.size
+    assert entropy == pytest.approx(-sum(q * math.log2(q) for q in shares if q > 0))
+    assert graphic == pytest.approx(sum(sorted(counts)[-8:]) / values.size)
+
+    g = np.asarray(photo.resize((256, 192)), dtype=np.float64)
+    full = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
+    sharp = props._sharpness(np.asarray(photo.resize((256, 192))), 1000.0)
+    step = props.SHARPNESS_STEP
+    assert sharp == pytest.approx(full[::step].var() / 1000.0, rel=1e-5)  # one row in 8
+    assert sharp == pytest.approx(full.var() / 1000.0, rel=0.1)  # is about all of them
+
+    colour = Image.fromarray(skimage.data.astronaut()).resize((64, 64))
+    rgb = np.asarray(colour, dtype=np.float64).reshape(-1, 3)
+    rg, yb = rgb[:, 0] - rgb[:, 1], (rgb[:, 0] + rgb[:, 1]) / 2 - rgb[:, 2]
+    plain = math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean())
+    assert props._colourfulness(colour) == pytest.approx(plain, rel=1e-5)
 
     square = photo.resize((p.WINDOW_SIZE, p.WINDOW_SIZE), Image.Resampling.BILINEAR)
     grey = np.asarray(square, dtype=np.float64)

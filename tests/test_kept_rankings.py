@@ -247,7 +247,7 @@ def _properties(image_id: int, rng: random.Random) -> dict:
         "image_id": image_id, "version": "t", "sharpness": rng.choice([0.01, 0.05, 0.5, 0.8]),
         "brightness_p5": 0.1, "brightness_p50": rng.choice([0.05, 0.5, 0.5]),
         "brightness_p95": 0.9, "contrast": 0.3, "entropy": 6.0, "colourfulness": 30.0,
-        "aspect": 1.3, "short_side": 300, "graphic": 0.0, "windows": bytes(8),
+        "aspect": 1.3, "short_side": 300, "graphic": 0.0,
     }  # fmt: skip
 
 

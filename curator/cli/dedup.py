@@ -31,7 +31,9 @@ def dedup_command(
     ctx: typer.Context,
     threshold: int = threshold_option(dedup_lib.DEFAULT_THRESHOLD),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Show what would change; change nothing."
+        False,
+        "--dry-run",
+        help="Show what would change; change no group (window hashes made are kept).",
     ),
     crops: bool | None = typer.Option(
         None,
@@ -53,9 +55,9 @@ def dedup_command(
     Images whose perceptual hashes (or mirrored hashes) lie within the threshold form a group;
     the one with the most pixels (then the oldest) stays active, the others are marked
     duplicate. Copies cut from a picture (10 to 25 % of each side) or with a banner added
-    join its group too, by the hashes of its windows (--no-crops: whole frames only). That
-    scan's time grows with the square of the catalog's size, so over 20,000 pictures it
-    runs only with --crops.
+    join its group too, by the hashes of its windows (--no-crops: whole frames only), made
+    from the thumbnails the first time and kept. That scan's time grows with the square of
+    the catalog's size, so over 20,000 pictures it runs only with --crops.
     Group members share one split. Nothing is deleted, and --undo reverts a run:
     the last dedup run, or --run N (an import's grouping, too). A run already undone is said
     to be so, and nothing changes (exit 0).

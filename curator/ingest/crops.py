@@ -2,9 +2,10 @@
 
 A pHash describes the whole frame, so a copy that keeps 80 % of each side of a photo lies
 20 to 30 bits from it: no threshold joins the two without joining distinct photos. Each image
-therefore also stores the pHashes of its *windows* (`curator.ingest.properties.WINDOWS`:
-66 sub-regions keeping 75 to 90 % of each side at a grid of places, and four banner
-frames). A crop's whole-frame hash then lies within a few bits of one of its photo's windows;
+therefore also has the pHashes of its *windows* (`curator.ingest.windows.WINDOWS`: 66
+sub-regions keeping 75 to 90 % of each side at a grid of places, and four banner frames),
+made from its thumbnail when crop matching first needs them (`catalog_windows`) and kept.
+A crop's whole-frame hash then lies within a few bits of one of its photo's windows;
 a photo with a banner added holds the photo, so the photo's hash lies near one of the banner
 copy's windows.
 
@@ -24,21 +25,35 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from curator.ingest.hashindex import as_u64
-from curator.ingest.properties import (
+from curator.ingest.imaging import HASH_VERSION
+from curator.ingest.thumbs import ThumbStore
+from curator.ingest.windows import (
     WINDOWS,
+    WINDOWS_VERSION,
     box_cells,
     integral_image,
     unpack_window_records,
+    windows_of,
 )
-from curator.ingest.thumbs import ThumbStore
+from db.catalog import Catalog
+from db.errors import CatalogError
 from db.images import images_by_id
+from db.windows import (
+    add_windows,
+    count_hashed,
+    count_missing_windows,
+    missing_windows,
+    window_rows,
+)
 
 #: Bits (of 64) within which a whole-frame hash and a window make a candidate pair, each
 #: then verified on the pixels (`fit`). Measured by bench/crops.py (docs/check.md): at 10,
@@ -180,7 +195,8 @@ _CHUNK_PAIRS = 1_000_000
 #: 20,000, but half a day at a million. Over it, crop matching runs when asked (``--crops``),
 #: and says so when it is left out.
 CROPS_AUTO_LIMIT = 20_000
-#: What long crop matching reports: (stage, done, total), the stage ``scan`` or ``check``.
+#: What long crop matching reports: (stage, done, total), the stage ``windows``, ``scan``
+#: or ``check``.
 CropProgress = Callable[[str, int, int], None]
 
 
@@ -383,3 +399,73 @@ def thumbnail_squares(session: Session, home: Path) -> Squares:
         return out
 
     return squares
+
+
+#: Pictures whose windows are made per transaction (`catalog_windows`).
+_WINDOWS_BATCH = 500
+
+
+def catalog_windows(
+    catalog: Catalog,
+    home: Path,
+    *,
+    on_progress: CropProgress | None = None,
+    workers: int | None = None,
+) -> list[tuple[int, bytes]]:
+    """(image id, window records) of every hashed image: read where they were made before,
+    made now from the thumbnails (`curator.ingest.windows.windows_of`, in ``workers``
+    threads) where not. What is made is stored a batch per transaction, so an interrupted
+    run keeps it; where the catalog takes no write (one this process may only read, a lock
+    held too long, a full disk) nothing more is kept, and what was made serves this run
+    alone. An image with neither thumbnail nor original has none (and is tried again by
+    the next run)."""
+    versions = {"version": WINDOWS_VERSION, "hash_version": HASH_VERSION}
+    with catalog.reading() as session:
+        total = count_missing_windows(session, **versions)
+    store, made, done, after = ThumbStore(home), [], 0, 0
+    writable = not catalog.read_only
+
+    def one(todo: tuple[int, str, str]) -> tuple[int, bytes] | None:
+        image_id, sha256, path = todo
+        try:
+            return image_id, windows_of(store.get_or_make(sha256, home / path))
+        except (OSError, ValueError, sqlite3.Error):  # unreadable: not matched
+            return None
+
+    with closing(store), ThreadPoolExecutor(max_workers=workers or usable_cpus()) as pool:
+        while done < total:
+            with catalog.reading() as session:
+                todo = missing_windows(session, **versions, after=after, limit=_WINDOWS_BATCH)
+            if not todo:
+                break
+            rows = [row for row in pool.map(one, todo) if row is not None]
+            if writable and rows:
+                try:
+                    with catalog.writing() as session:
+                        add_windows(session, rows, version=WINDOWS_VERSION)
+                except (CatalogError, DBAPIError):  # read only, busy, full: not kept
+                    writable = False
+            if not writable:
+                made.extend(rows)
+            after, done = todo[-1][0], done + len(todo)
+            if on_progress is not None:
+                on_progress("windows", min(done, total), total)
+    with catalog.reading() as session:
+        stored = window_rows(session, version=WINDOWS_VERSION)
+    return sorted(stored + made)
+
+
+def wanted_windows(
+    catalog: Catalog,
+    home: Path | None,
+    crops: bool | None,
+    on_progress: CropProgress | None = None,
+) -> list[tuple[int, bytes]] | None:
+    """The windows crop matching reads (`catalog_windows`), where crops are matched in this
+    catalog (``crops`` as `crops_wanted` reads it, and a ``home`` to read thumbnails in);
+    otherwise None."""
+    with catalog.reading() as session:
+        pictures = count_hashed(session, hash_version=HASH_VERSION)
+    if home is None or not crops_wanted(crops, pictures):
+        return None
+    return catalog_windows(catalog, home, on_progress=on_progress)

@@ -27,9 +27,11 @@ from curator.ingest.crops import (
     crop_edges,
     crops_wanted,
     thumbnail_squares,
+    wanted_windows,
 )
 from curator.ingest.hashindex import NearIndex, as_u64, near_pairs
 from curator.ingest.imaging import HASH_VERSION
+from curator.ingest.windows import WINDOWS_VERSION
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.errors import UnknownImage
@@ -52,7 +54,7 @@ from db.images import (
     images_by_id,
     undo_changes,
 )
-from db.properties import window_rows
+from db.windows import window_rows
 
 #: Default Hamming distance (of 64 bits) under which two images are near duplicates.
 #: Measured by bench/hash_threshold.py on real photos: re-encodes, resizes, 5 % crops,
@@ -211,19 +213,23 @@ def plan_dedup(
     home: Path | None = None,
     crops: bool | None = None,
     on_progress: CropProgress | None = None,
+    windows: list[tuple[int, bytes]] | None = None,
 ) -> DedupPlan:
     """What the catalog should look like with groups at this threshold, as changes; given
     the ``home`` (the thumbnails, to verify on), cropped copies and copies with a banner
     join their photo's group too: with ``crops`` None, when the catalog is small enough
     for that to be quick (`curator.ingest.crops.crops_wanted`); where it is not, the
     groups already made are kept (crop matches of an earlier run included), and whole-frame
-    matches join them."""
+    matches join them. ``windows``: those of `curator.ingest.crops.wanted_windows` (without
+    them, those stored)."""
     rows = hash_rows(session, hash_version=HASH_VERSION)
     plan = DedupPlan(threshold=threshold, images=len(rows))
     wanted = crops_wanted(crops, len(rows))
     plan.crops = home is not None and wanted
     plan.crops_left_out = home is not None and crops is None and not wanted
-    windows = window_rows(session) if plan.crops else None
+    if plan.crops and windows is None:  # none made for this plan: those stored
+        windows = window_rows(session, version=WINDOWS_VERSION)
+    windows = windows if plan.crops else None
     squares = thumbnail_squares(session, home) if plan.crops and home is not None else None
     labels = component_labels(
         rows,
@@ -370,9 +376,15 @@ def run_dedup(
     group too (`curator.ingest.crops`, reading the thumbnails of ``home``). Returns the
     plan and its summary (with the run's id, and what changed meanwhile, when something was
     applied)."""
+    windows = wanted_windows(catalog, home, crops, on_progress)
     with catalog.reading() as session:
         plan = plan_dedup(
-            session, threshold=threshold, home=home, crops=crops, on_progress=on_progress
+            session,
+            threshold=threshold,
+            home=home,
+            crops=crops,
+            on_progress=on_progress,
+            windows=windows,
         )
     summary: dict[str, Any] = {
         "threshold": threshold,

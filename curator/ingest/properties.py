@@ -1,7 +1,8 @@
 """What a picture looks like, in a few numbers: computed from the thumbnail the door decodes.
 
 No second decode: `curator.ingest.imaging.analyze` hands its thumbnail (256 to 320 pixels on
-the longer side, RGB) here, and the numbers land in ``image_properties`` beside the hashes.
+the longer side, RGB) and the thumbnail's grey conversion (shared with the pHash) here, and
+the numbers land in ``image_properties`` beside the hashes.
 
 * ``sharpness``: variance of the Laplacian of the grey thumbnail as it is (no resize: the
   fine detail a blur removes is only there at full size), over the grey variance (so that a
@@ -13,30 +14,28 @@ the longer side, RGB) here, and the numbers land in ``image_properties`` beside 
 * ``colourfulness``: Hasler and Süsstrunk's metric (2003) on the opponent channels, 0 for
   a grey picture, about 20 to 100 for colour photos;
 * ``aspect``: the longer side over the shorter (of the original's pixel size);
-* ``graphic``: the share of pixels in the 8 commonest colours at 4 bits a channel: flat
-  colours of text, banners, screenshots and charts score near 1, photos far lower;
-* ``windows``: pHashes of sub-regions, so that a cropped copy's whole-frame hash finds the
-  picture it was cut from (see `WINDOWS` and docs/check.md).
+* ``graphic``: the share of pixels in the 8 commonest of the 256 grey levels: the flat
+  colours of text, banners, screenshots and charts score near 1, photos far lower.
 
-What they cost counts: every import pays it. Only the sharpness reads the thumbnail at full
-size (its grey conversion, shared with the pHash); the rest comes from one copy box-reduced
-by a whole factor to `SMALL_SIZE` and more (`Image.reduce`, 2 x 2 pixels averaged for the
-usual thumbnail): the grey statistics from the luminance histogram of its grey conversion
-(no sort), the colour ones from its pixels, and the windows from that grey copy
-box-resized to `WINDOW_SIZE`, all windows at once in a few matrix products.
-bench/import_throughput.py measures the cost (docs/check.md).
+What they cost counts: every import pays it (bench/import_throughput.py, docs/check.md). Only
+the sharpness reads the grey thumbnail at full size, at one row in `SHARPNESS_STEP`; the grey
+statistics come from the histogram of that grey copy box-reduced by a whole factor to
+`SMALL_SIZE` and more (C code: no sort, no copy into NumPy), the colour ones from
+`COLOUR_SIDE` pixels a side picked on a grid. The pHashes of the windows by which crop
+matching finds a cropped copy's photo are not made here but when crop matching first needs
+them (curator/ingest/windows.py).
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 #: Stored beside each row: numbers of another version are computed again by a backfill.
-PROPERTIES_VERSION = "props-v3"
+PROPERTIES_VERSION = "props-v4"
 
 
 @dataclass(frozen=True)
@@ -53,288 +52,85 @@ class Properties:
     aspect: float
     short_side: int
     graphic: float
-    windows: bytes  # 8 bytes per window hash, big-endian unsigned
 
-    def as_row(self) -> dict[str, float | bytes | str]:
-        return {**asdict(self), "version": PROPERTIES_VERSION}
-
-
-def _spread(v: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of a float32 vector, from its sum and sum of squares
-    (einsum: OpenBLAS may thread a dot this long)."""
-    mean = float(v.sum()) / v.size
-    return mean, float(np.sqrt(max(float(np.einsum("i,i->", v, v)) / v.size - mean * mean, 0.0)))
+    def as_row(self) -> dict[str, float | str]:
+        # vars, not dataclasses.asdict: that deep-copies each number, 75 us a row in the
+        # process that writes an import's rows (bench/import_throughput.py).
+        return {**vars(self), "version": PROPERTIES_VERSION}
 
 
-def _colourfulness(rgb8: np.ndarray) -> float:
-    c = rgb8.reshape(-1, 3).astype(np.int16)
-    rg_mean, rg_std = _spread((c[:, 0] - c[:, 1]).astype(np.float32))
-    yb_mean, yb_std = _spread((c[:, 0] + c[:, 1] - 2 * c[:, 2]).astype(np.float32) * 0.5)
-    return float(np.hypot(rg_std, yb_std) + 0.3 * np.hypot(rg_mean, yb_mean))
-
-
-def _graphic(rgb8: np.ndarray) -> float:
-    q = (rgb8 & np.uint8(0xF0)).reshape(-1, 3).astype(np.uint16)
-    codes = (q[:, 0] << 4) | q[:, 1] | (q[:, 2] >> 4)
-    counts = np.bincount(codes, minlength=4096)
-    return float(np.sort(counts)[-8:].sum() / codes.size)  # sort: faster than partition here
-
-
-def _grid(scale: float, steps: int) -> list[tuple[float, float, float, float]]:
-    spots = [i / (steps - 1) for i in range(steps)] if steps > 1 else [0.5]
-    return [((1 - scale) * fx, (1 - scale) * fy, scale, scale) for fy in spots for fx in spots]
-
-
-#: The windows each image hashes, as (left, top, width, height) shares of its frame: at 90,
-#: 85, 80 and 75 % of each side on grids of 3 x 3 to 5 x 5 places, and the frame less an
-#: eighth at the top, bottom, left or right (where a banner goes). Chosen by bench/crops.py:
-#: a copy that keeps 75 to 90 % of each side, anywhere in the frame, lies within a few pixels
-#: of one of them.
-WINDOWS: tuple[tuple[float, float, float, float], ...] = (
-    *_grid(0.9, 3),
-    *_grid(0.85, 4),
-    *_grid(0.8, 4),
-    *_grid(0.75, 5),
-    (0.0, 0.0, 1.0, 0.875),
-    (0.0, 0.125, 1.0, 0.875),
-    (0.0, 0.0, 0.875, 1.0),
-    (0.125, 0.0, 0.875, 1.0),
-)
-
-#: Grey levels (0 to 255) a window's pixels on the `WINDOW_SIZE` square must vary by, as a
-#: standard deviation, to be hashed.
-MIN_WINDOW_STD = 12.0
-#: How a stored window is packed: its index in `WINDOWS`, then its hash.
-WINDOW_DTYPE = np.dtype([("index", "u1"), ("hash", ">u8")])
-
-
-def box_edges(
-    size: int, boxes: np.ndarray | tuple[tuple[float, float, float, float], ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """For boxes (left, top, width, height as shares) of a square of ``size`` pixels: the 33
-    cell edges of each along y and along x (integer pixel positions), as two (K, 33) arrays."""
-    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    steps = np.linspace(0.0, 1.0, 33)
-    xs = (arr[:, 0:1] + arr[:, 2:3] * steps) * size
-    ys = (arr[:, 1:2] + arr[:, 3:4] * steps) * size
-    clip = lambda v: np.clip(np.rint(v), 0, size).astype(np.intp)  # noqa: E731
-    return clip(ys), clip(xs)
-
-
-def integral_image(square: np.ndarray) -> np.ndarray:
-    """The summed-area table of a grey square, a row and a column of zeros first: exact in
-    32-bit integers for a square of 8-bit pixels (up to 2,900 on a side), else float64."""
-    size = square.shape[0]
-    exact = square.dtype == np.uint8 and size * size * 255 < 2**31
-    integral = np.zeros((size + 1, size + 1), dtype=np.int32 if exact else np.float64)
-    integral[1:, 1:] = square.cumsum(0, dtype=integral.dtype).cumsum(1, dtype=integral.dtype)
-    return integral
-
-
-def box_cells(
-    square: np.ndarray, boxes: np.ndarray | tuple, integral: np.ndarray | None = None
-) -> np.ndarray:
-    """Each box of a grey square averaged down to 32 x 32 cells, in one batch over its
-    integral image (`integral_image`, made here unless given): (K, 32, 32) float32. The
-    corners are differenced in the table's own type (exact for 8-bit pixels), and the
-    averages kept in float32: half the memory traffic of float64, which bounds this."""
-    size = square.shape[0]
-    integral = integral_image(square) if integral is None else integral
-    ys, xs = box_edges(size, boxes)
-    flat = ys[:, :, None] * (size + 1) + xs[:, None, :]
-    corners = np.take(integral, flat)  # (K, 33, 33)
-    sums = corners[:, 1:, 1:] - corners[:, :-1, 1:]
-    sums -= corners[:, 1:, :-1]
-    sums += corners[:, :-1, :-1]
-    # One over each cell's area, as a product of its height's and its width's: a cell of
-    # no height or width sums to 0 and stays 0.
-    tall = (1.0 / np.maximum(np.diff(ys, axis=1), 1)).astype(np.float32)
-    wide = (1.0 / np.maximum(np.diff(xs, axis=1), 1)).astype(np.float32)
-    cells = sums.astype(np.float32)
-    cells *= tall[:, :, None]
-    cells *= wide[:, None, :]
-    return cells
-
-
-def _intervals() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct (start, length) shares the windows take along one side (the grids are
-    the same along x and y), and each window's index among them along y and along x."""
-    spans = sorted({(b[0], b[2]) for b in WINDOWS} | {(b[1], b[3]) for b in WINDOWS})
-    where = {span: i for i, span in enumerate(spans)}
-    ys = np.array([where[(b[1], b[3])] for b in WINDOWS])
-    xs = np.array([where[(b[0], b[2])] for b in WINDOWS])
-    return np.array(spans), ys, xs
-
-
-def _cell_weights(size: int, start: float, length: float) -> np.ndarray:
-    """How much each of ``size`` pixels weighs in each of the 32 cells of a span (shares of
-    the side): the overlap of pixel and cell over the cell's width, so that each row of the
-    result averages one cell, fractional edges included. (32, size)."""
-    edges = (start + length * np.linspace(0.0, 1.0, 33)) * size
-    lo, hi = edges[:-1, None], edges[1:, None]
-    pixels = np.arange(size)[None, :]
-    overlap = np.clip(np.minimum(hi, pixels + 1) - np.maximum(lo, pixels), 0.0, None)
-    return overlap / (hi - lo)
-
-
-def _span_groups() -> list[list[int]]:
-    """The spans of `_intervals` in groups no window crosses (a grid's places, the banner
-    frames): each window's spans along y and along x lie in one group, so that its block is
-    a product of that group's rows alone."""
-    spans, ys, xs = _intervals()
-    parent = list(range(len(spans)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
-        parent[root(y)] = root(x)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(spans)):
-        groups.setdefault(root(i), []).append(i)
-    return list(groups.values())
-
-
-@functools.cache
-def window_transform(size: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-    """What turns a grey square of ``size`` pixels into every window's 8 x 8 pHash block at
-    once: for each group of spans (`_span_groups`), the pHash's 8 DCT rows times the
-    averaging of its 32 cells (`_cell_weights`) for each span, stacked (n * 8, size), and the
-    flat offsets of each window's block in the groups' ``rows @ square @ rows.T``, raveled
-    and joined in turn. The same for every image of a size, so computed once."""
-    from curator.ingest.imaging import dct_rows
-
-    spans, ys, xs = _intervals()
-    average = np.stack([_cell_weights(size, start, length) for start, length in spans])
-    stacked = (dct_rows() @ average).astype(np.float32)  # (S, 8, size)
-    rows, group_of, place, base, start = [], {}, {}, [], 0
-    for g, members in enumerate(_span_groups()):
-        rows.append(stacked[members].reshape(len(members) * 8, size))
-        for i, span in enumerate(members):
-            group_of[span], place[span] = g, i
-        base.append((start, len(members) * 8))
-        start += (len(members) * 8) ** 2
-    k = np.arange(8)
-    offsets = np.empty((len(WINDOWS), 8, 8), dtype=np.intp)
-    for w, (y, x) in enumerate(zip(ys.tolist(), xs.tolist(), strict=True)):
-        first, width = base[group_of[y]]
-        offsets[w] = first + (place[y] * 8 + k[:, None]) * width + place[x] * 8 + k[None, :]
-    return tuple(rows), offsets.reshape(len(WINDOWS), 64)
-
-
-#: The grey square the windows are hashed on: the small grey copy box-resized. Its pixels
-#: (4.5 of a 288-pixel thumbnail's) are about as fine as a window's cells (6 to 8).
-WINDOW_SIZE = 64
-
-
-@functools.cache
-def _window_boxes(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each distinct span of `WINDOWS` along a side, which pixels of a square of ``size``
-    it covers (S, size), each window's offset in ``spans @ square @ spans.T``, and each
-    window's area in pixels."""
-    spans, ys, xs = _intervals()
-    boxes = np.zeros((len(spans), 4))
-    boxes[:, 0], boxes[:, 2] = spans[:, 0], spans[:, 1]
-    _, edges = box_edges(size, boxes)
-    cover = np.zeros((len(spans), size))
-    for i, (lo, hi) in enumerate(zip(edges[:, 0], edges[:, -1], strict=True)):
-        cover[i, lo:hi] = 1.0
-    widths = cover.sum(axis=1)
-    return cover, ys * len(spans) + xs, widths[ys] * widths[xs]
-
-
-def _window_std(grey: np.ndarray) -> np.ndarray:
-    """Each window's grey standard deviation, from its sums of values and of squares: (K,)."""
-    cover, offsets, area = _window_boxes(grey.shape[0])
-    mean = np.take(cover @ grey @ cover.T, offsets) / area
-    squares = np.take(cover @ (grey * grey) @ cover.T, offsets) / area
-    return np.sqrt(np.maximum(squares - mean * mean, 0.0))
-
-
-#: The largest matrix product (rows x inner x columns) OpenBLAS runs on one thread.
-_ONE_THREAD = 1 << 18
-
-
-def _chunked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` as a batch of products of a few rows of ``a`` each, every one small enough
-    for OpenBLAS to keep on one thread: a bigger one wakes a thread per core in every import
-    worker, and they wait on each other (ten times slower on two busy cores)."""
-    rows, inner = a.shape
-    if rows * inner * b.shape[1] <= _ONE_THREAD:
-        return a @ b
-    most = max(1, _ONE_THREAD // (inner * b.shape[1]))
-    step = max(d for d in range(1, min(rows, most) + 1) if rows % d == 0)
-    return (a.reshape(rows // step, step, inner) @ b).reshape(rows, b.shape[1])
-
-
-def window_hashes(square: Image.Image) -> bytes:
-    """pHashes of each window (`WINDOWS`) of a grey square of `WINDOW_SIZE` pixels: the
-    pHash's DCT of each window's 32 x 32 cells, for all windows in two matrix products per
-    group of spans (`window_transform`), and the median of each block. A nearly flat window
-    (sky, a blank page, black space) hashes to noise that matches other flat windows: it is
-    left out."""
-    rows, offsets = window_transform(square.width)
-    grey = np.asarray(square, dtype=np.float32)
-    blocks = [_chunked(r, _chunked(grey, r.T)).ravel() for r in rows]
-    flat = np.take(np.concatenate(blocks), offsets)  # (K, 64)
-    middle = np.sort(flat, axis=1)[:, 31:33].mean(axis=1, keepdims=True)  # the median
-    bits = np.packbits(flat > middle, axis=1)
-    textured = np.flatnonzero(_window_std(grey.astype(np.float64)) >= MIN_WINDOW_STD)
-    out = np.empty(textured.size, dtype=WINDOW_DTYPE)
-    out["index"] = textured
-    out["hash"] = bits[textured].view(">u8").ravel()
-    return out.tobytes()
-
-
-def unpack_windows(blob: bytes | None) -> np.ndarray:
-    """Stored window hashes as uint64."""
-    return unpack_window_records(blob)["hash"].astype(np.uint64)
-
-
-def unpack_window_records(blob: bytes | None) -> np.ndarray:
-    """Stored windows as records of (index into `WINDOWS`, hash)."""
-    return np.frombuffer(blob or b"", dtype=WINDOW_DTYPE)
-
-
-#: All but the sharpness are measured on the thumbnail box-reduced by the whole factor that
-#: brings its longer side nearest above this (256 to 320 pixels come down to 128 to 160).
-SMALL_SIZE = 128
+#: The grey statistics are measured on the grey thumbnail box-reduced by the whole factor
+#: that brings its longer side nearest above this (256 to 320 pixels come down to 64 to 80).
+SMALL_SIZE = 64
+#: The sharpness samples the Laplacian at one row in this many (of the thumbnail as it is).
+SHARPNESS_STEP = 8
+#: The colour statistics are measured on this many pixels on the longer side, picked on a
+#: grid (a nearest-neighbour resize: no averaging, which would take the noise out of a
+#: grey picture's colour and the detail out of a photo's).
+COLOUR_SIDE = 64
 _LEVELS = np.arange(256, dtype=np.float64)
+#: Count, sum and sum of squares of 0-255 values, as one product with their histogram.
+_MOMENTS = np.stack([np.ones(256), _LEVELS, _LEVELS * _LEVELS])
+_QUANTILES = (0.05, 0.5, 0.95)
+#: The opponent channels of R, G, B: red less green, and yellow (red and green) less blue.
+_OPPONENT = np.array([[1.0, -1.0, 0.0], [0.5, 0.5, -1.0]], dtype=np.float32)
 
 
-def _histogram(grey: Image.Image) -> np.ndarray:
-    return np.array(grey.histogram(), dtype=np.float64)
-
-
-def _percentiles(hist: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """``np.percentile`` (linear) of 0-255 values, from their histogram, in 0 to 1."""
-    cum = np.cumsum(hist)
-    at = np.array(qs) / 100.0 * (cum[-1] - 1)
-    low = np.floor(at)
-    lo, hi = np.searchsorted(cum, low, side="right"), np.searchsorted(cum, low + 1, side="right")
-    return [float(v) / 255.0 for v in lo + (at - low) * (np.minimum(hi, 255) - lo)]
-
-
-def _mean_var(hist: np.ndarray) -> tuple[float, float]:
-    """Mean and variance of 0-255 values, from their histogram."""
-    count = float(hist.sum())
-    mean = float(hist @ _LEVELS) / count
-    return mean, max(float(hist @ (_LEVELS * _LEVELS)) / count - mean * mean, 0.0)
+def _grey_statistics(small_grey: Image.Image) -> tuple[list[float], float, float, float]:
+    """Percentiles 5, 50 and 95 of the grey levels (as ``np.percentile``'s linear ones, in
+    0 to 1), their variance (on 0-255), their entropy in bits, and the share of pixels in
+    the 8 commonest levels: all from the histogram, in few steps (each costs)."""
+    hist = np.array(small_grey.histogram(), dtype=np.float64)
+    count, total, squares = (_MOMENTS @ hist).tolist()
+    mean = total / count
+    variance = max(squares / count - mean * mean, 0.0)
+    at = [q * (count - 1) for q in _QUANTILES]
+    low = [math.floor(a) for a in at]
+    ends = np.searchsorted(np.cumsum(hist), [*low, *(v + 1 for v in low)], side="right")
+    lo, hi = ends[:3].tolist(), ends[3:].tolist()
+    percentiles = [
+        (x + (a - b) * (min(y, 255) - x)) / 255.0
+        for x, y, a, b in zip(lo, hi, at, low, strict=True)
+    ]
+    # -sum(p log p) over the levels, as log n less the mean over pixels of log(count of
+    # their level): no division per level, and an empty level (count 0) adds nothing.
+    entropy = math.log2(count) - float(hist @ np.log2(np.maximum(hist, 1.0))) / count
+    commonest = float(np.sort(hist)[-8:].sum()) / count
+    return percentiles, variance, max(entropy, 0.0), commonest
 
 
 def _sharpness(grey: np.ndarray, variance: float) -> float:
     """Variance of the Laplacian over the grey variance (the same on 0-255 as on 0-1). The
-    Laplacian is taken at every other row (each from its full neighbourhood): its variance
-    over tens of thousands of pixels is the same, at half the cost."""
-    g = grey.astype(np.int16)
-    lap = g[:-2:2, 1:-1] + g[2::2, 1:-1]
-    lap += g[1:-1:2, :-2]
-    lap += g[1:-1:2, 2:]
-    lap -= g[1:-1:2, 1:-1] * np.int16(4)
-    lap_var = _spread(lap.astype(np.float32).ravel())[1] ** 2
+    Laplacian is taken at every `SHARPNESS_STEP`-th row, each from its full neighbourhood
+    (the three rows each sample needs are all that is read): its variance over thousands
+    of pixels is that of all of them, at a fraction of the work."""
+    # A strip's thumbnail can be a few rows high: then fewer rows to a step (3 at least).
+    step = min(SHARPNESS_STEP, max(3, grey.shape[0] // 4))
+    rows = grey.shape[0] // step * step
+    g = grey[:rows].reshape(-1, step, grey.shape[1])[:, :3].astype(np.int16)
+    lap = g[:, 0, 1:-1] + g[:, 2, 1:-1]
+    lap += g[:, 1, :-2]
+    lap += g[:, 1, 2:]
+    lap -= g[:, 1, 1:-1] * np.int16(4)
+    v = lap.astype(np.float32).ravel()
+    mean = float(v.sum()) / v.size
+    lap_var = max(float(v @ v) / v.size - mean * mean, 0.0)
     return lap_var / max(variance, 1e-4 * 255.0**2)
+
+
+def _colourfulness(rgb: Image.Image) -> float:
+    """Hasler and Süsstrunk's colourfulness, on `COLOUR_SIDE` pixels a side."""
+    w, h = rgb.size
+    if max(w, h) > COLOUR_SIDE:
+        scale = COLOUR_SIDE / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = rgb.resize(size, Image.Resampling.NEAREST)
+    pixels = np.asarray(rgb).reshape(-1, 3)
+    n = pixels.shape[0]
+    opponent = _OPPONENT @ pixels.T.astype(np.float32)  # (2, n): along rows, not columns
+    mean = opponent.sum(axis=1) / n
+    spread = np.sqrt(np.maximum(np.einsum("ij,ij->i", opponent, opponent) / n - mean**2, 0))
+    return math.hypot(*spread.tolist()) + 0.3 * math.hypot(*mean.tolist())
 
 
 def _at_least(img: Image.Image, side: int) -> Image.Image:
@@ -345,6 +141,13 @@ def _at_least(img: Image.Image, side: int) -> Image.Image:
     return img.resize((max(side, img.width), max(side, img.height)), Image.Resampling.BILINEAR)
 
 
+def reduced(grey: Image.Image, side: int) -> Image.Image:
+    """The grey thumbnail box-reduced by the whole factor that brings its longer side
+    nearest above ``side``."""
+    factor = max(1, max(grey.width, grey.height) // side)
+    return grey.reduce(factor) if factor > 1 else grey
+
+
 def measure(
     thumb: Image.Image, *, width: int, height: int, grey: Image.Image | None = None
 ) -> Properties:
@@ -352,27 +155,16 @@ def measure(
     the caller has one) and its original pixel size."""
     rgb = thumb if thumb.mode == "RGB" else thumb.convert("RGB")
     grey = grey if grey is not None else rgb.convert("L")
-    factor = max(1, max(rgb.width, rgb.height) // SMALL_SIZE)
-    small = rgb.reduce(factor) if factor > 1 else rgb
-    small_grey = small.convert("L")
-    hist = _histogram(small_grey)
-    p5, p50, p95 = _percentiles(hist, (5, 50, 95))
-    prob = hist[hist > 0] / hist.sum()
-    variance = _mean_var(hist)[1]
-    # The colour statistics from every other row: shares and spreads over thousands of
-    # pixels come out the same, at half the cost.
-    rgb8 = np.asarray(small, dtype=np.uint8)[::2]
-    square = small_grey.resize((WINDOW_SIZE, WINDOW_SIZE), Image.Resampling.BOX)
+    (p5, p50, p95), variance, entropy, graphic = _grey_statistics(reduced(grey, SMALL_SIZE))
     return Properties(
         sharpness=_sharpness(np.asarray(_at_least(grey, 3)), variance),
         brightness_p5=p5,
         brightness_p50=p50,
         brightness_p95=p95,
-        contrast=float(np.sqrt(variance)) / 255.0,
-        entropy=float(-(prob * np.log2(prob)).sum()),
-        colourfulness=_colourfulness(rgb8),
+        contrast=math.sqrt(variance) / 255.0,
+        entropy=entropy,
+        colourfulness=_colourfulness(rgb),
         aspect=max(width, height) / max(1, min(width, height)),
         short_side=min(width, height),
-        graphic=_graphic(rgb8),
-        windows=window_hashes(square),
+        graphic=graphic,
     )
