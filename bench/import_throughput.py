@@ -16,6 +16,11 @@ On a generated folder of about 1-megapixel JPEGs (1152 x 864, made once and kept
   what the properties add to the door's own work, robust to load that drifts, as both
   timings of a file meet the same load. ``--micro-only`` runs this part alone.
 
+Of the imports, besides the medians of each kind, the median over rounds of the cost each
+round's pair of runs gives, and the processor time the import and its workers used (user and
+system, from ``getrusage``): on a machine whose cores are all busy, the throughput an import
+loses is the share of processor time it adds, and that figure moves less with other load.
+
 Interpreter start and module imports are left out of both. imagededup is installed only for
 this benchmark, beside the project rather than in it:
 
@@ -44,16 +49,22 @@ SITE = BENCH / "imagededup-site"
 sys.path.insert(0, str(ROOT))
 
 OURS = """
-import sys, time
+import resource, sys, time
 import curator
 home, folder, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if sys.argv[4:] == ["bare"]:  # the same import without the image properties, to cost them
     import curator.ingest.imaging as imaging
     imaging.measure = lambda *args, **kwargs: None
 catalog = curator.open(home)
-t = time.perf_counter()
+
+def cpu():  # this process and its workers (reaped when the import's pool shuts down)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + done.ru_utime + done.ru_stime
+
+c, t = cpu(), time.perf_counter()
 counts = catalog.import_paths([folder], author="bench", workers=workers)
-print(time.perf_counter() - t, counts["added"] + counts["near_duplicate"])
+print(time.perf_counter() - t, cpu() - c, counts["added"] + counts["near_duplicate"])
 """
 
 THEIRS = """
@@ -87,7 +98,7 @@ def ensure_images(count: int) -> Path:
     return folder
 
 
-def run(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, int]:
+def run(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, ...]:
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
@@ -98,8 +109,8 @@ def run(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float
     )
     if done.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{done.stderr[-2000:]}")
-    seconds, items = done.stdout.split()[-2:]
-    return float(seconds), int(items)
+    *seconds, items = done.stdout.split()[-3 if code is OURS else -2 :]
+    return (*map(float, seconds), int(items))
 
 
 def micro(folder: Path, count: int, rounds: int) -> tuple[float, float, float]:
@@ -108,7 +119,9 @@ def micro(folder: Path, count: int, rounds: int) -> tuple[float, float, float]:
     import time
 
     import curator.ingest.imaging as imaging
+    from curator.ingest.importer import keep_freed_memory
 
+    keep_freed_memory()  # as each import worker does
     blobs = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:count]]
     measure = imaging.measure
     skip = lambda *args, **kwargs: None  # noqa: E731
@@ -153,13 +166,15 @@ def main() -> None:
     folder = ensure_images(args.images)
     ours: list[float] = []
     bare: list[float] = []
+    cpu: dict[bool, list[float]] = {True: [], False: []}
     theirs: list[float] = []
     for _ in range(args.repeat):  # alternate, so that drifting load hits all alike
         for times, extra in ((ours, ()), (bare, ("bare",))):
             with tempfile.TemporaryDirectory(dir=BENCH) as home:
-                seconds, added = run(OURS, home, str(folder), str(args.workers), *extra)
+                seconds, used, added = run(OURS, home, str(folder), str(args.workers), *extra)
             assert added == args.images, f"curator imported {added} of {args.images}"
             times.append(args.images / seconds)
+            cpu[not extra].append(used / args.images)
         if args.no_peer:
             continue
         seconds, encoded = run(
@@ -174,6 +189,16 @@ def main() -> None:
         "without_properties_per_s": round(statistics.median(bare), 1),
     }
     result["properties_cost"] = round(1 - statistics.median(ours) / statistics.median(bare), 3)
+    # Each round's pair of runs met the same load: the median of their ratios, by wall clock
+    # and by the processor time the import and its workers used (what a busy machine gives).
+    result["properties_cost_paired"] = round(
+        statistics.median(1 - o / b for o, b in zip(ours, bare, strict=True)), 3
+    )
+    result["cpu_ms_per_image"] = round(statistics.median(cpu[True]) * 1000, 3)
+    result["cpu_ms_per_image_without_properties"] = round(statistics.median(cpu[False]) * 1000, 3)
+    result["properties_cpu_cost"] = round(
+        statistics.median(1 - b / f for f, b in zip(cpu[True], cpu[False], strict=True)), 3
+    )
     if theirs:
         result["imagededup_phash_per_s"] = round(statistics.median(theirs), 1)
         result["ratio"] = round(
@@ -192,6 +217,16 @@ def main() -> None:
     print(f"  curator import (decode, validate, 2 hashes, store, thumbnail, rows) {ours_s:>7.1f}/s")
     print(f"  the same without the image properties                              {bare_s:>7.1f}/s")
     print(f"  image properties cost: {result['properties_cost'] * 100:.1f} % of throughput")
+    print(
+        f"  the same from each round's pair of runs: {result['properties_cost_paired'] * 100:.1f} %"
+        " (median)"
+    )
+    print(
+        f"processor time per image (the import and its workers): "
+        f"{result['cpu_ms_per_image']:.2f} ms with the properties, "
+        f"{result['cpu_ms_per_image_without_properties']:.2f} ms without: they take "
+        f"{result['properties_cpu_cost'] * 100:.1f} % of it (median of the rounds' pairs)"
+    )
     if theirs:
         theirs_s = result["imagededup_phash_per_s"]
         print(

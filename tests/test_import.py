@@ -247,3 +247,15 @@ def test_parallel_import_matches_serial_import(cli, home, tmp_path, new_db_url):
     second = tmp_path / "h2"
     parallel = import_json(cli, folder, "--workers", "2", home=second, db_url=new_db_url(second))
     assert serial == parallel
+
+
+def test_import_workers_keep_freed_memory_where_the_c_library_allows():
+    """The worker processes ask glibc to keep freed memory (mallopt): it says yes on glibc,
+    and nothing is asked of another C library."""
+    import platform
+    import sys
+
+    from curator.ingest.importer import keep_freed_memory
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc
