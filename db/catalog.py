@@ -208,6 +208,11 @@ def translate(exc: DBAPIError, timeout_ms: int = BUSY_TIMEOUT_MS) -> Exception:
     state = getattr(exc.orig, "sqlstate", None) or ""
     if state == "25006" or "readonly database" in message:
         return read_only_error()
+    if state == "42501":  # insufficient privilege: a PostgreSQL role that may only read
+        return CatalogReadOnly(
+            "the catalog is read-only for this user (its role may not write to its tables) "
+            "and this command writes to it; nothing was changed"
+        )
     if state == "53100" or "database or disk is full" in message or "no space left" in message:
         return CatalogError(
             "the disk holding the catalog is full; nothing was lost: "

@@ -248,3 +248,37 @@ def test_windows_measured_before_their_table_move_there_and_back(cli, home, tmp_
     assert [(i, bytes(w)) for i, _, w in moved] == [(i, bytes(w)) for i, w in made]
     assert {v for _, v, _ in moved} == {"windows-v1"}
     assert json.loads(cli("dedup", "--json").stdout)["in_groups"] == 2
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_postgresql_role_that_may_only_read_checks_with_windows_it_does_not_keep(
+    cli, home, tmp_path, backend, db_url, monkeypatch
+):
+    """A role granted SELECT alone: `curator check` matches crops with windows made for
+    the run (none stored), gives the owner's findings, and a command that writes says
+    read-only in one line."""
+    from sqlalchemy import create_engine, make_url, text
+
+    assert cli("import", photos.photo_and_crop(tmp_path / "in")).exit_code == 0
+    role = f"reader_{tmp_path.name[-8:].lower().replace('-', '_')}"
+    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'reader'"))
+            conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+            conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+        reader = make_url(db_url).set(username=role, password="reader")
+        monkeypatch.setenv("CURATOR_DB_URL", reader.render_as_string(hide_password=False))
+        theirs = cli("check", "--json")
+        assert theirs.exit_code == 0, theirs.output
+        assert _rows(home, "SELECT COUNT(*) FROM image_windows") == [(0,)]
+        refused = cli("label", "1", "--as", "happy")
+        assert refused.exit_code == 1 and "read-only for this user" in refused.output
+        monkeypatch.setenv("CURATOR_DB_URL", db_url)
+        mine = cli("check", "--json")
+        assert json.loads(theirs.stdout) == json.loads(mine.stdout)
+        assert _rows(home, "SELECT COUNT(*) FROM image_windows") == [(2,)]
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+        engine.dispose()

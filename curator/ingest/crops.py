@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from curator.ingest.hashindex import as_u64
@@ -443,7 +442,7 @@ def catalog_windows(
                 try:
                     with catalog.writing() as session:
                         add_windows(session, rows, version=WINDOWS_VERSION)
-                except (CatalogError, DBAPIError):  # read only, busy, full: not kept
+                except CatalogError:  # read only, busy, full: not kept
                     writable = False
             if not writable:
                 made.extend(rows)
