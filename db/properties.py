@@ -36,6 +36,10 @@ class IssueRule:
     lowest: float = 0.0
     highest: float = math.inf
 
+    def flags(self, value: float, threshold: float) -> bool:
+        """Whether a picture with this value shows the issue at this threshold."""
+        return value < threshold if self.below else value > threshold
+
 
 #: Measured by bench/image_issues.py (docs/check.md): the default of each is the threshold
 #: with the best F1 between degraded copies and clean photos and their re-encodes.
@@ -167,7 +171,7 @@ def issue_severities(
         found = {}
         for name, rule in ISSUES.items():
             value, limit = float(getattr(row, rule.column)), limits[name]
-            if (value < limit) if rule.below else (value > limit):
+            if rule.flags(value, limit):
                 found[name] = severity(rule, limit, value)
         if found:
             out[int(row.image_id)] = found

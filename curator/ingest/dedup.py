@@ -227,9 +227,10 @@ def plan_dedup(
     wanted = crops_wanted(crops, len(rows))
     plan.crops = home is not None and wanted
     plan.crops_left_out = home is not None and crops is None and not wanted
-    if plan.crops and windows is None:  # none made for this plan: those stored
+    if not plan.crops:
+        windows = None
+    elif windows is None:  # none made for this plan: those stored
         windows = window_rows(session, version=WINDOWS_VERSION)
-    windows = windows if plan.crops else None
     squares = thumbnail_squares(session, home) if plan.crops and home is not None else None
     labels = component_labels(
         rows,

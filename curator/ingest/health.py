@@ -31,9 +31,7 @@ def issues_of(properties: Properties, limits: dict[str, float]) -> list[str]:
     """The issue types these properties show, at these thresholds."""
     found = []
     for name, rule in ISSUES.items():
-        value = float(getattr(properties, rule.column))
-        threshold = limits.get(name, rule.default)
-        if (value < threshold) if rule.below else (value > threshold):
+        if rule.flags(float(getattr(properties, rule.column)), limits.get(name, rule.default)):
             found.append(name)
     return found
 

@@ -235,11 +235,6 @@ def window_hashes(square: Image.Image) -> bytes:
     return out.tobytes()
 
 
-def unpack_windows(blob: bytes | None) -> np.ndarray:
-    """Stored window hashes as uint64."""
-    return unpack_window_records(blob)["hash"].astype(np.uint64)
-
-
 def unpack_window_records(blob: bytes | None) -> np.ndarray:
     """Stored windows as records of (index into `WINDOWS`, hash)."""
     return np.frombuffer(blob or b"", dtype=WINDOW_DTYPE)
