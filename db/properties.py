@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Row, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from db.bulk import insert_rows
 from db.errors import CatalogError
 from db.images import ACTIVE
 from db.models import Image, ImageProperty, Source
@@ -116,7 +117,7 @@ def set_thresholds(session: Session, *, values: dict[str, float]) -> dict[str, f
 def add_properties(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert property rows (``image_id`` and the columns of `db.models.ImageProperty`)."""
     if rows:
-        session.execute(insert(ImageProperty), list(rows))
+        insert_rows(session, ImageProperty, rows)
         # Their places in the issue queues, kept by db/rankings.py, may have changed.
         mark_measured(session, [row["image_id"] for row in rows])
 
