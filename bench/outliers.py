@@ -45,9 +45,9 @@ PHOTOS = (
 )  # fmt: skip
 
 
-def run(home: Path, *args: object) -> str:
+def run(home: Path, *args: object, allowed: tuple[int, ...] = (0,)) -> str:
     result = CliRunner().invoke(app, ["--home", str(home), *[str(a) for a in args]])
-    if result.exit_code != 0:
+    if result.exit_code not in allowed:
         raise SystemExit(f"curator {' '.join(map(str, args))}: {result.output}")
     return result.stdout
 
@@ -113,10 +113,13 @@ def measure(
     started = time.perf_counter()
     run(home, "train", "--include-weak", "--backbone", "resnet18", "--image-size", size,
         "--weights", "none", "--epochs", epochs, "--batch-size", "16", "--augment", "light",
-        "--lr", "2e-3")  # fmt: skip
+        "--lr", "2e-3", allowed=(0, 3))  # fmt: skip
     trained = time.perf_counter() - started
     started = time.perf_counter()
-    run(home, "embed")
+    # That model's trunk, as the demo embeds with round 1's: also where it is no better than
+    # chance at the classes (curator train's exit 3), and so not the default model.
+    newest = sqlite3.connect(home / "catalog.db").execute("SELECT max(id) FROM models")
+    run(home, "embed", "--model", newest.fetchone()[0])
     embedded = time.perf_counter() - started
     db = sqlite3.connect(home / "catalog.db")
     rows = db.execute
