@@ -75,15 +75,23 @@ def test_embed_stores_vectors_beside_the_catalog_and_the_queues_rank_by_them(cop
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)
     total = 2 * PER_CLASS + len(PHOTOS)
-    assert counts["embedded"] == total and counts["dim"] == 512 and counts["embedder"] == "model"
+    # A ResNet-18's four stages, 64 + 128 + 256 + 512 values, each a unit vector halved.
+    stages = (64, 128, 256, 512)
+    assert counts["embedded"] == total and counts["dim"] == sum(stages)
+    assert counts["embedder"] == "model"
     [(embedder, version, folder, count)] = rows(
         copy, "SELECT embedder, version, folder, count FROM embeddings"
     )
     assert embedder == "model" and version.startswith("model 1 of ") and count == total
+    assert version.endswith(" (stages 1-4)")
     vectors = np.load(copy / folder / "vectors.npy", mmap_mode="r")
     ids = np.load(copy / folder / "ids.npy")
-    assert vectors.shape == (total, 512) and vectors.dtype == np.float16
+    assert vectors.shape == (total, sum(stages)) and vectors.dtype == np.float16
     assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=1e-2)
+    ends = np.cumsum(stages)
+    for start, end in zip(ends - stages, ends, strict=True):
+        part = vectors[:, start:end].astype(np.float32)
+        assert np.allclose(np.linalg.norm(part, axis=1), 0.5, atol=1e-2)
     assert sorted(ids.tolist()) == sorted(i for (i,) in rows(copy, "SELECT id FROM images"))
     again = json.loads(run(copy, "embed", "--workers", "0", "--json").stdout)
     assert again["embedded"] == 0 and again["already_embedded"] == total
@@ -124,7 +132,7 @@ def test_an_interrupted_embed_continues_and_rows_past_the_count_are_cut_off(copy
     [(folder, count)] = rows(copy, "SELECT folder, count FROM embeddings")
     assert count == 16
     with open(copy / folder / "vectors.npy", "ab") as fh:  # written, never recorded
-        fh.write(b"\x00" * 512 * 2 * 3)
+        fh.write(b"\x00" * embedder.dim * 2 * 3)
     counts = embed_catalog(catalog, copy, embedder, batch_size=8, workers=0)
     assert counts["already_embedded"] == 16 and counts["embedded"] == 2 * PER_CLASS + 4 - 16
     ids = np.load(copy / folder / "ids.npy")
@@ -132,6 +140,29 @@ def test_an_interrupted_embed_continues_and_rows_past_the_count_are_cut_off(copy
     [(runs,)] = rows(copy, "SELECT COUNT(*) FROM runs WHERE kind = 'embed'")
     assert runs == 2
     catalog.dispose()
+
+
+def test_the_model_embedder_reads_each_stage_of_the_trunk() -> None:
+    """Each of a ResNet's four stages, averaged over the picture, as a unit vector, side by
+    side; the same numbers as torchvision's own layers give, read by hooks."""
+    import torch
+
+    from classifier.config import ModelConfig
+    from classifier.embed import model_embedder
+    from classifier.model import DeepConnection
+
+    torch.manual_seed(0)
+    model = DeepConnection(ModelConfig(backbone="resnet18", image_size=64)).eval()
+    embedder = model_embedder(model, "model 1 of now", torch.device("cpu"))
+    assert embedder.dim == 960 and embedder.version == "model 1 of now (stages 1-4)"
+    seen = []
+    for index in (4, 5, 6, 7):  # layer1 to layer4 of the trunk
+        model.trunk[index].register_forward_hook(lambda _m, _i, out: seen.append(out))
+    batch = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    got = embedder.vectors(batch)
+    pooled = [torch.nn.functional.normalize(out.mean(dim=(2, 3)), dim=1) for out in seen]
+    want = torch.nn.functional.normalize(torch.cat(pooled, dim=1), dim=1).numpy()
+    assert got.shape == (3, 960) and np.allclose(got, want, atol=1e-5)
 
 
 def test_vectors_of_another_model_are_a_set_of_their_own(copy):

@@ -8,7 +8,7 @@ Both are ordinary ``.npy`` files (``numpy.load(path, mmap_mode="r")`` reads them
 with a header of fixed length so that rows are appended in place and the header's row count
 rewritten, instead of the file rewritten. The catalog says how many rows are whole
 (``Embedding.count``); rows past it, written by a run interrupted before it recorded them,
-are cut off when the file is opened again. A million 512-value vectors are 1 GiB in float16,
+are cut off when the file is opened again. A million 960-value vectors are 1.8 GiB in float16,
 read from the page cache as they are needed, never all held in memory.
 """
 
