@@ -180,6 +180,32 @@ def test_vectors_of_another_model_are_a_set_of_their_own(copy):
     assert again["embedded"] == 0 and again["embedding"] == 1
 
 
+def test_vectors_of_the_last_stage_alone_are_kept_and_replaced_by_a_new_set(copy, tmp_path):
+    """A catalog embedded before the model embedder read every stage: its set still answers
+    for the images it holds; an image added since, which that embedder can no longer embed,
+    gets one line saying to embed again, and curator embed makes a set of its own."""
+    import sqlite3
+
+    assert run(copy, "embed", "--workers", "0").exit_code == 0
+    with sqlite3.connect(copy / "catalog.db") as db:
+        db.execute("UPDATE embeddings SET version = replace(version, ' (stages 1-4)', '')")
+        [(old,)] = db.execute("SELECT version FROM embeddings").fetchall()
+    assert old.startswith("model 1 of ") and "stages" not in old
+    first = min(i for (i,) in rows(copy, "SELECT id FROM images"))
+    assert run(copy, "similar", first, "--limit", "3", "--json").exit_code == 0
+    blob_picture(5000, True).save(tmp_path / "new.jpg")
+    assert run(copy, "import", tmp_path / "new.jpg").exit_code == 0
+    result = run(copy, "similar", first, "--limit", "3")
+    assert result.exit_code == 1 and "no longer at hand" in result.stderr
+    assert "run curator embed" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert run(copy, "embed", "--workers", "0").exit_code == 0
+    sets = rows(copy, "SELECT version, count FROM embeddings ORDER BY id")
+    assert [v for v, _c in sets] == [old, f"{old} (stages 1-4)"]
+    assert sets[1][1] == sets[0][1] + 1
+    result = run(copy, "similar", first, "--limit", "3", "--json")
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["similar"]) == 3
+
+
 def test_a_copied_catalog_leaves_its_vectors_behind_and_embeds_its_own(copy, tmp_path):
     assert run(copy, "embed", "--workers", "0").exit_code == 0
     target = tmp_path / "copied.db"
