@@ -23,6 +23,7 @@ pictures), and one unlike it: warm and cold blobs on noise, with real photograph
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sqlite3
@@ -118,8 +119,9 @@ def measure(
     started = time.perf_counter()
     # That model's trunk, as the demo embeds with round 1's: also where it is no better than
     # chance at the classes (curator train's exit 3), and so not the default model.
-    newest = sqlite3.connect(home / "catalog.db").execute("SELECT max(id) FROM models")
-    run(home, "embed", "--model", newest.fetchone()[0])
+    with contextlib.closing(sqlite3.connect(home / "catalog.db")) as db:
+        [(newest,)] = db.execute("SELECT max(id) FROM models").fetchall()
+    run(home, "embed", "--model", newest)
     embedded = time.perf_counter() - started
     db = sqlite3.connect(home / "catalog.db")
     rows = db.execute

@@ -19,23 +19,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, insert
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-#: Rows per INSERT: 1,000 rows of eight columns stay far under SQLite's 32,766 parameters
-#: and PostgreSQL's 65,535.
+#: Rows per INSERT, at most: fewer where the rows are wide, so that a statement stays under
+#: SQLite's 32,766 parameters (and PostgreSQL's 65,535).
 ROWS_PER_STATEMENT = 1000
+_MOST_PARAMETERS = 32_766
 #: The driver placeholders the statement text can be written with.
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
 @functools.lru_cache(maxsize=256)
 def _statement(dialect: Dialect, table: Table, columns: tuple[str, ...], rows: int) -> str:
-    quote = dialect.identifier_preparer.quote
+    preparer = dialect.identifier_preparer
     mark = _PLACEHOLDERS[dialect.paramstyle]
     one = "(" + ", ".join([mark] * len(columns)) + ")"
-    names = ", ".join(quote(c) for c in columns)
-    return f"INSERT INTO {quote(table.name)} ({names}) VALUES " + ", ".join([one] * rows)
+    names = ", ".join(preparer.quote(table.c[c].name) for c in columns)
+    into = preparer.format_table(table)
+    return f"INSERT INTO {into} ({names}) VALUES " + ", ".join([one] * rows)
 
 
 @functools.lru_cache(maxsize=256)
@@ -46,12 +49,12 @@ def _processors(
     return tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns)
 
 
-def _direct(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
+def _direct(dialect: Dialect, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
     """Whether these rows can go to the driver as they are: the dialect's placeholders are
     known, every row names the same columns, and no column left out has a default that
     SQLAlchemy would fill in (the database fills in its own)."""
     columns = set(rows[0])
-    if session.get_bind().dialect.paramstyle not in _PLACEHOLDERS:
+    if dialect.paramstyle not in _PLACEHOLDERS:
         return False
     if not columns <= set(table.c.keys()) or any(set(r) != columns for r in rows):
         return False
@@ -59,23 +62,26 @@ def _direct(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> b
 
 
 def insert_rows(session: Session, entity: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` into ``entity``'s table, ``ROWS_PER_STATEMENT`` a statement."""
+    """Insert ``rows`` into ``entity``'s table, up to ``ROWS_PER_STATEMENT`` a statement.
+    The values are plain Python values (no SQL expressions), as the callers write them."""
     if not rows:
         return
     table: Table = entity.__table__
-    if not _direct(session, table, rows):
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            session.execute(insert(entity).values(list(rows[start : start + ROWS_PER_STATEMENT])))
-        return
-    session.flush()
-    connection = session.connection()
+    session.flush()  # what the ORM holds first: these rows may refer to it
+    connection = session.connection(bind_arguments={"mapper": sa_inspect(entity)})
     dialect = connection.dialect
+    per = max(1, min(ROWS_PER_STATEMENT, _MOST_PARAMETERS // max(1, len(rows[0]))))
+    if not _direct(dialect, table, rows):
+        for start in range(0, len(rows), per):
+            session.execute(insert(entity).values(list(rows[start : start + per])))
+        return
     columns = tuple(rows[0])
     processors = _processors(dialect, table, columns)
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        # Every converter takes None too (JSON's makes it 'null', as SQLAlchemy would).
         values = [
-            value if process is None or value is None else process(value)
+            value if process is None else process(value)
             for row in chunk
             for value, process in zip(map(row.__getitem__, columns), processors, strict=True)
         ]

@@ -86,12 +86,16 @@ def test_rows_leaving_out_a_column_with_a_default_get_it(db_url) -> None:
             ).id  # fmt: skip
             row = {"model_id": model, "image_id": image_id, "probs": [1.0], "predicted": "a",
                    "confidence": 1.0, "margin": 1.0, "in_sample": False}  # fmt: skip
-            assert not bulk._direct(session, Prediction.__table__, [row])
+            assert not bulk._direct(session.get_bind().dialect, Prediction.__table__, [row])
             # Nor do rows that name different columns, or one the table lacks.
             ranked = [{"queue": "q", "image_id": image_id, "score": 1.0}]
-            assert bulk._direct(session, Ranked.__table__, ranked)
-            assert not bulk._direct(session, Ranked.__table__, [*ranked, {"queue": "q"}])
-            assert not bulk._direct(session, Ranked.__table__, [{**ranked[0], "x": 1}])
+            assert bulk._direct(session.get_bind().dialect, Ranked.__table__, ranked)
+            assert not bulk._direct(
+                session.get_bind().dialect, Ranked.__table__, [*ranked, {"queue": "q"}]
+            )
+            assert not bulk._direct(
+                session.get_bind().dialect, Ranked.__table__, [{**ranked[0], "x": 1}]
+            )
             insert_rows(session, Prediction, [row])
         with catalog.reading() as session:
             [got] = session.scalars(select(Prediction)).all()

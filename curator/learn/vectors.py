@@ -9,7 +9,7 @@ with a header of fixed length so that rows are appended in place and the header'
 rewritten, instead of the file rewritten. The catalog says how many rows are whole
 (``Embedding.count``); rows past it, written by a run interrupted before it recorded them,
 are cut off when the file is opened again. A million 960-value vectors are 1.8 GiB in float16,
-read from the page cache as they are needed, never all held in memory.
+read from the page cache as searches need them (the clustering holds them as float32).
 """
 
 from __future__ import annotations
