@@ -23,7 +23,6 @@ pictures), and one unlike it: warm and cold blobs on noise, with real photograph
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
 import sqlite3
@@ -116,15 +115,14 @@ def measure(
         "--weights", "none", "--epochs", epochs, "--batch-size", "16", "--augment", "light",
         "--lr", "2e-3", allowed=(0, 3))  # fmt: skip
     trained = time.perf_counter() - started
-    started = time.perf_counter()
-    # That model's trunk, as the demo embeds with round 1's: also where it is no better than
-    # chance at the classes (curator train's exit 3), and so not the default model.
-    with contextlib.closing(sqlite3.connect(home / "catalog.db")) as db:
-        [(newest,)] = db.execute("SELECT max(id) FROM models").fetchall()
-    run(home, "embed", "--model", newest)
-    embedded = time.perf_counter() - started
     db = sqlite3.connect(home / "catalog.db")
     rows = db.execute
+    # That model's trunk, as the demo embeds with round 1's: also where it is no better than
+    # chance at the classes (curator train's exit 3), and so not the default model.
+    [(newest,)] = rows("SELECT max(id) FROM models").fetchall()
+    started = time.perf_counter()
+    run(home, "embed", "--model", newest)
+    embedded = time.perf_counter() - started
     by_image = {
         i: truth.get(Path(locator).name, "?")
         for i, locator in rows("SELECT image_id, locator FROM sources WHERE image_id IS NOT NULL")
