@@ -17,7 +17,11 @@ What changes a ranking, and how it is kept:
   again from that model's predictions (`BASIS` names the one it was made with);
 * the issue queues (``issues``, ``issue:blurry``...; db/properties.py): properties written
   (at ingest, by a backfill) mark their images measured, and only these queues score them
-  again; other thresholds make them again from every image's properties (`ISSUE_BASIS`).
+  again; other thresholds make them again from every image's properties (`ISSUE_BASIS`);
+* the vector queues (``outlier``, ``clusters``; db/vectors.py): a newer set of vectors, or
+  new scores of every image, make them again (`VECTOR_BASIS`); scores brought up to date for
+  the images a refresh moved mark those images vectored, and only these queues score them
+  again.
 
 `Catalog.writing` calls `refresh_kept` before it commits: the group labels first (which the
 rankings read), then each touched or scored image's group is scored again and its rows
@@ -45,7 +49,7 @@ from db.models import Embedded, Embedding, Image, ImageProperty, Model, Predicti
 from db.properties import ISSUE_QUEUES, ISSUES, issue_ranking, issue_severities, thresholds
 from db.registry import default_model
 from db.settings import get_setting, set_setting
-from db.touched import take_measured, take_scored, take_touched
+from db.touched import take_measured, take_scored, take_touched, take_vectored
 from db.vectors import (
     VECTOR_BASIS,
     VECTOR_QUEUES,
@@ -306,7 +310,12 @@ def refresh_kept(session: Session) -> None:
     names = [n for n in KEPT if n not in skip]
     ids = sorted(touched | scored)
     measured = sorted(take_measured(session) - set(ids))  # in the issue queues alone
-    for todo, queues in ((ids, names), (measured, [n for n in names if n in ISSUE_QUEUES])):
+    vectored = sorted(take_vectored(session) - set(ids))  # in the vector queues alone
+    for todo, queues in (
+        (ids, names),
+        (measured, [n for n in names if n in ISSUE_QUEUES]),
+        (vectored, [n for n in names if n in VECTOR_QUEUES]),
+    ):
         for chunk in _chunks(todo):
             rows = _group_rows(session, chunk)
             # A member's label event changes its representative's group.

@@ -47,3 +47,18 @@ def mark_measured(session: Session, image_ids: Iterable[int]) -> None:
 def take_measured(session: Session) -> set[int]:
     """The images marked measured so far in this session, forgetting them."""
     return session.info.pop(_MEASURED, None) or set()
+
+
+_VECTORED = "curator_vectored_images"
+
+
+def mark_vectored(session: Session, image_ids: Iterable[int]) -> None:
+    """Mark images whose outlier score or cluster moved in this transaction, in the set the
+    vector rankings go by: their places in the ``outlier`` and ``clusters`` queues alone may
+    have changed."""
+    session.info.setdefault(_VECTORED, set()).update(image_ids)
+
+
+def take_vectored(session: Session) -> set[int]:
+    """The images marked vectored so far in this session, forgetting them."""
+    return session.info.pop(_VECTORED, None) or set()

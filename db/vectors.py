@@ -18,7 +18,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from db.errors import CatalogError
 from db.images import ACTIVE
 from db.models import Embedded, Embedding, Image, Ranked, utcnow
-from db.settings import set_setting
+from db.settings import get_setting, set_setting
+from db.touched import mark_vectored
 
 #: The queues ranked by the vectors, kept in the rankings table (db/rankings.py).
 VECTOR_QUEUES = ("outlier", "clusters")
@@ -113,9 +114,12 @@ def set_scores(
     clusters: Iterable[tuple[int, int, float]],
     cluster_count: int,
     over: int,
+    partial: bool = False,
 ) -> None:
     """Store each image's outlier score and (cluster, distance to its centre), computed over
-    the set's first ``over`` rows."""
+    the set's first ``over`` rows. ``partial``: the images given are the only ones whose
+    scores or clusters moved since the set's last scores (the others' stand), so the kept
+    rankings made from those are brought up to date for these images alone."""
     values: dict[int, dict[str, Any]] = {}
     for image_id, score in outliers:
         values.setdefault(image_id, {})["outlier"] = score
@@ -124,11 +128,18 @@ def set_scores(
     rows = [{"embedding_id": embedding_id, "image_id": i, **v} for i, v in values.items()]
     for start in range(0, len(rows), 2000):
         session.execute(update(Embedded), rows[start : start + 2000])
+    before = session.scalar(select(Embedding.scored).where(Embedding.id == embedding_id))
     session.execute(
         update(Embedding)
         .where(Embedding.id == embedding_id)
         .values(scored=over, clusters=cluster_count)
     )
+    if partial and get_setting(session, key=VECTOR_BASIS) == [embedding_id, before]:
+        # The kept outlier and clusters rankings were made from this set's last scores:
+        # those of the images given are scored again before this transaction commits.
+        set_setting(session, key=VECTOR_BASIS, value=[embedding_id, over])
+        mark_vectored(session, values)
+        return
     # Every score may have moved: the kept outlier and clusters rankings are made again from
     # them before this transaction commits (db/rankings.py).
     set_setting(session, key=VECTOR_BASIS, value=None)

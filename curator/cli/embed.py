@@ -88,7 +88,7 @@ def embed_command(
         f"{escape_controls(counts['version'])}: embedded {counts['embedded']} images "
         f"({rate:.1f}/s), {counts['already_embedded']} already embedded, "
         f"{counts['failed']} unreadable; {counts['vectors']} vectors of {counts['dim']}, "
-        f"{counts['clusters']} clusters"
+        f"{counts['clusters']} clusters, {counts.get('rescored', 0)} outlier scores updated"
     )
     for image_id, why in sorted((counts.get("failures") or {}).items())[:10]:
         stdout.print(f"  image {image_id}: {escape_controls(why)}")

@@ -26,8 +26,9 @@ import numpy as np
 from curator.defaults import EMBED, SCORE
 from curator.errors import CuratorError
 from curator.ingest.imaging import describe_failure
-from curator.learn.vectorindex import VectorIndex, kmeans
+from curator.learn.vectorindex import VectorIndex
 from curator.learn.vectors import VectorFiles
+from curator.learn.vectorscores import Kept, refreshed
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.images import active_paths
@@ -35,12 +36,6 @@ from db.registry import NoModel, get_model
 from db.vectors import embedded_ids, embedding_for, newest_embedding, record_rows, set_scores
 
 EMBEDDERS = ("model", "imagenet", "clip")
-#: Pictures a cluster holds on average: about a grid page.
-CLUSTER_SIZE = 30
-#: Clusters at most (k-means costs rows x clusters per pass).
-MAX_CLUSTERS = 4096
-#: Rows whose neighbours are searched at once when scoring outliers.
-QUERY_ROWS = 1024
 
 if TYPE_CHECKING:
     from classifier.embed import Embedder
@@ -103,6 +98,9 @@ class VectorSet:
     version: str
     count: int
     files: VectorFiles
+    #: The rows the outlier scores and clusters were computed over, and the clusters' count.
+    scored: int = 0
+    clusters: int = 0
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of its whole rows, memory-mapped."""
@@ -115,7 +113,9 @@ class VectorSet:
 
 def _vector_set(row: Embedding, home: Path) -> VectorSet:
     files = VectorFiles(home / row.folder, row.dim, row.dtype)
-    return VectorSet(row.id, row.embedder, row.version, row.count, files)
+    return VectorSet(
+        row.id, row.embedder, row.version, row.count, files, row.scored or 0, row.clusters or 0
+    )
 
 
 def newest_set(catalog: Catalog, home: Path, embedder: str | None = None) -> VectorSet | None:
@@ -212,28 +212,43 @@ def refresh_scores(
     catalog: Catalog, vectors: VectorSet, *, neighbours: int = EMBED["neighbours"]
 ) -> dict[str, Any]:
     """Each image's outlier score (the mean cosine distance to its ``neighbours`` nearest
-    others, as cleanlab's out-of-distribution score) and its k-means cluster, over the set."""
+    others, as cleanlab's out-of-distribution score) and its k-means cluster, brought up to
+    date with the rows added since they were computed (`curator.learn.vectorscores`)."""
     ids, data = vectors.read()
     if len(ids) == 0:
         return {"clusters": 0}
-    index = vectors.index()
-    scores = []
-    for start in range(0, len(ids), QUERY_ROWS):  # a block of rows at a time: bounded memory
-        rows, sims = index.search_rows(data[start : start + QUERY_ROWS], neighbours + 1)
-        for offset in range(len(rows)):
-            row = start + offset
-            others = sims[offset][(rows[offset] != row) & (rows[offset] >= 0)][:neighbours]
-            scores.append((int(ids[row]), float(1.0 - others.mean()) if len(others) else 0.0))
-    count = int(min(MAX_CLUSTERS, max(1, round(len(ids) / CLUSTER_SIZE))))
-    assigned, distances = kmeans(data, count)
-    clusters = [(int(ids[r]), int(assigned[r]) + 1, float(distances[r])) for r in range(len(ids))]
+    kept = Kept.read(vectors.files.folder)
+    if (
+        kept is not None
+        and vectors.scored == kept.assigned == len(ids)
+        and kept.sims.shape[1:] == (neighbours,)
+    ):
+        return {"clusters": vectors.clusters, "rescored": 0, "reclustered": False}
+    found = refreshed(
+        vectors.index(), data, vectors.files.folder, scored=vectors.scored, neighbours=neighbours
+    )
+    outliers = zip(ids[found.outlier_rows].tolist(), found.outliers.tolist(), strict=True)
+    clusters = zip(
+        ids[found.cluster_rows].tolist(),
+        (found.clusters + 1).tolist(),
+        found.distances.tolist(),
+        strict=True,
+    )
     with catalog.writing() as session:
         set_scores(
             session,
             embedding_id=vectors.id,
-            outliers=scores,
+            outliers=outliers,
             clusters=clusters,
-            cluster_count=count,
+            cluster_count=found.cluster_count,
             over=len(ids),
+            partial=not (found.rescored_all or found.reclustered),
         )
-    return {"clusters": count}
+    # After the catalog has them: kept centres always match what the catalog says.
+    found.kept.write(vectors.files.folder)
+    vectors.scored, vectors.clusters = len(ids), found.cluster_count
+    return {
+        "clusters": found.cluster_count,
+        "rescored": len(found.outlier_rows),
+        "reclustered": found.reclustered,
+    }

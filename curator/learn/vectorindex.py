@@ -32,16 +32,19 @@ PROBES = 24
 CHUNK = 65_536
 
 
-def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_search(
+    vectors: np.ndarray, queries: np.ndarray, k: int, *, chunk: int = CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``vectors`` (unit rows, any float type, memory-mapped or not) most
-    similar to each query by inner product: (rows (Q, k), similarities (Q, k)), best first."""
+    similar to each query by inner product: (rows (Q, k), similarities (Q, k)), best first;
+    ``chunk`` rows of ``vectors`` multiplied at once (Q x ``chunk`` float32 held)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, len(vectors))
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
     best_sims = np.empty((len(queries), 0), dtype=np.float32)
-    for start in range(0, len(vectors), CHUNK):
-        chunk = np.asarray(vectors[start : start + CHUNK], dtype=np.float32)
-        sims = queries @ chunk.T  # (Q, D) @ (D, C) -> (Q, C)
+    for start in range(0, len(vectors), chunk):
+        rows = np.asarray(vectors[start : start + chunk], dtype=np.float32)
+        sims = queries @ rows.T  # (Q, D) @ (D, C) -> (Q, C)
         take = min(k, sims.shape[1])
         top = np.argpartition(-sims, take - 1, axis=1)[:, :take]
         best_rows = np.concatenate([best_rows, top + start], axis=1)
@@ -143,24 +146,3 @@ def _trained(vectors: np.ndarray) -> faiss.Index:
 def _add(index: faiss.Index, vectors: np.ndarray, start: int) -> None:
     for first in range(start, len(vectors), 100_000):
         index.add(np.asarray(vectors[first : first + 100_000], dtype=np.float32))
-
-
-def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k-means cluster (0 to ``clusters`` - 1) and its cosine distance to the
-    cluster's centre (faiss's k-means on the unit sphere, trained on a sample at most 256
-    rows a cluster)."""
-    import faiss
-
-    data = np.asarray(vectors, dtype=np.float32)
-    if clusters <= 1 or len(data) <= clusters:
-        centre = data.mean(axis=0, keepdims=True)
-        centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        if clusters <= 1:
-            return np.zeros(len(data), dtype=np.int64), 1.0 - (data @ centre.T)[:, 0]
-        return np.arange(len(data)), np.zeros(len(data), dtype=np.float32)
-    km = faiss.Kmeans(
-        data.shape[1], clusters, niter=20, seed=seed, spherical=True, min_points_per_centroid=1
-    )
-    km.train(data)
-    sims, assigned = km.index.search(data, 1)
-    return assigned[:, 0].astype(np.int64), 1.0 - sims[:, 0]

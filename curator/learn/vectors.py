@@ -3,13 +3,14 @@
     vectors/<set id>-<embedder>/vectors.npy   (N, D) float16, row i the vector of ids[i]
     vectors/<set id>-<embedder>/ids.npy       (N,) int64, the image ids
     vectors/<set id>-<embedder>/index.faiss   the approximate index, above EXACT_BELOW rows
+    vectors/<set id>-<embedder>/scores.npz    neighbours and centres (curator/learn/vectorscores.py)
 
 Both are ordinary ``.npy`` files (``numpy.load(path, mmap_mode="r")`` reads them), written
 with a header of fixed length so that rows are appended in place and the header's row count
 rewritten, instead of the file rewritten. The catalog says how many rows are whole
 (``Embedding.count``); rows past it, written by a run interrupted before it recorded them,
 are cut off when the file is opened again. A million 960-value vectors are 1.8 GiB in float16,
-read from the page cache as searches need them (the clustering holds them as float32).
+read from the page cache as searches need them (the clustering holds a sample as float32).
 """
 
 from __future__ import annotations

@@ -1,0 +1,328 @@
+"""What a set of vectors says of each image: its outlier score and its k-means cluster, kept
+up to date as the set grows, at a cost that follows what was added rather than the set's size.
+
+* **Outlier scores** (the mean cosine distance to an image's ``neighbours`` nearest others,
+  as cleanlab's out-of-distribution score). The first time, every row's neighbours are
+  searched, and their similarities kept. After that, a run that added rows searches the new
+  rows' neighbours alone: each new row is put among the neighbours of its `REACH` nearest
+  older rows where it is nearer than their farthest kept one, and those rows' scores move.
+  Only a row near a new one can have a new neighbour; one that a new row's `REACH` nearest
+  do not include keeps its score (bench/vector_scores.py measures how close that stays).
+* **Clusters** (faiss's spherical k-means, one cluster for about `CLUSTER_SIZE` pictures).
+  The centres are trained on a sample of at most `TRAIN_PER_CLUSTER` rows a cluster and
+  every row is assigned in chunks, so memory holds the sample and a chunk, not the set. They
+  are kept beside the vectors (`KEPT_FILE`, with the neighbours); new rows join the nearest
+  kept centre, and the clusters are made anew once the set has grown `RECLUSTER_GROWTH`
+  times past the rows they were made from.
+
+bench/vector_scores.py measured each choice (docs/embeddings.md).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from curator.learn.vectorindex import VectorIndex
+
+#: Pictures a cluster holds on average: about a grid page.
+CLUSTER_SIZE = 30
+#: Clusters at most (k-means costs rows x clusters per pass).
+MAX_CLUSTERS = 4096
+#: Rows a cluster's centre is trained on at most: a sample of the set above that many.
+TRAIN_PER_CLUSTER = 64
+#: The set grown this many times past the rows its clusters were made from: made anew.
+RECLUSTER_GROWTH = 2
+#: A new row's nearest rows that learn of it as a neighbour (each where it is nearer than
+#: their farthest kept one).
+REACH = 100
+#: The most outlying rows whose neighbours are searched exactly where the index is
+#: approximate. An approximate search misses neighbours, never invents them, so it can only
+#: raise a score: where the head's rows are checked exactly, a checked row scoring above
+#: every unchecked one is where exact search would rank it.
+CHECKED_HEAD = 2000
+#: Passes of that check at most (each pass checks the head's rows not yet checked).
+CHECK_PASSES = 4
+#: Rows whose neighbours are searched, or whose cluster is found, at once.
+QUERY_ROWS = 1024
+ASSIGN_ROWS = 65_536
+#: Rows whose neighbours are searched exactly at once, and the set's rows multiplied with
+#: them at once (their products, float32, held: 64 MiB).
+EXACT_ROWS = 2048
+EXACT_CHUNK = 8192
+#: The file beside the vectors that keeps the centres and each row's neighbours.
+KEPT_FILE = "scores.npz"
+
+
+def cluster_count(rows: int) -> int:
+    return int(min(MAX_CLUSTERS, max(1, round(rows / CLUSTER_SIZE))))
+
+
+def _chunks(total: int, size: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    for first in range(start, total, size):
+        yield first, min(total, first + size)
+
+
+def nearest_others(
+    index: VectorIndex, data: np.ndarray, first: int, last: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (Q, k), similarities (Q, k)) of the ``k`` nearest other rows of rows ``first``
+    to ``last``, nearest first; -1 and NaN where fewer were found."""
+    rows = np.full((last - first, k), -1, dtype=np.int64)
+    sims = np.full((last - first, k), np.nan, dtype=np.float32)
+    for start, stop in _chunks(last, QUERY_ROWS, first):
+        found, found_sims = index.search_rows(np.asarray(data[start:stop]), k + 1)
+        keep = (found != np.arange(start, stop)[:, None]) & (found >= 0)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, in order
+        width = order.shape[1]  # fewer than k where the set is small
+        held = np.take_along_axis(keep, order, axis=1)
+        taken = np.take_along_axis(found, order, axis=1)
+        rows[start - first : stop - first, :width] = np.where(held, taken, -1)
+        taken_sims = np.take_along_axis(found_sims, order, axis=1)
+        sims[start - first : stop - first, :width] = np.where(held, taken_sims, np.nan)
+    return rows, sims
+
+
+def scores_of(sims: np.ndarray) -> np.ndarray:
+    """Outlier scores from each row's neighbours' similarities: one minus their mean (0 for a
+    row with none)."""
+    held = ~np.isnan(sims)
+    counts = held.sum(axis=1)
+    total = np.where(held, sims, 0.0).sum(axis=1, dtype=np.float64)
+    return np.where(counts > 0, 1.0 - total / np.maximum(counts, 1), 0.0)
+
+
+def learn_of_new(
+    index: VectorIndex, data: np.ndarray, sims: np.ndarray, start: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's neighbours' similarities (``sims``, rows before ``start`` as they were
+    kept) with rows ``start`` onwards taken in: the new rows' own searched, and a new row
+    put among each of its `REACH` nearest older rows' neighbours where it is nearer than
+    their farthest. (The new sims, and the rows whose scores moved.)"""
+    k = sims.shape[1]
+    total = len(data)
+    found, found_sims = nearest_others(index, data, start, total, max(k, REACH))
+    out = np.concatenate([sims, np.full((total - start, k), np.nan, dtype=np.float32)])
+    out[start:] = found_sims[:, :k]
+    older = (found >= 0) & (found < start)
+    ys, ss = found[older], found_sims[older]
+    farthest = np.where(np.isnan(out[ys, -1]), -np.inf, out[ys, -1])
+    ys, ss = ys[ss > farthest], ss[ss > farthest]
+    moved = np.unique(ys)
+    if len(moved):
+        order = np.argsort(ys, kind="stable")
+        ys, ss = ys[order], ss[order]
+        bounds = np.searchsorted(ys, moved)
+        for row, begin, end in zip(
+            moved.tolist(), bounds.tolist(), [*bounds[1:].tolist(), len(ys)], strict=True
+        ):
+            merged = np.concatenate([out[row], ss[begin:end]])
+            merged = merged[~np.isnan(merged)]
+            merged = -np.sort(-merged)[:k]
+            out[row] = np.nan
+            out[row, : len(merged)] = merged
+    return out, np.concatenate([moved, np.arange(start, total, dtype=np.int64)])
+
+
+def exact_others(data: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The similarities of the ``k`` nearest other rows of each of ``rows`` by exact search
+    (NaN where fewer), nearest first: each chunk of the set read once for all of them."""
+    from curator.learn.vectorindex import exact_search
+
+    out = np.full((len(rows), k), np.nan, dtype=np.float32)
+    for first, last in _chunks(len(rows), EXACT_ROWS):
+        queries = np.asarray(data[rows[first:last]])
+        # The set read once for all of these rows, in chunks small enough that their
+        # products with every query stay some 64 MiB.
+        found, sims = exact_search(data, queries, k + 1, chunk=EXACT_CHUNK)
+        keep = found != rows[first:last, None]
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        width = order.shape[1]
+        taken = np.take_along_axis(sims, order, axis=1)
+        out[first:last, :width] = np.where(np.take_along_axis(keep, order, axis=1), taken, np.nan)
+    return out
+
+
+def check_head(
+    index: VectorIndex, data: np.ndarray, sims: np.ndarray, checked: np.ndarray
+) -> np.ndarray:
+    """Search exactly the neighbours of the `CHECKED_HEAD` most outlying rows not checked yet
+    (``sims`` and ``checked`` changed in place), until the head is checked or
+    `CHECK_PASSES` have run; the rows checked. Nothing where the index is exact."""
+    if index.approximate is None:
+        checked[:] = True
+        return np.empty(0, dtype=np.int64)
+    done = []
+    for _ in range(CHECK_PASSES):
+        head = np.argsort(-scores_of(sims), kind="stable")[:CHECKED_HEAD]
+        todo = np.sort(head[~checked[head]])
+        if not len(todo):
+            break
+        sims[todo] = exact_others(data, todo, sims.shape[1])
+        checked[todo] = True
+        done.append(todo)
+    return np.concatenate(done) if done else np.empty(0, dtype=np.int64)
+
+
+def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0) -> np.ndarray:
+    """The centres (``clusters`` unit rows, float32) of faiss's spherical k-means over the
+    rows, trained on a sample of at most `TRAIN_PER_CLUSTER` rows a cluster (read from the
+    rows as they are, memory-mapped or not)."""
+    import faiss
+
+    total = len(vectors)
+    if clusters <= 1 or total <= clusters:
+        if clusters <= 1:
+            centre = np.zeros((1, vectors.shape[1]), dtype=np.float64)
+            for first, last in _chunks(total, ASSIGN_ROWS):
+                centre += np.asarray(vectors[first:last], dtype=np.float64).sum(axis=0)
+            centre /= max(float(np.linalg.norm(centre)), 1e-12)
+            return centre.astype(np.float32)
+        return np.asarray(vectors, dtype=np.float32)  # each row its own cluster
+    rng = np.random.default_rng(seed)
+    take = min(total, TRAIN_PER_CLUSTER * clusters)
+    sample = np.sort(rng.choice(total, take, replace=False)) if take < total else None
+    data = np.asarray(vectors if sample is None else vectors[sample], dtype=np.float32)
+    km = faiss.Kmeans(
+        data.shape[1],
+        clusters,
+        niter=20,
+        seed=seed,
+        spherical=True,
+        min_points_per_centroid=1,
+        max_points_per_centroid=TRAIN_PER_CLUSTER,
+    )
+    km.train(data)
+    return np.asarray(km.centroids, dtype=np.float32).reshape(clusters, -1)
+
+
+def assign(
+    centres: np.ndarray, vectors: np.ndarray, start: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (from ``start`` on) nearest centre (0 to len - 1) and its cosine distance to
+    it, a chunk of rows at a time."""
+    import faiss
+
+    index = faiss.IndexFlatIP(centres.shape[1])
+    index.add(np.ascontiguousarray(centres, dtype=np.float32))
+    assigned, distances = [], []
+    for first, last in _chunks(len(vectors), ASSIGN_ROWS, start):
+        sims, nearest = index.search(np.asarray(vectors[first:last], dtype=np.float32), 1)
+        assigned.append(nearest[:, 0].astype(np.int64))
+        distances.append(1.0 - sims[:, 0].astype(np.float64))
+    if not assigned:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    return np.concatenate(assigned), np.concatenate(distances)
+
+
+@dataclass
+class Kept:
+    """What is kept beside a set's vectors between refreshes: the clusters' centres and the
+    rows they were trained over, and each row's neighbours' similarities (``sims``, one row
+    per scored row). Written after the catalog holds the scores, so that its row count must
+    equal the catalog's ``scored`` for it to be what the catalog's scores came from."""
+
+    centres: np.ndarray
+    trained: int
+    sims: np.ndarray
+    #: Which rows' neighbours were found by exact search (`check_head`).
+    checked: np.ndarray
+
+    @property
+    def assigned(self) -> int:
+        return len(self.sims)
+
+    @classmethod
+    def read(cls, folder: Path) -> Kept | None:
+        try:
+            with np.load(folder / KEPT_FILE) as found:
+                kept = cls(found["centres"], int(found["trained"]), found["sims"], found["checked"])
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # none, or torn
+            return None
+        return kept if kept.checked.shape == kept.sims.shape[:1] else None
+
+    def write(self, folder: Path) -> None:
+        path = folder / KEPT_FILE
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(
+            temp,
+            centres=self.centres,
+            trained=self.trained,
+            sims=self.sims,
+            checked=self.checked,
+        )
+        os.replace(temp, path)
+
+
+@dataclass
+class Scores:
+    """What one refresh computed: the rows whose outlier scores and clusters are new."""
+
+    outlier_rows: np.ndarray
+    outliers: np.ndarray
+    cluster_rows: np.ndarray
+    clusters: np.ndarray
+    distances: np.ndarray
+    kept: Kept
+    rescored_all: bool
+    reclustered: bool
+
+    @property
+    def cluster_count(self) -> int:
+        return len(self.kept.centres)
+
+
+def refreshed(
+    index: VectorIndex,
+    data: np.ndarray,
+    folder: Path,
+    *,
+    scored: int,
+    neighbours: int,
+) -> Scores:
+    """The scores and clusters that change when a set scored over its first ``scored`` rows
+    has all of ``data``: the new rows' and those they come near, and the new rows' clusters;
+    every row's where what is kept does not match the catalog (``scored``), and every row's
+    cluster where the set has outgrown the kept centres."""
+    total = len(data)
+    kept = Kept.read(folder)
+    usable = (
+        kept is not None
+        and 0 < scored <= total
+        and kept.assigned == scored
+        and kept.sims.shape[1:] == (neighbours,)
+        and kept.centres.shape[1:] == data.shape[1:]
+    )
+    if usable:
+        assert kept is not None
+        sims, rows = learn_of_new(index, data, kept.sims, scored)
+        checked = np.concatenate([kept.checked, np.zeros(total - scored, dtype=bool)])
+        # A row checked exactly that a new row joined keeps an exact list, nearly always.
+    else:
+        _found, sims = nearest_others(index, data, 0, total, neighbours)
+        rows = np.arange(total, dtype=np.int64)
+        checked = np.zeros(total, dtype=bool)
+    rows = np.union1d(rows, check_head(index, data, sims, checked))
+    fresh = not usable or total > RECLUSTER_GROWTH * max(kept.trained if kept else 0, 1)
+    if fresh:
+        centres, trained = kmeans(data, cluster_count(total)), total
+    else:
+        assert kept is not None
+        centres, trained = kept.centres, kept.trained
+    first = 0 if fresh else scored
+    clusters, distances = assign(centres, data, first)
+    return Scores(
+        rows,
+        scores_of(sims[rows]),
+        np.arange(first, total, dtype=np.int64),
+        clusters,
+        distances,
+        Kept(centres, trained, sims, checked),
+        not usable,
+        fresh,
+    )
