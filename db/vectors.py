@@ -140,9 +140,12 @@ def set_scores(
         set_setting(session, key=VECTOR_BASIS, value=[embedding_id, over])
         mark_vectored(session, values)
         return
-    # Every score may have moved: the kept outlier and clusters rankings are made again from
-    # them before this transaction commits (db/rankings.py).
-    set_setting(session, key=VECTOR_BASIS, value=None)
+    newest = newest_embedding(session)
+    if newest is not None and newest.id == embedding_id:
+        # Every score may have moved: the kept outlier and clusters rankings are made again
+        # from them before this transaction commits (db/rankings.py). (Those of another,
+        # newer set than this one stand.)
+        set_setting(session, key=VECTOR_BASIS, value=None)
 
 
 def forget_embedding(session: Session, *, embedding_id: int) -> None:

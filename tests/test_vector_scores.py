@@ -16,7 +16,7 @@ from curator.cli import app
 from curator.config import load_settings
 from curator.learn import vectorscores
 from curator.learn.vectorindex import VectorIndex
-from curator.learn.vectorscores import Kept, assign, kmeans, nearest_others, refreshed, scores_of
+from curator.learn.vectorscores import Kept, assign, kmeans, refreshed
 from tests.faults.consistency import assert_kept_counts_true
 from tests.helpers.sql import rows as catalog_rows
 from tests.helpers.training import FAST, blob_picture
@@ -33,7 +33,15 @@ def crowd(n: int, seed: int, dim: int = 32, centres: int = 12) -> np.ndarray:
 
 
 def full(data: np.ndarray) -> np.ndarray:
-    return scores_of(nearest_others(VectorIndex.build(data), data, 0, len(data), NEIGHBOURS)[1])
+    """Every row's outlier score the plain way: all products, each row's ten largest others."""
+    rows = data.astype(np.float32)
+    sims = rows @ rows.T
+    np.fill_diagonal(sims, -np.inf)
+    k = min(NEIGHBOURS, len(rows) - 1)
+    if k <= 0:
+        return np.zeros(len(rows))
+    top = -np.sort(-sims, axis=1)[:, :k]
+    return 1.0 - top.mean(axis=1, dtype=np.float64)
 
 
 def test_new_rows_and_the_rows_they_come_near_are_scored_again(tmp_path):
@@ -181,11 +189,18 @@ def test_a_second_embed_scores_only_what_was_added(tmp_path: Path, monkeypatch):
     assert "0 outlier scores updated" in text
 
 
-@pytest.mark.parametrize("scored", [-1, 10**6])
+@pytest.mark.parametrize("scored", [-1, 0, 301])
 def test_a_scored_count_the_set_does_not_have_scores_every_row(tmp_path, scored):
-    data = crowd(300, 8)
-    found = refreshed(VectorIndex.build(data), data, tmp_path, scored=scored, neighbours=10)
+    data = crowd(400, 8)
+    # A kept file of as many rows as the catalog says were scored, but not of this set's
+    # rows (more rows than the set has, or none): not trusted.
+    count = max(scored, 0)
+    kept = Kept(kmeans(data, 3), 400, np.zeros((count, 10), np.float32), np.ones(count, bool))
+    kept.write(tmp_path)
+    subset = data[:300]
+    found = refreshed(VectorIndex.build(subset), subset, tmp_path, scored=scored, neighbours=10)
     assert found.rescored_all and found.reclustered and len(found.outlier_rows) == 300
+    assert np.allclose(found.outliers, full(subset), atol=1e-3)
 
 
 def test_a_set_smaller_than_the_neighbours_is_scored_by_what_it_has(tmp_path):
@@ -227,4 +242,43 @@ def test_where_the_index_is_approximate_the_queues_head_is_checked_exactly(tmp_p
     more = np.concatenate([data, crowd(30, 12, dim=48, centres=40)])
     found.kept.write(tmp_path)
     later = refreshed(VectorIndex.build(more), more, tmp_path, scored=3000, neighbours=NEIGHBOURS)
-    assert later.kept.checked[:3000].sum() >= checked.sum()
+    stored = full_scores(found, 3030)
+    stored[later.outlier_rows] = later.outliers
+    truth = full(more)
+    now = later.kept.checked
+    assert now.sum() >= 100
+    assert np.allclose(stored[now], truth[now], atol=1e-3)
+    bound = stored[~now].max()
+    head = np.flatnonzero(now & (stored > bound))
+    assert len(head) >= 20
+    assert set(head.tolist()) == set(np.argsort(-truth, kind="stable")[: len(head)].tolist())
+
+
+def full_scores(found, total: int) -> np.ndarray:
+    out = np.zeros(total)
+    out[found.outlier_rows] = found.outliers
+    return out
+
+
+def test_an_outlier_learns_of_a_new_row_that_has_many_nearer_ones(tmp_path, monkeypatch):
+    """A new row in a crowd has the crowd as its nearest; an outlier near the crowd, whose
+    neighbours are all far, takes the new row as one all the same."""
+    monkeypatch.setattr(vectorscores, "REACH", 10)
+    rng = np.random.default_rng(13)
+    centre = rng.standard_normal(24)
+    crowd_rows = centre + rng.standard_normal((300, 24)) * 0.05
+    lonely = centre + rng.standard_normal(24) * 0.9
+    newcomer = centre + (lonely - centre) * 0.3 + rng.standard_normal(24) * 0.02
+    data = np.vstack([crowd_rows, lonely, newcomer])
+    data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float16)
+    before = data[:301]
+    first = refreshed(VectorIndex.build(before), before, tmp_path, scored=0, neighbours=10)
+    first.kept.write(tmp_path)
+    later = refreshed(VectorIndex.build(data), data, tmp_path, scored=301, neighbours=10)
+    stored = full_scores(first, 302)
+    stored[later.outlier_rows] = later.outliers
+    truth = full(data)
+    sims = data.astype(np.float32) @ data[301].astype(np.float32)
+    assert 300 not in np.argsort(-sims)[1:11]  # the lonely row is not among its nearest
+    assert 300 in later.outlier_rows.tolist()
+    assert np.allclose(stored, truth, atol=1e-3)

@@ -33,7 +33,14 @@ from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.images import active_paths
 from db.registry import NoModel, get_model
-from db.vectors import embedded_ids, embedding_for, newest_embedding, record_rows, set_scores
+from db.vectors import (
+    embedded_ids,
+    embedding_for,
+    newest_embedding,
+    record_rows,
+    set_scores,
+    unreviewed_rows,
+)
 
 EMBEDDERS = ("model", "imagenet", "clip")
 
@@ -224,8 +231,17 @@ def refresh_scores(
         and kept.sims.shape[1:] == (neighbours,)
     ):
         return {"clusters": vectors.clusters, "rescored": 0, "reclustered": False}
+    with catalog.reading() as session:
+        eligible = np.zeros(len(ids), dtype=bool)
+        queue_rows = [row for _i, row in unreviewed_rows(session, embedding_id=vectors.id)]
+        eligible[[r for r in queue_rows if r < len(ids)]] = True
     found = refreshed(
-        vectors.index(), data, vectors.files.folder, scored=vectors.scored, neighbours=neighbours
+        vectors.index(),
+        data,
+        vectors.files.folder,
+        scored=vectors.scored,
+        neighbours=neighbours,
+        eligible=eligible,
     )
     outliers = zip(ids[found.outlier_rows].tolist(), found.outliers.tolist(), strict=True)
     clusters = zip(

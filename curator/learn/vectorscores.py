@@ -6,8 +6,13 @@ up to date as the set grows, at a cost that follows what was added rather than t
   searched, and their similarities kept. After that, a run that added rows searches the new
   rows' neighbours alone: each new row is put among the neighbours of its `REACH` nearest
   older rows where it is nearer than their farthest kept one, and those rows' scores move.
-  Only a row near a new one can have a new neighbour; one that a new row's `REACH` nearest
-  do not include keeps its score (bench/vector_scores.py measures how close that stays).
+  An older row can take a new row as a neighbour without being among its `REACH` nearest
+  only where its own neighbours are far, so the `CHECKED_HEAD` most outlying rows the queue
+  may show are also compared with every new row, exactly. A row outside both keeps its
+  score (bench/vector_scores.py measures how close that stays).
+* Where the index is approximate, the head's rows have their neighbours searched exactly
+  (`check_head`): a missed neighbour only raises a score, so the head is where exact search
+  would put it.
 * **Clusters** (faiss's spherical k-means, one cluster for about `CLUSTER_SIZE` pictures).
   The centres are trained on a sample of at most `TRAIN_PER_CLUSTER` rows a cluster and
   every row is assigned in chunks, so memory holds the sample and a chunk, not the set. They
@@ -21,6 +26,7 @@ bench/vector_scores.py measured each choice (docs/embeddings.md).
 from __future__ import annotations
 
 import os
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,9 +58,9 @@ CHECK_PASSES = 4
 QUERY_ROWS = 1024
 ASSIGN_ROWS = 65_536
 #: Rows whose neighbours are searched exactly at once, and the set's rows multiplied with
-#: them at once (their products, float32, held: 64 MiB).
+#: them at once (their products held with their sort's indices: some 128 MiB).
 EXACT_ROWS = 2048
-EXACT_CHUNK = 8192
+EXACT_CHUNK = 4096
 #: The file beside the vectors that keeps the centres and each row's neighbours.
 KEPT_FILE = "scores.npz"
 
@@ -97,36 +103,82 @@ def scores_of(sims: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, 1.0 - total / np.maximum(counts, 1), 0.0)
 
 
+def merge_neighbours(out: np.ndarray, ys: np.ndarray, ss: np.ndarray) -> np.ndarray:
+    """Put each similarity ``ss[i]`` among row ``ys[i]``'s neighbours' (``out``, in place,
+    nearest first, NaN where fewer) where it is nearer than their farthest; the rows whose
+    neighbours moved. Each (row, similarity) pair is to be a neighbour not already there."""
+    k = out.shape[1]
+    farthest = np.where(np.isnan(out[ys, -1]), -np.inf, out[ys, -1])
+    nearer = ss > farthest
+    ys, ss = ys[nearer], ss[nearer]
+    if not len(ys):
+        return np.empty(0, dtype=np.int64)
+    order = np.lexsort((-ss, ys))  # by row, nearest first
+    ys, ss = ys[order], ss[order]
+    moved, starts = np.unique(ys, return_index=True)
+    group = np.searchsorted(moved, ys)
+    rank = np.arange(len(ys)) - starts[group]
+    near = rank < k  # a row takes in at most k of them
+    extra = np.full((len(moved), k), np.nan, dtype=np.float32)
+    extra[group[near], rank[near]] = ss[near]
+    merged = np.concatenate([out[moved], extra], axis=1)
+    out[moved] = -np.sort(-merged, axis=1)[:, :k]  # NaN sorts last either way
+    return moved
+
+
+def head_of(sims: np.ndarray, eligible: np.ndarray | None, rows: int) -> np.ndarray:
+    """The ``rows`` most outlying rows by these neighbours, of those ``eligible`` (the
+    queue's: active, no person's label), as a sorted array."""
+    scores = scores_of(sims)
+    if eligible is not None:
+        scores = np.where(eligible[: len(scores)], scores, -np.inf)
+    head = np.argsort(-scores, kind="stable")[:rows]
+    head = head[np.isfinite(scores[head])]
+    return np.sort(head)
+
+
 def learn_of_new(
-    index: VectorIndex, data: np.ndarray, sims: np.ndarray, start: int
-) -> tuple[np.ndarray, np.ndarray]:
+    index: VectorIndex,
+    data: np.ndarray,
+    sims: np.ndarray,
+    start: int,
+    eligible: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's neighbours' similarities (``sims``, rows before ``start`` as they were
-    kept) with rows ``start`` onwards taken in: the new rows' own searched, and a new row
-    put among each of its `REACH` nearest older rows' neighbours where it is nearer than
-    their farthest. (The new sims, and the rows whose scores moved.)"""
+    kept) with rows ``start`` onwards taken in: the new rows' own searched; a new row put
+    among the neighbours of each of its `REACH` nearest older rows; and the `CHECKED_HEAD`
+    most outlying older rows compared with every new row, exactly. An older row can take a
+    new row as a neighbour without being among its nearest only where its own neighbours
+    are far: the most outlying. (The new sims, the rows whose scores moved, and the head
+    compared.)"""
     k = sims.shape[1]
     total = len(data)
     found, found_sims = nearest_others(index, data, start, total, max(k, REACH))
     out = np.concatenate([sims, np.full((total - start, k), np.nan, dtype=np.float32)])
     out[start:] = found_sims[:, :k]
     older = (found >= 0) & (found < start)
-    ys, ss = found[older], found_sims[older]
-    farthest = np.where(np.isnan(out[ys, -1]), -np.inf, out[ys, -1])
-    ys, ss = ys[ss > farthest], ss[ss > farthest]
-    moved = np.unique(ys)
-    if len(moved):
-        order = np.argsort(ys, kind="stable")
-        ys, ss = ys[order], ss[order]
-        bounds = np.searchsorted(ys, moved)
-        for row, begin, end in zip(
-            moved.tolist(), bounds.tolist(), [*bounds[1:].tolist(), len(ys)], strict=True
-        ):
-            merged = np.concatenate([out[row], ss[begin:end]])
-            merged = merged[~np.isnan(merged)]
-            merged = -np.sort(-merged)[:k]
-            out[row] = np.nan
-            out[row, : len(merged)] = merged
-    return out, np.concatenate([moved, np.arange(start, total, dtype=np.int64)])
+    news = np.broadcast_to(np.arange(start, total)[:, None], found.shape)[older]
+    pairs = [(found[older], news, found_sims[older])]
+    head = head_of(sims, eligible, CHECKED_HEAD)
+    if len(head):
+        queries = np.asarray(data[head], dtype=np.float32)
+        for first, last in _chunks(total, EXACT_CHUNK, start):
+            products = queries @ np.asarray(data[first:last], dtype=np.float32).T
+            take = min(k, products.shape[1])
+            nearest = np.argpartition(-products, take - 1, axis=1)[:, :take]
+            pairs.append(
+                (
+                    np.repeat(head, take),
+                    (nearest + first).ravel(),
+                    np.take_along_axis(products, nearest, axis=1).ravel(),
+                )
+            )
+    ys = np.concatenate([p[0] for p in pairs]).astype(np.int64)
+    xs = np.concatenate([p[1] for p in pairs]).astype(np.int64)
+    ss = np.concatenate([p[2] for p in pairs]).astype(np.float32)
+    _, once = np.unique(ys * total + xs, return_index=True)  # a pair found both ways: once
+    moved = merge_neighbours(out, ys[once], ss[once])
+    return out, np.union1d(moved, np.arange(start, total, dtype=np.int64)), head
 
 
 def exact_others(data: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -149,18 +201,22 @@ def exact_others(data: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 
 
 def check_head(
-    index: VectorIndex, data: np.ndarray, sims: np.ndarray, checked: np.ndarray
+    index: VectorIndex,
+    data: np.ndarray,
+    sims: np.ndarray,
+    checked: np.ndarray,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Search exactly the neighbours of the `CHECKED_HEAD` most outlying rows not checked yet
-    (``sims`` and ``checked`` changed in place), until the head is checked or
-    `CHECK_PASSES` have run; the rows checked. Nothing where the index is exact."""
+    """Search exactly the neighbours of the `CHECKED_HEAD` most outlying ``eligible`` rows
+    not checked yet (``sims`` and ``checked`` changed in place), until the head is checked
+    or `CHECK_PASSES` have run; the rows checked. Nothing where the index is exact."""
     if index.approximate is None:
         checked[:] = True
         return np.empty(0, dtype=np.int64)
     done = []
     for _ in range(CHECK_PASSES):
-        head = np.argsort(-scores_of(sims), kind="stable")[:CHECKED_HEAD]
-        todo = np.sort(head[~checked[head]])
+        head = head_of(sims, eligible, CHECKED_HEAD)
+        todo = head[~checked[head]]
         if not len(todo):
             break
         sims[todo] = exact_others(data, todo, sims.shape[1])
@@ -248,7 +304,7 @@ class Kept:
 
     def write(self, folder: Path) -> None:
         path = folder / KEPT_FILE
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp.npz")
         np.savez(
             temp,
             centres=self.centres,
@@ -284,11 +340,13 @@ def refreshed(
     *,
     scored: int,
     neighbours: int,
+    eligible: np.ndarray | None = None,
 ) -> Scores:
     """The scores and clusters that change when a set scored over its first ``scored`` rows
     has all of ``data``: the new rows' and those they come near, and the new rows' clusters;
     every row's where what is kept does not match the catalog (``scored``), and every row's
-    cluster where the set has outgrown the kept centres."""
+    cluster where the set has outgrown the kept centres. ``eligible``: the rows the outlier
+    queue may show (active, no person's label), whose head is checked; None: every row."""
     total = len(data)
     kept = Kept.read(folder)
     usable = (
@@ -300,14 +358,16 @@ def refreshed(
     )
     if usable:
         assert kept is not None
-        sims, rows = learn_of_new(index, data, kept.sims, scored)
-        checked = np.concatenate([kept.checked, np.zeros(total - scored, dtype=bool)])
-        # A row checked exactly that a new row joined keeps an exact list, nearly always.
+        sims, rows, head = learn_of_new(index, data, kept.sims, scored, eligible)
+        # The head was compared with every new row, so its checked rows stay exact; a
+        # checked row outside it may have missed one, and is checked again if it comes in.
+        checked = np.zeros(total, dtype=bool)
+        checked[head] = kept.checked[head]
     else:
         _found, sims = nearest_others(index, data, 0, total, neighbours)
         rows = np.arange(total, dtype=np.int64)
         checked = np.zeros(total, dtype=bool)
-    rows = np.union1d(rows, check_head(index, data, sims, checked))
+    rows = np.union1d(rows, check_head(index, data, sims, checked, eligible))
     fresh = not usable or total > RECLUSTER_GROWTH * max(kept.trained if kept else 0, 1)
     if fresh:
         centres, trained = kmeans(data, cluster_count(total)), total
