@@ -104,7 +104,8 @@ def test_clusters_are_made_anew_when_the_set_outgrows_them_or_the_file_is_not_th
 
     # The catalog says 400 rows were scored; the kept file says 350 (a run stopped between
     # the catalog's commit and the file): its centres are not the catalog's, made anew.
-    Kept(first.kept.centres, 350, first.kept.sims[:350], first.kept.checked[:350]).write(tmp_path)
+    stale = first.kept
+    Kept(stale.centres, 350, stale.sims[:350], stale.checked[:350], stale.weights).write(tmp_path)
     some = grown[:420]
     mended = refreshed(VectorIndex.build(some), some, tmp_path, scored=400, neighbours=10)
     assert mended.reclustered and len(mended.cluster_rows) == len(some)
@@ -195,7 +196,8 @@ def test_a_scored_count_the_set_does_not_have_scores_every_row(tmp_path, scored)
     # A kept file of as many rows as the catalog says were scored, but not of this set's
     # rows (more rows than the set has, or none): not trusted.
     count = max(scored, 0)
-    kept = Kept(kmeans(data, 3), 400, np.zeros((count, 10), np.float32), np.ones(count, bool))
+    sims, checked = np.zeros((count, 10), np.float32), np.ones(count, bool)
+    kept = Kept(kmeans(data, 3), 400, sims, checked, np.empty(0, np.float32))
     kept.write(tmp_path)
     subset = data[:300]
     found = refreshed(VectorIndex.build(subset), subset, tmp_path, scored=scored, neighbours=10)
@@ -282,3 +284,44 @@ def test_an_outlier_learns_of_a_new_row_that_has_many_nearer_ones(tmp_path, monk
     assert 300 not in np.argsort(-sims)[1:11]  # the lonely row is not among its nearest
     assert 300 in later.outlier_rows.tolist()
     assert np.allclose(stored, truth, atol=1e-3)
+
+
+def test_the_clustering_weighs_the_last_stage_of_vectors_read_at_four_stages(tmp_path):
+    from curator.learn.vectorscores import stage_weights, view
+
+    weights = stage_weights(960)
+    assert weights is not None and stage_weights(512) is None
+    assert weights[: 64 + 128 + 256].tolist() == [1.0] * 448
+    assert set(weights[448:].tolist()) == {vectorscores.LAST_STAGE_WEIGHT}
+    # Two groups told apart by the last stage alone, mixed up by the three before it: the
+    # weighed view clusters by the last stage.
+    rng = np.random.default_rng(14)
+    early = rng.standard_normal((2, 448))
+    late = rng.standard_normal((2, 512))
+    picks_early, picks_late = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
+    rows = np.hstack(
+        [
+            early[picks_early] + rng.standard_normal((400, 448)) * 0.3,
+            late[picks_late] * 0.6 + rng.standard_normal((400, 512)) * 0.3,
+        ]
+    )
+    data = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float16)
+    seen = view(data, weights)
+    assert np.allclose(np.linalg.norm(seen, axis=1), 1, atol=1e-5)
+    centres = kmeans(data, 2, weights=weights)
+    assigned, _d = assign(centres, data, weights=weights)
+    agree = (assigned == picks_late).mean()
+    assert max(agree, 1 - agree) > 0.95
+    # The weights are kept with the centres; other weights make the clusters anew.
+    first = refreshed(
+        VectorIndex.build(data), data, tmp_path, scored=0, neighbours=10, weights=weights
+    )
+    assert np.array_equal(first.kept.weights, weights)
+    first.kept.write(tmp_path)
+    more = np.concatenate([data, data[:5]])
+    same = refreshed(
+        VectorIndex.build(more), more, tmp_path, scored=400, neighbours=10, weights=weights
+    )
+    assert not same.reclustered
+    other = refreshed(VectorIndex.build(more), more, tmp_path, scored=400, neighbours=10)
+    assert other.reclustered and other.kept.weights.size == 0

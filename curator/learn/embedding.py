@@ -28,7 +28,7 @@ from curator.errors import CuratorError
 from curator.ingest.imaging import describe_failure
 from curator.learn.vectorindex import VectorIndex
 from curator.learn.vectors import VectorFiles
-from curator.learn.vectorscores import Kept, refreshed
+from curator.learn.vectorscores import Kept, refreshed, stage_weights
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.images import active_paths
@@ -215,6 +215,14 @@ def _embed_rows(
         on_progress(progress)
 
 
+def cluster_weights(vectors: VectorSet) -> np.ndarray | None:
+    """The clustering's weights for a set: the last stage weighed up for a curator model's
+    vectors read at its four stages (`curator.learn.vectorscores.stage_weights`)."""
+    if vectors.embedder != "model" or not vectors.version.endswith(" (stages 1-4)"):
+        return None
+    return stage_weights(vectors.files.vectors.width)
+
+
 def refresh_scores(
     catalog: Catalog, vectors: VectorSet, *, neighbours: int = EMBED["neighbours"]
 ) -> dict[str, Any]:
@@ -242,6 +250,7 @@ def refresh_scores(
         scored=vectors.scored,
         neighbours=neighbours,
         eligible=eligible,
+        weights=cluster_weights(vectors),
     )
     outliers = zip(ids[found.outlier_rows].tolist(), found.outliers.tolist(), strict=True)
     clusters = zip(

@@ -42,6 +42,14 @@ CLUSTER_SIZE = 30
 MAX_CLUSTERS = 4096
 #: Rows a cluster's centre is trained on at most: a sample of the set above that many.
 TRAIN_PER_CLUSTER = 64
+#: How many times the last stage's values count in the clusters of vectors read at a
+#: ResNet's four stages (`stage_weights`): clusters are for labeling by class, which the last
+#: stage knows best, while the earlier stages keep pictures of one look together. Measured
+#: from bench/outliers.py's webs (docs/embeddings.md): on the demo's, where the first model
+#: is at chance, 3 cut the review strokes 3.0 and 3.1 times where 1 cut them 2.6 and 2.7 times
+#: (two webs, the mean of three k-means seeds each); 2 cut them 2.9 and 3.0 times. On the web
+#: of blobs, 3 cut them 25.6 times, 1 and 2 26.7 times.
+LAST_STAGE_WEIGHT = 3.0
 #: The set grown this many times past the rows its clusters were made from: made anew.
 RECLUSTER_GROWTH = 2
 #: A new row's nearest rows that learn of it as a neighbour (each where it is nearer than
@@ -225,10 +233,35 @@ def check_head(
     return np.concatenate(done) if done else np.empty(0, dtype=np.int64)
 
 
-def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0) -> np.ndarray:
+def stage_weights(dim: int, last: float = LAST_STAGE_WEIGHT) -> np.ndarray | None:
+    """Per-value weights for vectors read at a ResNet's four stages (widths w, 2w, 4w, 8w:
+    ``dim`` is 15w), the last stage's values ``last`` times the others; None for another
+    width."""
+    if dim % 15 or dim <= 0:
+        return None
+    weights = np.ones(dim, dtype=np.float32)
+    weights[dim * 7 // 15 :] = last
+    return weights
+
+
+def view(rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Rows as the clustering sees them (float32): each value times its weight, and made a
+    unit vector again; as they are without weights."""
+    out = np.asarray(rows, dtype=np.float32)
+    if weights is None:
+        return out
+    out = out * weights
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def kmeans(
+    vectors: np.ndarray, clusters: int, *, seed: int = 0, weights: np.ndarray | None = None
+) -> np.ndarray:
     """The centres (``clusters`` unit rows, float32) of faiss's spherical k-means over the
-    rows, trained on a sample of at most `TRAIN_PER_CLUSTER` rows a cluster (read from the
-    rows as they are, memory-mapped or not)."""
+    rows as `view` makes them with ``weights``, trained on a sample of at most
+    `TRAIN_PER_CLUSTER` rows a cluster (read from the rows as they are, memory-mapped or
+    not)."""
     import faiss
 
     total = len(vectors)
@@ -236,14 +269,14 @@ def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0) -> np.ndarray:
         if clusters <= 1:
             centre = np.zeros((1, vectors.shape[1]), dtype=np.float64)
             for first, last in _chunks(total, ASSIGN_ROWS):
-                centre += np.asarray(vectors[first:last], dtype=np.float64).sum(axis=0)
+                centre += view(vectors[first:last], weights).sum(axis=0, dtype=np.float64)
             centre /= max(float(np.linalg.norm(centre)), 1e-12)
             return centre.astype(np.float32)
-        return np.asarray(vectors, dtype=np.float32)  # each row its own cluster
+        return view(vectors, weights)  # each row its own cluster
     rng = np.random.default_rng(seed)
     take = min(total, TRAIN_PER_CLUSTER * clusters)
     sample = np.sort(rng.choice(total, take, replace=False)) if take < total else None
-    data = np.asarray(vectors if sample is None else vectors[sample], dtype=np.float32)
+    data = view(vectors if sample is None else vectors[sample], weights)
     km = faiss.Kmeans(
         data.shape[1],
         clusters,
@@ -258,17 +291,17 @@ def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0) -> np.ndarray:
 
 
 def assign(
-    centres: np.ndarray, vectors: np.ndarray, start: int = 0
+    centres: np.ndarray, vectors: np.ndarray, start: int = 0, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's (from ``start`` on) nearest centre (0 to len - 1) and its cosine distance to
-    it, a chunk of rows at a time."""
+    """Each row's (from ``start`` on, as `view` makes it with ``weights``) nearest centre (0
+    to len - 1) and its cosine distance to it, a chunk of rows at a time."""
     import faiss
 
     index = faiss.IndexFlatIP(centres.shape[1])
     index.add(np.ascontiguousarray(centres, dtype=np.float32))
     assigned, distances = [], []
     for first, last in _chunks(len(vectors), ASSIGN_ROWS, start):
-        sims, nearest = index.search(np.asarray(vectors[first:last], dtype=np.float32), 1)
+        sims, nearest = index.search(np.ascontiguousarray(view(vectors[first:last], weights)), 1)
         assigned.append(nearest[:, 0].astype(np.int64))
         distances.append(1.0 - sims[:, 0].astype(np.float64))
     if not assigned:
@@ -288,6 +321,9 @@ class Kept:
     sims: np.ndarray
     #: Which rows' neighbours were found by exact search (`check_head`).
     checked: np.ndarray
+    #: The clustering's weights (`view`), empty for none: centres of other weights are not
+    #: these vectors' clusters.
+    weights: np.ndarray
 
     @property
     def assigned(self) -> int:
@@ -297,7 +333,13 @@ class Kept:
     def read(cls, folder: Path) -> Kept | None:
         try:
             with np.load(folder / KEPT_FILE) as found:
-                kept = cls(found["centres"], int(found["trained"]), found["sims"], found["checked"])
+                kept = cls(
+                    found["centres"],
+                    int(found["trained"]),
+                    found["sims"],
+                    found["checked"],
+                    found["weights"],
+                )
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # none, or torn
             return None
         return kept if kept.checked.shape == kept.sims.shape[:1] else None
@@ -311,6 +353,7 @@ class Kept:
             trained=self.trained,
             sims=self.sims,
             checked=self.checked,
+            weights=self.weights,
         )
         os.replace(temp, path)
 
@@ -341,12 +384,14 @@ def refreshed(
     scored: int,
     neighbours: int,
     eligible: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> Scores:
     """The scores and clusters that change when a set scored over its first ``scored`` rows
     has all of ``data``: the new rows' and those they come near, and the new rows' clusters;
     every row's where what is kept does not match the catalog (``scored``), and every row's
     cluster where the set has outgrown the kept centres. ``eligible``: the rows the outlier
-    queue may show (active, no person's label), whose head is checked; None: every row."""
+    queue may show (active, no person's label), whose head is checked; None: every row.
+    ``weights``: the clustering's (`view`)."""
     total = len(data)
     kept = Kept.read(folder)
     usable = (
@@ -368,21 +413,26 @@ def refreshed(
         rows = np.arange(total, dtype=np.int64)
         checked = np.zeros(total, dtype=bool)
     rows = np.union1d(rows, check_head(index, data, sims, checked, eligible))
-    fresh = not usable or total > RECLUSTER_GROWTH * max(kept.trained if kept else 0, 1)
-    if fresh:
-        centres, trained = kmeans(data, cluster_count(total)), total
+    held = np.empty(0, dtype=np.float32) if weights is None else weights.astype(np.float32)
+    fresh = (
+        not usable
+        or kept is None
+        or total > RECLUSTER_GROWTH * max(kept.trained, 1)
+        or not np.array_equal(kept.weights, held)
+    )
+    if fresh or kept is None:
+        centres, trained = kmeans(data, cluster_count(total), weights=weights), total
     else:
-        assert kept is not None
         centres, trained = kept.centres, kept.trained
     first = 0 if fresh else scored
-    clusters, distances = assign(centres, data, first)
+    clusters, distances = assign(centres, data, first, weights)
     return Scores(
         rows,
         scores_of(sims[rows]),
         np.arange(first, total, dtype=np.int64),
         clusters,
         distances,
-        Kept(centres, trained, sims, checked),
+        Kept(centres, trained, sims, checked, held),
         not usable,
         fresh,
     )
