@@ -14,6 +14,7 @@ from db.queues import (
     NoIndependentPredictions,
     NoModelLearnedYet,
     NoPredictions,
+    NoWordVectors,
 )
 from db.registry import NoModel, NoModelLearned, UnknownModel
 from db.vectors import NoVectors
@@ -33,6 +34,7 @@ COMMAND_LINE: Hints = {
     NoIndependentPredictions: ": run curator score --folds auto",
     DefaultModelUnscored: ": run curator score",
     NoVectors: ": run curator embed",
+    NoWordVectors: ": run curator embed --embedder clip (pip install 'curator[clip]')",
 }
 
 #: What the review page adds: the same, but that a model is needed there to explain.

@@ -227,7 +227,7 @@ class Catalog:
         return [item.as_dict() for item in page.items]
 
     def ranking(self, name: str) -> list[tuple[int, float]]:
-        """A ranked queue whole (``disagree``, ``uncertain``, ``outlier``, ``issue:dark``...):
+        """A ranked queue whole (``disagree``, ``outlier``, ``off-query``, ``issue:dark``...):
         (image id, score), first to review first. A queue that lacks what it ranks by (no
         predictions yet, no vectors) raises `db.queues.QueueUnavailable` saying what to run."""
         from db.queues import ranking
@@ -453,8 +453,8 @@ class Catalog:
         self, *, embedder: str = "model", model: int | None = None, **options: Any
     ) -> dict[str, Any]:
         """`curator embed`: every active image as a vector (``embedder``: model, imagenet or
-        clip; ``clip_model`` and ``device`` choose further), and the outlier and clusters
-        queues brought up to date; returns the counts."""
+        clip; ``clip_model`` and ``device`` choose further), and the outlier, clusters and
+        (CLIP) off-query queues brought up to date; returns the counts."""
         from curator.learn.embedding import embed_catalog, load_embedder
 
         chosen = {k: options.pop(k) for k in ("clip_model", "device") if k in options}

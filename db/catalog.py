@@ -52,7 +52,7 @@ TIMEOUT_ENV = "CURATOR_DB_TIMEOUT"
 WRITE_LOCK_KEY = 0x6375726174  # "curat"
 #: The newest migration. A catalog already there is opened without loading Alembic at all;
 #: tests/test_catalog.py checks that this is the head of alembic/versions.
-SCHEMA_HEAD = "0013"
+SCHEMA_HEAD = "0014"
 
 
 def migrations_dir() -> Path:

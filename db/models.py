@@ -305,6 +305,9 @@ class Embedded(Base):
     outlier: Mapped[float | None] = mapped_column(Float)
     cluster: Mapped[int | None] = mapped_column(Integer)
     centre_distance: Mapped[float | None] = mapped_column(Float)
+    #: CLIP vectors only: cosine distance to the words of the nearest crawl query that found
+    #: the picture (None: not a CLIP set, or no query found it).
+    query_distance: Mapped[float | None] = mapped_column(Float)
 
 
 class ImageProperty(Base):

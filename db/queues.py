@@ -17,6 +17,8 @@ The queues are queries, so the review page, ``curator queue`` and the tests all 
   look at after a crawl;
 * ``outlier`` and ``clusters``: by the pictures' vectors (db/vectors.py), the groups without
   a human label farthest from their neighbours first, and one cluster a page;
+* ``off-query`` (CLIP vectors): the groups without a human label that a search found,
+  farthest from the words of its query first;
 * ``issues`` and ``issue:<type>`` (``issue:blurry``...): groups without a human label whose
   measured properties an issue type flags (db/properties.py), the worst first.
 
@@ -65,6 +67,25 @@ class UnknownQueue(CatalogError):
 
 class QueueUnavailable(CatalogError):
     """A queue that needs something the catalog does not have yet (predictions)."""
+
+
+class NoWordVectors(QueueUnavailable):
+    """The off-query queue, and the newest vectors are not of an embedder that reads words."""
+
+    def __init__(self, embedder: str) -> None:
+        super().__init__(
+            f"the 'off-query' queue needs CLIP vectors, and the newest are of the {embedder} "
+            "embedder"
+        )
+
+
+def _vectors_for(session: Session, name: str) -> None:
+    """Raise what a vector queue lacks: vectors, or (off-query) CLIP's."""
+    newest = newest_embedding(session)
+    if newest is None:
+        raise NoVectors(f"the {name!r} queue")
+    if name == "off-query" and newest.embedder != "clip":
+        raise NoWordVectors(newest.embedder)
 
 
 class NoPredictions(QueueUnavailable):
@@ -260,12 +281,13 @@ def _item(row: ItemRow, label: CurrentLabel | None, members: list[dict[str, Any]
 
 
 def ranking(session: Session, name: str) -> list[tuple[int, float]]:
-    """(image id, score) of a ranked queue (or an issue queue, or ``outlier``), first to
-    review first."""
-    if name not in RANKED_QUEUES and name not in ISSUE_QUEUES and name != "outlier":
+    """(image id, score) of a ranked queue (or an issue queue, ``outlier`` or ``off-query``),
+    first to review first."""
+    ranked_by_vectors = name in VECTOR_QUEUES and name != "clusters"
+    if name not in RANKED_QUEUES and name not in ISSUE_QUEUES and not ranked_by_vectors:
         raise UnknownQueue(name)
-    if name == "outlier" and newest_embedding(session) is None:
-        raise NoVectors("the 'outlier' queue")
+    if ranked_by_vectors:
+        _vectors_for(session, name)
     ranked = ranked_page(session, name=name, limit=None, cursor=None)
     if not ranked and name in RANKED_QUEUES:
         _why_empty(session, name)
@@ -324,8 +346,7 @@ def _page_of(session: Session, ranked: list[tuple[int, float]], limit: int) -> Q
 def _vector_page(session: Session, name: str, limit: int, after: int | str) -> QueuePage:
     """outlier: ranked like the queues above; clusters: one cluster a page (``after``: the
     number of the cluster before), its members nearest its centre first."""
-    if newest_embedding(session) is None:
-        raise NoVectors(f"the {name!r} queue")
+    _vectors_for(session, name)
     if name == "clusters":
         number, chosen, more = cluster_page(session, after=int(after or 0), limit=limit)
         return QueuePage(_in_order(session, chosen), number if more else None)
@@ -376,10 +397,16 @@ def count_conflicts(session: Session) -> int:
 
 
 def _vector_counts(session: Session, tally: dict[str, int]) -> dict[str, int | None]:
-    """The outlier queue's groups and the clusters queue's clusters (None: no vectors yet)."""
-    if newest_embedding(session) is None:
+    """The outlier queue's groups, the clusters queue's clusters and the off-query queue's
+    groups (None: no vectors yet; for off-query, the newest are not CLIP's)."""
+    newest = newest_embedding(session)
+    if newest is None:
         return dict.fromkeys(VECTOR_QUEUES)
-    return {"outlier": tally.get("queue:outlier", 0), "clusters": cluster_count(session)}
+    return {
+        "outlier": tally.get("queue:outlier", 0),
+        "clusters": cluster_count(session),
+        "off-query": tally.get("queue:off-query", 0) if newest.embedder == "clip" else None,
+    }
 
 
 def queue_counts(session: Session) -> dict[str, int | None]:

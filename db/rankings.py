@@ -18,14 +18,15 @@ What changes a ranking, and how it is kept:
 * the issue queues (``issues``, ``issue:blurry``...; db/properties.py): properties written
   (at ingest, by a backfill) mark their images measured, and only these queues score them
   again; other thresholds make them again from every image's properties (`ISSUE_BASIS`);
-* the vector queues (``outlier``, ``clusters``; db/vectors.py): a newer set of vectors, or
-  new scores of every image, make them again (`VECTOR_BASIS`); scores brought up to date for
-  the images a refresh moved mark those images vectored, and only these queues score them
-  again.
+* the vector queues (``outlier``, ``clusters``, ``off-query``; db/vectors.py): a newer set
+  of vectors, or new scores of every image, make them again (`VECTOR_BASIS`); scores brought
+  up to date for the images a refresh moved mark those images vectored, and only these
+  queues score them again.
 
 `Catalog.writing` calls `refresh_kept` before it commits: the group labels first (which the
 rankings read), then each touched or scored image's group is scored again and its rows
-written where they changed. `recount` ranks the slow way, from every prediction, to check.
+written where they changed. `db.rankcheck.recount` ranks the slow way, from every
+prediction, to check.
 
 A new ranked queue is one entry of `KEPT`: its name and a function that scores a batch of
 group representatives (returning the ones the queue holds). The ``duplicates`` queue (groups
@@ -46,17 +47,15 @@ from db.grouplabels import refresh as refresh_group_labels
 from db.images import ACTIVE
 from db.labels import WEAK_ORIGINS
 from db.models import Embedded, Embedding, Image, ImageProperty, Model, Prediction, Ranked
-from db.properties import ISSUE_QUEUES, ISSUES, issue_ranking, issue_severities, thresholds
+from db.properties import ISSUE_QUEUES, ISSUES, issue_severities, thresholds
 from db.registry import default_model
 from db.settings import get_setting, set_setting
 from db.touched import take_measured, take_scored, take_touched, take_vectored
 from db.vectors import (
     VECTOR_BASIS,
     VECTOR_QUEUES,
-    cluster_ranking,
     cluster_score,
     newest_embedding,
-    outlier_ranking,
 )
 
 _CHUNK = 5000
@@ -102,13 +101,19 @@ class Context:
             self.extra["severities_of"] = key
         return dict(self.extra["severities"])
 
-    def scores(self, ids: list[int]) -> dict[int, Row[int, float | None, int | None, float | None]]:
-        """The vector set's (outlier, cluster, centre distance) of these images, read once
-        for the outlier and clusters queues of one batch."""
+    def scores(
+        self, ids: list[int]
+    ) -> dict[int, Row[int, float | None, int | None, float | None, float | None]]:
+        """The vector set's (outlier, cluster, centre distance, query distance) of these
+        images, read once for the vector queues of one batch."""
         key = tuple(ids)
         if self.extra.get("scores_of") != key:
             query = select(
-                Embedded.image_id, Embedded.outlier, Embedded.cluster, Embedded.centre_distance
+                Embedded.image_id,
+                Embedded.outlier,
+                Embedded.cluster,
+                Embedded.centre_distance,
+                Embedded.query_distance,
             ).where(Embedded.embedding_id == self.vectors, Embedded.image_id.in_(ids))
             self.extra["scores"] = {row.image_id: row for row in self.session.execute(query)}
             self.extra["scores_of"] = key
@@ -212,6 +217,8 @@ def _by_vectors(ctx: Context, rows: list[GroupRow], what: str) -> dict[int, floa
             out[image_id] = -float(row.outlier)
         elif what == "clusters" and row.cluster is not None:
             out[image_id] = cluster_score(row.cluster, row.centre_distance)
+        elif what == "off-query" and row.query_distance is not None:
+            out[image_id] = -float(row.query_distance)
     return out
 
 
@@ -223,6 +230,12 @@ def _outliers(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
 def _clusters(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
     """Groups without a human label in a cluster, by `db.vectors.cluster_score`."""
     return _by_vectors(ctx, rows, "clusters")
+
+
+def _off_query(ctx: Context, rows: list[GroupRow]) -> dict[int, float]:
+    """Groups without a human label that a search found, by minus the distance of their
+    CLIP vector to the words of its query (farthest first)."""
+    return _by_vectors(ctx, rows, "off-query")
 
 
 def _embedded(ctx: Context) -> Select[int]:
@@ -273,6 +286,7 @@ KEPT: dict[str, KeptQueue] = {
         ),
         KeptQueue("outlier", _outliers, candidates=_embedded),
         KeptQueue("clusters", _clusters, candidates=_embedded),
+        KeptQueue("off-query", _off_query, candidates=_embedded),
         KeptQueue("issues", _issues(tuple(ISSUES)), candidates=_with_properties),
         *(
             KeptQueue(f"issue:{name}", _issues((name,)), candidates=_with_properties)
@@ -447,73 +461,3 @@ def ranked_page(
     if limit is not None:
         query = query.limit(limit)
     return [(i, float(s)) for i, s in session.execute(query)]
-
-
-def kept(session: Session) -> dict[str, list[tuple[int, float]]]:
-    """Every kept ranking in full, first first (for checking against `recount`)."""
-    out: dict[str, list[tuple[int, float]]] = {name: [] for name in KEPT}
-    query = select(Ranked.queue, Ranked.image_id, Ranked.score).order_by(
-        Ranked.queue, Ranked.score, Ranked.image_id
-    )
-    for queue, image_id, score in session.execute(query):
-        out.setdefault(queue, []).append((image_id, float(score)))
-    return out
-
-
-def recount(session: Session) -> dict[str, list[tuple[int, float]]]:
-    """Every ranking made the slow way, from every prediction and group label at once (what
-    the kept rows replace): for checking them."""
-    model = default_model(session)
-    out: dict[str, list[tuple[int, float]]] = {name: [] for name in KEPT}
-    if model is not None:
-        no_human = or_(Image.label_origin.is_(None), Image.label_origin != "human")
-        margins = (
-            select(Prediction.image_id, Prediction.margin)
-            .join(Image, Image.id == Prediction.image_id)
-            .where(Prediction.model_id == model.id, Image.status == ACTIVE, no_human)
-        )
-        out["uncertain"] = sorted(((i, float(m)) for i, m in session.execute(margins)), key=_rank)
-    classes = {m.id: list(m.classes) for m in session.scalars(select(Model))}
-    newest = (
-        select(func.max(Prediction.id))
-        .where(Prediction.in_sample.is_(False))
-        .group_by(Prediction.image_id)
-        .scalar_subquery()
-    )
-    rows = (
-        select(Prediction.image_id, Prediction.model_id, Prediction.probs, Image.label_origin,
-               Image.label)
-        .join(Image, Image.id == Prediction.image_id)
-        .where(Prediction.id.in_(newest), Image.status == ACTIVE)
-    )  # fmt: skip
-    default, basis = {}, classes.get(model.id, []) if model is not None else []
-    if model is not None:
-        opinions = select(Prediction.image_id, Prediction.probs).where(
-            Prediction.model_id == model.id
-        )
-        default = {i: probs for i, probs in session.execute(opinions)}
-    for image_id, model_id, probs, origin, label in session.execute(rows):
-        names = classes.get(model_id, [])
-        if label not in names:
-            continue
-        theirs = default.get(image_id)
-        score = blend(
-            float(probs[names.index(label)]),
-            float(theirs[basis.index(label)]) if theirs is not None and label in basis else None,
-        )
-        for name, origins in (("disagree", WEAK_ORIGINS), ("weak-disagree", ("query",))):
-            if origin in origins:
-                out[name].append((image_id, score))
-    with_members = select(Image.duplicate_of).where(Image.duplicate_of.is_not(None))
-    groups = select(Image.id).where(Image.status == ACTIVE, Image.id.in_(with_members))
-    out["duplicates"] = [(i, 0.0) for i in session.scalars(groups)]
-    for name in ISSUE_QUEUES:
-        out[name] = issue_ranking(session, name=name)
-    if newest_embedding(session) is not None:
-        out["outlier"] = outlier_ranking(session)
-        out["clusters"] = cluster_ranking(session)
-    return {name: sorted(ranked, key=_rank) for name, ranked in out.items()}
-
-
-def _rank(pair: tuple[int, float]) -> tuple[float, int]:
-    return pair[1], pair[0]

@@ -12,20 +12,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.errors import CatalogError
 from db.images import ACTIVE
-from db.models import Embedded, Embedding, Image, Ranked, utcnow
+from db.models import Embedded, Embedding, Image, Ranked, Source, utcnow
 from db.settings import get_setting, set_setting
 from db.touched import mark_vectored
 
 #: The queues ranked by the vectors, kept in the rankings table (db/rankings.py).
-VECTOR_QUEUES = ("outlier", "clusters")
+VECTOR_QUEUES = ("outlier", "clusters", "off-query")
 #: The setting naming the set, and how many of its rows were scored, that those rankings
 #: were made from; None when new scores are to be ranked.
 VECTOR_BASIS = "kept_vector_basis"
+#: The setting (per set: the key ends with its id) holding the last source whose search
+#: words the set's pictures were measured against (`unqueried_rows`).
+QUERIED_THROUGH = "queried_through:"
 
 
 class NoVectors(CatalogError):
@@ -115,19 +118,26 @@ def set_scores(
     cluster_count: int,
     over: int,
     partial: bool = False,
+    query_distances: Iterable[tuple[int, float]] = (),
+    queried_through: int | None = None,
 ) -> None:
-    """Store each image's outlier score and (cluster, distance to its centre), computed over
-    the set's first ``over`` rows. ``partial``: the images given are the only ones whose
-    scores or clusters moved since the set's last scores (the others' stand), so the kept
-    rankings made from those are brought up to date for these images alone."""
+    """Store each image's outlier score, (cluster, distance to its centre) and distance to
+    its query's words, computed over the set's first ``over`` rows. ``partial``: the images
+    given are the only ones whose scores, clusters or distances moved since the set's last
+    scores (the others' stand), so the kept rankings made from those are brought up to date
+    for these images alone."""
     values: dict[int, dict[str, Any]] = {}
     for image_id, score in outliers:
         values.setdefault(image_id, {})["outlier"] = score
+    for image_id, distance in query_distances:
+        values.setdefault(image_id, {})["query_distance"] = distance
     for image_id, cluster, distance in clusters:
         values.setdefault(image_id, {}).update(cluster=cluster, centre_distance=distance)
     rows = [{"embedding_id": embedding_id, "image_id": i, **v} for i, v in values.items()]
     for start in range(0, len(rows), 2000):
         session.execute(update(Embedded), rows[start : start + 2000])
+    if queried_through is not None:
+        set_setting(session, key=f"{QUERIED_THROUGH}{embedding_id}", value=queried_through)
     before = session.scalar(select(Embedding.scored).where(Embedding.id == embedding_id))
     session.execute(
         update(Embedding)
@@ -152,6 +162,7 @@ def forget_embedding(session: Session, *, embedding_id: int) -> None:
     """Remove a set's rows (its file is the caller's to remove)."""
     session.execute(delete(Embedded).where(Embedded.embedding_id == embedding_id))
     session.execute(delete(Embedding).where(Embedding.id == embedding_id))
+    set_setting(session, key=f"{QUERIED_THROUGH}{embedding_id}", value=None)
 
 
 def _unreviewed() -> ColumnElement[bool]:
@@ -185,6 +196,51 @@ def outlier_ranking(session: Session) -> list[tuple[int, float]]:
         found.id, Embedded.image_id, Embedded.outlier, having=Embedded.outlier
     ).order_by(Embedded.outlier.desc(), Embedded.image_id)
     return [(image_id, -float(score or 0.0)) for image_id, score in session.execute(query)]
+
+
+def off_query_ranking(session: Session) -> list[tuple[int, float]]:
+    """(image id, minus its distance to its query's words) of the newest set's active images
+    that no person labeled and a query found, farthest first, the slow way: for checking."""
+    found = newest_embedding(session)
+    if found is None:
+        return []
+    query = _unreviewed_with(
+        found.id, Embedded.image_id, Embedded.query_distance, having=Embedded.query_distance
+    )
+    out = [(image_id, -float(d)) for image_id, d in session.execute(query)]
+    return sorted(out, key=lambda pair: (pair[1], pair[0]))
+
+
+def queried_through(session: Session, *, embedding_id: int) -> int:
+    """The last source the set's distances to search words were measured after (0: none)."""
+    return int(get_setting(session, key=f"{QUERIED_THROUGH}{embedding_id}") or 0)
+
+
+def unqueried_rows(
+    session: Session, *, embedding_id: int, engines: Sequence[str]
+) -> tuple[int, dict[int, tuple[int, list[str]]]]:
+    """(the newest source's id, {image id: (row, every query that found it)}) for the set's
+    images to measure against their search words: those a query of one of ``engines`` found
+    (search words; a site's or a URL list's engine has addresses for a query) that have no
+    distance yet, or that a search found again since the set was last measured."""
+    through = queried_through(session, embedding_id=embedding_id)
+    words = (Source.engine.in_(engines), Source.query.is_not(None), Source.query != "")
+    again = select(Source.image_id).where(Source.id > through, *words)
+    chosen = select(Embedded.image_id).where(
+        Embedded.embedding_id == embedding_id,
+        or_(Embedded.query_distance.is_(None), Embedded.image_id.in_(again)),
+    )
+    query = (
+        select(Embedded.image_id, Embedded.row, Source.query)
+        .join(Source, Source.image_id == Embedded.image_id)
+        .where(Embedded.embedding_id == embedding_id, Embedded.image_id.in_(chosen), *words)
+        .distinct()
+    )
+    newest = int(session.scalar(select(func.max(Source.id))) or 0)
+    out: dict[int, tuple[int, list[str]]] = {}
+    for image_id, row, words_ in session.execute(query):
+        out.setdefault(image_id, (row, []))[1].append(str(words_))
+    return newest, out
 
 
 def cluster_score(cluster: int, distance: float | None) -> float:

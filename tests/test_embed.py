@@ -267,6 +267,9 @@ def test_bad_input_is_one_line(copy, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "999999" in result.stderr and "Traceback" not in result.output
     result = run(copy, "search", "a single person")
     assert result.exit_code == 1 and "--embedder clip" in result.stderr
+    result = run(copy, "queue", "off-query")
+    assert result.exit_code == 1 and "needs CLIP vectors" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
     result = run(copy, "embed", "--embedder", "nonsense")
     assert result.exit_code == 1 and "one of model, imagenet, clip" in result.stderr
 

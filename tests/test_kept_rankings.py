@@ -24,7 +24,8 @@ from db.properties import (
     thresholds,
 )
 from db.queues import QUEUES, queue_counts, ranking, review_queue
-from db.rankings import kept, rebuild, recount
+from db.rankcheck import kept, recount
+from db.rankings import rebuild
 from db.registry import DONE, choose_default, create_model, delete_model, update_model
 from db.runs import start_run
 from db.tallies import recount as recount_tallies
@@ -34,6 +35,7 @@ from db.vectors import (
     embedded_ids,
     embedding_for,
     embeddings,
+    off_query_ranking,
     outlier_ranking,
     record_rows,
     set_scores,
@@ -280,12 +282,13 @@ def test_every_queue_pages_through_what_its_count_says(db_url: str, tmp_path: Pa
             for image_id in ids[1:6]:
                 record_label(session, image_id=image_id, label="happy", origin="human", author="a")
             add_properties(session, [_properties(i, rng) for i in ids])
-            found = embedding_for(session, embedder="imagenet", version="t", dim=4,
+            found = embedding_for(session, embedder="clip", version="t", dim=4,
                                   dtype="float16", folder="vectors/t")  # fmt: skip
             record_rows(session, embedding_id=found.id, image_ids=ids)
             set_scores(session, embedding_id=found.id,
                        outliers=[(i, rng.choice([0.1, 0.2, rng.random()])) for i in ids],
                        clusters=[(i, 1 + i % 4, rng.random()) for i in ids],
+                       query_distances=[(i, rng.choice([0.7, rng.random()])) for i in ids[::3]],
                        cluster_count=4, over=len(ids))  # fmt: skip
             image = image_by_id(session, image_id=ids[7])
             change_image(session, image=image, run_id=run_id, status="rejected")
@@ -301,6 +304,9 @@ def test_every_queue_pages_through_what_its_count_says(db_url: str, tmp_path: Pa
                 else:
                     assert len(seen) == counts[name], name
             assert counts["issues"] and counts["outlier"] and counts["uncertain"]
+            assert counts["off-query"] and _walk(session, "off-query")[0] == [
+                i for i, _ in off_query_ranking(session)
+            ]
             assert not set(ids[1:6]) & set(_walk(session, "issues")[0]), "reviewed: left out"
             assert _walk(session, "outlier")[0] == [i for i, _ in outlier_ranking(session)]
             for name in ("issues", *(f"issue:{issue}" for issue in ISSUES)):

@@ -43,12 +43,13 @@ def embed_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Embed every active image as a vector: for the outlier and clusters queues, similar
-    pictures and, with CLIP, text search.
+    pictures and, with CLIP, text search and the off-query queue.
 
     The vectors are stored beside the catalog, one set per embedder and version (a new model
     makes a new set; sets are never mixed). An interrupted run keeps what it embedded and
     the same command continues; a rerun embeds only the images added since. Each run also
-    brings each image's outlier score and cluster up to date.
+    brings each image's outlier score and cluster up to date, and with CLIP measures each
+    searched picture against the words of its search (the off-query queue).
 
     Example:
 
@@ -89,10 +90,16 @@ def embed_command(
         f"({rate:.1f}/s), {counts['already_embedded']} already embedded, "
         f"{counts['failed']} unreadable; {counts['vectors']} vectors of {counts['dim']}, "
         f"{counts['clusters']} clusters, {counts.get('rescored', 0)} outlier scores updated"
+        + (
+            f", {counts['query_distances']} pictures measured against their search's words"
+            if counts.get("query_distances")
+            else ""
+        )
     )
     for image_id, why in sorted((counts.get("failures") or {}).items())[:10]:
         stdout.print(f"  image {image_id}: {escape_controls(why)}")
-    stdout.print("next: curator review --queue outlier (or clusters)")
+    after = "clusters, off-query" if embedder.text is not None else "clusters"
+    stdout.print(f"next: curator review --queue outlier (or {after})")
 
 
 def similar_command(

@@ -315,13 +315,17 @@ def queue_command(
 
     new, weak, all and duplicates come from the labels; uncertain (closest to the model's
     decision boundary), disagree (weak labels the model finds least likely) and weak-disagree
-    (the same for search-query labels) rank by the predictions of curator score.
+    (the same for search-query labels) rank by the predictions of curator score; outlier
+    (farthest from their neighbours), clusters (one cluster a page) and off-query (CLIP:
+    farthest from the words of the search that found them) by the vectors of curator embed;
+    issues and issue:TYPE by the properties curator check measures.
 
     Example:
 
         curator queue new --limit 10
         curator queue disagree --limit 50
         curator queue weak-disagree --json
+        curator queue off-query --limit 100
     """
     catalog = open_settings_catalog(settings_of(ctx))
     with catalog.reading() as session:

@@ -162,6 +162,8 @@ ENGINES: dict[str, Engine] = {
     "greedy": Engine("greedy", GreedyFeeder, GreedyParser, None),
     "urls": Engine("urls", CleanUrlListFeeder, None, None),
 }
+#: The engines whose query is search words (greedy's is a site, urls' a list of addresses).
+WORD_ENGINES = tuple(name for name in ENGINES if name not in ("greedy", "urls"))
 #: Flickr sizes, largest first (icrawler's order).
 FLICKR_SIZES = [
     "original",

@@ -37,12 +37,16 @@ from db.vectors import (
     embedded_ids,
     embedding_for,
     newest_embedding,
+    queried_through,
     record_rows,
     set_scores,
+    unqueried_rows,
     unreviewed_rows,
 )
 
 EMBEDDERS = ("model", "imagenet", "clip")
+#: The words a class or a query is described by for CLIP (CLIP's own prompt).
+PROMPT = "a photo of {}"
 
 if TYPE_CHECKING:
     from classifier.embed import Embedder
@@ -171,7 +175,8 @@ def embed_catalog(
         run.counts = counts
         _embed_rows(catalog, embedder, vectors, todo, counts, batch_size, workers, on_progress)
         counts["vectors"] = vectors.count
-        counts.update(refresh_scores(catalog, vectors))
+        words = embedder.words if embedder.text is not None else None
+        counts.update(refresh_scores(catalog, vectors, words=words))
     return counts
 
 
@@ -223,22 +228,91 @@ def cluster_weights(vectors: VectorSet) -> np.ndarray | None:
     return stage_weights(vectors.files.vectors.width)
 
 
+def query_distances(
+    catalog: Catalog, vectors: VectorSet, words: Callable[[list[str]], np.ndarray]
+) -> tuple[int, list[tuple[int, float]]]:
+    """(the newest source measured for, [(image id, distance)]) for the set's pictures that
+    lack a distance or that a search found again since: the cosine distance of the picture's
+    vector to the words (`PROMPT`) of the nearest of the searches that found it; pictures no
+    search found (imported, a site's) have none."""
+    from curator.crawl.engines import WORD_ENGINES
+
+    with catalog.reading() as session:
+        through, todo = unqueried_rows(session, embedding_id=vectors.id, engines=WORD_ENGINES)
+    todo = {i: (row, texts) for i, (row, texts) in todo.items() if row < vectors.count}
+    if not todo:
+        return through, []
+    _ids, data = vectors.read()
+    texts = sorted({t for _row, found in todo.values() for t in found})
+    place = {t: n for n, t in enumerate(texts)}
+    said = np.concatenate(
+        [
+            words([PROMPT.format(t[:300]) for t in texts[n : n + 256]])
+            for n in range(0, len(texts), 256)
+        ]
+    ).astype(np.float32)
+    out: list[tuple[int, float]] = []
+    items = sorted(todo.items(), key=lambda item: item[1][0])
+    for start in range(0, len(items), 4096):
+        part = items[start : start + 4096]
+        rows = np.asarray(data[[row for _i, (row, _t) in part]], dtype=np.float32)
+        # One (picture, query) pair a line; a picture's distance is to its nearest query.
+        owner = np.repeat(np.arange(len(part)), [len(found) for _i, (_r, found) in part])
+        said_of = np.array([place[t] for _i, (_r, found) in part for t in found])
+        sims = np.einsum("ij,ij->i", rows[owner], said[said_of])
+        firsts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        best = np.maximum.reduceat(sims, firsts)
+        out += zip([i for i, _v in part], (1.0 - best).tolist(), strict=True)
+    return through, out
+
+
 def refresh_scores(
-    catalog: Catalog, vectors: VectorSet, *, neighbours: int = EMBED["neighbours"]
+    catalog: Catalog,
+    vectors: VectorSet,
+    *,
+    neighbours: int = EMBED["neighbours"],
+    words: Callable[[list[str]], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Each image's outlier score (the mean cosine distance to its ``neighbours`` nearest
     others, as cleanlab's out-of-distribution score) and its k-means cluster, brought up to
-    date with the rows added since they were computed (`curator.learn.vectorscores`)."""
+    date with the rows added since they were computed (`curator.learn.vectorscores`); with
+    ``words`` (a CLIP set's text tower), the distance to its query's words of each picture
+    a search found (`query_distances`)."""
     ids, data = vectors.read()
     if len(ids) == 0:
         return {"clusters": 0}
+    through: int | None = None
+    distances: list[tuple[int, float]] = []
+    if words is not None:
+        through, distances = query_distances(catalog, vectors, words)
+        with catalog.reading() as session:
+            if through == queried_through(session, embedding_id=vectors.id):
+                through = None  # nothing new to record
     kept = Kept.read(vectors.files.folder)
     if (
         kept is not None
         and vectors.scored == kept.assigned == len(ids)
         and kept.sims.shape[1:] == (neighbours,)
     ):
-        return {"clusters": vectors.clusters, "rescored": 0, "reclustered": False}
+        if distances or through is not None:
+            with catalog.writing() as session:
+                set_scores(
+                    session,
+                    embedding_id=vectors.id,
+                    outliers=(),
+                    clusters=(),
+                    cluster_count=vectors.clusters,
+                    over=len(ids),
+                    partial=True,
+                    query_distances=distances,
+                    queried_through=through,
+                )
+        return {
+            "clusters": vectors.clusters,
+            "rescored": 0,
+            "reclustered": False,
+            "query_distances": len(distances),
+        }
     with catalog.reading() as session:
         eligible = np.zeros(len(ids), dtype=bool)
         queue_rows = [row for _i, row in unreviewed_rows(session, embedding_id=vectors.id)]
@@ -268,6 +342,8 @@ def refresh_scores(
             cluster_count=found.cluster_count,
             over=len(ids),
             partial=not (found.rescored_all or found.reclustered),
+            query_distances=distances,
+            queried_through=through,
         )
     # After the catalog has them: kept centres always match what the catalog says.
     found.kept.write(vectors.files.folder)
@@ -276,4 +352,5 @@ def refresh_scores(
         "clusters": found.cluster_count,
         "rescored": len(found.outlier_rows),
         "reclustered": found.reclustered,
+        "query_distances": len(distances),
     }

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curator.errors import CuratorError
-from curator.learn.embedding import VectorSet, embed_catalog, load_embedder, newest_set
+from curator.learn.embedding import PROMPT, VectorSet, embed_catalog, load_embedder, newest_set
 from db.catalog import Catalog
 from db.errors import CatalogError, UnknownImage
 from db.images import active_paths, find_image
@@ -187,8 +187,6 @@ class Finder:
             return [n.id for n in _nearest(vectors, query, limit, set())]
 
 
-#: The words each class is described by for a zero-shot label (CLIP's own prompt).
-PROMPT = "a photo of {}"
 #: Who a zero-shot label is recorded for.
 ZERO_SHOT_AUTHOR = "clip zero-shot"
 

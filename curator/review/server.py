@@ -109,6 +109,15 @@ def keys_for(classes: list[str]) -> dict[str, str]:
     return keys
 
 
+def _why(name: str) -> str:
+    """Why a queue cannot be had yet, in the page's words."""
+    if name == "off-query":
+        return "needs CLIP vectors of crawled pictures: run curator embed --embedder clip"
+    if name in VECTOR_QUEUES:
+        return "needs the pictures' vectors: run curator embed"
+    return "needs a model's predictions: run curator score"
+
+
 def endpoint(
     handler: Callable[[Request, Any], Response], *, body: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -241,13 +250,7 @@ class Handlers:
                 "queues": {name: counts.get(name) for name in QUEUES},
                 # The model the uncertain queue, the panel and Grad-CAM go by, when not told.
                 "model": None if model is None else {"id": model.id, "classes": model.classes},
-                "why": {
-                    name: "needs the pictures' vectors: run curator embed"
-                    if name in VECTOR_QUEUES
-                    else "needs a model's predictions: run curator score"
-                    for name in QUEUES
-                    if counts.get(name) is None
-                },
+                "why": {name: _why(name) for name in QUEUES if counts.get(name) is None},
             }
         )
 

@@ -26,8 +26,8 @@ from db.catalog import open_catalog
 from db.grouplabels import conflicted_groups, recount_conflicts
 from db.grouplabels import recount as recount_groups
 from db.labels import group_labels
-from db.rankings import kept as kept_rankings
-from db.rankings import recount as recount_rankings
+from db.rankcheck import kept as kept_rankings
+from db.rankcheck import recount as recount_rankings
 from db.runs import process_alive
 from db.tallies import recount, tallies
 from tests.helpers.sql import rows
