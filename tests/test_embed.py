@@ -297,3 +297,12 @@ def test_an_empty_catalog_embeds_nothing_and_its_queues_are_empty(tmp_path):
     assert "embedded 0 images" in result.stdout
     assert "queue is empty" in run(home, "queue", "outlier").stdout
     assert run(home, "search", "a cat").stdout.strip() == "nothing found"
+
+
+def test_each_stage_of_an_embed_run_has_its_progress_bar(copy):
+    result = run(copy, "embed", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    total = 2 * PER_CLASS + len(PHOTOS)
+    for title in ("embedding with model", "finding each picture's neighbours", "clustering"):
+        [line] = [line for line in result.stderr.splitlines() if title in line]
+        assert f"{total}/{total}" in line, line

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,6 +24,40 @@ from curator.cli.common import (
 )
 from curator.defaults import EMBED
 from curator.display import escape_controls
+
+if TYPE_CHECKING:
+    from curator.learn.embedding import EmbedProgress
+
+#: Each stage's bar: the pictures embedded, then the rows of the set scored.
+STAGES = {
+    "embedding": "embedding with {}",
+    "neighbours": "finding each picture's neighbours",
+    "clusters": "clustering the pictures",
+}
+
+
+@contextmanager
+def stage_bars(embedder: str) -> Iterator[Callable[[EmbedProgress], None]]:
+    """One progress bar a stage of an embed run, each closed when the next begins (a first
+    refresh of a large set searches every picture's neighbours: minutes, not silence)."""
+    with ExitStack() as stack:
+        current: list[tuple[str, ExitStack, Callable[..., None]]] = []
+
+        def show(p: EmbedProgress) -> None:
+            if not current or current[0][0] != p.stage:
+                if current:
+                    current.pop()[1].close()
+                bar = stack.enter_context(ExitStack())
+                update = bar.enter_context(progress_bar(STAGES[p.stage].format(embedder), None))
+                current.append((p.stage, bar, update))
+            update = current[0][2]
+            if p.stage == "embedding":
+                counting_unreadable(update)(p)
+            else:
+                update(p.done, "", total=p.total)
+
+        yield show
+
 
 EMBEDDER_HELP = "model (a curator model's trunk), imagenet (ResNet-50) or clip (curator[clip])."
 
@@ -71,14 +108,14 @@ def embed_command(
         device=device,
     )
     started = time.monotonic()
-    with progress_bar(f"embedding with {embedder.name}", None) as update:
+    with stage_bars(embedder.name) as show:
         counts = embed_catalog(
             catalog,
             settings.home,
             embedder,
             batch_size=batch_size,
             workers=workers,
-            on_progress=counting_unreadable(update),
+            on_progress=show,
         )
     if as_json:
         print_json(counts)

@@ -28,7 +28,7 @@ from curator.errors import CuratorError
 from curator.ingest.imaging import describe_failure
 from curator.learn.vectorindex import VectorIndex
 from curator.learn.vectors import VectorFiles
-from curator.learn.vectorscores import Kept, refreshed, stage_weights
+from curator.learn.vectorscores import Kept, Progress, refreshed, stage_weights
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.images import active_paths
@@ -58,6 +58,8 @@ class EmbedProgress:
     done: int
     total: int
     failed: int = 0
+    #: "embedding" (pictures), then the refresh's (rows): "neighbours", "clusters".
+    stage: str = "embedding"
 
 
 class NoEmbedderModel(CuratorError):
@@ -176,7 +178,11 @@ def embed_catalog(
         _embed_rows(catalog, embedder, vectors, todo, counts, batch_size, workers, on_progress)
         counts["vectors"] = vectors.count
         words = embedder.words if embedder.text is not None else None
-        counts.update(refresh_scores(catalog, vectors, words=words))
+
+        def scoring(stage: str, done: int, total: int) -> None:
+            on_progress(EmbedProgress(done=done, total=total, stage=stage))
+
+        counts.update(refresh_scores(catalog, vectors, words=words, on_progress=scoring))
     return counts
 
 
@@ -272,6 +278,7 @@ def refresh_scores(
     *,
     neighbours: int = EMBED["neighbours"],
     words: Callable[[list[str]], np.ndarray] | None = None,
+    on_progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Each image's outlier score (the mean cosine distance to its ``neighbours`` nearest
     others, as cleanlab's out-of-distribution score) and its k-means cluster, brought up to
@@ -325,6 +332,7 @@ def refresh_scores(
         neighbours=neighbours,
         eligible=eligible,
         weights=cluster_weights(vectors),
+        **({} if on_progress is None else {"on_progress": on_progress}),
     )
     outliers = zip(ids[found.outlier_rows].tolist(), found.outliers.tolist(), strict=True)
     clusters = zip(

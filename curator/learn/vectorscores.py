@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +73,15 @@ EXACT_CHUNK = 4096
 KEPT_FILE = "scores.npz"
 
 
+#: Told how a refresh goes: (its stage, rows done, rows in all): "neighbours" (each row's
+#: nearest searched), "clusters" (k-means trained, then each row's centre found).
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(_stage: str, _done: int, _total: int) -> None:
+    return None
+
+
 def cluster_count(rows: int) -> int:
     return int(min(MAX_CLUSTERS, max(1, round(rows / CLUSTER_SIZE))))
 
@@ -83,13 +92,19 @@ def _chunks(total: int, size: int, start: int = 0) -> Iterator[tuple[int, int]]:
 
 
 def nearest_others(
-    index: VectorIndex, data: np.ndarray, first: int, last: int, k: int
+    index: VectorIndex,
+    data: np.ndarray,
+    first: int,
+    last: int,
+    k: int,
+    on_progress: Progress = _quiet,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows (Q, k), similarities (Q, k)) of the ``k`` nearest other rows of rows ``first``
     to ``last``, nearest first; -1 and NaN where fewer were found."""
     rows = np.full((last - first, k), -1, dtype=np.int64)
     sims = np.full((last - first, k), np.nan, dtype=np.float32)
     for start, stop in _chunks(last, QUERY_ROWS, first):
+        on_progress("neighbours", start - first, last - first)
         found, found_sims = index.search_rows(np.asarray(data[start:stop]), k + 1)
         keep = (found != np.arange(start, stop)[:, None]) & (found >= 0)
         order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, in order
@@ -99,6 +114,7 @@ def nearest_others(
         rows[start - first : stop - first, :width] = np.where(held, taken, -1)
         taken_sims = np.take_along_axis(found_sims, order, axis=1)
         sims[start - first : stop - first, :width] = np.where(held, taken_sims, np.nan)
+    on_progress("neighbours", last - first, last - first)
     return rows, sims
 
 
@@ -151,6 +167,7 @@ def learn_of_new(
     sims: np.ndarray,
     start: int,
     eligible: np.ndarray | None = None,
+    on_progress: Progress = _quiet,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's neighbours' similarities (``sims``, rows before ``start`` as they were
     kept) with rows ``start`` onwards taken in: the new rows' own searched; a new row put
@@ -161,7 +178,7 @@ def learn_of_new(
     compared.)"""
     k = sims.shape[1]
     total = len(data)
-    found, found_sims = nearest_others(index, data, start, total, max(k, REACH))
+    found, found_sims = nearest_others(index, data, start, total, max(k, REACH), on_progress)
     out = np.concatenate([sims, np.full((total - start, k), np.nan, dtype=np.float32)])
     out[start:] = found_sims[:, :k]
     older = (found >= 0) & (found < start)
@@ -291,7 +308,11 @@ def kmeans(
 
 
 def assign(
-    centres: np.ndarray, vectors: np.ndarray, start: int = 0, weights: np.ndarray | None = None
+    centres: np.ndarray,
+    vectors: np.ndarray,
+    start: int = 0,
+    weights: np.ndarray | None = None,
+    on_progress: Progress = _quiet,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's (from ``start`` on, as `view` makes it with ``weights``) nearest centre (0
     to len - 1) and its cosine distance to it, a chunk of rows at a time."""
@@ -301,6 +322,7 @@ def assign(
     index.add(np.ascontiguousarray(centres, dtype=np.float32))
     assigned, distances = [], []
     for first, last in _chunks(len(vectors), ASSIGN_ROWS, start):
+        on_progress("clusters", first - start, len(vectors) - start)
         sims, nearest = index.search(np.ascontiguousarray(view(vectors[first:last], weights)), 1)
         assigned.append(nearest[:, 0].astype(np.int64))
         distances.append(1.0 - sims[:, 0].astype(np.float64))
@@ -385,6 +407,7 @@ def refreshed(
     neighbours: int,
     eligible: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    on_progress: Progress = _quiet,
 ) -> Scores:
     """The scores and clusters that change when a set scored over its first ``scored`` rows
     has all of ``data``: the new rows' and those they come near, and the new rows' clusters;
@@ -403,13 +426,13 @@ def refreshed(
     )
     if usable:
         assert kept is not None
-        sims, rows, head = learn_of_new(index, data, kept.sims, scored, eligible)
+        sims, rows, head = learn_of_new(index, data, kept.sims, scored, eligible, on_progress)
         # The head was compared with every new row, so its checked rows stay exact; a
         # checked row outside it may have missed one, and is checked again if it comes in.
         checked = np.zeros(total, dtype=bool)
         checked[head] = kept.checked[head]
     else:
-        _found, sims = nearest_others(index, data, 0, total, neighbours)
+        _found, sims = nearest_others(index, data, 0, total, neighbours, on_progress)
         rows = np.arange(total, dtype=np.int64)
         checked = np.zeros(total, dtype=bool)
     rows = np.union1d(rows, check_head(index, data, sims, checked, eligible))
@@ -420,12 +443,14 @@ def refreshed(
         or total > RECLUSTER_GROWTH * max(kept.trained, 1)
         or not np.array_equal(kept.weights, held)
     )
+    first = 0 if fresh else scored
+    on_progress("clusters", 0, total - first)
     if fresh or kept is None:
         centres, trained = kmeans(data, cluster_count(total), weights=weights), total
     else:
         centres, trained = kept.centres, kept.trained
-    first = 0 if fresh else scored
-    clusters, distances = assign(centres, data, first, weights)
+    clusters, distances = assign(centres, data, first, weights, on_progress)
+    on_progress("clusters", total - first, total - first)
     return Scores(
         rows,
         scores_of(sims[rows]),
