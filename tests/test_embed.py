@@ -306,3 +306,42 @@ def test_each_stage_of_an_embed_run_has_its_progress_bar(copy):
     for title in ("embedding with model", "finding each picture's neighbours", "clustering"):
         [line] = [line for line in result.stderr.splitlines() if title in line]
         assert f"{total}/{total}" in line, line
+
+
+def test_one_process_at_a_time_writes_a_set_and_similar_answers_meanwhile(copy, spawn, tmp_path):
+    """A second writer of a set would cut off the first's unrecorded rows and record rows at
+    the same places: while one process holds the set, `curator embed` says so in one line
+    and `curator similar` answers from the rows recorded, embedding nothing."""
+    import subprocess
+
+    assert run(copy, "embed", "--workers", "0").exit_code == 0
+    [(folder, count)] = rows(copy, "SELECT folder, count FROM embeddings")
+    newcomer = tmp_path / "new"
+    newcomer.mkdir()
+    blob_picture(4242, True).save(newcomer / "late.jpg")
+    assert run(copy, "import", newcomer, "--label", "happy").exit_code == 0
+    holder = spawn(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from curator.learn.vectors import writer\n"
+            f"with writer(Path({str(copy / folder)!r})):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    busy = run(copy, "embed", "--workers", "0")
+    assert busy.exit_code == 1 and f"(process {holder.pid})" in busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1 and "Traceback" not in busy.output
+    answered = run(copy, "similar", "1", "--limit", "3", "--json")
+    assert answered.exit_code == 0, answered.output
+    assert len(json.loads(answered.stdout)["similar"]) == 3
+    assert rows(copy, "SELECT count FROM embeddings") == [(count,)]  # nothing written meanwhile
+    assert holder.stdin is not None
+    holder.stdin.close()  # the holder lets go (and a process that dies lets go the same way)
+    holder.wait(timeout=30)
+    done = run(copy, "embed", "--workers", "0", "--json")
+    assert done.exit_code == 0 and json.loads(done.stdout)["embedded"] == 1

@@ -27,7 +27,7 @@ from curator.defaults import EMBED, SCORE
 from curator.errors import CuratorError
 from curator.ingest.imaging import describe_failure
 from curator.learn.vectorindex import VectorIndex
-from curator.learn.vectors import VectorFiles
+from curator.learn.vectors import VectorFiles, writer
 from curator.learn.vectorscores import Kept, Progress, refreshed, stage_weights
 from curator.runs import tracked_run
 from db.catalog import Catalog
@@ -35,6 +35,7 @@ from db.images import active_paths
 from db.registry import NoModel, get_model
 from db.vectors import (
     embedded_ids,
+    embedding_by_id,
     embedding_for,
     newest_embedding,
     queried_through,
@@ -148,7 +149,8 @@ def embed_catalog(
     on_progress: Callable[[EmbedProgress], None] = lambda _p: None,
 ) -> dict[str, Any]:
     """Vectors of ``embedder`` for the catalog's active images that its set lacks, then the
-    outlier scores and clusters of the whole set, brought up to date."""
+    outlier scores and clusters of the whole set, brought up to date: by one process at a
+    time (`curator.learn.vectors.writer`; `SetBusy` while another writes the set)."""
     with catalog.writing() as session:
         row = embedding_for(
             session,
@@ -158,7 +160,24 @@ def embed_catalog(
             dtype="float16",
             folder=f"vectors/{embedder.name}-{uuid.uuid4().hex[:12]}",
         )
-        vectors = _vector_set(row, home)
+        set_id, folder = row.id, home / row.folder
+    with writer(folder):
+        with catalog.reading() as session:  # as the set is now that no one else writes it
+            found = embedding_by_id(session, embedding_id=set_id)
+            assert found is not None
+            vectors = _vector_set(found, home)
+        return _embed_set(catalog, home, embedder, vectors, batch_size, workers, on_progress)
+
+
+def _embed_set(
+    catalog: Catalog,
+    home: Path,
+    embedder: Embedder,
+    vectors: VectorSet,
+    batch_size: int,
+    workers: int,
+    on_progress: Callable[[EmbedProgress], None],
+) -> dict[str, Any]:
     vectors.files.open(vectors.count)  # rows past the catalog's count are cut off
     with catalog.reading() as session:
         done = embedded_ids(session, embedding_id=vectors.id)

@@ -9,6 +9,7 @@ an answer never compares vectors of two embedders.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from curator.errors import CuratorError
 from curator.learn.embedding import PROMPT, VectorSet, embed_catalog, load_embedder, newest_set
+from curator.learn.vectors import SetBusy
 from db.catalog import Catalog
 from db.errors import CatalogError, UnknownImage
 from db.images import active_paths, find_image
@@ -140,7 +142,10 @@ def ensure_embedded_set(catalog: Catalog, home: Path, vectors: VectorSet, device
         held = embedded_ids(session, embedding_id=vectors.id)
         missing = any(i not in held for i, _p in active_paths(session))
     if missing:
-        embed_catalog(catalog, home, set_embedder(catalog, home, vectors, device), workers=0)
+        # While a curator embed is at work on the set, it embeds them: the answer comes
+        # from the rows it has recorded so far.
+        with suppress(SetBusy):
+            embed_catalog(catalog, home, set_embedder(catalog, home, vectors, device), workers=0)
         vectors = newest_set(catalog, home, vectors.embedder) or vectors
     return vectors
 

@@ -4,6 +4,7 @@
     vectors/<set id>-<embedder>/ids.npy       (N,) int64, the image ids
     vectors/<set id>-<embedder>/index.faiss   the approximate index, above EXACT_BELOW rows
     vectors/<set id>-<embedder>/scores.npz    neighbours and centres (curator/learn/vectorscores.py)
+    vectors/<set id>-<embedder>/writer.lock   held by the one process writing the set (`writer`)
 
 Both are ordinary ``.npy`` files (``numpy.load(path, mmap_mode="r")`` reads them), written
 with a header of fixed length so that rows are appended in place and the header's row count
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import ast
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +116,40 @@ class VectorFiles:
     def read(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids (N,), vectors (N, D)) of the first ``rows`` rows, memory-mapped."""
         return self.ids.read(rows), self.vectors.read(rows)
+
+
+class SetBusy(CuratorError):
+    """Another process is writing the set's files."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(
+            f"another curator embed is writing these vectors (process {holder}); "
+            "wait for it to finish, or stop it"
+        )
+
+
+@contextmanager
+def writer(folder: Path) -> Iterator[None]:
+    """The set's files for one process at a time: an exclusive lock on ``writer.lock`` in
+    its folder for the block, freed by the system if the process dies, or `SetBusy` at once
+    while another holds it. Two writers would each cut off the rows the other had written
+    but not yet recorded, and record rows at the same places. (Where the system has no
+    ``flock``, keeping to one writer is the user's to do.)"""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not a POSIX system
+        yield
+        return
+    fd = os.open(folder / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise SetBusy(holder or "unknown") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
