@@ -384,6 +384,15 @@ def _renew_basis(ctx: Context) -> bool:
         for chunk in _chunks(sorted(ids)):
             _write(session, ctx, _group_rows(session, chunk), ["uncertain"])
     independent = select(Prediction.image_id).where(Prediction.in_sample.is_(False)).distinct()
+    # Images with no independent prediction left (a model deleted in this transaction took
+    # theirs) leave the disagree rankings: the scored images are not scored again for these
+    # queues after a renewal.
+    session.execute(
+        delete(Ranked).where(
+            Ranked.queue.in_(("disagree", "weak-disagree")),
+            Ranked.image_id.not_in(independent),
+        )
+    )
     for chunk in _chunks(sorted(session.scalars(independent))):
         _write(session, ctx, _group_rows(session, chunk), ["disagree", "weak-disagree"])
     return True

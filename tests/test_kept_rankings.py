@@ -423,3 +423,33 @@ def test_the_migration_ranks_the_vector_queues_of_a_catalog_as_curator_does(db_u
             assert tallies(session) == recount_tallies(session)
     finally:
         catalog.dispose()
+
+
+def test_deleting_the_default_model_takes_its_images_out_of_the_disagree_rankings(db_url: str):
+    """A deleted default model renews the rankings it was the basis of; the images whose only
+    independent predictions were its own leave the disagree queues with them."""
+    catalog = open_catalog(db_url)
+    rng = random.Random(3)
+    try:
+        with catalog.writing() as session:
+            run_id = start_run(session, kind="import", params={}).id
+            ids = [_image(session, i, run_id) for i in range(1, 21)]
+            for image_id in ids:
+                record_label(session, image_id=image_id, label=rng.choice(CLASSES),
+                             origin="query", author="crawl")  # fmt: skip
+            first, second = _model(session, CLASSES), _model(session, CLASSES)
+            _score(session, rng, first, CLASSES, ids[:10])
+            _score(session, rng, second, CLASSES, ids[10:])
+            choose_default(session, second)
+        with catalog.reading() as session:
+            theirs = {i for i, _ in kept(session)["disagree"] if i in ids[10:]}
+        assert theirs  # some of the second model's independent predictions
+        with catalog.writing() as session:
+            delete_model(session, model_id=second)
+        with catalog.reading() as session:
+            held = kept(session)
+            assert held == recount(session)
+            assert not {i for i, _ in held["disagree"]} & theirs
+            assert not {i for i, _ in held["weak-disagree"]} & theirs
+    finally:
+        catalog.dispose()
