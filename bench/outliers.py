@@ -153,17 +153,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=80)
+    parser.add_argument(
+        "--keep", type=Path, help="Keep each web's home (its catalog and vectors) and truth here."
+    )
     args = parser.parse_args()
     print(
         f"{'web':<14}{'off':>5}{'look':>7}{'outlier':>11}{'random':>11}{'expected':>11}"
         f"{'clusters':>10}{'1-by-1':>8}{'strokes':>8}{'ratio':>8}{'train s':>8}{'embed s':>8}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
+        base = args.keep or Path(tmp)
         for name, make in (("demo web", demo_web), ("blob web", blob_web)):
             truth = make(base / name / "web", args.per_class, args.seed)
             home, web = base / name / "home", base / name / "web"
             measure(name, home, web, truth, args.epochs, args.image_size)
+            (base / name / "truth.json").write_text(json.dumps(truth))
 
 
 if __name__ == "__main__":

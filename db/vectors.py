@@ -17,7 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.errors import CatalogError
 from db.images import ACTIVE
-from db.models import Embedded, Embedding, Image, Ranked, Source, utcnow
+from db.models import Embedded, Embedding, Image, Ranked, Setting, Source, utcnow
 from db.settings import get_setting, set_setting
 from db.touched import mark_vectored
 
@@ -47,9 +47,17 @@ class NotEmbedded(CatalogError):
 
 
 def embedding_for(
-    session: Session, *, embedder: str, version: str, dim: int, dtype: str, folder: str
+    session: Session,
+    *,
+    embedder: str,
+    version: str,
+    dim: int,
+    dtype: str,
+    folder: str,
+    chosen: bool = True,
 ) -> Embedding:
-    """The set of ``embedder`` at ``version``, made (empty) if there is none yet."""
+    """The set of ``embedder`` at ``version``, made (empty) if there is none yet; ``chosen``
+    (a person asked for it), it becomes the set the queues go by (`newest_embedding`)."""
     found = session.scalar(
         select(Embedding).where(Embedding.embedder == embedder, Embedding.version == version)
     )
@@ -58,6 +66,8 @@ def embedding_for(
             raise CatalogError(
                 f"the {embedder} vectors of {version} have {found.dim} values, not {dim}"
             )
+        if chosen:
+            found.updated_at = utcnow()
         return found
     made = Embedding(
         embedder=embedder, version=version, dim=dim, dtype=dtype, folder=folder, count=0
@@ -74,7 +84,8 @@ def embeddings(session: Session) -> list[Embedding]:
 
 
 def newest_embedding(session: Session, *, embedder: str | None = None) -> Embedding | None:
-    """The set the queues go by: the one extended last (of ``embedder``, if given)."""
+    """The set the queues go by: the one `curator embed` ran on last (of ``embedder``, if
+    given); an on-demand embed of the images added since does not make a set the newest."""
     query = select(Embedding).order_by(Embedding.updated_at.desc(), Embedding.id.desc())
     if embedder is not None:
         query = query.where(Embedding.embedder == embedder)
@@ -104,7 +115,6 @@ def record_rows(session: Session, *, embedding_id: int, image_ids: Sequence[int]
         for offset, image_id in enumerate(image_ids)
     )
     found.count = first + len(image_ids)
-    found.updated_at = utcnow()
     session.flush()
     return found.count
 
@@ -162,7 +172,7 @@ def forget_embedding(session: Session, *, embedding_id: int) -> None:
     """Remove a set's rows (its file is the caller's to remove)."""
     session.execute(delete(Embedded).where(Embedded.embedding_id == embedding_id))
     session.execute(delete(Embedding).where(Embedding.id == embedding_id))
-    set_setting(session, key=f"{QUERIED_THROUGH}{embedding_id}", value=None)
+    session.execute(delete(Setting).where(Setting.key == f"{QUERIED_THROUGH}{embedding_id}"))
 
 
 def _unreviewed() -> ColumnElement[bool]:
@@ -220,22 +230,35 @@ def unqueried_rows(
     session: Session, *, embedding_id: int, engines: Sequence[str]
 ) -> tuple[int, dict[int, tuple[int, list[str]]]]:
     """(the newest source's id, {image id: (row, every query that found it)}) for the set's
-    images to measure against their search words: those a query of one of ``engines`` found
-    (search words; a site's or a URL list's engine has addresses for a query) that have no
-    distance yet, or that a search found again since the set was last measured."""
+    images to measure against their search words: those that a query of one of ``engines``
+    found (search words; a site's or a URL list's engine has addresses for a query), itself
+    or a near copy of it in its group, and that have no distance yet or that a search found
+    again since the set was last measured."""
     through = queried_through(session, embedding_id=embedding_id)
     words = (Source.engine.in_(engines), Source.query.is_not(None), Source.query != "")
-    again = select(Source.image_id).where(Source.id > through, *words)
-    chosen = select(Embedded.image_id).where(
+    # The groups a search found since: a picture's own source, or a near copy's.
+    again = (
+        select(func.coalesce(Image.duplicate_of, Image.id))
+        .join(Source, Source.image_id == Image.id)
+        .where(Source.id > through, *words)
+    )
+    todo = (
         Embedded.embedding_id == embedding_id,
         or_(Embedded.query_distance.is_(None), Embedded.image_id.in_(again)),
+        *words,
     )
-    query = (
+    own = (
         select(Embedded.image_id, Embedded.row, Source.query)
         .join(Source, Source.image_id == Embedded.image_id)
-        .where(Embedded.embedding_id == embedding_id, Embedded.image_id.in_(chosen), *words)
-        .distinct()
+        .where(*todo)
     )
+    copies = (
+        select(Embedded.image_id, Embedded.row, Source.query)
+        .join(Image, Image.duplicate_of == Embedded.image_id)
+        .join(Source, Source.image_id == Image.id)
+        .where(*todo)
+    )
+    query = own.union(copies)  # each (picture, query) once
     newest = int(session.scalar(select(func.max(Source.id))) or 0)
     out: dict[int, tuple[int, list[str]]] = {}
     for image_id, row, words_ in session.execute(query):

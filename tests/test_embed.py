@@ -345,3 +345,35 @@ def test_one_process_at_a_time_writes_a_set_and_similar_answers_meanwhile(copy, 
     holder.wait(timeout=30)
     done = run(copy, "embed", "--workers", "0", "--json")
     assert done.exit_code == 0 and json.loads(done.stdout)["embedded"] == 1
+
+
+def test_the_queues_go_by_the_set_embed_ran_on_last(copy, tmp_path):
+    """Running curator embed on a set makes it the one the vector queues go by, whether or
+    not it had anything new to embed; an on-demand embed for a search does not."""
+    clip = tiny_clip(tmp_path / "clip")
+    assert run(copy, "embed", "--workers", "0").exit_code == 0
+    assert run(copy, "embed", "--embedder", "clip", "--clip-model", clip).exit_code == 0
+
+    def newest() -> str:
+        return rows(copy, "SELECT embedder FROM embeddings ORDER BY updated_at DESC, id DESC")[0][0]
+
+    assert newest() == "clip" and run(copy, "queue", "off-query").exit_code == 0
+    again = run(copy, "embed", "--workers", "0", "--json")  # the model's set: nothing new
+    assert again.exit_code == 0 and json.loads(again.stdout)["embedded"] == 0
+    assert newest() == "model"
+    result = run(copy, "queue", "off-query")
+    assert result.exit_code == 1 and "--embedder clip" in result.stderr
+    late = tmp_path / "late"
+    late.mkdir()
+    blob_picture(777, False).save(late / "late.jpg")
+    assert run(copy, "import", late, "--label", "unhappy").exit_code == 0
+    found = run(copy, "search", "a dog", "--limit", "2", "--json")  # embeds it in the CLIP set
+    assert found.exit_code == 0, found.output
+    counts = dict(rows(copy, "SELECT embedder, count FROM embeddings"))
+    assert counts["clip"] == counts["model"] + 1 and newest() == "model"
+    again = run(copy, "embed", "--embedder", "clip", "--clip-model", clip, "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["embedded"] == 0
+    assert newest() == "clip" and run(copy, "queue", "off-query").exit_code == 0
+    outliers = json.loads(run(copy, "queue", "outlier", "--limit", "500", "--json").stdout)
+    assert len(outliers["items"]) == counts["clip"]  # the CLIP set's, the late picture's too
+    assert_kept_counts_true(load_settings(home=copy).db_url)

@@ -80,8 +80,10 @@ def distances_by_hand(home: Path, clip: Path) -> dict[int, float]:
     row_of = {int(i): n for n, i in enumerate(ids)}
     found: dict[int, set[str]] = {}
     for image_id, query, engine in rows(
-        home, "SELECT image_id, query, engine FROM sources WHERE image_id IS NOT NULL"
-    ):
+        home,
+        "SELECT coalesce(i.duplicate_of, i.id), s.query, s.engine FROM sources s "
+        "JOIN images i ON i.id = s.image_id",
+    ):  # a picture's own searches, and its near copies'
         if engine in ("bing", "google", "baidu", "flickr") and query:
             found.setdefault(image_id, set()).add(query)
     words = clip_embedder(str(clip), pick_device("cpu")).words
@@ -270,3 +272,34 @@ def test_the_review_page_and_the_library_face_show_the_off_query_queue(tmp_path,
     decided = "SELECT image_id, label FROM label_events WHERE origin = 'human'"
     assert rows(home, decided) == [(order[0], "reject")]
     assert queue_order(home) == order[1:]
+
+
+def test_a_search_that_finds_a_near_copy_measures_its_group(tmp_path, server):
+    """An imported picture that a search then finds a near copy of: the copy joins its group
+    and is not embedded, and the group's picture is measured against the search's words."""
+    from tests.helpers import imagefiles
+    from tests.helpers.crawl_server import near_copy
+
+    home = tmp_path / "home"
+    folder = tmp_path / "imported"
+    for seed in (31, 32):
+        imagefiles.jpeg(folder / f"{seed}.jpg", imagefiles.texture(seed, (480, 360)))
+    assert run(home, "import", folder, "--label", "happy").exit_code == 0
+    clip = tiny_clip(tmp_path / "clip")
+    assert run(home, "embed", "--embedder", "clip", "--clip-model", clip).exit_code == 0
+    assert "queue is empty" in run(home, "queue", "off-query").stdout  # no search found them
+    server.add_image("copy.jpg", Behaviour(body=near_copy(31)))
+    server.results["happy couple"] = [(server.image_url("copy.jpg"), None)]
+    crawl(home, server, "happy couple")
+    [(copy_id, group)] = rows(
+        home, "SELECT id, duplicate_of FROM images WHERE status = 'duplicate'"
+    )
+    [(imported,)] = rows(home, "SELECT image_id FROM sources WHERE locator LIKE '%31.jpg'")
+    assert group == imported
+    again = run(home, "embed", "--embedder", "clip", "--clip-model", clip, "--json")
+    counts = json.loads(again.stdout)
+    assert (counts["embedded"], counts["query_distances"]) == (0, 1)
+    assert queue_order(home) == [imported]
+    stored = dict(rows(home, "SELECT image_id, query_distance FROM embedded"))
+    assert copy_id not in stored
+    assert stored[imported] == pytest.approx(distances_by_hand(home, clip)[imported], abs=2e-3)

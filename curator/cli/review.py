@@ -305,6 +305,15 @@ def label_command(
         )
 
 
+#: What an empty queue holds when it is not empty, where that is not plain.
+EMPTY = {
+    "off-query": (
+        " (it holds the pictures a search found, once curator embed --embedder clip has"
+        " measured them against the search's words)"
+    ),
+}
+
+
 def queue_command(
     ctx: typer.Context,
     name: str = typer.Argument(..., help=f"One of: {', '.join(QUEUES)}."),
@@ -334,7 +343,7 @@ def queue_command(
         print_json({"queue": name, "items": [i.as_dict() for i in page.items]})
         return
     if not page.items:
-        stdout.print(f"the {escape_controls(name)} queue is empty")
+        stdout.print(f"the {escape_controls(name)} queue is empty" + EMPTY.get(name, ""))
     for item in page.items:
         label = f"{item.label} ({item.origin})" if item.label else "unlabeled"
         extra = f", {len(item.duplicates)} near copies" if item.duplicates else ""

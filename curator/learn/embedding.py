@@ -133,7 +133,7 @@ def _vector_set(row: Embedding, home: Path) -> VectorSet:
 
 
 def newest_set(catalog: Catalog, home: Path, embedder: str | None = None) -> VectorSet | None:
-    """The set the queues go by (the one extended last), or None."""
+    """The set the queues go by (the one `curator embed` ran on last), or None."""
     with catalog.reading() as session:
         row = newest_embedding(session, embedder=embedder)
         return None if row is None else _vector_set(row, home)
@@ -147,10 +147,13 @@ def embed_catalog(
     batch_size: int = SCORE["batch_size"],
     workers: int = SCORE["workers"],
     on_progress: Callable[[EmbedProgress], None] = lambda _p: None,
+    chosen: bool = True,
 ) -> dict[str, Any]:
     """Vectors of ``embedder`` for the catalog's active images that its set lacks, then the
     outlier scores and clusters of the whole set, brought up to date: by one process at a
-    time (`curator.learn.vectors.writer`; `SetBusy` while another writes the set)."""
+    time (`curator.learn.vectors.writer`; `SetBusy` while another writes the set).
+    ``chosen``: the set becomes the one the queues go by (False: the images added since,
+    embedded on demand by a search of a set that may not be that one)."""
     with catalog.writing() as session:
         row = embedding_for(
             session,
@@ -159,6 +162,7 @@ def embed_catalog(
             dim=embedder.dim,
             dtype="float16",
             folder=f"vectors/{embedder.name}-{uuid.uuid4().hex[:12]}",
+            chosen=chosen,
         )
         set_id, folder = row.id, home / row.folder
     with writer(folder):

@@ -2,7 +2,7 @@
 page's ``m``), the pictures a text describes (``curator search``, ``/``, with CLIP), and a
 zero-shot label for the pictures no one labeled yet (``curator search --prelabel``).
 
-Each works on the newest set of vectors (the one `curator embed` extended last); an active
+Each works on the newest set of vectors (the one `curator embed` ran on last); an active
 image that came after it is embedded first, with the same embedder at the same version, so
 an answer never compares vectors of two embedders.
 """
@@ -145,7 +145,8 @@ def ensure_embedded_set(catalog: Catalog, home: Path, vectors: VectorSet, device
         # While a curator embed is at work on the set, it embeds them: the answer comes
         # from the rows it has recorded so far.
         with suppress(SetBusy):
-            embed_catalog(catalog, home, set_embedder(catalog, home, vectors, device), workers=0)
+            embedder = set_embedder(catalog, home, vectors, device)
+            embed_catalog(catalog, home, embedder, workers=0, chosen=False)
         vectors = newest_set(catalog, home, vectors.embedder) or vectors
     return vectors
 
