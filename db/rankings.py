@@ -387,11 +387,11 @@ def _renew_basis(ctx: Context) -> bool:
     # Images with no independent prediction left (a model deleted in this transaction took
     # theirs) leave the disagree rankings: the scored images are not scored again for these
     # queues after a renewal.
+    still = select(Prediction.id).where(
+        Prediction.image_id == Ranked.image_id, Prediction.in_sample.is_(False)
+    )
     session.execute(
-        delete(Ranked).where(
-            Ranked.queue.in_(("disagree", "weak-disagree")),
-            Ranked.image_id.not_in(independent),
-        )
+        delete(Ranked).where(Ranked.queue.in_(("disagree", "weak-disagree")), ~still.exists())
     )
     for chunk in _chunks(sorted(session.scalars(independent))):
         _write(session, ctx, _group_rows(session, chunk), ["disagree", "weak-disagree"])

@@ -10,6 +10,7 @@ versions of one (two models' trunks), are two rows here and two files: never mix
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, text, update
@@ -46,18 +47,16 @@ class NotEmbedded(CatalogError):
         self.image_id = image_id
 
 
+#: When a set made but never chosen was last chosen: before any other.
+NEVER_CHOSEN = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def embedding_for(
-    session: Session,
-    *,
-    embedder: str,
-    version: str,
-    dim: int,
-    dtype: str,
-    folder: str,
-    chosen: bool = True,
+    session: Session, *, embedder: str, version: str, dim: int, dtype: str, folder: str
 ) -> Embedding:
-    """The set of ``embedder`` at ``version``, made (empty) if there is none yet; ``chosen``
-    (a person asked for it), it becomes the set the queues go by (`newest_embedding`)."""
+    """The set of ``embedder`` at ``version``, made (empty) if there is none yet. A set made
+    here is not the one the queues go by until `choose_embedding` (the queues keep the set
+    they had while the first run of a new one embeds)."""
     found = session.scalar(
         select(Embedding).where(Embedding.embedder == embedder, Embedding.version == version)
     )
@@ -66,16 +65,23 @@ def embedding_for(
             raise CatalogError(
                 f"the {embedder} vectors of {version} have {found.dim} values, not {dim}"
             )
-        if chosen:
-            found.updated_at = utcnow()
         return found
     made = Embedding(
         embedder=embedder, version=version, dim=dim, dtype=dtype, folder=folder, count=0
     )
+    made.updated_at = NEVER_CHOSEN
     made.scored = made.clusters = 0
     session.add(made)
     session.flush()
     return made
+
+
+def choose_embedding(session: Session, *, embedding_id: int) -> None:
+    """Make the set the one the queues go by (`newest_embedding`): the rankings of the
+    vector queues are made again from it before this transaction commits."""
+    session.execute(
+        update(Embedding).where(Embedding.id == embedding_id).values(updated_at=utcnow())
+    )
 
 
 def embeddings(session: Session) -> list[Embedding]:

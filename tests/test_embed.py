@@ -303,7 +303,8 @@ def test_each_stage_of_an_embed_run_has_its_progress_bar(copy):
     result = run(copy, "embed", "--workers", "0")
     assert result.exit_code == 0, result.output
     total = 2 * PER_CLASS + len(PHOTOS)
-    for title in ("embedding with model", "finding each picture's neighbours", "clustering"):
+    titles = ("embedding with model", "indexing", "finding each picture's neighbours", "clustering")
+    for title in titles:
         [line] = [line for line in result.stderr.splitlines() if title in line]
         assert f"{total}/{total}" in line, line
 
@@ -350,12 +351,26 @@ def test_one_process_at_a_time_writes_a_set_and_similar_answers_meanwhile(copy, 
 def test_the_queues_go_by_the_set_embed_ran_on_last(copy, tmp_path):
     """Running curator embed on a set makes it the one the vector queues go by, whether or
     not it had anything new to embed; an on-demand embed for a search does not."""
+    from curator.learn.embedding import embed_catalog, load_embedder
+    from db.catalog import open_catalog
+
     clip = tiny_clip(tmp_path / "clip")
     assert run(copy, "embed", "--workers", "0").exit_code == 0
-    assert run(copy, "embed", "--embedder", "clip", "--clip-model", clip).exit_code == 0
 
     def newest() -> str:
         return rows(copy, "SELECT embedder FROM embeddings ORDER BY updated_at DESC, id DESC")[0][0]
+
+    def stop(progress) -> None:
+        if progress.done >= 8:
+            raise KeyboardInterrupt
+
+    catalog = open_catalog(load_settings(home=copy).db_url)
+    embedder = load_embedder(catalog, copy, "clip", clip_model=str(clip))
+    with pytest.raises(KeyboardInterrupt):  # a first run of a new set, stopped
+        embed_catalog(catalog, copy, embedder, batch_size=8, workers=0, on_progress=stop)
+    catalog.dispose()
+    assert newest() == "model"  # the queues keep the set they had
+    assert run(copy, "embed", "--embedder", "clip", "--clip-model", clip).exit_code == 0
 
     assert newest() == "clip" and run(copy, "queue", "off-query").exit_code == 0
     again = run(copy, "embed", "--workers", "0", "--json")  # the model's set: nothing new

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 #: Each stage's bar: the pictures embedded, then the rows of the set scored.
 STAGES = {
     "embedding": "embedding with {}",
+    "index": "indexing the vectors",
     "neighbours": "finding each picture's neighbours",
+    "checking": "checking the most outlying exactly",
     "clusters": "clustering the pictures",
 }
 

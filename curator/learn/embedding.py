@@ -34,6 +34,7 @@ from db.catalog import Catalog
 from db.images import active_paths
 from db.registry import NoModel, get_model
 from db.vectors import (
+    choose_embedding,
     embedded_ids,
     embedding_by_id,
     embedding_for,
@@ -59,7 +60,8 @@ class EmbedProgress:
     done: int
     total: int
     failed: int = 0
-    #: "embedding" (pictures), then the refresh's (rows): "neighbours", "clusters".
+    #: "embedding" (pictures), then the refresh's (rows): "index", "neighbours", "checking"
+    #: (passes), "clusters" (`curator.learn.vectorscores.Progress`).
     stage: str = "embedding"
 
 
@@ -152,8 +154,8 @@ def embed_catalog(
     """Vectors of ``embedder`` for the catalog's active images that its set lacks, then the
     outlier scores and clusters of the whole set, brought up to date: by one process at a
     time (`curator.learn.vectors.writer`; `SetBusy` while another writes the set).
-    ``chosen``: the set becomes the one the queues go by (False: the images added since,
-    embedded on demand by a search of a set that may not be that one)."""
+    ``chosen``: once the run is whole, the set becomes the one the queues go by (False: the
+    images added since, embedded on demand by a search of a set that may not be that one)."""
     with catalog.writing() as session:
         row = embedding_for(
             session,
@@ -162,7 +164,6 @@ def embed_catalog(
             dim=embedder.dim,
             dtype="float16",
             folder=f"vectors/{embedder.name}-{uuid.uuid4().hex[:12]}",
-            chosen=chosen,
         )
         set_id, folder = row.id, home / row.folder
     with writer(folder):
@@ -170,7 +171,11 @@ def embed_catalog(
             found = embedding_by_id(session, embedding_id=set_id)
             assert found is not None
             vectors = _vector_set(found, home)
-        return _embed_set(catalog, home, embedder, vectors, batch_size, workers, on_progress)
+        counts = _embed_set(catalog, home, embedder, vectors, batch_size, workers, on_progress)
+        if chosen:  # once the run is whole: a stopped one leaves the queues as they were
+            with catalog.writing() as session:
+                choose_embedding(session, embedding_id=set_id)
+        return counts
 
 
 def _embed_set(
@@ -295,6 +300,20 @@ def query_distances(
     return through, out
 
 
+def _new_distances(
+    catalog: Catalog, vectors: VectorSet, words: Callable[[list[str]], np.ndarray] | None
+) -> tuple[int | None, list[tuple[int, float]]]:
+    """`query_distances` for a set whose embedder reads words: (the newest source measured
+    for, where it moved; the distances)."""
+    if words is None:
+        return None, []
+    through, distances = query_distances(catalog, vectors, words)
+    with catalog.reading() as session:
+        if through == queried_through(session, embedding_id=vectors.id):
+            return None, distances  # nothing new to record
+    return through, distances
+
+
 def refresh_scores(
     catalog: Catalog,
     vectors: VectorSet,
@@ -311,13 +330,7 @@ def refresh_scores(
     ids, data = vectors.read()
     if len(ids) == 0:
         return {"clusters": 0}
-    through: int | None = None
-    distances: list[tuple[int, float]] = []
-    if words is not None:
-        through, distances = query_distances(catalog, vectors, words)
-        with catalog.reading() as session:
-            if through == queried_through(session, embedding_id=vectors.id):
-                through = None  # nothing new to record
+    through, distances = _new_distances(catalog, vectors, words)
     kept = Kept.read(vectors.files.folder)
     if (
         kept is not None
@@ -347,8 +360,13 @@ def refresh_scores(
         eligible = np.zeros(len(ids), dtype=bool)
         queue_rows = [row for _i, row in unreviewed_rows(session, embedding_id=vectors.id)]
         eligible[[r for r in queue_rows if r < len(ids)]] = True
+    if on_progress is not None:
+        on_progress("index", 0, len(ids))
+    index = vectors.index()  # extended with the rows added since (or built)
+    if on_progress is not None:
+        on_progress("index", len(ids), len(ids))
     found = refreshed(
-        vectors.index(),
+        index,
         data,
         vectors.files.folder,
         scored=vectors.scored,

@@ -21,7 +21,7 @@ from curator.learn.embedding import PROMPT, VectorSet, embed_catalog, load_embed
 from curator.learn.vectors import SetBusy
 from db.catalog import Catalog
 from db.errors import CatalogError, UnknownImage
-from db.images import active_paths, find_image
+from db.images import ACTIVE, active_paths, find_image
 from db.vectors import NoVectors, embedded_ids
 
 if TYPE_CHECKING:
@@ -100,7 +100,13 @@ def similar(
         except CatalogError:
             raise UnknownImage(ref[:80]) from None
         image_id = image.duplicate_of or image.id
+        active = image.status == ACTIVE or image.duplicate_of is not None
     where = np.flatnonzero(np.asarray(ids) == image_id)
+    if len(where) == 0 and active:  # the run at work on the set has not reached it
+        raise CuratorError(
+            f"image {image_id} has no vector yet: a curator embed at work on the vectors "
+            "embeds it; ask again when it has ended"
+        )
     if len(where) == 0:
         raise CuratorError(f"image {image_id} is not an active image, so it has no vector")
     query = np.asarray(data[int(where[0])], dtype=np.float32)

@@ -133,23 +133,27 @@ def writer(folder: Path) -> Iterator[None]:
     """The set's files for one process at a time: an exclusive lock on ``writer.lock`` in
     its folder for the block, freed by the system if the process dies, or `SetBusy` at once
     while another holds it. Two writers would each cut off the rows the other had written
-    but not yet recorded, and record rows at the same places. (Where the system has no
-    ``flock``, keeping to one writer is the user's to do.)"""
+    but not yet recorded, and record rows at the same places. (Where the system or the file
+    system has no ``flock``, keeping to one writer is the user's to do.)"""
     folder.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not a POSIX system
         yield
         return
-    fd = os.open(folder / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(folder / "writer.lock", os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides
     try:
+        locked = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             raise SetBusy(holder or "unknown") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:  # a file system with no locks (NFS without its lock daemon)
+            locked = False
+        if locked:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)  # and the lock with it

@@ -74,7 +74,8 @@ KEPT_FILE = "scores.npz"
 
 
 #: Told how a refresh goes: (its stage, rows done, rows in all): "neighbours" (each row's
-#: nearest searched), "clusters" (k-means trained, then each row's centre found).
+#: nearest searched), "checking" (the head's exact passes, done of `CHECK_PASSES`),
+#: "clusters" (k-means trained, then each row's centre found).
 Progress = Callable[[str, int, int], None]
 
 
@@ -231,6 +232,7 @@ def check_head(
     sims: np.ndarray,
     checked: np.ndarray,
     eligible: np.ndarray | None = None,
+    on_progress: Progress = _quiet,
 ) -> np.ndarray:
     """Search exactly the neighbours of the `CHECKED_HEAD` most outlying ``eligible`` rows
     not checked yet (``sims`` and ``checked`` changed in place), until the head is checked
@@ -239,14 +241,17 @@ def check_head(
         checked[:] = True
         return np.empty(0, dtype=np.int64)
     done = []
-    for _ in range(CHECK_PASSES):
+    for passes in range(CHECK_PASSES):
         head = head_of(sims, eligible, CHECKED_HEAD)
         todo = head[~checked[head]]
         if not len(todo):
             break
+        on_progress("checking", passes, CHECK_PASSES)
         sims[todo] = exact_others(data, todo, sims.shape[1])
         checked[todo] = True
         done.append(todo)
+    if done:
+        on_progress("checking", CHECK_PASSES, CHECK_PASSES)
     return np.concatenate(done) if done else np.empty(0, dtype=np.int64)
 
 
@@ -435,7 +440,7 @@ def refreshed(
         _found, sims = nearest_others(index, data, 0, total, neighbours, on_progress)
         rows = np.arange(total, dtype=np.int64)
         checked = np.zeros(total, dtype=bool)
-    rows = np.union1d(rows, check_head(index, data, sims, checked, eligible))
+    rows = np.union1d(rows, check_head(index, data, sims, checked, eligible, on_progress))
     held = np.empty(0, dtype=np.float32) if weights is None else weights.astype(np.float32)
     fresh = (
         not usable
