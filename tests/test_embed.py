@@ -347,6 +347,12 @@ def test_one_process_at_a_time_writes_a_set_and_similar_answers_meanwhile(copy, 
     done = run(copy, "embed", "--workers", "0", "--json")
     assert done.exit_code == 0 and json.loads(done.stdout)["embedded"] == 1
 
+    from curator.learn.vectors import SetBusy, writer
+
+    busy_here = pytest.raises(SetBusy, match=r"\(this process\)")
+    with writer(copy / folder), busy_here, writer(copy / folder):  # two threads of one program
+        pass
+
 
 def test_the_queues_go_by_the_set_embed_ran_on_last(copy, tmp_path):
     """Running curator embed on a set makes it the one the vector queues go by, whether or

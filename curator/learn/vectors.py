@@ -122,8 +122,9 @@ class SetBusy(CuratorError):
     """Another process is writing the set's files."""
 
     def __init__(self, holder: str) -> None:
+        who = "this process" if holder == str(os.getpid()) else f"process {holder}"
         super().__init__(
-            f"another curator embed is writing these vectors (process {holder}); "
+            f"another curator embed is writing these vectors ({who}); "
             "wait for it to finish, or stop it"
         )
 
