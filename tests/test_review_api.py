@@ -74,8 +74,10 @@ def test_state_lists_classes_keys_and_queues(catalog_home):
         "weak-disagree": None,
         "outlier": None,
         "clusters": None,
+        "off-query": None,
     }
     assert state["why"]["outlier"] == "needs the pictures' vectors: run curator embed"
+    assert "curator embed --embedder clip" in state["why"]["off-query"]
 
 
 def test_queues_page_and_group(catalog_home):
