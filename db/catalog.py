@@ -25,7 +25,7 @@ import functools
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import CatalogBusy, CatalogError, CatalogReadOnly, NotACatalog
@@ -179,17 +179,25 @@ class Catalog:
                 refresh_kept(session)  # group labels and rankings, in the same transaction
                 session.commit()
             except DBAPIError as exc:
-                session.rollback()
+                _rollback(session)
                 error = translate(exc, self.timeout_ms)
                 if error is exc:
                     raise
                 raise error from exc
             except BaseException:
-                session.rollback()
+                _rollback(session)
                 raise
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _rollback(session: Session) -> None:
+    """Roll back what the session holds, unless its transaction has ended: a signal (Ctrl-C,
+    a service manager's stop) that lands as the commit ends raises after the commit has
+    happened, and what it committed stays committed; the interrupt is what to report."""
+    with suppress(InvalidRequestError):
+        session.rollback()
 
 
 def read_only_error(where: str | None = None) -> CatalogReadOnly:

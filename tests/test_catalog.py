@@ -368,3 +368,20 @@ def test_a_command_that_has_returned_leaves_no_connection_open(cli, home, tmp_pa
         assert result.exit_code == 0, result.output
         left = sorted(p.name for p in home.iterdir() if p.name.endswith(("-wal", "-shm")))
         assert left == [], (args, left)
+
+
+def test_an_interrupt_as_a_commit_ends_is_reported_as_the_interrupt(catalog):
+    """A Ctrl-C or a service manager's stop that lands as a commit ends: the interrupt is
+    what reaches the command (not an error of the session), and the commit stands."""
+    from sqlalchemy import event
+
+    from db.settings import get_setting, set_setting
+
+    def interrupt(_session) -> None:
+        raise KeyboardInterrupt  # as curator's signal handler raises it
+
+    with pytest.raises(KeyboardInterrupt), catalog.writing() as session:
+        event.listen(session, "after_commit", interrupt, once=True)
+        set_setting(session, key="written", value=1)
+    with catalog.reading() as session:
+        assert get_setting(session, key="written") == 1
