@@ -234,12 +234,13 @@ def queried_through(session: Session, *, embedding_id: int) -> int:
 
 def unqueried_rows(
     session: Session, *, embedding_id: int, engines: Sequence[str]
-) -> tuple[int, dict[int, tuple[int, list[str]]]]:
-    """(the newest source's id, {image id: (row, every query that found it)}) for the set's
-    images to measure against their search words: those that a query of one of ``engines``
-    found (search words; a site's or a URL list's engine has addresses for a query), itself
-    or a near copy of it in its group, and that have no distance yet or that a search found
-    again since the set was last measured."""
+) -> tuple[int | None, dict[int, tuple[int, list[str]]]]:
+    """(the newest source's id, None where the set was last measured through it; {image id:
+    (row, every query that found it)}) for the set's images to measure against their search
+    words: those that a query of one of ``engines`` found (search words; a site's or a URL
+    list's engine has addresses for a query), itself or a near copy of it in its group, and
+    that have no distance yet or that a search found again since the set was last
+    measured."""
     through = queried_through(session, embedding_id=embedding_id)
     words = (Source.engine.in_(engines), Source.query.is_not(None), Source.query != "")
     # The groups a search found since: a picture's own source, or a near copy's.
@@ -269,7 +270,7 @@ def unqueried_rows(
     out: dict[int, tuple[int, list[str]]] = {}
     for image_id, row, words_ in session.execute(query):
         out.setdefault(image_id, (row, []))[1].append(str(words_))
-    return newest, out
+    return (newest if newest != through else None), out
 
 
 def cluster_score(cluster: int, distance: float | None) -> float:

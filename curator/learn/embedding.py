@@ -39,7 +39,6 @@ from db.vectors import (
     embedding_by_id,
     embedding_for,
     newest_embedding,
-    queried_through,
     record_rows,
     set_scores,
     unqueried_rows,
@@ -264,11 +263,11 @@ def cluster_weights(vectors: VectorSet) -> np.ndarray | None:
 
 def query_distances(
     catalog: Catalog, vectors: VectorSet, words: Callable[[list[str]], np.ndarray]
-) -> tuple[int, list[tuple[int, float]]]:
-    """(the newest source measured for, [(image id, distance)]) for the set's pictures that
-    lack a distance or that a search found again since: the cosine distance of the picture's
-    vector to the words (`PROMPT`) of the nearest of the searches that found it; pictures no
-    search found (imported, a site's) have none."""
+) -> tuple[int | None, list[tuple[int, float]]]:
+    """(the newest source measured for, where it moved; [(image id, distance)]) for the set's
+    pictures that lack a distance or that a search found again since: the cosine distance of
+    the picture's vector to the words (`PROMPT`) of the nearest of the searches that found
+    it; pictures no search found (imported, a site's) have none."""
     from curator.crawl.engines import WORD_ENGINES
 
     with catalog.reading() as session:
@@ -300,20 +299,6 @@ def query_distances(
     return through, out
 
 
-def _new_distances(
-    catalog: Catalog, vectors: VectorSet, words: Callable[[list[str]], np.ndarray] | None
-) -> tuple[int | None, list[tuple[int, float]]]:
-    """`query_distances` for a set whose embedder reads words: (the newest source measured
-    for, where it moved; the distances)."""
-    if words is None:
-        return None, []
-    through, distances = query_distances(catalog, vectors, words)
-    with catalog.reading() as session:
-        if through == queried_through(session, embedding_id=vectors.id):
-            return None, distances  # nothing new to record
-    return through, distances
-
-
 def refresh_scores(
     catalog: Catalog,
     vectors: VectorSet,
@@ -330,7 +315,7 @@ def refresh_scores(
     ids, data = vectors.read()
     if len(ids) == 0:
         return {"clusters": 0}
-    through, distances = _new_distances(catalog, vectors, words)
+    through, distances = (None, []) if words is None else query_distances(catalog, vectors, words)
     kept = Kept.read(vectors.files.folder)
     if (
         kept is not None
