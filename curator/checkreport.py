@@ -41,7 +41,10 @@ def prepare_folder(folder: Path, *, force: bool) -> None:
         ours = {"index.html", "thumbs"}
         if any(entry.name not in ours for entry in folder.iterdir()):
             raise ReportFolderNotEmpty(folder)
-    (folder / "thumbs").mkdir(parents=True, exist_ok=True)
+    try:
+        (folder / "thumbs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CuratorError(f"cannot make the report folder {folder}: {exc.strerror}") from None
 
 
 def _e(value: object) -> str:

@@ -92,10 +92,12 @@ def check_threshold(name: str, value: str | float) -> float:
     except (TypeError, ValueError):
         raise BadThreshold(f"{name}={value!r}: a threshold is a number") from None
     if not math.isfinite(number) or not rule.lowest <= number <= rule.highest:
-        high = "" if math.isinf(rule.highest) else f" and {rule.highest:g}"
-        raise BadThreshold(
-            f"{name}={value}: a {rule.column} threshold lies between {rule.lowest:g}{high}"
+        where = (
+            f"is at least {rule.lowest:g}"
+            if math.isinf(rule.highest)
+            else f"lies between {rule.lowest:g} and {rule.highest:g}"
         )
+        raise BadThreshold(f"{name}={value}: a {rule.column} threshold {where}")
     return number
 
 

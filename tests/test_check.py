@@ -76,7 +76,9 @@ def test_thresholds_are_set_per_catalog_and_bad_ones_refused(cli, home, degraded
         ("fuzzy=1", "no issue type 'fuzzy'"),
         ("blurry=abc", "a threshold is a number"),
         ("dark=2", "lies between 0 and 1"),
-        ("small=nan", "lies between"),
+        ("small=nan", "a short_side threshold is at least 1"),
+        ("small=-5", "a short_side threshold is at least 1"),
+        ("blurry=nan", "a sharpness threshold"),
         ("blurry", "give a threshold as ISSUE=VALUE"),
     ):
         result = cli("check", "--set", bad)
@@ -252,3 +254,48 @@ def test_the_pixel_check_averages_each_box_as_a_plain_mean_would():
     assert np.allclose(got, want, atol=1e-5)
     assert integral_image(square).dtype == np.int32
     assert int(integral_image(square)[-1, -1]) == int(square.astype(np.int64).sum())
+
+
+def test_a_backfill_measures_small_pictures_their_import_let_in(cli, home, tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for name in CLEAN:
+        photos.photo(name).resize((30, 25)).save(folder / f"{name}.png")
+    assert cli("import", folder, "--min-side", "20").exit_code == 0
+    catalog = open_catalog(load_settings(home=home).db_url)
+    with catalog.writing() as session:  # as measured by an older version of the numbers
+        from db.models import ImageProperty
+
+        session.execute(ImageProperty.__table__.update().values(version="props-v0"))
+    catalog.dispose()
+    result = cli("check", "--backfill")
+    assert result.exit_code == 0 and "measured 2 images" in result.stdout, result.stdout
+    assert "unreadable" not in result.stdout
+    assert check_json(cli)["not_measured"] == 0
+    assert rows(home, "SELECT DISTINCT version FROM image_properties") != [("props-v0",)]
+
+
+def test_a_report_folder_that_cannot_be_made_is_one_line(cli, home, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = cli("check", "--report", blocker / "report")
+    assert result.exit_code == 1 and "cannot make the report folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and blocker.read_text() == "x"
+
+
+def test_an_unexpected_error_is_logged_in_the_home_the_command_was_given(
+    cli, home, tmp_path, monkeypatch
+):
+    import curator.check
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(curator.check, "check_catalog", broken)
+    other = tmp_path / "other-home"
+    result = cli("--home", other, "check")
+    assert result.exit_code == 1 and "unexpected RuntimeError: planted" in result.stderr
+    log = other / "logs" / "errors.log"
+    assert str(log) in result.stderr.replace("\n", "")
+    assert "RuntimeError: planted" in log.read_text()
+    assert not (home / "logs" / "errors.log").exists()

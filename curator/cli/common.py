@@ -134,9 +134,14 @@ def fail_listing(message: str, problems: list[str], code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _home_of(ctx: object) -> Path | None:
-    if isinstance(ctx, typer.Context) and isinstance(ctx.find_root().obj, Settings):
-        return ctx.find_root().obj.home
+def _home_of(*given: object) -> Path | None:
+    """The home of the command running (its ``--home``), from its context among ``given``
+    (the command's arguments, positional or not)."""
+    for ctx in given:
+        # By what it does: typer hands its own copy of click's Context, not typer.Context.
+        root = getattr(ctx, "find_root", None)
+        if callable(root) and isinstance(getattr(root(), "obj", None), Settings):
+            return root().obj.home
     return None
 
 
@@ -174,7 +179,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             )
             raise typer.Exit(130) from None
         except Exception as exc:
-            log = _log_unexpected(exc, _home_of(kwargs.get("ctx")))
+            log = _log_unexpected(exc, _home_of(*args, *kwargs.values()))
             where = f" (the traceback is in {log})" if log else ""
             fail(f"unexpected {type(exc).__name__}: {exc}{where}")
 

@@ -92,6 +92,10 @@ def store_settings(catalog: Catalog, values: dict[str, float]) -> dict[str, floa
 
 #: Images measured per write transaction of a backfill.
 BACKFILL_BATCH = 200
+#: What a backfill reads: the originals the catalog holds, let in by the limits of their own
+#: import (``--min-side``, ``--max-bytes``), so that only the guard against decompression
+#: bombs stays.
+STORED = Limits(max_bytes=2**62, min_side=1, reject_issues=())
 
 
 def backfill(
@@ -121,7 +125,7 @@ def backfill(
             rows = []
             for image_id, relpath in todo:
                 try:
-                    analysis = analyze((home / relpath).read_bytes())
+                    analysis = analyze((home / relpath).read_bytes(), STORED)
                 except (OSError, InvalidImage):
                     counts["unreadable"] += 1
                     continue
