@@ -288,6 +288,18 @@ def test_bad_input_is_one_line(copy, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "cannot get the ImageNet weights" in result.stderr
     assert len(result.stderr.splitlines()) == 1
 
+    # Models, but none that learned: the user is told which to name to embed with one.
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(load_settings(home=copy).db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE models SET verdict = 'chance'"))
+    engine.dispose()
+    [(newest,)] = rows(copy, "SELECT max(id) FROM models")
+    result = run(copy, "embed", "--workers", "0")
+    assert result.exit_code == 1 and f"give --model {newest} to embed" in result.stderr
+    assert "no better than chance" in result.stderr and len(result.stderr.splitlines()) == 1
+
 
 def test_an_empty_catalog_embeds_nothing_and_its_queues_are_empty(tmp_path):
     home = tmp_path / "empty"

@@ -32,7 +32,7 @@ from curator.learn.vectorscores import Kept, Progress, refreshed, stage_weights
 from curator.runs import tracked_run
 from db.catalog import Catalog
 from db.images import active_paths
-from db.registry import NoModel, get_model
+from db.registry import NoModel, NoModelLearned, get_model
 from db.vectors import (
     choose_embedding,
     embedded_ids,
@@ -65,7 +65,15 @@ class EmbedProgress:
 
 
 class NoEmbedderModel(CuratorError):
-    def __init__(self) -> None:
+    def __init__(self, at_chance: list[int] | None = None) -> None:
+        if at_chance:  # models there are, but none learned: the user may still want one
+            super().__init__(
+                f"no default model to embed with: the finished ones "
+                f"({', '.join(str(i) for i in at_chance[:5])}) are no better than chance on "
+                f"val; give --model {max(at_chance)} to embed with one anyway, "
+                "or use --embedder imagenet or --embedder clip"
+            )
+            return
         super().__init__(
             "no trained model yet to embed with: run curator train first, "
             "or use --embedder imagenet or --embedder clip"
@@ -98,6 +106,8 @@ def load_embedder(
         with catalog.reading() as session:
             row = get_model(session, ref=model_ref)
             version = f"model {row.id} of {row.created_at.isoformat()}"
+    except NoModelLearned as exc:
+        raise NoEmbedderModel(exc.at_chance) from None
     except NoModel:
         raise NoEmbedderModel() from None
     model = load_registered(catalog, home, row.id, device=device)
