@@ -13,6 +13,7 @@ index ranks by. Torch only: which model, and where its weights are, is the calle
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +137,7 @@ def imagenet_embedder(device: torch.device) -> Embedder:
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         raise TrainingError(
             f"cannot get the ImageNet weights of resnet50 ({type(exc).__name__}: "
-            f"{str(exc)[:120]}); download {enum.url} into {hub}/{Path(enum.url).name}, "
+            f"{brief(exc, 120)}); download {enum.url} into {hub}/{Path(enum.url).name}, "
             "or use --embedder model"
         ) from None
     net = torchvision.models.resnet50(weights=None)
@@ -144,6 +145,14 @@ def imagenet_embedder(device: torch.device) -> Embedder:
     net.fc = nn.Identity()
     version = f"resnet50:{Path(enum.url).name}"
     return Embedder("imagenet", version, 2048, 224, "crop", net.eval().to(device), device=device)
+
+
+def brief(exc: BaseException, most: int = 160) -> str:
+    """An exception's first line, cut at a word within ``most`` characters."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    if len(line) <= most:
+        return line
+    return line[:most].rsplit(" ", 1)[0] + " ..."
 
 
 def clip_embedder(spec: str, device: torch.device) -> Embedder:
@@ -164,13 +173,22 @@ def clip_embedder(spec: str, device: torch.device) -> Embedder:
         name, version = arch, spec
         if not pretrained:
             raise TrainingError(f"--clip-model {spec!r}: write ARCH:WEIGHTS or a folder")
+    logging.disable(logging.ERROR)  # open_clip's and the hub's own lines: ours is the one
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:
+        where = (
+            ""
+            if pretrained is None
+            else "; with no network, download the weights into a folder beside their "
+            "open_clip_config.json and give --clip-model FOLDER, or use --embedder model"
+        )
         raise TrainingError(
-            f"cannot load the CLIP model {spec} ({type(exc).__name__}: {str(exc)[:160]})"
+            f"cannot load the CLIP model {spec} ({type(exc).__name__}: {brief(exc)}){where}"
         ) from None
+    finally:
+        logging.disable(logging.NOTSET)
     model = model.eval().to(device)
     size = _image_size(model)
 

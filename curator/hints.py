@@ -8,6 +8,7 @@ page (`curator.review.server`) add it to the message with `with_hint`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib.util import find_spec
 
 from db.queues import (
     DefaultModelUnscored,
@@ -18,6 +19,13 @@ from db.queues import (
 )
 from db.registry import NoModel, NoModelLearned, UnknownModel
 from db.vectors import NoVectors
+
+
+def clip_step() -> str:
+    """What makes CLIP vectors: the embed, and where open_clip is missing, its install."""
+    extra = "" if find_spec("open_clip") else " (pip install 'curator[clip]')"
+    return f"run curator embed --embedder clip{extra}"
+
 
 #: A hint is added to the error's message as written, its leading punctuation included.
 Hints = Mapping[type, str]
@@ -34,7 +42,7 @@ COMMAND_LINE: Hints = {
     NoIndependentPredictions: ": run curator score --folds auto",
     DefaultModelUnscored: ": run curator score",
     NoVectors: ": run curator embed",
-    NoWordVectors: ": run curator embed --embedder clip (pip install 'curator[clip]')",
+    NoWordVectors: f": {clip_step()}",
 }
 
 #: What the review page adds: the same, but that a model is needed there to explain.

@@ -7,7 +7,9 @@ class CatalogError(Exception):
 
 class UnknownImage(CatalogError):
     def __init__(self, ref: str) -> None:
-        super().__init__(f"no image with id or sha256 {ref!r} in the catalog")
+        short = 0 < len(ref) < 6 and all(c in "0123456789abcdefABCDEF" for c in ref)
+        need = " (a sha256 is found by 6 characters or more)" if short else ""
+        super().__init__(f"no image with id or sha256 {ref!r} in the catalog{need}")
 
 
 class AmbiguousImage(CatalogError):

@@ -258,6 +258,9 @@ def test_bad_input_is_one_line(copy, tmp_path, monkeypatch):
     result = run(empty, "embed")
     assert result.exit_code == 1 and "train first" in result.stderr
     assert "--embedder imagenet" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = run(empty, "search", "a single person")
+    assert result.exit_code == 1 and "CLIP vectors, and the catalog has none" in result.stderr
+    assert "curator[clip]" not in result.stderr  # installed: only the embed is missing
     result = run(copy, "queue", "outlier")
     assert result.exit_code == 1 and "run curator embed" in result.stderr
     result = run(copy, "similar", "1")
@@ -265,6 +268,10 @@ def test_bad_input_is_one_line(copy, tmp_path, monkeypatch):
     assert run(copy, "embed", "--workers", "0").exit_code == 0
     result = run(copy, "similar", "999999")
     assert result.exit_code == 1 and "999999" in result.stderr and "Traceback" not in result.output
+    result = run(copy, "similar", tmp_path / "nowhere" / "x.jpg")
+    assert result.exit_code == 1 and "no file" in result.stderr and "nowhere" in result.stderr
+    result = run(copy, "similar", "abc")
+    assert result.exit_code == 1 and "6 characters or more" in result.stderr
     result = run(copy, "search", "a single person")
     assert result.exit_code == 1 and "--embedder clip" in result.stderr
     result = run(copy, "queue", "off-query")
@@ -273,6 +280,13 @@ def test_bad_input_is_one_line(copy, tmp_path, monkeypatch):
     result = run(copy, "embed", "--embedder", "nonsense")
     assert result.exit_code == 1 and "one of model, imagenet, clip" in result.stderr
 
+    # No network (the hub told so, rather than waiting on it): one line, and what to do.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    result = run(copy, "embed", "--embedder", "clip")
+    assert result.exit_code == 1 and "give --clip-model FOLDER" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     monkeypatch.setitem(sys.modules, "open_clip", None)  # as if curator[clip] were not installed
     result = run(copy, "embed", "--embedder", "clip")
     assert result.exit_code == 1 and "pip install 'curator[clip]'" in result.stderr

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curator.errors import CuratorError
+from curator.hints import clip_step
 from curator.learn.embedding import PROMPT, VectorSet, embed_catalog, load_embedder, newest_set
 from curator.learn.vectors import SetBusy
 from db.catalog import Catalog
-from db.errors import CatalogError, UnknownImage
+from db.errors import UnknownImage
 from db.images import ACTIVE, active_paths, find_image
 from db.vectors import NoVectors, embedded_ids
 
@@ -29,11 +30,9 @@ if TYPE_CHECKING:
 
 
 class NoTextEmbedder(CuratorError):
-    def __init__(self, embedder: str) -> None:
-        super().__init__(
-            f"text search needs CLIP vectors, and the newest are of the {embedder} embedder: "
-            "run curator embed --embedder clip (pip install 'curator[clip]')"
-        )
+    def __init__(self, embedder: str | None) -> None:
+        has = "the catalog has none" if embedder is None else f"the newest are {embedder}'s"
+        super().__init__(f"text search needs CLIP vectors, and {has}: {clip_step()}")
 
 
 @dataclass(frozen=True)
@@ -83,24 +82,34 @@ def _nearest(vectors: VectorSet, query: np.ndarray, limit: int, skip: set[int]) 
     return found[:limit]
 
 
+def _catalog_image(catalog: Catalog, ref: str) -> tuple[int, bool]:
+    """(the id of the image ``ref`` names, or of its group's representative; whether it is
+    active or in a group)."""
+    with catalog.reading() as session:
+        try:
+            image = find_image(session, ref=ref)
+        except UnknownImage:
+            if "/" in ref or Path(ref).suffix:  # meant as a file
+                raise CuratorError(
+                    f"no file {ref[:200]!r}, and no image with that id or sha256 in the catalog"
+                ) from None
+            raise UnknownImage(ref[:80]) from None
+        return image.duplicate_of or image.id, image.status == ACTIVE or bool(image.duplicate_of)
+
+
 def similar(
     catalog: Catalog, home: Path, ref: str, *, limit: int = 50, device: str = "cpu"
 ) -> tuple[int | None, list[Neighbour]]:
     """The ``limit`` pictures most like the image ``ref`` (an id, a sha256 prefix, or a file,
     in the catalog or not): (its catalog id or None, its neighbours, nearest first)."""
+    path = Path(ref).expanduser()
+    if not path.is_file():  # what was asked for is known before anything is embedded
+        image_id, active = _catalog_image(catalog, ref)
     vectors = ensure_embedded(catalog, home, device=device)
     ids, data = vectors.read()
-    path = Path(ref).expanduser()
     if path.is_file():
         embedder = set_embedder(catalog, home, vectors, device)
         return None, _nearest(vectors, _file_vector(embedder, path), limit, set())
-    with catalog.reading() as session:
-        try:
-            image = find_image(session, ref=ref)
-        except CatalogError:
-            raise UnknownImage(ref[:80]) from None
-        image_id = image.duplicate_of or image.id
-        active = image.status == ACTIVE or image.duplicate_of is not None
     where = np.flatnonzero(np.asarray(ids) == image_id)
     if len(where) == 0 and active:  # the run at work on the set has not reached it
         raise CuratorError(
@@ -163,7 +172,7 @@ def _clip_set(catalog: Catalog, home: Path, device: str) -> tuple[VectorSet, Emb
     vectors = newest_set(catalog, home, "clip")
     if vectors is None:
         newest = newest_set(catalog, home)
-        raise NoTextEmbedder(newest.embedder if newest else "no")
+        raise NoTextEmbedder(newest.embedder if newest else None)
     vectors = ensure_embedded_set(catalog, home, vectors, device)
     return vectors, set_embedder(catalog, home, vectors, device)
 
