@@ -351,6 +351,20 @@ def _chunks(ids: list[int]) -> Iterator[list[int]]:
         yield ids[start : start + _CHUNK]
 
 
+def latest_labels(session: Session, *, image_ids: Iterable[int], origin: str) -> dict[int, str]:
+    """The label of each image's latest event of ``origin`` ("" where it withdrew one), for
+    the images that have one: a query per chunk of images, not one per image."""
+    out: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(image_ids))):
+        found = session.execute(
+            select(LabelEvent.image_id, LabelEvent.label)
+            .where(LabelEvent.image_id.in_(chunk), LabelEvent.origin == origin)
+            .order_by(LabelEvent.id)
+        )
+        out.update((image_id, label or "") for image_id, label in found)
+    return out
+
+
 def current_labels(
     session: Session, *, image_ids: Iterable[int] | None = None
 ) -> dict[int, CurrentLabel]:

@@ -242,14 +242,25 @@ def test_clip_embeds_pictures_and_words(copy, tmp_path):
     assert shown.exit_code == 0 and len(shown.stdout.strip().splitlines()) == 3
 
     assert run(copy, "label", "1", "--as", "unhappy").exit_code == 0
+    (tmp_path / "unlabeled").mkdir()
+    blob_picture(4242, True).save(tmp_path / "unlabeled" / "new.jpg")
+    assert run(copy, "import", tmp_path / "unlabeled").exit_code == 0  # no label: embedded now
     result = run(copy, "search", "--prelabel", "--json")
     assert result.exit_code == 0, result.output
-    labeled = json.loads(result.stdout)["prelabeled"]
-    assert sum(labeled.values()) == 2 * PER_CLASS + len(PHOTOS) - 1  # a person's stays
+    made = json.loads(result.stdout)
+    labeled = made["prelabeled"]
+    assert sum(labeled.values()) == 2 * PER_CLASS + len(PHOTOS)  # a person's stays
+    # Imported with --label: the zero-shot labels lie beneath those, and say so; the
+    # picture imported without one has its zero-shot label for its label.
+    assert made["beneath"] == {"import": sum(labeled.values()) - 1} and made["in_effect"] == 1
+    [(new_id,)] = rows(copy, "SELECT image_id FROM sources WHERE locator LIKE '%new.jpg'")
+    shown = json.loads(run(copy, "show", new_id, "--json").stdout)
+    assert shown["label_origin"] == "model" and shown["label"] in labeled
     events = rows(copy, "SELECT image_id, author FROM label_events WHERE origin = 'model'")
     assert len(events) == sum(labeled.values()) and 1 not in {i for i, _a in events}
     again = run(copy, "search", "--prelabel")
     assert again.exit_code == 0 and "zero-shot labels (origin model)" in again.stdout
+    assert "the label of 1 of them; the others keep the stronger weak label" in again.stdout
     assert len(rows(copy, "SELECT id FROM label_events WHERE origin = 'model'")) == len(events)
 
 

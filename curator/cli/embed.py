@@ -201,12 +201,18 @@ def search_command(
     if prelabel:
         if text:
             fail("--prelabel labels by the classes' own words; give no text with it")
-        counts = zero_shot(catalog, settings.home, device=device)
+        made = zero_shot(catalog, settings.home, device=device)
         if as_json:
-            print_json({"prelabeled": counts})
+            print_json(made)
             return
-        shown = ", ".join(f"{escape_controls(k)} {v}" for k, v in counts.items())
+        shown = ", ".join(f"{escape_controls(k)} {v}" for k, v in made["prelabeled"].items())
         stdout.print(f"zero-shot labels (origin model): {shown}")
+        if made["beneath"]:
+            under = ", ".join(f"{k} {v}" for k, v in made["beneath"].items())
+            stdout.print(
+                f"  the label of {made['in_effect']} of them; the others keep the stronger "
+                f"weak label they have ({under})"
+            )
         return
     found = text_search(catalog, settings.home, text, limit=limit, device=device)
     if as_json:

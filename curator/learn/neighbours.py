@@ -212,11 +212,13 @@ class Finder:
 ZERO_SHOT_AUTHOR = "clip zero-shot"
 
 
-def zero_shot(catalog: Catalog, home: Path, *, device: str = "cpu") -> dict[str, int]:
+def zero_shot(catalog: Catalog, home: Path, *, device: str = "cpu") -> dict[str, Any]:
     """A weak label of origin ``model`` for every active picture no person labeled: the class
     whose words (`PROMPT`) its CLIP vector is nearest. A rerun writes only what changed (a
-    picture whose zero-shot label is already that class gets no new event)."""
-    from db.labels import add_label_events, latest_event
+    picture whose zero-shot label is already that class gets no new event). Returns
+    {"prelabeled": {class: pictures}, "in_effect": how many of them it is the label of,
+    "beneath": {origin: how many have a stronger weak label, which it leaves as it is}}."""
+    from db.labels import RANK, add_label_events, current_labels, latest_labels
     from db.settings import get_classes
     from db.vectors import unreviewed_rows
 
@@ -226,23 +228,26 @@ def zero_shot(catalog: Catalog, home: Path, *, device: str = "cpu") -> dict[str,
         rows = unreviewed_rows(session, embedding_id=vectors.id)
     words = embedder.words([PROMPT.format(c) for c in classes])  # (K, D)
     _ids, data = vectors.read()
-    counts = dict.fromkeys(classes, 0)
     chosen: dict[str, list[int]] = {c: [] for c in classes}
     for start in range(0, len(rows), 4096):
         part = rows[start : start + 4096]
         sims = np.asarray(data[[r for _i, r in part]], dtype=np.float32) @ words.T
         for (image_id, _row), best in zip(part, sims.argmax(axis=1), strict=True):
             chosen[classes[int(best)]].append(image_id)
+    beneath: dict[str, int] = {}
     with catalog.writing() as session:
+        every = [i for ids in chosen.values() for i in ids]
+        before = latest_labels(session, image_ids=every, origin="model")
         for label, ids in chosen.items():
-            fresh = [
-                i
-                for i in ids
-                if (last := latest_event(session, image_id=i, origin="model")) is None
-                or last.label != label
-            ]
+            fresh = [i for i in ids if before.get(i) != label]
             add_label_events(
                 session, image_ids=fresh, label=label, origin="model", author=ZERO_SHOT_AUTHOR
             )
-            counts[label] = len(ids)
-    return counts
+        for current in current_labels(session, image_ids=every).values():
+            if RANK[current.origin] > RANK["model"]:
+                beneath[current.origin] = beneath.get(current.origin, 0) + 1
+    return {
+        "prelabeled": {label: len(ids) for label, ids in chosen.items()},
+        "in_effect": len(every) - sum(beneath.values()),
+        "beneath": beneath,
+    }
